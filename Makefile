@@ -1,0 +1,57 @@
+# Two commands matter: `make demo` and `make test`. Everything else is a building block.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+UV_VERSION := 0.13.9
+DEMO_DS ?= 2024-06-30
+DEMO_START ?= 2024-05-01
+DEMO_SCALE ?= 0.02
+DEMO_LAKE ?= $(CURDIR)/lake
+export SPARK_LOCAL_IP ?= 127.0.0.1
+export PYSPARK_PYTHON ?= $(CURDIR)/$(PY)
+
+.PHONY: help venv demo demo-data test lint format package bench lock clean
+
+help:
+	@echo "make demo     - install, generate demo data, run the nightly pipeline locally, print outputs"
+	@echo "make test     - lint + the whole test suite"
+	@echo "make package  - build dist/spark_jobs-<version>.zip + entrypoint for spark-submit"
+	@echo "make bench    - benchmarks, written to docs/BENCHMARKS.md"
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet "uv==$(UV_VERSION)"
+	$(VENV)/bin/uv pip install --python $(PY) --quiet -r requirements-dev.txt -c constraints.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo-data: venv
+	$(PY) -m include.demo_data --lake $(DEMO_LAKE) --start $(DEMO_START) --end $(DEMO_DS) --scale $(DEMO_SCALE)
+
+demo: demo-data
+	$(PY) -m include.run_local --lake $(DEMO_LAKE) --ds $(DEMO_DS) --history-start $(DEMO_START)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: lint
+	$(PY) -m pytest
+
+package: venv
+	$(PY) -m include.packaging --out dist
+
+bench: venv
+	$(PY) -m bench
+
+lock: venv
+	$(VENV)/bin/uv pip freeze --python $(PY) | grep -v -E '^(uv|pip)==' > constraints.txt
+
+clean:
+	rm -rf dist lake .pytest_cache spark-warehouse metastore_db

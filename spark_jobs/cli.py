@@ -1,0 +1,101 @@
+"""The one entrypoint: parse the job command line, run the job, map bad input to exit 2.
+
+Same arguments locally (`python -m spark_jobs ...`) and as an EMR step
+(`spark-submit --py-files spark_jobs-<version>.zip entrypoint.py ...`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from spark_jobs.common import JobInputError, date_range, normalize_lake, parse_ds
+from spark_jobs.schemas import DATASETS
+
+# job name -> module with `run(spark, args) -> dict` (imported only when that job runs)
+JOBS = {
+    "ingest": "spark_jobs.ingest",
+    "graph": "spark_jobs.graph",
+    "sales_rolling": "spark_jobs.sales_rolling",
+    "stock_daily": "spark_jobs.stock_daily",
+    "features": "spark_jobs.features",
+    "segments": "spark_jobs.segments",
+    "clickstream": "spark_jobs.clickstream",
+}
+
+EXIT_BAD_INPUT = 2
+METRICS_PREFIX = "SPARK_JOBS_METRICS "
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so usage errors are one line too."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise JobInputError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m spark_jobs", description=__doc__)
+    parser.add_argument("job", choices=sorted(JOBS))
+    parser.add_argument("--ds", help="logical date YYYY-MM-DD (the run's data_interval_start)")
+    parser.add_argument("--lake", required=True, help="lake root: file:///abs/path or s3://bucket/prefix")
+    parser.add_argument("--dataset", choices=DATASETS, help="ingest: which landing dataset")
+    parser.add_argument("--start-ds", help="ingest: first date of a range (inclusive)")
+    parser.add_argument("--end-ds", help="ingest: last date of a range (inclusive)")
+    parser.add_argument(
+        "--checkpoint",
+        help="clickstream: checkpoint location (default LAKE/_checkpoints/clickstream_checkouts)",
+    )
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    args.lake = normalize_lake(args.lake)
+    ranged = args.start_ds is not None or args.end_ds is not None
+    if args.job == "ingest":
+        if args.dataset is None:
+            raise JobInputError("ingest needs --dataset")
+        if ranged and args.ds is not None:
+            raise JobInputError("give either --ds or --start-ds/--end-ds, not both")
+        if ranged:
+            if args.start_ds is None or args.end_ds is None:
+                raise JobInputError("--start-ds and --end-ds go together")
+            args.dates = date_range(parse_ds(args.start_ds), parse_ds(args.end_ds))
+        elif args.ds is not None:
+            args.dates = [parse_ds(args.ds)]
+        else:
+            raise JobInputError("ingest needs --ds or --start-ds/--end-ds")
+        args.ds = args.dates[-1]
+    else:
+        if ranged or args.dataset is not None:
+            raise JobInputError(f"{args.job} takes --ds only (--dataset/--start-ds/--end-ds are ingest's)")
+        if args.ds is None:
+            raise JobInputError(f"{args.job} needs --ds")
+        args.ds = parse_ds(args.ds)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        args = parse_args(argv)
+    except JobInputError as exc:
+        print(f"spark_jobs: bad arguments: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from spark_jobs.common import get_spark
+
+    module = importlib.import_module(JOBS[args.job])
+    spark = get_spark(f"{args.job}-{args.ds}")
+    try:
+        metrics = module.run(spark, args) or {}
+    except JobInputError as exc:
+        print(f"spark_jobs {args.job} --ds {args.ds}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    # One machine-readable line for the run report: rows in/out/quarantined per output.
+    print(METRICS_PREFIX + json.dumps({"job": args.job, "ds": str(args.ds), **metrics}, default=str))
+    return 0
