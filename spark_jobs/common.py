@@ -198,11 +198,15 @@ def write_partition(
     writer = out.write.mode("errorifexists")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
-    writer.parquet(staging)
-    rows = spark.read.parquet(staging).count()
-
     fs, target_path = _fs_path(spark, target)
     _, staging_path = _fs_path(spark, staging)
+    try:
+        writer.parquet(staging)
+        rows = spark.read.parquet(staging).count()
+    except BaseException:
+        fs.delete(staging_path, True)  # the half-written attempt; the target was never touched
+        raise
+
     _, backup_path = _fs_path(spark, backup)
     fs.mkdirs(target_path.getParent())
     had_previous = bool(fs.exists(target_path))
