@@ -1,0 +1,144 @@
+"""EMR cluster profiles as data, and the pure function that turns one into RunJobFlow overrides.
+
+A profile holds only what differs between sizes (instances, step concurrency, Spark tuning);
+`job_flow_overrides` adds the deployment's settings (release, roles, network, log URI) and the
+run's tags to a deep copy, so the module-level profiles are never changed by a run.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from include.pipeline import PROJECT, safe_name
+from include.settings import Settings
+
+# Steps of independent branches (the five ingests, then graph/rolling/stock/clickstream) run
+# side by side up to StepConcurrencyLevel; YARN shares the nodes between them.
+PROFILES: dict[str, dict[str, Any]] = {
+    "dev": {
+        "description": "1 master + 2 core m5.xlarge, on demand: small days and tests",
+        "StepConcurrencyLevel": 3,
+        "InstanceGroups": [
+            {
+                "Name": "master",
+                "InstanceRole": "MASTER",
+                "Market": "ON_DEMAND",
+                "InstanceType": "m5.xlarge",
+                "InstanceCount": 1,
+            },
+            {
+                "Name": "core",
+                "InstanceRole": "CORE",
+                "Market": "ON_DEMAND",
+                "InstanceType": "m5.xlarge",
+                "InstanceCount": 2,
+            },
+        ],
+        "SparkDefaults": {"spark.sql.shuffle.partitions": "64"},
+    },
+    "prod": {
+        "description": "master m5.2xlarge, 5 core r5.4xlarge on demand, "
+        "c5.4xlarge task nodes on spot, managed scaling",
+        "StepConcurrencyLevel": 5,
+        "InstanceGroups": [
+            {
+                "Name": "master",
+                "InstanceRole": "MASTER",
+                "Market": "ON_DEMAND",
+                "InstanceType": "m5.2xlarge",
+                "InstanceCount": 1,
+            },
+            {
+                "Name": "core",
+                "InstanceRole": "CORE",
+                "Market": "ON_DEMAND",
+                "InstanceType": "r5.4xlarge",
+                "InstanceCount": 5,
+            },
+            {
+                "Name": "task-spot",
+                "InstanceRole": "TASK",
+                "Market": "SPOT",
+                "InstanceType": "c5.4xlarge",
+                "InstanceCount": 2,
+            },
+        ],
+        # Core nodes hold HDFS and shuffle data, so they stay on demand and fixed; scaling adds or
+        # removes spot task nodes only (limits count core + task instances, not the master).
+        "ManagedScalingPolicy": {
+            "ComputeLimits": {
+                "UnitType": "Instances",
+                "MinimumCapacityUnits": 5,
+                "MaximumCapacityUnits": 25,
+                "MaximumOnDemandCapacityUnits": 5,
+                "MaximumCoreCapacityUnits": 5,
+            }
+        },
+        "SparkDefaults": {"spark.sql.shuffle.partitions": "400", "spark.sql.adaptive.enabled": "true"},
+    },
+}
+
+# Every cluster, whatever its size.
+_SPARK_DEFAULTS = {"spark.sql.session.timeZone": "UTC", "spark.sql.sources.partitionOverwriteMode": "static"}
+
+
+def cluster_tags(
+    *, dag_id: str, run_id: str, ds: str, profile: str, extra: Mapping[str, str] = ()
+) -> dict[str, str]:
+    """Tags naming the DAG and run on the cluster (and, by EMR propagation, its instances)."""
+    tags = dict(extra)
+    tags.update(
+        {
+            "project": PROJECT,
+            "dag_id": safe_name(dag_id),
+            "run_id": safe_name(run_id),
+            "ds": ds,
+            "cluster_profile": profile,
+        }
+    )
+    return tags
+
+
+def job_flow_overrides(
+    profile: str, settings: Settings, *, name: str, tags: Mapping[str, str]
+) -> dict[str, Any]:
+    """The RunJobFlow request for `profile` under `settings`; a fresh dict each call."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown cluster profile {profile!r}; choose from {sorted(PROFILES)}")
+    spec = copy.deepcopy(PROFILES[profile])
+
+    instances: dict[str, Any] = {
+        "InstanceGroups": spec["InstanceGroups"],
+        # Steps are added after creation, one branch at a time: an idle cluster must not end
+        # itself between two steps. The teardown terminates it; AutoTerminationPolicy is the net.
+        "KeepJobFlowAliveWhenNoSteps": True,
+        "TerminationProtected": False,
+        "Ec2SubnetId": settings.subnet_id,
+    }
+    if settings.master_security_group:
+        instances["EmrManagedMasterSecurityGroup"] = settings.master_security_group
+        instances["EmrManagedSlaveSecurityGroup"] = settings.core_security_group
+    if settings.service_security_group:
+        instances["ServiceAccessSecurityGroup"] = settings.service_security_group
+
+    overrides: dict[str, Any] = {
+        "Name": safe_name(name)[:256],
+        "ReleaseLabel": settings.release_label,
+        "Applications": [{"Name": "Spark"}],
+        "LogUri": settings.log_uri,
+        "ServiceRole": settings.service_role,
+        "JobFlowRole": settings.instance_profile,
+        "VisibleToAllUsers": True,
+        "Instances": instances,
+        "StepConcurrencyLevel": spec["StepConcurrencyLevel"],
+        "AutoTerminationPolicy": {"IdleTimeout": settings.idle_timeout_seconds},
+        "Configurations": [
+            {"Classification": "spark-defaults", "Properties": {**_SPARK_DEFAULTS, **spec["SparkDefaults"]}},
+        ],
+        "Tags": [{"Key": key, "Value": str(value)[:256]} for key, value in sorted(tags.items())],
+    }
+    if "ManagedScalingPolicy" in spec:
+        overrides["ManagedScalingPolicy"] = spec["ManagedScalingPolicy"]
+    return overrides

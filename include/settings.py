@@ -1,0 +1,201 @@
+"""Deployment settings of the DAGs, read from the environment when a DAG file is parsed.
+
+One place names every `PIPELINE_*` variable, its default and its check, so a wrong value
+fails the DAG import with a message naming the variable (visible in the Airflow UI) instead of
+a cluster that cannot start. No AWS call, no Airflow Variable, no file read.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TARGETS = ("local", "emr")
+PROFILE_NAMES = ("dev", "prod")
+
+_S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._/=+-]*)?$")
+_LOCAL_URI = re.compile(r"^file:///[A-Za-z0-9._/+=@-]*$")
+_SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+_SG = re.compile(r"^sg-[0-9a-f]{8,17}$")
+_RELEASE = re.compile(r"^emr-7\.\d+\.\d+$")  # EMR 7.x ships Spark 3.5, which the jobs are written for
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_GLUE_DB = re.compile(r"^[a-z0-9_]{1,255}$")
+_ROLE = re.compile(r"^[A-Za-z0-9+=,.@_/:-]{1,512}$")
+_CONN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
+
+
+class SettingsError(ValueError):
+    """One or more PIPELINE_* variables are missing or wrong; the message lists each."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    target: str = "local"
+    lake: str = (PROJECT_ROOT / "lake").as_uri()
+    default_profile: str = "dev"
+    retries: int = 2
+    retry_delay_seconds: int = 60
+    # emr only
+    code_uri: str = ""
+    log_uri: str = ""
+    subnet_id: str = ""
+    master_security_group: str = ""
+    core_security_group: str = ""
+    service_security_group: str = ""
+    release_label: str = "emr-7.5.0"
+    service_role: str = "EMR_DefaultRole"
+    instance_profile: str = "EMR_EC2_DefaultRole"
+    idle_timeout_seconds: int = 3600
+    poll_seconds: int = 60
+    aws_conn_id: str = "aws_default"
+    region: str | None = None
+    glue_database: str = "customer_analytics"
+    extra_tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def is_emr(self) -> bool:
+        return self.target == "emr"
+
+
+# env var -> (Settings field, converter). Every setting is documented in the README.
+_ENV = {
+    "PIPELINE_TARGET": ("target", str),
+    "PIPELINE_LAKE": ("lake", str),
+    "PIPELINE_CLUSTER_PROFILE": ("default_profile", str),
+    "PIPELINE_RETRIES": ("retries", int),
+    "PIPELINE_RETRY_DELAY_SECONDS": ("retry_delay_seconds", int),
+    "PIPELINE_CODE_URI": ("code_uri", str),
+    "PIPELINE_EMR_LOG_URI": ("log_uri", str),
+    "PIPELINE_EMR_SUBNET_ID": ("subnet_id", str),
+    "PIPELINE_EMR_MASTER_SG": ("master_security_group", str),
+    "PIPELINE_EMR_CORE_SG": ("core_security_group", str),
+    "PIPELINE_EMR_SERVICE_SG": ("service_security_group", str),
+    "PIPELINE_EMR_RELEASE": ("release_label", str),
+    "PIPELINE_EMR_SERVICE_ROLE": ("service_role", str),
+    "PIPELINE_EMR_INSTANCE_PROFILE": ("instance_profile", str),
+    "PIPELINE_EMR_IDLE_TIMEOUT_SECONDS": ("idle_timeout_seconds", int),
+    "PIPELINE_EMR_POLL_SECONDS": ("poll_seconds", int),
+    "PIPELINE_AWS_CONN_ID": ("aws_conn_id", str),
+    "PIPELINE_AWS_REGION": ("region", str),
+    "PIPELINE_GLUE_DATABASE": ("glue_database", str),
+    "PIPELINE_EXTRA_TAGS": ("extra_tags", str),
+}
+ENV_VARS = tuple(_ENV)
+
+
+def _parse_tags(value: str, problems: list[str]) -> dict[str, str]:
+    """`key=value,key2=value2` (cost allocation tags and the like)."""
+    tags: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        key, sep, val = item.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9 _.:/=+@-]{1,128}", key.strip()):
+            problems.append(f"PIPELINE_EXTRA_TAGS: {item!r} is not key=value")
+            continue
+        tags[key.strip()] = val.strip()
+    return tags
+
+
+def _local_lake(value: str) -> str:
+    if "://" in value:
+        return value.rstrip("/")
+    path = Path(value)
+    return (path if path.is_absolute() else PROJECT_ROOT / path).resolve().as_uri()
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from `environ` (default os.environ); SettingsError names every bad variable."""
+    env = os.environ if environ is None else environ
+    problems: list[str] = []
+    values: dict[str, object] = {}
+    for var, (attr, convert) in _ENV.items():
+        raw = env.get(var, "").strip()
+        if not raw:
+            continue
+        if attr == "extra_tags":
+            values[attr] = _parse_tags(raw, problems)
+            continue
+        try:
+            values[attr] = convert(raw)
+        except ValueError:
+            problems.append(f"{var}={raw!r} is not a whole number")
+
+    target = values.get("target", "local")
+    if target not in TARGETS:
+        problems.append(f"PIPELINE_TARGET={target!r}: choose one of {', '.join(TARGETS)}")
+    if values.get("default_profile", "dev") not in PROFILE_NAMES:
+        problems.append(f"PIPELINE_CLUSTER_PROFILE: choose one of {', '.join(PROFILE_NAMES)}")
+    for var, attr, low in (
+        ("PIPELINE_RETRIES", "retries", 0),
+        ("PIPELINE_RETRY_DELAY_SECONDS", "retry_delay_seconds", 1),
+    ):
+        if isinstance(values.get(attr), int) and values[attr] < low:  # type: ignore[operator]
+            problems.append(f"{var} must be >= {low}")
+
+    if target == "emr":
+        _check_emr(values, problems)
+    elif target == "local":
+        values["lake"] = _local_lake(str(values.get("lake", Settings.lake)))
+        if not _LOCAL_URI.match(str(values["lake"])):
+            problems.append(
+                f"PIPELINE_LAKE={values['lake']!r}: the local target needs a file:// URI or a path"
+            )
+
+    if problems:
+        raise SettingsError("pipeline settings: " + "; ".join(problems))
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def _check_emr(values: dict[str, object], problems: list[str]) -> None:
+    lake = str(values.get("lake", "")).rstrip("/")
+    if not lake or "lake" not in values:
+        problems.append("PIPELINE_LAKE is required when PIPELINE_TARGET=emr (e.g. s3://my-bucket/lake)")
+    elif not _S3_URI.match(lake):
+        problems.append(f"PIPELINE_LAKE={lake!r} must be an s3://bucket/prefix URI for the emr target")
+    values["lake"] = lake
+    # Code and cluster logs default to folders next to the lake's zones (ignored by readers: '_').
+    values["code_uri"] = str(values.get("code_uri") or f"{lake}/_code").rstrip("/")
+    values["log_uri"] = str(values.get("log_uri") or f"{lake}/_emr_logs").rstrip("/") + "/"
+    for var, attr in (("PIPELINE_CODE_URI", "code_uri"), ("PIPELINE_EMR_LOG_URI", "log_uri")):
+        if lake and not _S3_URI.match(str(values[attr]).rstrip("/")):
+            problems.append(f"{var}={values[attr]!r} must be an s3:// URI")
+    subnet = values.get("subnet_id")
+    if not subnet:
+        problems.append(
+            "PIPELINE_EMR_SUBNET_ID is required when PIPELINE_TARGET=emr (e.g. subnet-0123456789abcdef0)"
+        )
+    elif not _SUBNET.match(str(subnet)):
+        problems.append(f"PIPELINE_EMR_SUBNET_ID={subnet!r} is not a subnet id (subnet-...)")
+    for var, attr in (
+        ("PIPELINE_EMR_MASTER_SG", "master_security_group"),
+        ("PIPELINE_EMR_CORE_SG", "core_security_group"),
+        ("PIPELINE_EMR_SERVICE_SG", "service_security_group"),
+    ):
+        if values.get(attr) and not _SG.match(str(values[attr])):
+            problems.append(f"{var}={values[attr]!r} is not a security group id (sg-...)")
+    if bool(values.get("master_security_group")) != bool(values.get("core_security_group")):
+        problems.append("PIPELINE_EMR_MASTER_SG and PIPELINE_EMR_CORE_SG go together")
+    release = values.get("release_label", Settings.release_label)
+    if not _RELEASE.match(str(release)):
+        problems.append(f"PIPELINE_EMR_RELEASE={release!r}: use an emr-7.x.y release (Spark 3.5)")
+    for var, attr in (
+        ("PIPELINE_EMR_SERVICE_ROLE", "service_role"),
+        ("PIPELINE_EMR_INSTANCE_PROFILE", "instance_profile"),
+    ):
+        if attr in values and not _ROLE.match(str(values[attr])):
+            problems.append(f"{var}={values[attr]!r} is not a role name or ARN")
+    idle = values.get("idle_timeout_seconds", Settings.idle_timeout_seconds)
+    if isinstance(idle, int) and not 60 <= idle <= 7 * 24 * 3600:
+        problems.append("PIPELINE_EMR_IDLE_TIMEOUT_SECONDS must be between 60 and 604800 (EMR's limits)")
+    poll = values.get("poll_seconds", Settings.poll_seconds)
+    if isinstance(poll, int) and poll < 1:
+        problems.append("PIPELINE_EMR_POLL_SECONDS must be >= 1")
+    if "region" in values and not _REGION.match(str(values["region"])):
+        problems.append(f"PIPELINE_AWS_REGION={values['region']!r} is not a region name (e.g. eu-west-1)")
+    if "aws_conn_id" in values and not _CONN_ID.match(str(values["aws_conn_id"])):
+        problems.append(f"PIPELINE_AWS_CONN_ID={values['aws_conn_id']!r} is not a connection id")
+    if "glue_database" in values and not _GLUE_DB.match(str(values["glue_database"])):
+        problems.append("PIPELINE_GLUE_DATABASE: lower-case letters, digits and _ only (Athena's rule)")
