@@ -1,0 +1,91 @@
+"""Run batches of EMR steps one batch after another on one cluster, deferring while EMR works.
+
+For work whose shape is only known at run time (a backfill's date range): the steps of one
+batch are independent and run side by side (up to the cluster's StepConcurrencyLevel); the
+next batch is added only once every step of the previous one COMPLETED. Between batches the
+task is deferred on the provider's EmrAddStepsTrigger, so no worker slot is held.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.emr import EmrHook
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.triggers.emr import EmrAddStepsTrigger
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.sdk.exceptions import AirflowException
+
+MAX_STEPS_PER_BATCH = 10  # ListSteps (what the trigger polls) filters on at most 10 step ids
+
+
+class EmrStepBatchesOperator(AwsBaseOperator[EmrHook]):
+    """Add `batches[0]`, wait for all its steps, add `batches[1]`, ... ; fail on the first failed step.
+
+    :param job_flow_id: the cluster (templated; XComArg works)
+    :param batches: lists of boto3 `Steps` items (templated; XComArg works)
+    :param waiter_delay: seconds between two polls of a batch
+    :param waiter_max_attempts: polls per batch before giving up
+    :return: every step id, in the order added
+    """
+
+    aws_hook_class = EmrHook
+    template_fields: Sequence[str] = aws_template_fields("job_flow_id", "batches")
+    template_fields_renderers = {"batches": "json"}
+    ui_color = "#f9c915"
+
+    def __init__(
+        self,
+        *,
+        job_flow_id: str | Any,
+        batches: Sequence[Sequence[dict[str, Any]]] | Any,
+        waiter_delay: int = 60,
+        waiter_max_attempts: int = 360,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.job_flow_id = job_flow_id
+        self.batches = batches
+        self.waiter_delay = waiter_delay
+        self.waiter_max_attempts = waiter_max_attempts
+
+    def execute(self, context: Any) -> list[str]:
+        too_big = [i for i, batch in enumerate(self.batches) if not 0 < len(batch) <= MAX_STEPS_PER_BATCH]
+        if too_big:
+            raise AirflowException(
+                f"batches {too_big} are empty or hold more than {MAX_STEPS_PER_BATCH} steps"
+            )
+        return self._next(0, [])
+
+    def _next(self, index: int, done: list[str]) -> list[str]:
+        if index == len(self.batches):
+            self.log.info("All %d batches completed (%d steps)", len(self.batches), len(done))
+            return done
+        batch = list(self.batches[index])
+        self.log.info("Batch %d/%d: %s", index + 1, len(self.batches), [s["Name"] for s in batch])
+        step_ids = self.hook.add_job_flow_steps(job_flow_id=self.job_flow_id, steps=batch)
+        self.defer(
+            trigger=EmrAddStepsTrigger(
+                job_flow_id=self.job_flow_id,
+                step_ids=step_ids,
+                waiter_delay=self.waiter_delay,
+                waiter_max_attempts=self.waiter_max_attempts,
+                aws_conn_id=self.aws_conn_id,
+                region_name=self.region_name,
+                verify=self.verify,
+                botocore_config=self.botocore_config,
+            ),
+            method_name="execute_complete",
+            kwargs={"index": index, "done": [*done, *step_ids]},
+            timeout=timedelta(seconds=self.waiter_delay * self.waiter_max_attempts + 60),
+        )
+        raise AssertionError("defer() does not return")  # pragma: no cover
+
+    def execute_complete(
+        self, context: Any, event: dict[str, Any] | None = None, index: int = 0, done: list[str] | None = None
+    ) -> list[str]:
+        if not event or event.get("status") != "success":
+            raise AirflowException(f"batch {index + 1}/{len(self.batches)} failed: {event}")
+        return self._next(index + 1, list(done or []))

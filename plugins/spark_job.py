@@ -1,0 +1,116 @@
+"""Run Spark job command lines as local subprocesses (`python -m <module> ARGS...`), one after another.
+
+The local twin of an EMR step: the same argument list, run with Spark in local mode. Output is
+streamed to the task log; a `<METRICS_PREFIX>{json}` line is collected and returned (XCom);
+a non-zero exit fails the task with the job's own one-line reason. Exit code 2 (bad input)
+fails without retry, since running the same input again cannot help.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+EXIT_BAD_INPUT = 2
+
+
+class SparkJobSubprocessOperator(BaseOperator):
+    """Run `[python, -m, module, *args]` for each argument list in `commands`, in order.
+
+    :param commands: argument lists (templated; an XComArg works), e.g. [["graph", "--ds", ...]]
+    :param module: the package to run with `python -m`
+    :param python: interpreter (default: the worker's own)
+    :param cwd: working directory; also put first on PYTHONPATH so `module` is importable
+    :param env: extra environment variables for the jobs (on top of the worker's)
+    :param metrics_prefix: line prefix of the job's machine-readable metrics
+    """
+
+    template_fields: Sequence[str] = ("commands",)
+    template_fields_renderers = {"commands": "json"}
+    ui_color = "#e4f0e8"
+
+    def __init__(
+        self,
+        *,
+        commands: Sequence[Sequence[str]] | Any,
+        module: str = "spark_jobs",
+        python: str | None = None,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        metrics_prefix: str = "SPARK_JOBS_METRICS ",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.commands = commands
+        self.module = module
+        self.python = python
+        self.cwd = cwd
+        self.env = dict(env or {})
+        self.metrics_prefix = metrics_prefix
+
+    def _environment(self) -> dict[str, str]:
+        env = {**os.environ, **self.env}
+        env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        env["PYTHONUNBUFFERED"] = "1"  # stream the job's log lines as they happen
+        if self.cwd:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, (self.cwd, env.get("PYTHONPATH"))))
+        return env
+
+    def execute(self, context: Any) -> list[dict[str, Any]]:
+        commands = self.commands
+        if not isinstance(commands, list) or not all(
+            isinstance(cmd, list) and all(isinstance(a, str) for a in cmd) for cmd in commands
+        ):
+            raise AirflowFailException(f"commands must be a list of lists of strings, got {commands!r}")
+        env = self._environment()
+        return [self._run(cmd, env) for cmd in commands]
+
+    def _run(self, args: list[str], env: dict[str, str]) -> dict[str, Any]:
+        argv = [self.python or sys.executable, "-m", self.module, *args]
+        self.log.info("Running %s", argv)
+        tail: deque[str] = deque(maxlen=30)
+        metrics: dict[str, Any] = {}
+        # An argument list, never a shell string: no parameter value is ever interpreted.
+        with subprocess.Popen(  # noqa: S603
+            argv,
+            cwd=self.cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        ) as proc:
+            assert proc.stdout is not None  # noqa: S101 (stdout=PIPE)
+            for raw in proc.stdout:
+                line = raw.rstrip("\n")
+                tail.append(line)
+                if line.startswith(self.metrics_prefix):
+                    metrics = json.loads(line[len(self.metrics_prefix) :])
+                    self.log.info("metrics: %s", json.dumps(metrics, sort_keys=True))
+                else:
+                    self.log.info("%s", line)
+            code = proc.wait()
+        if code != 0:
+            reason = _reason(tail, self.module)
+            message = f"{' '.join(args[:1])} exited with code {code}: {reason}"
+            if code == EXIT_BAD_INPUT:
+                raise AirflowFailException(message)
+            raise AirflowException(message)
+        return metrics
+
+
+def _reason(tail: Sequence[str], module: str) -> str:
+    """The job's one-line reason (last line naming the module), else the last non-empty line."""
+    lines = [line for line in tail if line.strip()]
+    for line in reversed(lines):
+        if line.startswith(module):
+            return line
+    return lines[-1] if lines else "no output"
