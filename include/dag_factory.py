@@ -1,0 +1,472 @@
+"""Turn the pipeline spec into DAGs: the nightly run and the date-range backfill, for either target.
+
+Every task of a run gets its arguments from one `plan` task, which validates the run's
+parameters (Param schema first, then here again) before anything reaches AWS or a command
+line, and derives every date from the logical date or the requested range. The planning
+functions are pure and take plain values, so they are tested without Airflow.
+
+emr:   plan -> create cluster + upload code -> per step: add step -> wait (deferrable)
+            -> register in Glue (+ Asset) ;  terminate cluster (teardown, runs whatever happened)
+local: plan -> per step: `python -m spark_jobs ...` subprocess (+ Asset)
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.providers.amazon.aws.operators.emr import (
+    EmrAddStepsOperator,
+    EmrCreateJobFlowOperator,
+    EmrTerminateJobFlowOperator,
+)
+from airflow.providers.amazon.aws.operators.glue_catalog import GlueCatalogCreateDatabaseOperator
+from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
+from airflow.sdk import (
+    DAG,
+    Asset,
+    CronDataIntervalTimetable,
+    Param,
+    chain,
+    cross_downstream,
+    get_current_context,
+    task,
+)
+
+from include import pipeline as P
+from include.cluster_profiles import PROFILES, cluster_tags, job_flow_overrides
+from include.settings import PROJECT_ROOT, Settings
+from plugins.emr_step_batches import EmrStepBatchesOperator
+from plugins.glue_partitions import GlueRegisterPartitionsOperator
+from plugins.spark_job import SparkJobSubprocessOperator
+
+NIGHTLY_DAG_ID = "customer_analytics_nightly"
+BACKFILL_DAG_ID = "customer_analytics_backfill"
+# Interval timetable: the run for day D starts at 02:00 UTC on D+1, and its logical date
+# (= data_interval_start) is D, so ds is the day whose data is complete.
+NIGHTLY_SCHEDULE = "0 2 * * *"
+START_DATE = pendulum.datetime(2024, 1, 1, tz="UTC")
+STEP_TIMEOUT = timedelta(hours=6)  # a step running longer than this is stuck, not slow
+DS_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+
+log = logging.getLogger(__name__)
+
+
+# ---- what the DAGs share -------------------------------------------------------------------
+def output_asset(settings: Settings, output: str) -> Asset:
+    """The Asset of a curated output: named by what it is, addressed where it lives (s3:// or file://)."""
+    return Asset(
+        name=f"{P.PROJECT}/curated/{output}",
+        uri=f"{settings.lake}/curated/{output}",
+        group="customer-analytics",
+    )
+
+
+def default_args(settings: Settings) -> dict[str, Any]:
+    return {
+        "owner": "data-platform",
+        "retries": settings.retries,
+        "retry_delay": timedelta(seconds=settings.retry_delay_seconds),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=30),
+    }
+
+
+def _profile_param(settings: Settings) -> Param:
+    return Param(
+        settings.default_profile,
+        type="string",
+        enum=sorted(PROFILES),
+        title="Cluster profile",
+        description="EMR cluster size: dev (3 x m5.xlarge) or prod (r5/c5 with spot task nodes). "
+        "Ignored by the local target.",
+    )
+
+
+def _date_param(title: str, description: str, *, nullable: bool = False) -> Param:
+    """A YYYY-MM-DD date; nullable ones default to null, the others must be filled in."""
+    schema = {
+        "type": ["null", "string"] if nullable else "string",
+        "format": "date",
+        "pattern": DS_PATTERN,
+        "title": title,
+        "description": description,
+    }
+    return Param(None, **schema) if nullable else Param(**schema)
+
+
+def nightly_params(settings: Settings) -> dict[str, Param]:
+    return {
+        "cluster_profile": _profile_param(settings),
+        "outputs": Param(
+            list(P.OUTPUTS),
+            type="array",
+            items={"type": "string", "enum": list(P.OUTPUTS)},
+            minItems=1,
+            uniqueItems=True,
+            title="Outputs to build",
+            description="Only the steps these outputs need run; the others are skipped.",
+        ),
+        "ingest_start_ds": _date_param(
+            "Load landing history from",
+            "Empty: ingest the run's date only. A date: ingest every day from it to the run's date "
+            f"(at most {P.MAX_INGEST_HISTORY_DAYS} days) in one step per dataset.",
+            nullable=True,
+        ),
+    }
+
+
+def backfill_params(settings: Settings) -> dict[str, Param]:
+    return {
+        "start_ds": _date_param("First date", "First date of the range (inclusive)."),
+        "end_ds": _date_param("Last date", f"Last date (inclusive); at most {P.MAX_BACKFILL_DAYS} days."),
+        "cluster_profile": _profile_param(settings),
+    }
+
+
+# ---- planning (pure) -----------------------------------------------------------------------
+def code_location(settings: Settings, version: str) -> dict[str, str]:
+    """Where a code version lives in S3: one folder per version, never overwritten."""
+    from include.packaging import ENTRYPOINT_NAME
+
+    prefix = f"{settings.code_uri}/{version}"
+    return {
+        "version": version,
+        "py_files": f"{prefix}/spark_jobs-{version}.zip",
+        "entrypoint": f"{prefix}/{ENTRYPOINT_NAME}",
+    }
+
+
+def _run_ds(logical_date: Any) -> str:
+    if logical_date is None:
+        raise P.RunParamError("this DAG needs a logical date (ds comes from it); trigger it with one")
+    return pendulum.instance(logical_date).in_timezone("UTC").date().isoformat()
+
+
+def _checked_profile(params: dict[str, Any]) -> str:
+    profile = params.get("cluster_profile")
+    if profile not in PROFILES:
+        raise P.RunParamError(f"cluster_profile must be one of {sorted(PROFILES)}, got {profile!r}")
+    return profile
+
+
+def plan_nightly(
+    settings: Settings,
+    *,
+    dag_id: str,
+    run_id: str,
+    ds: str,
+    params: dict[str, Any],
+    code: dict[str, str] | None,
+) -> dict[str, Any]:
+    """Everything a nightly run's tasks need, keyed for `multiple_outputs` (flat keys)."""
+    ds = P.check_ds(ds, "the logical date")
+    profile = _checked_profile(params)
+    outputs = P.check_outputs(params.get("outputs"))
+    start = params.get("ingest_start_ds")
+    if start is not None:
+        start = P.check_ds(start, "ingest_start_ds")
+        P.check_range(start, ds, max_days=P.MAX_INGEST_HISTORY_DAYS, what="ingest_start_ds .. ds")
+    steps = P.steps_for(outputs)
+    plan: dict[str, Any] = {"ds": ds, "outputs": outputs, "steps": [s.name for s in steps]}
+    for step in steps:
+        args = P.job_args(step, ds=ds, lake=settings.lake, start_ds=start)
+        if settings.is_emr:
+            assert code is not None  # noqa: S101 (emr plans always get the code location)
+            name = P.emr_step_name(dag_id, run_id, ds, step.name)
+            plan[f"step:{step.name}"] = [
+                P.emr_step(name, args, py_files=code["py_files"], entrypoint=code["entrypoint"])
+            ]
+        else:
+            plan[f"step:{step.name}"] = [args]
+    if settings.is_emr:
+        tags = cluster_tags(dag_id=dag_id, run_id=run_id, ds=ds, profile=profile, extra=settings.extra_tags)
+        plan["job_flow_overrides"] = job_flow_overrides(profile, settings, name=f"{dag_id}-{ds}", tags=tags)
+        plan["code"] = code
+        for out in P.OUTPUTS:
+            plan[f"partitions:{out}"] = _partitions(out, [ds])
+    return plan
+
+
+def plan_backfill(
+    settings: Settings, *, dag_id: str, run_id: str, params: dict[str, Any], code: dict[str, str] | None
+) -> dict[str, Any]:
+    """A date range on one cluster: ranged ingest per dataset, then each date's steps, dates in order.
+
+    emr: `batches` (each batch runs side by side, the next starts when it completed);
+    local: `commands` (run one after another).
+    """
+    start = P.check_ds(params.get("start_ds"), "start_ds")
+    end = P.check_ds(params.get("end_ds"), "end_ds")
+    dates = P.check_range(start, end, max_days=P.MAX_BACKFILL_DAYS, what="start_ds .. end_ds")
+    profile = _checked_profile(params)
+    ranged = [s for s in P.PIPELINE if s.ranged]
+    daily = [s for s in P.PIPELINE if not s.ranged]
+    if any(dep not in {r.name for r in ranged} for s in ranged for dep in s.depends_on):
+        raise ValueError("a ranged step depends on a per-date step; it cannot run first")
+
+    # (label of the dates, step, args) in execution order, grouped into batches.
+    batches: list[list[tuple[str, P.Step, list[str]]]] = [
+        [(f"{start}..{end}", s, P.job_args(s, ds=end, lake=settings.lake, start_ds=start)) for s in ranged]
+    ]
+    for ds in dates:
+        for wave in P.waves(daily):
+            batches.append([(ds, s, P.job_args(s, ds=ds, lake=settings.lake)) for s in wave])
+
+    plan: dict[str, Any] = {"dates": dates, "start_ds": start, "end_ds": end}
+    if not settings.is_emr:
+        plan["commands"] = [args for batch in batches for _, _, args in batch]
+        return plan
+    assert code is not None  # noqa: S101
+    plan["batches"] = [
+        [
+            P.emr_step(P.emr_step_name(dag_id, run_id, label, s.name), args, **_code_args(code))
+            for label, s, args in batch
+        ]
+        for batch in batches
+    ]
+    tags = cluster_tags(
+        dag_id=dag_id, run_id=run_id, ds=f"{start}..{end}", profile=profile, extra=settings.extra_tags
+    )
+    plan["job_flow_overrides"] = job_flow_overrides(
+        profile, settings, name=f"{dag_id}-{start}-{end}", tags=tags
+    )
+    plan["code"] = code
+    for out in P.OUTPUTS:
+        plan[f"partitions:{out}"] = _partitions(out, dates)
+    return plan
+
+
+def _code_args(code: dict[str, str]) -> dict[str, str]:
+    return {"py_files": code["py_files"], "entrypoint": code["entrypoint"]}
+
+
+def _partitions(output: str, dates: list[str]) -> list[list[str]]:
+    from include.glue_schema import partition_values
+
+    return [values for ds in dates for values in partition_values(output, ds)]
+
+
+# ---- tasks ---------------------------------------------------------------------------------
+def _plan_task(settings: Settings, kind: str):
+    @task(task_id="plan", multiple_outputs=True, retries=0)
+    def plan() -> dict[str, Any]:
+        """Validate the run's parameters and derive every task's arguments from them."""
+        ctx = get_current_context()
+        code = None
+        if settings.is_emr:
+            from include.packaging import build_bundle
+
+            code = code_location(settings, build_bundle().version)
+        common = {
+            "dag_id": ctx["dag"].dag_id,
+            "run_id": ctx["run_id"],
+            "params": dict(ctx["params"]),
+            "code": code,
+        }
+        if kind == "nightly":
+            return plan_nightly(settings, ds=_run_ds(ctx.get("logical_date")), **common)
+        return plan_backfill(settings, **common)
+
+    return plan()
+
+
+def _upload_code_task(settings: Settings, code: Any):
+    @task(task_id="upload_code")
+    def upload_code(code: dict[str, str]) -> dict[str, str]:
+        """Put the versioned code zip and entrypoint where the steps read them (once per version)."""
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        from include.packaging import build_bundle
+
+        bundle = build_bundle()
+        if bundle.version != code["version"]:
+            raise RuntimeError(
+                f"code changed during the run: planned {code['version']}, now {bundle.version}"
+            )
+        hook = S3Hook(aws_conn_id=settings.aws_conn_id, region_name=settings.region)
+        for uri, data in (
+            (code["py_files"], bundle.zip_bytes),
+            (code["entrypoint"], bundle.entrypoint_bytes),
+        ):
+            bucket, key = S3Hook.parse_s3_url(uri)
+            # Same version = same bytes (content hash), so an existing object is already right.
+            if hook.check_for_key(key, bucket_name=bucket):
+                log.info("%s is already there", uri)
+            else:
+                hook.load_bytes(data, key=key, bucket_name=bucket, replace=False)
+                log.info("uploaded %s (%d bytes)", uri, len(data))
+        return code
+
+    return upload_code(code)
+
+
+def _select_task(plan: Any, prefix: str):
+    @task.branch(task_id="select_steps", retries=0)
+    def select_steps(steps: list[str]) -> list[str]:
+        """Run the steps the requested outputs need; the rest (and what follows them) is skipped."""
+        return [f"{prefix}{name}" for name in steps]
+
+    return select_steps(plan["steps"])
+
+
+def _aws(settings: Settings) -> dict[str, Any]:
+    return {"aws_conn_id": settings.aws_conn_id, "region_name": settings.region}
+
+
+def _emr_cluster(
+    settings: Settings, plan: Any
+) -> tuple[EmrCreateJobFlowOperator, EmrTerminateJobFlowOperator]:
+    create_cluster = EmrCreateJobFlowOperator(
+        task_id="create_cluster",
+        job_flow_overrides=plan["job_flow_overrides"],
+        emr_conn_id=None,  # the whole request comes from the profile, not from a connection
+        wait_for_completion=False,  # steps queue while the cluster starts
+        **_aws(settings),
+    )
+    terminate_cluster = EmrTerminateJobFlowOperator(
+        task_id="terminate_cluster",
+        job_flow_id=create_cluster.output,
+        **_aws(settings),
+    ).as_teardown(setups=create_cluster)
+    return create_cluster, terminate_cluster
+
+
+def _glue_database(settings: Settings) -> GlueCatalogCreateDatabaseOperator:
+    return GlueCatalogCreateDatabaseOperator(
+        task_id="glue_database",
+        database_name=settings.glue_database,
+        description="Curated outputs of the customer and market analytics lake",
+        location_uri=f"{settings.lake}/curated",
+        if_exists="skip",
+        **_aws(settings),
+    )
+
+
+def _register(settings: Settings, plan: Any, output: str) -> GlueRegisterPartitionsOperator:
+    from include.glue_schema import table_input
+
+    return GlueRegisterPartitionsOperator(
+        task_id=f"register_{output}",
+        database_name=settings.glue_database,
+        table_input=functools.partial(table_input, output, f"{settings.lake}/curated/{output}"),
+        partitions=plan[f"partitions:{output}"],
+        outlets=[output_asset(settings, output)],
+        **_aws(settings),
+    )
+
+
+def _local_job(
+    settings: Settings, task_id: str, commands: Any, outputs: tuple[str, ...]
+) -> SparkJobSubprocessOperator:
+    return SparkJobSubprocessOperator(
+        task_id=task_id,
+        commands=commands,
+        cwd=str(PROJECT_ROOT),
+        env={"SPARK_LOCAL_IP": "127.0.0.1"},
+        outlets=[output_asset(settings, out) for out in outputs],
+    )
+
+
+# ---- DAGs ----------------------------------------------------------------------------------
+def _dag(settings: Settings, dag_id: str, schedule: Any, **kwargs: Any) -> DAG:
+    return DAG(
+        dag_id=dag_id,
+        schedule=schedule,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,  # runs share the clickstream checkpoint and the lake's partitions
+        default_args=default_args(settings),
+        tags=["customer-analytics", settings.target],
+        dagrun_timeout=timedelta(hours=12),
+        **kwargs,
+    )
+
+
+def build_nightly_dag(settings: Settings, dag_id: str = NIGHTLY_DAG_ID, doc_md: str | None = None) -> DAG:
+    """The nightly pipeline for the logical date, on a transient EMR cluster or locally."""
+    with _dag(
+        settings,
+        dag_id,
+        schedule=CronDataIntervalTimetable(NIGHTLY_SCHEDULE, timezone="UTC"),
+        params=nightly_params(settings),
+        doc_md=doc_md,
+    ) as dag:
+        plan = _plan_task(settings, "nightly")
+        if settings.is_emr:
+            _nightly_emr(settings, plan)
+        else:
+            _nightly_local(settings, plan)
+    return dag
+
+
+def _nightly_local(settings: Settings, plan: Any) -> None:
+    select = _select_task(plan, "run_")
+    runs = {}
+    for step in P.PIPELINE:
+        runs[step.name] = _local_job(settings, f"run_{step.name}", plan[f"step:{step.name}"], step.produces)
+        select >> runs[step.name]
+        for dep in step.depends_on:
+            runs[dep] >> runs[step.name]
+
+
+def _nightly_emr(settings: Settings, plan: Any) -> None:
+    create, terminate = _emr_cluster(settings, plan)
+    upload = _upload_code_task(settings, plan["code"])
+    database = _glue_database(settings)
+    select = _select_task(plan, "add_")
+    waits: dict[str, EmrStepSensor] = {}
+    for step in P.PIPELINE:
+        add = EmrAddStepsOperator(
+            task_id=f"add_{step.name}",
+            job_flow_id=create.output,
+            steps=plan[f"step:{step.name}"],
+            **_aws(settings),
+        )
+        wait = EmrStepSensor(
+            task_id=f"wait_{step.name}",
+            job_flow_id=create.output,
+            step_id=f"{{{{ ti.xcom_pull(task_ids='add_{step.name}')[0] }}}}",
+            deferrable=True,  # the triggerer polls EMR; no worker slot is held while the step runs
+            poke_interval=settings.poll_seconds,
+            max_attempts=max(1, int(STEP_TIMEOUT.total_seconds()) // settings.poll_seconds),
+            retries=0,  # a FAILED step stays failed: retrying the sensor would only re-read it
+            **_aws(settings),
+        )
+        [create, upload, select] >> add >> wait
+        for dep in step.depends_on:
+            waits[dep] >> add
+        waits[step.name] = wait
+        for output in step.produces:
+            register = _register(settings, plan, output)
+            [wait, database] >> register
+    # Registering needs no cluster: the cluster goes as soon as the last step ended.
+    chain(list(waits.values()), terminate)
+
+
+def build_backfill_dag(settings: Settings, dag_id: str = BACKFILL_DAG_ID, doc_md: str | None = None) -> DAG:
+    """A date range on one cluster (or one local run): ranged ingest, then each date in order."""
+    with _dag(settings, dag_id, schedule=None, params=backfill_params(settings), doc_md=doc_md) as dag:
+        plan = _plan_task(settings, "backfill")
+        if settings.is_emr:
+            create, terminate = _emr_cluster(settings, plan)
+            upload = _upload_code_task(settings, plan["code"])
+            database = _glue_database(settings)
+            run_steps = EmrStepBatchesOperator(
+                task_id="run_steps",
+                job_flow_id=create.output,
+                batches=plan["batches"],
+                waiter_delay=settings.poll_seconds,
+                waiter_max_attempts=max(1, int(STEP_TIMEOUT.total_seconds()) // settings.poll_seconds),
+                retries=0,  # a retry would add every batch again
+                **_aws(settings),
+            )
+            registers = [_register(settings, plan, out) for out in P.OUTPUTS]
+            [create, upload] >> run_steps >> terminate
+            cross_downstream([run_steps, database], registers)
+        else:
+            _local_job(settings, "run_steps", plan["commands"], P.OUTPUTS)
+    return dag
