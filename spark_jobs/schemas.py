@@ -72,9 +72,13 @@ LANDING_COLUMNS = {name: tuple(schema.fieldNames()) for name, schema in PROCESSE
 # A day without data is normal for these (market closed, no traffic): empty partition.
 OPTIONAL_DAYS = frozenset({"stock_ticks", "clickstream"})
 
-# Quarantine rows: every landing column as text, plus why it was rejected.
+# Quarantine rows: every landing column as text, plus why it was rejected; raw_record keeps the
+# original line when it could not be split into the landing columns (malformed CSV row or JSON
+# line), null otherwise.
 QUARANTINE = {
-    name: _struct(*[(c, StringType()) for c in cols], ("reject_reason", StringType()))
+    name: _struct(
+        *[(c, StringType()) for c in cols], ("reject_reason", StringType()), ("raw_record", StringType())
+    )
     for name, cols in LANDING_COLUMNS.items()
 }
 

@@ -1,0 +1,371 @@
+"""The `ingest` job: landing CSV / JSON lines -> typed, deduplicated `processed` Parquet, plus a
+`quarantine` partition holding every rejected row as text with the reason it was rejected.
+
+Validation is plain column expressions (regexes and try_cast, no Python UDFs): a landing
+partition is read once, cached, and both outputs are written from the cache.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    DataType,
+    DateType,
+    DecimalType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from spark_jobs.common import JobInputError, partition_path, write_partition
+from spark_jobs.schemas import KEYS, LANDING_COLUMNS, LANDING_FORMAT, OPTIONAL_DAYS, PROCESSED, QUARANTINE
+
+log = logging.getLogger(__name__)
+
+# The event timestamp whose UTC date must equal the partition's dt (customers are snapshots).
+EVENT_TS = {
+    "sales": "transaction_ts",
+    "referrals": "referral_ts",
+    "stock_ticks": "trade_ts",
+    "clickstream": "event_ts",
+}
+
+CORRUPT = "_corrupt_record"
+REASON = "reject_reason"
+RAW = "raw_record"
+_TYPED = "__typed_"  # prefix of the typed twin of each landing column while validating
+_PROBLEM = "__problem_"  # prefix of the per-column reason while validating
+
+_INT_RE = r"^[+-]?[0-9]+$"
+_NUMBER_RE = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$"
+_FLOAT_RE = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+_DATE_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+_LOCAL_TS = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
+_TS_RE = rf"^{_LOCAL_TS}(Z|[+-][0-9]{{2}}:[0-9]{{2}})$"
+_TS_NO_ZONE_RE = rf"^{_LOCAL_TS}$"
+_MICROS_PER_DAY = 86_400_000_000
+
+
+# ---- validation (pure column expressions) --------------------------------------------------
+def _quoted(value: Column) -> Column:
+    return F.concat(F.lit("'"), value, F.lit("'"))
+
+
+def _says(column: str, message: str, value: Column | None = None) -> Column:
+    """`column: message: 'value'` (the value only when given)."""
+    parts = [F.lit(f"{column}: {message}")]
+    if value is not None:
+        parts += [F.lit(": "), _quoted(value)]
+    return F.concat(*parts)
+
+
+def _typed_value_and_problem(name: str, dtype: DataType) -> tuple[Column, Column]:
+    """The typed value of landing column `name`, and why it cannot be typed (null if it can).
+
+    STRING values are kept exactly; other types ignore surrounding spaces. Nothing is rounded:
+    a DECIMAL with more places than its scale, or out of range, is a problem, not a new value.
+    """
+    raw = F.col(name)
+    missing = raw.isNull() | (F.trim(raw) == "")
+    problem = F.when(missing, _says(name, "required"))
+    if isinstance(dtype, StringType):
+        return raw, problem
+
+    text = F.trim(raw)
+    typed = F.expr(f"try_cast(trim(`{name}`) AS {dtype.simpleString()})")
+    if isinstance(dtype, (IntegerType, LongType)):
+        invalid = f"out of range for {dtype.simpleString().upper()}"
+        problem = problem.when(~text.rlike(_INT_RE), _says(name, "not an integer", raw))
+    elif isinstance(dtype, DecimalType):
+        invalid = f"out of range for {dtype.simpleString().upper()}"
+        places = rf"^[+-]?([0-9]+(\.[0-9]{{0,{dtype.scale}}}0*)?|\.[0-9]{{1,{dtype.scale}}}0*)$"
+        problem = problem.when(~text.rlike(_NUMBER_RE), _says(name, "not a decimal number", raw)).when(
+            ~text.rlike(places), _says(name, f"more than {dtype.scale} decimal places", raw)
+        )
+    elif isinstance(dtype, DoubleType):
+        invalid = "not a finite number"
+        problem = problem.when(~text.rlike(_FLOAT_RE), _says(name, "not a number", raw))
+        # 1e999 casts to Infinity: refuse it rather than store a non-number.
+        typed = F.when(typed.isNull() | F.isnan(typed) | (F.abs(typed) == float("inf")), None).otherwise(
+            typed
+        )
+    elif isinstance(dtype, DateType):
+        invalid = "not a calendar date"
+        problem = problem.when(~text.rlike(_DATE_RE), _says(name, "not a date (YYYY-MM-DD)", raw))
+    elif isinstance(dtype, TimestampType):
+        invalid = "not a calendar date and time"
+        problem = problem.when(
+            text.rlike(_TS_NO_ZONE_RE), _says(name, "timestamp without zone (Z or +HH:MM)", raw)
+        ).when(~text.rlike(_TS_RE), _says(name, "not an ISO-8601 timestamp with zone", raw))
+    else:  # pragma: no cover - the contract has no other types
+        raise TypeError(f"no landing parser for {dtype}")
+    # Well-formed but still not a value: 2024-02-30, an INT overflow, DECIMAL(12,2) > 10 digits.
+    problem = problem.when(typed.isNull(), _says(name, invalid, raw))
+    return typed, problem
+
+
+def _utc_date(ts: Column) -> Column:
+    """The UTC calendar date of a timestamp, whatever the session time zone is."""
+    return F.date_from_unix_date(F.floor(F.unix_micros(ts) / _MICROS_PER_DAY).cast("int"))
+
+
+def _rule_problems(dataset: str, ds: dt.date) -> list[Column]:
+    """The contract's rules on typed values, each null when the row keeps it (or cannot be typed)."""
+    t = lambda name: F.col(_TYPED + name)  # noqa: E731
+    rules: list[Column] = []
+    if dataset == "sales":
+        rules.append(F.when(t("quantity") <= 0, _says("quantity", "must be > 0", F.col("quantity"))))
+        rules.append(
+            F.when(t("total_amount") < 0, _says("total_amount", "must be >= 0", F.col("total_amount")))
+        )
+    if dataset == "referrals":
+        rules.append(
+            F.when(
+                t("referrer_id") == t("referred_id"),
+                _says("referred_id", "self-referral (referrer_id == referred_id)", F.col("referred_id")),
+            )
+        )
+    if dataset in EVENT_TS:
+        name = EVENT_TS[dataset]
+        day = _utc_date(t(name))
+        rules.append(
+            F.when(
+                day != F.lit(ds),
+                F.concat(F.lit(f"{name}: "), day.cast("string"), F.lit(f" is outside partition dt={ds}")),
+            )
+        )
+    return rules
+
+
+def with_typed_columns_and_reject_reason(landing: DataFrame, dataset: str, ds: dt.date) -> DataFrame:
+    """Landing text rows -> the same rows plus a typed twin of every column and `reject_reason`.
+
+    `reject_reason` is null for a good row, otherwise every problem of the row joined with "; "
+    (a malformed line has just that one). `landing` holds the landing columns as strings and
+    `_corrupt_record`, set when the line could not be split into those columns.
+    """
+    columns = LANDING_COLUMNS[dataset]
+    types = {f.name: f.dataType for f in PROCESSED[dataset].fields}
+    typed_and_problems = {c: _typed_value_and_problem(c, types[c]) for c in columns}
+    staged = landing.select(
+        *columns,
+        F.col(CORRUPT).alias(RAW),
+        *[typed.alias(_TYPED + c) for c, (typed, _) in typed_and_problems.items()],
+        *[problem.alias(_PROBLEM + c) for c, (_, problem) in typed_and_problems.items()],
+    )
+    # A value with a problem has no typed value (try_cast would round 1.234 to 1.23), so the
+    # rules below judge only values that typed cleanly.
+    staged = staged.select(
+        *columns,
+        RAW,
+        *[F.when(F.col(_PROBLEM + c).isNull(), F.col(_TYPED + c)).alias(_TYPED + c) for c in columns],
+        *[_PROBLEM + c for c in columns],
+    )
+    if LANDING_FORMAT[dataset] == "json":
+        malformed = "malformed JSON"
+    else:
+        malformed = f"malformed CSV row (not {len(columns)} fields)"
+    joined = F.concat_ws("; ", *[F.col(_PROBLEM + c) for c in columns], *_rule_problems(dataset, ds))
+    # A malformed line has just that one reason: its columns are not what they claim to be.
+    reason = F.when(F.col(RAW).isNotNull(), F.lit(malformed)).when(joined != "", joined)
+    return staged.select(*columns, RAW, *[_TYPED + c for c in columns], reason.alias(REASON))
+
+
+def valid_rows(checked: DataFrame, dataset: str) -> DataFrame:
+    """The typed rows without a reject reason, in the processed schema (duplicates still in)."""
+    return checked.filter(F.col(REASON).isNull()).select(
+        *[F.col(_TYPED + f.name).cast(f.dataType).alias(f.name) for f in PROCESSED[dataset].fields]
+    )
+
+
+def quarantined_rows(checked: DataFrame, dataset: str) -> DataFrame:
+    """The rejected rows as landing text, with `reject_reason` and `raw_record`."""
+    return checked.filter(F.col(REASON).isNotNull()).select(*QUARANTINE[dataset].fieldNames())
+
+
+def deduplicated_by_key(rows: DataFrame, keys: Sequence[str]) -> DataFrame:
+    """One row per key: the row that sorts first by all its columns (nulls first).
+
+    Deterministic whatever the file order or partitioning; rows tied on every column are
+    identical, so which of them survives cannot show.
+    """
+    order = [F.col(c).asc_nulls_first() for c in rows.columns]
+    window = Window.partitionBy(*keys).orderBy(*order)
+    return rows.withColumn("__rank", F.row_number().over(window)).filter("__rank = 1").drop("__rank")
+
+
+# ---- landing files -------------------------------------------------------------------------
+def _filesystem(spark: SparkSession, uri: str):
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), path
+
+
+def landing_files(spark: SparkSession, uri: str) -> list[str]:
+    """The data files of a landing partition, sorted; [] when it is missing or holds none."""
+    fs, path = _filesystem(spark, uri)
+    if not fs.exists(path):
+        return []
+    files = [
+        status.getPath().toString()
+        for status in fs.listStatus(path)
+        if status.isFile() and not status.getPath().getName().startswith(("_", "."))
+    ]
+    return sorted(files)
+
+
+def csv_header(spark: SparkSession, uri: str) -> tuple[str, ...] | None:
+    """The column names on the first non-blank line of a CSV file (as Spark reads it), or None."""
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    fs, path = _filesystem(spark, uri)
+    stream = fs.open(path)
+    codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(conf).getCodec(path)
+    if codec is not None:
+        stream = codec.createInputStream(stream)
+    reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "UTF-8"))
+    try:
+        line = reader.readLine()
+        while line is not None and not line.strip():
+            line = reader.readLine()
+    finally:
+        reader.close()
+    if line is None:
+        return None
+    return tuple(next(csv.reader([line.lstrip("\ufeff")])))
+
+
+@dataclass(frozen=True)
+class LandingDay:
+    ds: dt.date
+    files: tuple[str, ...]  # empty: an optional day without data
+
+
+def checked_landing_days(
+    spark: SparkSession, lake: str, dataset: str, dates: Sequence[dt.date]
+) -> list[LandingDay]:
+    """Every date's landing files, after checking all of them: JobInputError before any write.
+
+    Checks that each partition exists (unless the dataset may skip days) and that every CSV
+    file's header is exactly the contract's columns, in order.
+    """
+    expected = LANDING_COLUMNS[dataset]
+    days = []
+    for ds in dates:
+        where = partition_path(lake, "landing", dataset, ds)
+        files = landing_files(spark, where)
+        if not files and dataset not in OPTIONAL_DAYS:
+            raise JobInputError(f"missing landing partition {where} (no data files)")
+        if LANDING_FORMAT[dataset] == "csv":
+            for uri in files:
+                found = csv_header(spark, uri)
+                if found != expected:
+                    shown = "no header (empty file)" if found is None else ",".join(found)
+                    raise JobInputError(
+                        f"header mismatch in {uri}: found {shown!r}, expected {','.join(expected)!r}"
+                    )
+        days.append(LandingDay(ds, tuple(files)))
+    return days
+
+
+def read_landing(spark: SparkSession, dataset: str, files: Sequence[str]) -> DataFrame:
+    """The landing files as text columns plus `_corrupt_record` (the line, when malformed)."""
+    columns = LANDING_COLUMNS[dataset]
+    schema = StructType(
+        [StructField(c, StringType(), True) for c in columns] + [StructField(CORRUPT, StringType(), True)]
+    )
+    if LANDING_FORMAT[dataset] == "csv":
+        # The header was checked file by file; enforceSchema then just skips it. A line with too
+        # few or too many fields lands in _corrupt_record.
+        return spark.read.csv(
+            list(files),
+            schema=schema,
+            header=True,
+            enforceSchema=True,
+            mode="PERMISSIVE",
+            columnNameOfCorruptRecord=CORRUPT,
+        )
+    # JSON lines go through text + from_json so that any line that is not one JSON object
+    # (truncated, an array, a bare number) is kept verbatim. Fields outside the contract are
+    # ignored; blank lines are skipped like Spark's JSON reader does.
+    lines = spark.read.text(list(files)).filter(F.trim("value") != "")
+    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
+    return lines.select(F.from_json("value", schema, options).alias("record")).select("record.*")
+
+
+# ---- the job -------------------------------------------------------------------------------
+def _empty(spark: SparkSession, schema: StructType) -> DataFrame:
+    return spark.createDataFrame([], schema)
+
+
+def ingest_day(spark: SparkSession, lake: str, dataset: str, day: LandingDay) -> dict[str, int]:
+    """Write processed + quarantine for one date; return its counts."""
+    if not day.files:
+        log.warning(
+            "no landing data for %s dt=%s (market closed / no traffic): writing an empty partition",
+            dataset,
+            day.ds,
+        )
+        write_partition(_empty(spark, PROCESSED[dataset]), lake, "processed", dataset, day.ds)
+        write_partition(_empty(spark, QUARANTINE[dataset]), lake, "quarantine", dataset, day.ds)
+        return {"rows_in": 0, "rows_out": 0, "rows_quarantined": 0, "duplicates_dropped": 0}
+
+    checked = with_typed_columns_and_reject_reason(read_landing(spark, dataset, day.files), dataset, day.ds)
+    # The one pass over the landing files: counting fills the cache both writes then read.
+    checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        counts = checked.agg(F.count(F.lit(1)).alias("rows"), F.count(REASON).alias("rejected")).first()
+        rows_in, rejected = int(counts["rows"]), int(counts["rejected"])
+        processed = deduplicated_by_key(valid_rows(checked, dataset), KEYS[dataset])
+        rows_out = write_partition(processed, lake, "processed", dataset, day.ds)
+        # Always written, even empty: a rerun must clear the rejects of an earlier run.
+        write_partition(quarantined_rows(checked, dataset).coalesce(1), lake, "quarantine", dataset, day.ds)
+    finally:
+        checked.unpersist()
+    duplicates = rows_in - rejected - rows_out
+    if duplicates:
+        # Duplicates are not errors (re-sent records): dropped, counted, not quarantined.
+        log.info("%s dt=%s: dropped %d duplicate rows (same %s)", dataset, day.ds, duplicates, KEYS[dataset])
+    log.info(
+        "%s dt=%s: %d rows in, %d out, %d quarantined, %d duplicates dropped",
+        dataset,
+        day.ds,
+        rows_in,
+        rows_out,
+        rejected,
+        duplicates,
+    )
+    return {
+        "rows_in": rows_in,
+        "rows_out": rows_out,
+        "rows_quarantined": rejected,
+        "duplicates_dropped": duplicates,
+    }
+
+
+def run(spark: SparkSession, args) -> dict:
+    """Ingest `args.dataset` for every date of `args.dates` (one date, or a range) in this app."""
+    dataset = args.dataset
+    days = checked_landing_days(spark, args.lake, dataset, args.dates)
+    totals = {"rows_in": 0, "rows_out": 0, "rows_quarantined": 0, "duplicates_dropped": 0}
+    for day in days:
+        for name, value in ingest_day(spark, args.lake, dataset, day).items():
+            totals[name] += value
+    return {
+        "rows_in": {dataset: totals["rows_in"]},
+        "rows_out": {dataset: totals["rows_out"]},
+        "rows_quarantined": totals["rows_quarantined"],
+        "duplicates_dropped": totals["duplicates_dropped"],
+    }
