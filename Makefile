@@ -55,3 +55,28 @@ lock: venv
 
 clean:
 	rm -rf dist lake .pytest_cache spark-warehouse metastore_db
+
+# ---- a real Airflow (ops) ----------------------------------------------------------------
+.PHONY: airflow airflow-stop airflow-status ops-prereqs test-ops
+AIRFLOW_PORT ?= 8080
+
+# api-server, scheduler, dag-processor, triggerer on localhost; PostgreSQL from Debian's
+# packages as the metadata DB (installed when missing). State and logs: .airflow/server/.
+airflow: venv
+	@test -d $(DEMO_LAKE)/landing || $(MAKE) --no-print-directory demo-data
+	$(PY) scripts/airflow_local.py start --port $(AIRFLOW_PORT) --lake $(DEMO_LAKE)
+
+airflow-stop:
+	$(PY) scripts/airflow_local.py stop
+
+airflow-status:
+	$(PY) scripts/airflow_local.py status
+
+# PostgreSQL, Chromium and chromedriver from Debian's packages (apt-get, as root).
+ops-prereqs:
+	bash scripts/install_ops_prereqs.sh --browser
+
+# The slow end-to-end tests: a real Airflow runs the nightly DAG, a backfill, and the UI in
+# headless Chromium (screenshots in docs/screenshots/). Not part of `make test`.
+test-ops: venv ops-prereqs
+	OPS_TESTS=1 $(PY) -m pytest tests/ops -v

@@ -1,0 +1,464 @@
+"""A real Airflow 3 on localhost without Docker: `make airflow` / `make airflow-stop`.
+
+Starts PostgreSQL from Debian's packages as the metadata DB (SQLite only when PostgreSQL cannot
+be had), migrates it, then runs api-server, scheduler (LocalExecutor), dag-processor and
+triggerer in the background, logging to STATE/logs and recording their pids in STATE/run.
+Everything lives under one state directory (default `.airflow/server/`; `.airflow/` itself is
+`make demo`'s dag.test home), so a second instance (the ops tests) can run beside a
+developer's, on other ports.
+
+    python scripts/airflow_local.py start [--state-dir .airflow/server] [--port 8080] [--lake lake]
+    python scripts/airflow_local.py stop|status [--state-dir .airflow/server]
+    source .airflow/server/env.sh && airflow dags list      # the CLI against the same instance
+"""
+
+# Every command here is a fixed argument list built from our own paths (no shell, no user input).
+# ruff: noqa: S603, S607
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+ADMIN_USER = "admin"
+ADMIN_PASSWORD = "admin"  # noqa: S105 (local development login, printed on start)
+SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+PG_USER = PG_PASSWORD = PG_DB = "airflow"  # noqa: S105 (a DB on 127.0.0.1 only)
+
+
+@dataclass
+class Instance:
+    """What `start` chose; saved to STATE/instance.json so stop/status/tests read the same."""
+
+    state_dir: str
+    port: int
+    backend: str  # postgres | sqlite
+    sql_alchemy_conn: str
+    pg_port: int | None
+    pg_data: str | None
+    pg_bin: str | None
+    pg_user: str | None
+    lake: str
+    jwt_secret: str
+    fernet_key: str
+    worker_log_port: int
+    trigger_log_port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://localhost:{self.port}"
+
+
+def _free_port(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise RuntimeError("no free port")
+
+
+def _run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, check=True, text=True, capture_output=True, **kwargs)
+
+
+# ---- PostgreSQL -------------------------------------------------------------------------------
+
+
+def _pg_bin() -> Path | None:
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: int(p.parent.parent.name)
+    )
+    if candidates:
+        return candidates[-1].parent
+    found = shutil.which("pg_ctl")
+    return Path(found).parent if found else None
+
+
+def _ensure_pg_installed() -> Path | None:
+    if (found := _pg_bin()) is not None:
+        return found
+    # apt-get when we can (root, Debian); the script explains otherwise.
+    subprocess.run(["bash", str(PROJECT_ROOT / "scripts/install_ops_prereqs.sh")], check=False)
+    return _pg_bin()
+
+
+def _pg_run_user() -> str | None:
+    """PostgreSQL refuses to run as root: as root use the `postgres` system user."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        _run(["useradd", "--system", "--user-group", "--no-create-home", "postgres"])
+    return "postgres"
+
+
+def _as_user(user: str | None, argv: list[str]) -> list[str]:
+    return ["runuser", "-u", user, "--", *argv] if user else argv
+
+
+def _pg_dir(state: Path, user: str | None) -> Path:
+    """STATE/pg, unless the pg user cannot reach it (a project under /root): then /var/tmp."""
+    pg_dir = state / "pg"
+    pg_dir.mkdir(parents=True, exist_ok=True)
+    if user is None:
+        return pg_dir
+    shutil.chown(pg_dir, user, user)
+    if subprocess.run(_as_user(user, ["test", "-w", str(pg_dir)]), check=False).returncode == 0:
+        return pg_dir
+    digest = hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:12]
+    pg_dir = Path("/var/tmp/airflow-local-pg") / digest  # noqa: S108
+    pg_dir.mkdir(parents=True, exist_ok=True)
+    pg_dir.parent.chmod(0o755)
+    shutil.chown(pg_dir, user, user)
+    print(f"note: {state}/pg is not reachable by user {user}; PostgreSQL data in {pg_dir}")
+    return pg_dir
+
+
+def _start_postgres(
+    state: Path, preferred_port: int, previous: Instance | None
+) -> tuple[int, Path, Path, str | None]:
+    pg_bin = _ensure_pg_installed()
+    if pg_bin is None:
+        raise RuntimeError("PostgreSQL is not installed and could not be installed")
+    user = _pg_run_user()
+    pg_dir = Path(previous.pg_data).parent if previous and previous.pg_data else _pg_dir(state, user)
+    data, sock = pg_dir / "data", pg_dir / "run"
+    if not (data / "PG_VERSION").exists():
+        sock.mkdir(exist_ok=True)
+        pwfile = pg_dir / "pwfile"
+        pwfile.write_text(PG_PASSWORD + "\n")
+        if user:
+            for p in (sock, pwfile):
+                shutil.chown(p, user, user)
+        initdb = [str(pg_bin / "initdb"), "-D", str(data), "-U", PG_USER, "--pwfile", str(pwfile)]
+        initdb += ["-E", "UTF8", "--no-locale", "--auth-local=trust", "--auth-host=scram-sha-256"]
+        try:
+            _run(_as_user(user, initdb))
+        finally:
+            pwfile.unlink()
+    port = previous.pg_port if previous and previous.pg_port else _free_port(preferred_port)
+    status = subprocess.run(
+        _as_user(user, [str(pg_bin / "pg_ctl"), "-D", str(data), "status"]), check=False, capture_output=True
+    )
+    if status.returncode != 0:
+        options = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1"
+        _run(
+            _as_user(
+                user,
+                [
+                    str(pg_bin / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(pg_dir / "postgres.log"),
+                    "-o",
+                    options,
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ],
+            )
+        )
+    env = {**os.environ, "PGPASSWORD": PG_PASSWORD}
+    psql = [str(pg_bin / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", PG_USER, "-d", "postgres", "-tAc"]
+    exists = _run([*psql, "SELECT 1 FROM pg_database WHERE datname = 'airflow'"], env=env).stdout.strip()
+    if exists != "1":
+        _run([*psql, "CREATE DATABASE airflow"], env=env)
+    return port, data, pg_bin, user
+
+
+def _stop_postgres(inst: Instance) -> None:
+    if inst.backend != "postgres" or not inst.pg_data or not Path(inst.pg_data).exists():
+        return
+    pg_ctl = [str(Path(inst.pg_bin) / "pg_ctl"), "-D", inst.pg_data]
+    if (
+        subprocess.run(
+            _as_user(inst.pg_user, [*pg_ctl, "status"]), check=False, capture_output=True
+        ).returncode
+        == 0
+    ):
+        _run(_as_user(inst.pg_user, [*pg_ctl, "-m", "fast", "-w", "stop"]))
+        print("stopped PostgreSQL")
+
+
+# ---- Airflow ----------------------------------------------------------------------------------
+
+
+def airflow_env(inst: Instance) -> dict[str, str]:
+    """The environment every Airflow process of this instance (and its CLI) runs with."""
+    state = Path(inst.state_dir)
+    return {
+        "AIRFLOW_HOME": str(state / "home"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": inst.sql_alchemy_conn,
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # 2 cores: two task slots (each local Spark job takes about one).
+        "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "true",
+        "AIRFLOW__CORE__FERNET_KEY": inst.fernet_key,
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{inst.port}/execution/",
+        "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(state / "passwords.json"),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(inst.port),
+        "AIRFLOW__API__BASE_URL": inst.url,
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API_AUTH__JWT_SECRET": inst.jwt_secret,
+        # New DAG files appear within seconds; one parsing process is plenty on 2 cores.
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+        # Log servers on free ports, so two instances on one machine do not collide.
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(inst.worker_log_port),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(inst.trigger_log_port),
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PIPELINE_TARGET": os.environ.get("PIPELINE_TARGET", "local"),
+        "PIPELINE_LAKE": inst.lake,
+        "PYSPARK_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+    }
+
+
+def _pid_file(state: Path, name: str) -> Path:
+    return state / "run" / f"{name}.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"airflow" in cmdline  # not a recycled pid of something else
+
+
+def _running(state: Path) -> dict[str, int]:
+    out = {}
+    for name in COMPONENTS:
+        f = _pid_file(state, name)
+        if f.exists() and _alive(pid := int(f.read_text())):
+            out[name] = pid
+    return out
+
+
+def _load(state: Path) -> Instance | None:
+    f = state / "instance.json"
+    return Instance(**json.loads(f.read_text())) if f.exists() else None
+
+
+def wait_healthy(url: str, timeout: float = 240) -> dict:
+    """Until /api/v2/monitor/health reports every component healthy; returns the report."""
+    deadline, last = time.monotonic() + timeout, "no answer"
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=5) as r:  # noqa: S310
+                report = json.load(r)
+            states = {k: v.get("status") for k, v in report.items() if isinstance(v, dict)}
+            if states and all(s == "healthy" for s in states.values()):
+                return report
+            last = json.dumps(states)
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            last = str(e)
+        time.sleep(2)
+    raise TimeoutError(f"Airflow at {url} not healthy after {timeout:.0f}s: {last}")
+
+
+def start(args: argparse.Namespace) -> Instance:
+    state = Path(args.state_dir).resolve()
+    for sub in ("home", "logs", "run"):
+        (state / sub).mkdir(parents=True, exist_ok=True)
+    previous = _load(state)
+    if running := _running(state):
+        if previous is None:
+            raise RuntimeError(f"processes {running} run from {state} but instance.json is missing")
+        print(f"already running ({', '.join(running)}); `make airflow-stop` first to restart")
+        _print_banner(previous)
+        return previous
+
+    backend = args.backend
+    pg_port = pg_data = pg_bin = pg_user = None
+    if backend in ("auto", "postgres"):
+        try:
+            pg_port, data, binpath, pg_user = _start_postgres(state, args.pg_port, previous)
+            pg_data, pg_bin, backend = str(data), str(binpath), "postgres"
+        except (RuntimeError, subprocess.CalledProcessError) as e:
+            detail = getattr(e, "stderr", "") or e
+            if backend == "postgres":
+                raise RuntimeError(f"PostgreSQL: {detail}") from e
+            print(f"warning: PostgreSQL unavailable ({detail}); falling back to SQLite", file=sys.stderr)
+            backend = "sqlite"
+    if backend == "postgres":
+        conn = f"postgresql+psycopg2://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{pg_port}/{PG_DB}"
+    else:
+        conn = f"sqlite:///{state / 'home' / 'airflow.db'}"
+
+    lake = args.lake or os.environ.get("PIPELINE_LAKE") or str(PROJECT_ROOT / "lake")
+    if "://" not in lake:
+        lake = Path(lake).resolve().as_uri()
+    inst = Instance(
+        state_dir=str(state),
+        port=_free_port(args.port),
+        backend=backend,
+        sql_alchemy_conn=conn,
+        pg_port=pg_port,
+        pg_data=pg_data,
+        pg_bin=pg_bin,
+        pg_user=pg_user,
+        lake=lake,
+        # Secrets persist across restarts: connections encrypted with the Fernet key stay readable.
+        jwt_secret=previous.jwt_secret if previous else secrets.token_urlsafe(32),
+        fernet_key=previous.fernet_key if previous else _fernet_key(),
+        worker_log_port=_free_port(8793),
+        trigger_log_port=_free_port(8794),
+    )
+    if inst.port != args.port:
+        print(f"note: port {args.port} is taken; using {inst.port}")
+    (state / "instance.json").write_text(json.dumps(asdict(inst), indent=2))
+    (state / "passwords.json").write_text(json.dumps({ADMIN_USER: ADMIN_PASSWORD}))
+    env = {**os.environ, **airflow_env(inst)}
+    (state / "env.sh").write_text(
+        "# source this file to use the airflow CLI against this instance\n"
+        + "".join(f"export {k}={_sh_quote(v)}\n" for k, v in airflow_env(inst).items())
+    )
+
+    print(f"migrating the metadata DB ({backend})")
+    with open(state / "logs" / "db-migrate.log", "w") as log:
+        subprocess.run(
+            [str(VENV_BIN / "airflow"), "db", "migrate"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=True,
+        )
+
+    for name in COMPONENTS:
+        argv = [str(VENV_BIN / "airflow"), name]
+        if name == "api-server":
+            argv += ["--host", "127.0.0.1", "--port", str(inst.port)]
+        with open(state / "logs" / f"{name}.log", "a") as log:
+            # Own session: `stop` ends the whole process group (workers, task subprocesses) by pid.
+            proc = subprocess.Popen(
+                argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=PROJECT_ROOT
+            )
+        _pid_file(state, name).write_text(str(proc.pid))
+
+    if args.wait:
+        try:
+            wait_healthy(inst.url, args.wait)
+        except TimeoutError:
+            for name in COMPONENTS:
+                if name not in _running(state):
+                    print(f"{name} exited; last lines of {state}/logs/{name}.log:", file=sys.stderr)
+                    print(_tail(state / "logs" / f"{name}.log"), file=sys.stderr)
+            raise
+    _print_banner(inst)
+    return inst
+
+
+def stop(args: argparse.Namespace) -> None:
+    state = Path(args.state_dir).resolve()
+    running = _running(state)
+    for pid in running.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    for name, pid in running.items():
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        _pid_file(state, name).unlink(missing_ok=True)
+        print(f"stopped {name} (pid {pid})")
+    if (inst := _load(state)) is not None:
+        _stop_postgres(inst)
+
+
+def status(args: argparse.Namespace) -> int:
+    state = Path(args.state_dir).resolve()
+    inst, running = _load(state), _running(state)
+    for name in COMPONENTS:
+        print(f"{name:14} {'running, pid ' + str(running[name]) if name in running else 'stopped'}")
+    if inst:
+        print(f"UI {inst.url}, metadata DB {inst.backend}, lake {inst.lake}")
+    return 0 if len(running) == len(COMPONENTS) else 1
+
+
+def _print_banner(inst: Instance) -> None:
+    state = Path(inst.state_dir)
+    print(
+        f"\nAirflow is running: {inst.url}   login: {ADMIN_USER} / {ADMIN_PASSWORD}\n"
+        f"  metadata DB: {inst.backend}   lake: {inst.lake}\n"
+        f"  logs: {state}/logs/   CLI: source {state}/env.sh && airflow dags list\n"
+        f"  stop: make airflow-stop\n"
+    )
+
+
+def _tail(path: Path, n: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+def _fernet_key() -> str:
+    from cryptography.fernet import Fernet  # an Airflow dependency
+
+    return Fernet.generate_key().decode()
+
+
+def _sh_quote(value: str) -> str:
+    return "'" + value.replace("'", "'\"'\"'") + "'"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("command", choices=("start", "stop", "status"))
+    parser.add_argument("--state-dir", default=str(PROJECT_ROOT / ".airflow" / "server"))
+    parser.add_argument("--port", type=int, default=8080, help="UI/API port (the next free one if taken)")
+    parser.add_argument("--pg-port", type=int, default=5433)
+    parser.add_argument("--backend", choices=("auto", "postgres", "sqlite"), default="auto")
+    parser.add_argument("--lake", help="lake path or file:// URI (default: $PIPELINE_LAKE, else ./lake)")
+    parser.add_argument("--wait", type=float, default=240, help="seconds to wait for health (0: do not wait)")
+    args = parser.parse_args(argv)
+    if args.command == "start":
+        try:
+            start(args)
+        except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as e:
+            print(f"airflow_local: {e}", file=sys.stderr)
+            return 1
+        return 0
+    if args.command == "stop":
+        stop(args)
+        return 0
+    return status(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
