@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     DataType,
@@ -323,15 +323,18 @@ def ingest_day(spark: SparkSession, lake: str, dataset: str, day: LandingDay) ->
         return {"rows_in": 0, "rows_out": 0, "rows_quarantined": 0, "duplicates_dropped": 0}
 
     checked = with_typed_columns_and_reject_reason(read_landing(spark, dataset, day.files), dataset, day.ds)
-    # The one pass over the landing files: counting fills the cache both writes then read.
+    # One pass over the landing files: the processed write fills the cache (and counts rows in
+    # and rejects on the way, via observe: no extra job); the quarantine write reads the cache.
     checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        counts = checked.agg(F.count(F.lit(1)).alias("rows"), F.count(REASON).alias("rejected")).first()
-        rows_in, rejected = int(counts["rows"]), int(counts["rejected"])
-        processed = deduplicated_by_key(valid_rows(checked, dataset), KEYS[dataset])
+        seen = Observation()
+        observed = checked.observe(seen, F.count(F.lit(1)).alias("rows"), F.count(REASON).alias("rejected"))
+        processed = deduplicated_by_key(valid_rows(observed, dataset), KEYS[dataset])
         rows_out = write_partition(processed, lake, "processed", dataset, day.ds)
-        # Always written, even empty: a rerun must clear the rejects of an earlier run.
-        write_partition(quarantined_rows(checked, dataset).coalesce(1), lake, "quarantine", dataset, day.ds)
+        rows_in, rejected = int(seen.get["rows"]), int(seen.get["rejected"])
+        # Always written, even empty: a rerun must clear the rejects of an earlier run. No
+        # coalesce: only input splits that hold rejects write a file, and they scan in parallel.
+        write_partition(quarantined_rows(checked, dataset), lake, "quarantine", dataset, day.ds)
     finally:
         checked.unpersist()
     duplicates = rows_in - rejected - rows_out
