@@ -115,8 +115,12 @@ def job_flow_overrides(
         # itself between two steps. The teardown terminates it; AutoTerminationPolicy is the net.
         "KeepJobFlowAliveWhenNoSteps": True,
         "TerminationProtected": False,
+        # A private subnet (no route to an internet gateway, no public IPs on launch) and no
+        # Ec2KeyName: nobody logs in to the nodes; step logs go to LogUri.
         "Ec2SubnetId": settings.subnet_id,
     }
+    # EMR-managed security groups: EMR keeps their rules to what the cluster needs. In a private
+    # subnet EMR also requires the service access group (its own endpoint reaches the master).
     if settings.master_security_group:
         instances["EmrManagedMasterSecurityGroup"] = settings.master_security_group
         instances["EmrManagedSlaveSecurityGroup"] = settings.core_security_group
@@ -131,6 +135,9 @@ def job_flow_overrides(
         "ServiceRole": settings.service_role,
         "JobFlowRole": settings.instance_profile,
         "VisibleToAllUsers": True,
+        # Encryption at rest (S3 + local disks) and in transit (TLS), and IMDSv2 only: see
+        # include/emr_security.py, which defines and creates this configuration.
+        "SecurityConfiguration": settings.security_configuration,
         "Instances": instances,
         "StepConcurrencyLevel": spec["StepConcurrencyLevel"],
         "AutoTerminationPolicy": {"IdleTimeout": settings.idle_timeout_seconds},

@@ -26,6 +26,10 @@ _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _GLUE_DB = re.compile(r"^[a-z0-9_]{1,255}$")
 _ROLE = re.compile(r"^[A-Za-z0-9+=,.@_/:-]{1,512}$")
 _CONN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
+_SECURITY_CONFIG = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z]{2}(-[a-z]+)+-\d:\d{12}:key/[A-Za-z0-9-]{1,128}$")
+_CERTS_ZIP_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[A-Za-z0-9._/=+-]+\.zip$")
+S3_ENCRYPTION_MODES = ("SSE-KMS", "SSE-S3")
 
 
 class SettingsError(ValueError):
@@ -54,6 +58,12 @@ class Settings:
     aws_conn_id: str = "aws_default"
     region: str | None = None
     glue_database: str = "customer_analytics"
+    # Security (emr only). The security configuration is created once per account and region
+    # with `python -m include.emr_security`; clusters only name it.
+    security_configuration: str = "customer-market-analytics"
+    kms_key_arn: str = ""  # local disk (and S3 with SSE-KMS) encryption key
+    s3_encryption: str = "SSE-KMS"
+    tls_certificates_uri: str = ""  # s3://.../certs.zip: PEM files for in-transit TLS
     extra_tags: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -83,6 +93,10 @@ _ENV = {
     "PIPELINE_AWS_REGION": ("region", str),
     "PIPELINE_GLUE_DATABASE": ("glue_database", str),
     "PIPELINE_EXTRA_TAGS": ("extra_tags", str),
+    "PIPELINE_EMR_SECURITY_CONFIGURATION": ("security_configuration", str),
+    "PIPELINE_EMR_KMS_KEY_ARN": ("kms_key_arn", str),
+    "PIPELINE_EMR_S3_ENCRYPTION": ("s3_encryption", str),
+    "PIPELINE_EMR_TLS_CERTIFICATES_URI": ("tls_certificates_uri", str),
 }
 ENV_VARS = tuple(_ENV)
 
@@ -199,3 +213,25 @@ def _check_emr(values: dict[str, object], problems: list[str]) -> None:
         problems.append(f"PIPELINE_AWS_CONN_ID={values['aws_conn_id']!r} is not a connection id")
     if "glue_database" in values and not _GLUE_DB.match(str(values["glue_database"])):
         problems.append("PIPELINE_GLUE_DATABASE: lower-case letters, digits and _ only (Athena's rule)")
+    _check_emr_security(values, problems)
+
+
+def _check_emr_security(values: dict[str, object], problems: list[str]) -> None:
+    name = values.get("security_configuration")
+    if name is not None and not _SECURITY_CONFIG.match(str(name)):
+        problems.append(
+            f"PIPELINE_EMR_SECURITY_CONFIGURATION={name!r}: letters, digits and . _ - only (at most 128)"
+        )
+    key = values.get("kms_key_arn")
+    if key and not _KMS_KEY_ARN.match(str(key)):
+        problems.append(
+            f"PIPELINE_EMR_KMS_KEY_ARN={key!r} is not a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)"
+        )
+    mode = values.get("s3_encryption")
+    if mode is not None and mode not in S3_ENCRYPTION_MODES:
+        problems.append(
+            f"PIPELINE_EMR_S3_ENCRYPTION={mode!r}: choose one of {', '.join(S3_ENCRYPTION_MODES)}"
+        )
+    certs = values.get("tls_certificates_uri")
+    if certs and not _CERTS_ZIP_URI.match(str(certs)):
+        problems.append(f"PIPELINE_EMR_TLS_CERTIFICATES_URI={certs!r} must be an s3://bucket/key.zip URI")
