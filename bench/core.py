@@ -1,0 +1,168 @@
+"""What every figure shares: repeated timing, machine facts, the result line, the work directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+RESULT_PREFIX = "BENCH_RESULT "
+
+
+def work_dir(base: Path | None = None) -> Path:
+    """`.bench/` (generated data, Airflow homes, raw results); it ignores its own contents for git."""
+    root = (base or PROJECT_ROOT / ".bench").resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    ignore = root / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("*\n")
+    return root
+
+
+def load_average() -> float:
+    """The 1-minute load average: how busy the machine was when a figure started."""
+    return round(os.getloadavg()[0], 2)
+
+
+@dataclass
+class Timing:
+    """Seconds of every run of one measured thing, in run order."""
+
+    runs: list[float]
+
+    @property
+    def min(self) -> float:
+        return min(self.runs)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.runs)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "runs": [round(r, 4) for r in self.runs],
+            "min": round(self.min, 4),
+            "median": round(self.median, 4),
+        }
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+def repeat(fn: Callable[[], Any], n: int) -> tuple[Timing, list[Any]]:
+    """Run fn n times; the timings and each run's return value."""
+    seconds, values = [], []
+    for _ in range(n):
+        s, v = timed(fn)
+        seconds.append(s)
+        values.append(v)
+    return Timing(seconds), values
+
+
+@dataclass
+class Row:
+    """One line of a figure's table: a measured quantity, its min/median, and the target if it has one."""
+
+    metric: str
+    min: float | None
+    median: float | None
+    unit: str = "s"
+    target: str = ""
+    met: bool | None = None
+    note: str = ""
+
+
+@dataclass
+class FigureResult:
+    figure: int
+    name: str
+    title: str
+    summary: str  # the one line printed for the figure
+    load_start: float
+    rows: list[Row] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    ok: bool | None = None  # every target met (None: no target)
+
+    def emit(self) -> None:
+        print(RESULT_PREFIX + json.dumps(asdict(self), default=str), flush=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FigureResult:
+        rows = [Row(**r) for r in data.pop("rows", [])]
+        return cls(rows=rows, **data)
+
+
+def check(value: float | None, limit: float) -> bool | None:
+    return None if value is None else value <= limit
+
+
+def java_version() -> str:
+    try:
+        out = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    lines = (out.stderr or out.stdout).splitlines()
+    return lines[0] if lines else "unknown"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def memory_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def machine() -> dict[str, Any]:
+    """Where the numbers come from: hardware, OS and the versions of everything measured."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for dist in (
+        "pyspark",
+        "apache-airflow",
+        "apache-airflow-providers-amazon",
+        "duckdb",
+        "networkx",
+        "scipy",
+    ):
+        try:
+            versions[dist] = version(dist)
+        except PackageNotFoundError:
+            versions[dist] = "not installed"
+    versions["moto"] = version("moto")
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "memory_gib": memory_gib(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": sys.version.split()[0],
+        "java": java_version(),
+        "versions": versions,
+        "spark_driver_memory": os.environ.get("SPARK_DRIVER_MEMORY", "2g"),
+        "spark_shuffle_partitions": os.environ.get("SPARK_SHUFFLE_PARTITIONS", "8 (get_spark default)"),
+    }
