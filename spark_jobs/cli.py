@@ -11,6 +11,7 @@ import importlib
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 
 from spark_jobs.common import JobInputError, date_range, normalize_lake, parse_ds
@@ -29,6 +30,9 @@ JOBS = {
 
 EXIT_BAD_INPUT = 2
 METRICS_PREFIX = "SPARK_JOBS_METRICS "
+METRICS_DIR = "_runs/metrics"  # under LAKE; read by include/run_report.py
+
+log = logging.getLogger("spark_jobs")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -80,8 +84,31 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def metrics_uri(lake: str, job: str, ds: object, dataset: str | None = None) -> str:
+    """Where a job run's metrics land: LAKE/_runs/metrics/dt=<ds>/<job>[-<dataset>].json.
+
+    One file per job (and dataset) and date, replaced by a rerun, so it always describes the
+    last successful run of that step for that date. A ranged ingest files under its last date.
+    """
+    name = f"{job}-{dataset}" if dataset else job
+    return f"{lake}/{METRICS_DIR}/dt={ds}/{name}.json"
+
+
+def write_metrics(spark, uri: str, metrics: dict) -> None:
+    """Write the metrics JSON through Hadoop's FileSystem, so s3:// (EMR) and file:// both work."""
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    out = fs.create(path, True)  # overwrite: a rerun replaces the previous run's numbers
+    try:
+        out.write(bytearray(json.dumps(metrics, sort_keys=True, default=str).encode()))
+    finally:
+        out.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    started = time.monotonic()  # a duration only; no date ever comes from the clock
     try:
         args = parse_args(argv)
     except JobInputError as exc:
@@ -91,11 +118,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     module = importlib.import_module(JOBS[args.job])
     spark = get_spark(f"{args.job}-{args.ds}")
+    log.info("%s --ds %s: Spark ready after %.1fs; running", args.job, args.ds, time.monotonic() - started)
     try:
         metrics = module.run(spark, args) or {}
     except JobInputError as exc:
         print(f"spark_jobs {args.job} --ds {args.ds}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    # One machine-readable line for the run report: rows in/out/quarantined per output.
-    print(METRICS_PREFIX + json.dumps({"job": args.job, "ds": str(args.ds), **metrics}, default=str))
+    record = {"job": args.job, "ds": str(args.ds)}
+    if args.job == "ingest":
+        record.update(dataset=args.dataset, start_ds=str(args.dates[0]), end_ds=str(args.dates[-1]))
+    record.update(metrics)
+    record["duration_seconds"] = round(time.monotonic() - started, 3)
+    # One machine-readable line (the local operator collects it) and the same JSON in the lake
+    # (the run report reads it, also on EMR where nobody reads the step's stdout).
+    print(METRICS_PREFIX + json.dumps(record, default=str))
+    uri = metrics_uri(args.lake, args.job, args.ds, args.dataset)
+    try:
+        write_metrics(spark, uri, record)
+    except Exception as exc:  # the outputs are written: missing numbers must not fail the step
+        log.warning("could not write the run metrics to %s: %s", uri, exc)
+    log.info("%s --ds %s: done in %.1fs", args.job, args.ds, record["duration_seconds"])
     return 0

@@ -1,0 +1,585 @@
+"""The report of every pipeline run: rows in, out and quarantined per step, durations, and on EMR
+the cluster's normalized instance hours and estimated cost; written to the lake, logged as a table.
+
+The jobs leave their numbers in `LAKE/_runs/metrics/dt=<ds>/<job>[-<dataset>].json` (spark_jobs/cli.py);
+the DAGs' last task, `run_report`, joins them with the tasks' states (and on EMR the steps' timings
+and the cluster's instance groups) into `LAKE/_runs/reports/dag_id=<dag>/dt=<ds>/report.json`.
+On a local lake it also writes `report.html` beside it: charts of the run's outputs, no network.
+Everything except `add_run_report` and the I/O helpers is pure and tested without Airflow.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from include import pipeline as P
+
+REPORTS_DIR = "_runs/reports"
+METRICS_DIR = "_runs/metrics"  # the same folder spark_jobs/cli.py writes to
+PRICES_FILE = Path(__file__).with_name("instance_prices.json")
+FAILED_STATES = ("failed", "upstream_failed")
+# EMR's normalization factors by instance size (small = 1); "<n>xlarge" is 8 * n.
+_SIZE_FACTORS = {"nano": 0.25, "micro": 0.5, "small": 1, "medium": 2, "large": 4, "xlarge": 8}
+_NXLARGE = re.compile(r"^(\d+)xlarge$")
+
+log = logging.getLogger(__name__)
+
+
+# ---- which steps a run has -----------------------------------------------------------------
+@dataclass(frozen=True)
+class PlannedStep:
+    """One step for one date (or, for a ranged ingest, one range) of a run."""
+
+    step: P.Step
+    label: str  # the date, or "start..end" for a ranged step (as in EMR step names)
+    metrics_ds: str  # the dt= folder its metrics are filed under
+    task_id: str  # the Airflow task whose state is the step's
+    selected: bool = True
+
+
+def metrics_name(step: P.Step) -> str:
+    """`<job>[-<dataset>]`: the metrics file name the CLI uses for this step."""
+    options = list(step.options)
+    if "--dataset" in options:
+        return f"{step.job}-{options[options.index('--dataset') + 1]}"
+    return step.job
+
+
+def metrics_uri(lake: str, step: P.Step, ds: str) -> str:
+    return f"{lake}/{METRICS_DIR}/dt={ds}/{metrics_name(step)}.json"
+
+
+def report_uri(lake: str, dag_id: str, ds: str, name: str = "report.json") -> str:
+    """One report per DAG and date; a rerun replaces it, as it replaces the date's data."""
+    return f"{lake}/{REPORTS_DIR}/dag_id={dag_id}/dt={ds}/{name}"
+
+
+def nightly_steps(ds: str, selected: Sequence[str], *, emr: bool) -> list[PlannedStep]:
+    """Every pipeline step for `ds`; those the run's outputs did not need are marked unselected."""
+    prefix = "wait_" if emr else "run_"
+    return [PlannedStep(s, ds, ds, f"{prefix}{s.name}", selected=s.name in selected) for s in P.PIPELINE]
+
+
+def backfill_steps(start_ds: str, end_ds: str, dates: Sequence[str], *, emr: bool) -> list[PlannedStep]:
+    """The ranged steps once for the range, then each date's steps, in the order they run."""
+    task_id = "run_steps"
+    ranged = [PlannedStep(s, f"{start_ds}..{end_ds}", end_ds, task_id) for s in P.PIPELINE if s.ranged]
+    daily = [PlannedStep(s, ds, ds, task_id) for ds in dates for s in P.PIPELINE if not s.ranged]
+    return ranged + daily
+
+
+# ---- the report (pure) ---------------------------------------------------------------------
+def _count(value: Any) -> int | None:
+    """A metrics count: an int, or {dataset: int} summed; None when absent."""
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        return sum(int(v) for v in value.values())
+    return int(value)
+
+
+def step_state(planned: PlannedStep, task_states: Mapping[str, str | None]) -> str:
+    if not planned.selected:
+        return "not selected"
+    return task_states.get(planned.task_id) or "no state"
+
+
+def build_report(
+    *,
+    dag_id: str,
+    run_id: str,
+    target: str,
+    ds: str,
+    planned: Sequence[PlannedStep],
+    task_states: Mapping[str, str | None],
+    metrics: Mapping[tuple[str, str], Mapping[str, Any] | None],
+    emr_steps: Mapping[str, Mapping[str, Any]] | None = None,
+    cluster: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The run report as plain JSON-able data.
+
+    `metrics` maps (step name, label) to the job's metrics JSON. They are used only for steps
+    whose task succeeded: a file from an earlier run of the same date must not pass for this one.
+    `emr_steps` maps EMR step names to {"state", "seconds"}.
+    """
+    steps = []
+    for p in planned:
+        state = step_state(p, task_states)
+        row: dict[str, Any] = {"step": p.step.name, "ds": p.label, "task_id": p.task_id, "state": state}
+        found = metrics.get((p.step.name, p.label)) if state == "success" else None
+        if state == "success" and found is None:
+            row["note"] = "no metrics file"
+        if found is not None:
+            row.update(
+                rows_in=_count(found.get("rows_in")),
+                rows_out=_count(found.get("rows_out")),
+                rows_quarantined=_count(found.get("rows_quarantined")),
+                duration_seconds=found.get("duration_seconds"),
+                rows_in_by_input=found.get("rows_in"),
+                rows_out_by_output=found.get("rows_out"),
+            )
+            for extra in ("duplicates_dropped", "rows_dropped_invalid", "rows_dropped_late"):
+                if extra in found:
+                    row[extra] = found[extra]
+        if emr_steps is not None:
+            name = P.emr_step_name(dag_id, run_id, p.label, p.step.name)
+            if name in emr_steps:
+                row["emr_step"] = dict(emr_steps[name])
+        steps.append(row)
+
+    failed = sorted({s["task_id"] for s in steps if s["state"] in FAILED_STATES})
+    ran = [s for s in steps if s["state"] == "success"]
+    totals = {
+        "steps_succeeded": len(ran),
+        "steps_failed": sum(s["state"] in FAILED_STATES for s in steps),
+        "rows_quarantined": sum(s.get("rows_quarantined") or 0 for s in ran),
+        "job_seconds": round(sum(s.get("duration_seconds") or 0 for s in ran), 3),
+    }
+    return {
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "target": target,
+        "ds": ds,
+        "state": "failed" if failed else "success",
+        "failed_tasks": failed,
+        "steps": steps,
+        "totals": totals,
+        "emr_cluster": dict(cluster) if cluster is not None else None,
+    }
+
+
+# ---- EMR usage and cost --------------------------------------------------------------------
+def load_prices(path: Path = PRICES_FILE) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def normalization_factor(instance_type: str) -> float | None:
+    """EMR's normalized-instance-hour factor of an instance type (m5.xlarge -> 8), None if unknown."""
+    size = instance_type.partition(".")[2]
+    if size in _SIZE_FACTORS:
+        return float(_SIZE_FACTORS[size])
+    if m := _NXLARGE.match(size):
+        return 8.0 * int(m.group(1))
+    return None
+
+
+def _hours(start: dt.datetime, end: dt.datetime) -> float:
+    return (end - start).total_seconds() / 3600
+
+
+def cluster_usage(
+    cluster: Mapping[str, Any],
+    instance_groups: Sequence[Mapping[str, Any]],
+    steps: Sequence[Mapping[str, Any]],
+    prices: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Normalized instance hours and estimated cost of a cluster, from boto3's DescribeCluster
+    `Cluster`, ListInstanceGroups `InstanceGroups` and ListSteps `Steps`.
+
+    runtime = creation -> end of the cluster (or, while it is still terminating, the end of its
+    last step); per group: normalized hours = instances x runtime x factor, cost = normalized
+    hours x (hourly price / factor), i.e. instances x runtime x hourly price.
+    """
+    timeline = cluster.get("Status", {}).get("Timeline", {})
+    start, end = timeline.get("CreationDateTime"), timeline.get("EndDateTime")
+    source = "cluster end"
+    if end is None:
+        step_ends = [s["Status"]["Timeline"]["EndDateTime"] for s in steps if _step_end(s)]
+        end, source = (
+            (max(step_ends), "last step end (cluster still terminating)") if step_ends else (None, "")
+        )
+    runtime = _hours(start, end) if start is not None and end is not None else None
+    table = prices.get("instances", {})
+    groups, total_nih, total_cost, unpriced = [], 0.0, 0.0, []
+    for g in instance_groups:
+        itype = g["InstanceType"]
+        count = int(g.get("RequestedInstanceCount") or g.get("RunningInstanceCount") or 0)
+        factor = normalization_factor(itype)
+        price = table.get(itype)
+        hourly = price["ec2"] + price["emr"] if price else None
+        nih = count * runtime * factor if runtime is not None and factor is not None else None
+        cost = nih * hourly / factor if nih is not None and hourly is not None and factor else None
+        if cost is None:
+            unpriced.append(itype)
+        total_nih += nih or 0
+        total_cost += cost or 0
+        groups.append(
+            {
+                "name": g.get("Name"),
+                "role": g.get("InstanceGroupType"),
+                "market": g.get("Market"),
+                "instance_type": itype,
+                "instances": count,
+                "normalization_factor": factor,
+                "hourly_price": hourly,
+                "normalized_instance_hours": _round(nih),
+                "estimated_cost": _round(cost, 4),
+            }
+        )
+    return {
+        "cluster_id": cluster.get("Id"),
+        "state": cluster.get("Status", {}).get("State"),
+        "runtime_hours": _round(runtime, 4),
+        "runtime_source": source,
+        "instance_groups": groups,
+        "normalized_instance_hours": _round(total_nih) if runtime is not None else None,
+        # EMR's own figure (whole hours per instance, so usually above ours); reported as is.
+        "emr_normalized_instance_hours": cluster.get("NormalizedInstanceHours"),
+        "estimated_cost": _round(total_cost, 4) if runtime is not None and not unpriced else None,
+        "unpriced_instance_types": sorted(set(unpriced)),
+        "currency": prices.get("currency"),
+        "price_table": {k: prices.get(k) for k in ("region", "as_of")},
+    }
+
+
+def _step_end(step: Mapping[str, Any]) -> bool:
+    return step.get("Status", {}).get("Timeline", {}).get("EndDateTime") is not None
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def emr_step_timings(steps: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """ListSteps `Steps` -> {step name: {"state", "seconds"}} (seconds from start to end)."""
+    out = {}
+    for s in steps:
+        timeline = s.get("Status", {}).get("Timeline", {})
+        start, end = timeline.get("StartDateTime"), timeline.get("EndDateTime")
+        seconds = round((end - start).total_seconds(), 3) if start and end else None
+        out[s["Name"]] = {"id": s.get("Id"), "state": s.get("Status", {}).get("State"), "seconds": seconds}
+    return out
+
+
+def read_emr(client: Any, cluster_id: str) -> tuple[dict, list[dict], list[dict]]:
+    """DescribeCluster, ListInstanceGroups and ListSteps of one cluster (boto3 EMR client)."""
+    cluster = client.describe_cluster(ClusterId=cluster_id)["Cluster"]
+    groups = [
+        g
+        for page in client.get_paginator("list_instance_groups").paginate(ClusterId=cluster_id)
+        for g in page["InstanceGroups"]
+    ]
+    steps = [
+        s for page in client.get_paginator("list_steps").paginate(ClusterId=cluster_id) for s in page["Steps"]
+    ]
+    return cluster, groups, steps
+
+
+# ---- reading it ----------------------------------------------------------------------------
+def _num(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def format_table(report: Mapping[str, Any]) -> str:
+    """The report as the plain-text table shown in the task log."""
+    header = (
+        f"{'step':<20} {'ds':<22} {'state':<15} {'rows in':>10} {'rows out':>10} "
+        f"{'quarantined':>11} {'seconds':>8}"
+    )
+    lines = [
+        f"run report: {report['dag_id']} {report['run_id']} (ds {report['ds']}, {report['target']}): "
+        f"{report['state']}",
+        header,
+        "-" * len(header),
+    ]
+    for s in report["steps"]:
+        seconds = s.get("duration_seconds")
+        if seconds is None and s.get("emr_step"):
+            seconds = s["emr_step"].get("seconds")
+        lines.append(
+            f"{s['step']:<20} {s['ds']:<22} {s['state']:<15} {_num(s.get('rows_in')):>10} "
+            f"{_num(s.get('rows_out')):>10} {_num(s.get('rows_quarantined')):>11} {_num(seconds, 1):>8}"
+            + (f"  ({s['note']})" if s.get("note") else "")
+        )
+    t = report["totals"]
+    lines.append("-" * len(header))
+    lines.append(
+        f"{'total':<20} {'':<22} {str(t['steps_succeeded']) + ' succeeded':<15} {'':>10} {'':>10} "
+        f"{_num(t['rows_quarantined']):>11} {_num(t['job_seconds'], 1):>8}"
+    )
+    if report["failed_tasks"]:
+        lines.append(f"failed: {', '.join(report['failed_tasks'])}")
+    c = report.get("emr_cluster")
+    if c:
+        groups = ", ".join(
+            f"{g['instances']} x {g['instance_type']} ({g['market']})" for g in c["instance_groups"]
+        )
+        cost = "unknown" if c["estimated_cost"] is None else f"{c['estimated_cost']:.2f} {c['currency']}"
+        lines.append(
+            f"EMR cluster {c['cluster_id']} ({c['state']}): {groups}; "
+            f"runtime {_num(c['runtime_hours'], 2)} h "
+            f"({c['runtime_source']}); normalized instance hours {_num(c['normalized_instance_hours'], 1)} "
+            f"(EMR says {c['emr_normalized_instance_hours']}); estimated cost {cost} "
+            f"(price table {c['price_table']['region']} {c['price_table']['as_of']})"
+        )
+        if c["unpriced_instance_types"]:
+            lines.append(
+                f"no price for {', '.join(c['unpriced_instance_types'])}: add it to {PRICES_FILE.name}"
+            )
+    return "\n".join(lines)
+
+
+# ---- the HTML page (local lakes) -----------------------------------------------------------
+_CSS = (
+    "body{font:14px system-ui,sans-serif;margin:2em;color:#222;max-width:980px}"
+    "table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}"
+    "td:first-child,th:first-child{text-align:left}h2{margin-top:1.6em}.failed{color:#b00}"
+)
+_COLORS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
+
+
+def svg_bars(labels: Sequence[str], values: Sequence[float], *, title: str, unit: str = "") -> str:
+    """A horizontal bar chart as inline SVG: one <rect class="bar"> per value."""
+    width, left, bar, gap = 640, 170, 18, 6
+    height = 30 + len(values) * (bar + gap)
+    top = max([abs(v) for v in values] + [1e-12])
+    parts = [
+        f'<svg class="chart" role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}">',
+        f"<title>{html.escape(title)}</title>",
+    ]
+    for i, (label, value) in enumerate(zip(labels, values, strict=True)):
+        y = 20 + i * (bar + gap)
+        w = (width - left - 90) * abs(value) / top
+        parts.append(f'<text x="{left - 6}" y="{y + 13}" text-anchor="end">{html.escape(str(label))}</text>')
+        parts.append(
+            f'<rect class="bar" x="{left}" y="{y}" width="{w:.1f}" height="{bar}" fill="{_COLORS[0]}"/>'
+        )
+        parts.append(f'<text x="{left + w + 4:.1f}" y="{y + 13}">{value:,.4g}{html.escape(unit)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def svg_lines(series: Mapping[str, Sequence[tuple[str, float]]], *, title: str) -> str:
+    """A line chart as inline SVG: one <polyline class="line"> per series, x = the dates."""
+    width, height, left, bottom = 640, 260, 60, 30
+    dates = sorted({d for points in series.values() for d, _ in points})
+    values = [v for points in series.values() for _, v in points]
+    top = max([*values, 1e-12])
+    span = max(len(dates) - 1, 1)
+
+    def xy(d: str, v: float) -> str:
+        x = left + (width - left - 130) * dates.index(d) / span
+        y = height - bottom - (height - bottom - 20) * v / top
+        return f"{x:.1f},{y:.1f}"
+
+    parts = [
+        f'<svg class="chart" role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}">',
+        f"<title>{html.escape(title)}</title>",
+    ]
+    if dates:
+        parts.append(f'<text x="{left}" y="{height - 8}">{dates[0]}</text>')
+        parts.append(f'<text x="{width - 130}" y="{height - 8}" text-anchor="end">{dates[-1]}</text>')
+    parts.append(f'<text x="4" y="24">{top:,.0f}</text>')
+    for i, (name, points) in enumerate(sorted(series.items())):
+        color = _COLORS[i % len(_COLORS)]
+        pts = " ".join(xy(d, v) for d, v in sorted(points))
+        parts.append(f'<polyline class="line" fill="none" stroke="{color}" stroke-width="2" points="{pts}"/>')
+        if len(points) == 1:  # a single day: a dot, since a line needs two points
+            parts.append(
+                f'<circle cx="{xy(*points[0]).split(",")[0]}" cy="{xy(*points[0]).split(",")[1]}" '
+                f'r="4" fill="{color}"/>'
+            )
+        parts.append(f'<text x="{width - 120}" y="{20 + 16 * i}" fill="{color}">{html.escape(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def chart_data(lake_dir: Path, ds: str) -> dict[str, Any]:
+    """What the page charts, from the curated outputs of `ds` (pyarrow; no Spark)."""
+    from include.lake_summary import read_partition
+
+    out: dict[str, Any] = {}
+    segments = read_partition(lake_dir, "curated", "customer_segments", ds)
+    if segments is not None and not segments.empty:
+        by = segments.groupby("segment").agg(
+            customers=("customer_id", "count"), spent=("total_spent", lambda s: float(s.astype(float).mean()))
+        )
+        out["segments"] = [(f"segment {k}", int(r.customers), r.spent) for k, r in by.sort_index().iterrows()]
+    # Every rolling partition of the 30 days up to ds that exists (one per day the pipeline ran).
+    first = dt.date.fromisoformat(ds) - dt.timedelta(days=29)
+    series: dict[str, list[tuple[str, float]]] = {}
+    for day in (first + dt.timedelta(days=k) for k in range(30)):
+        rolling = read_partition(lake_dir, "curated", "sales_rolling_30d", day.isoformat())
+        if rolling is not None:
+            for r in rolling.itertuples():
+                series.setdefault(r.region, []).append((day.isoformat(), float(r.rolling_30d_sum)))
+    if series:
+        out["rolling"] = series
+    graph = read_partition(lake_dir, "curated", "referral_graph", ds)
+    if graph is not None and not graph.empty:
+        top = graph.sort_values(["pagerank", "customer_id"], ascending=[False, True]).head(10)
+        out["pagerank"] = [(r.customer_id, float(r.pagerank)) for r in top.itertuples()]
+    return out
+
+
+def html_page(report: Mapping[str, Any], charts: Mapping[str, Any]) -> str:
+    """A self-contained page: the run table and charts as inline SVG (no script, no network)."""
+    esc = html.escape
+    rows = "".join(
+        f'<tr class="{"failed" if s["state"] in FAILED_STATES else ""}"><td>{esc(s["step"])}</td>'
+        f"<td>{esc(s['ds'])}</td><td>{esc(s['state'])}</td><td>{_num(s.get('rows_in'))}</td>"
+        f"<td>{_num(s.get('rows_out'))}</td><td>{_num(s.get('rows_quarantined'))}</td>"
+        f"<td>{_num(s.get('duration_seconds'), 1)}</td></tr>"
+        for s in report["steps"]
+    )
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(report['dag_id'])} "
+        f"{esc(report['ds'])}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{esc(report['dag_id'])}: {esc(report['ds'])}</h1>",
+        f"<p>run {esc(report['run_id'])} &middot; {esc(report['target'])} &middot; "
+        f"<b class='{'failed' if report['state'] == 'failed' else ''}'>{esc(report['state'])}</b> &middot; "
+        f"{report['totals']['rows_quarantined']:,} rows quarantined &middot; "
+        f"{report['totals']['job_seconds']:,.0f} s in jobs</p>",
+        "<table><tr><th>step</th><th>ds</th><th>state</th><th>rows in</th><th>rows out</th>"
+        f"<th>quarantined</th><th>seconds</th></tr>{rows}</table>",
+    ]
+    if "segments" in charts:
+        labels = [label for label, _, _ in charts["segments"]]
+        parts.append("<h2>Customer segments</h2>")
+        parts.append(svg_bars(labels, [n for _, n, _ in charts["segments"]], title="customers per segment"))
+        parts.append(svg_bars(labels, [s for _, _, s in charts["segments"]], title="average total spent"))
+    if "rolling" in charts:
+        parts.append("<h2>30-day rolling sales by region</h2>")
+        parts.append(svg_lines(charts["rolling"], title="rolling 30-day sales"))
+    if "pagerank" in charts:
+        parts.append("<h2>PageRank leaders (referrals)</h2>")
+        parts.append(
+            svg_bars(
+                [c for c, _ in charts["pagerank"]],
+                [v for _, v in charts["pagerank"]],
+                title="top customers by PageRank",
+            )
+        )
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+# ---- lake I/O (file:// here, s3:// through the Amazon provider) ----------------------------
+def lake_io(
+    aws_conn_id: str | None, region: str | None
+) -> tuple[Callable[[str], str | None], Callable[[str, str], None]]:
+    """(read, write) of small text objects by URI; read gives None for a missing object."""
+
+    def read(uri: str) -> str | None:
+        if uri.startswith("file://"):
+            path = Path(uri.removeprefix("file://"))
+            return path.read_text() if path.is_file() else None
+        hook = _s3(aws_conn_id, region)
+        bucket, key = hook.parse_s3_url(uri)
+        return hook.read_key(key, bucket) if hook.check_for_key(key, bucket) else None
+
+    def write(uri: str, text: str) -> None:
+        if uri.startswith("file://"):
+            path = Path(uri.removeprefix("file://"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            return
+        hook = _s3(aws_conn_id, region)
+        bucket, key = hook.parse_s3_url(uri)
+        hook.load_string(text, key, bucket, replace=True)
+
+    return read, write
+
+
+def _s3(aws_conn_id: str | None, region: str | None) -> Any:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id=aws_conn_id, region_name=region)
+
+
+def gather_metrics(
+    read: Callable[[str], str | None], lake: str, planned: Sequence[PlannedStep]
+) -> dict[tuple[str, str], dict | None]:
+    out = {}
+    for p in planned:
+        text = read(metrics_uri(lake, p.step, p.metrics_ds)) if p.selected else None
+        out[(p.step.name, p.label)] = json.loads(text) if text else None
+    return out
+
+
+# ---- the task ------------------------------------------------------------------------------
+def add_run_report(settings: Any, kind: str, dag: Any) -> Any:
+    """Add `run_report` as the last task of `dag` (call it inside `with dag`): it runs whatever happened
+    (trigger rule all_done), writes and logs the report, then fails if a step failed, so the
+    run's state stays the steps' state (a run's state is its last tasks')."""
+    from airflow.sdk import get_current_context, task
+    from airflow.sdk.exceptions import AirflowFailException
+
+    @task(task_id="run_report", trigger_rule="all_done", retries=0)
+    def run_report() -> dict[str, Any]:
+        ctx = get_current_context()
+        ti, dag = ctx["ti"], ctx["dag"]
+        plan = {
+            k: ti.xcom_pull(task_ids="plan", key=k) for k in ("ds", "steps", "dates", "start_ds", "end_ds")
+        }
+        if kind == "nightly":
+            ds = plan["ds"]
+            planned = nightly_steps(ds, plan["steps"] or [], emr=settings.is_emr)
+        else:
+            ds = plan["end_ds"]
+            planned = backfill_steps(
+                plan["start_ds"], plan["end_ds"], plan["dates"] or [], emr=settings.is_emr
+            )
+        if ds is None:
+            raise AirflowFailException("the plan task did not finish; there is nothing to report")
+        states = ti.get_task_states(dag_id=dag.dag_id, run_ids=[ctx["run_id"]]).get(ctx["run_id"], {})
+        read, write = lake_io(getattr(settings, "aws_conn_id", None), getattr(settings, "region", None))
+        emr_steps = cluster = None
+        if settings.is_emr:
+            emr_steps, cluster = _emr_part(settings, ti.xcom_pull(task_ids="create_cluster"))
+        report = build_report(
+            dag_id=dag.dag_id,
+            run_id=ctx["run_id"],
+            target=settings.target,
+            ds=ds,
+            planned=planned,
+            task_states=states,
+            metrics=gather_metrics(read, settings.lake, planned),
+            emr_steps=emr_steps,
+            cluster=cluster,
+        )
+        uri = report_uri(settings.lake, dag.dag_id, ds)
+        write(uri, json.dumps(report, indent=2, sort_keys=True, default=str))
+        log.info("\n%s\nreport: %s", format_table(report), uri)
+        if settings.lake.startswith("file://"):
+            page = report_uri(settings.lake, dag.dag_id, ds, "report.html")
+            try:
+                write(page, html_page(report, chart_data(Path(settings.lake.removeprefix("file://")), ds)))
+                log.info("charts: %s", page)
+            except Exception:  # a chart problem must not hide the report or fail the run
+                log.exception("could not write %s", page)
+        # Teardowns (terminate_cluster) do not decide a run's state; the steps do.
+        teardowns = {t.task_id for t in dag.tasks if getattr(t, "is_teardown", False)}
+        failed = sorted(t for t, s in states.items() if s in FAILED_STATES and t not in teardowns)
+        if failed:
+            raise AirflowFailException(f"the run failed: {', '.join(failed)} (report: {uri})")
+        return {"report": uri, "state": report["state"]}
+
+    ends = [t for t in dag.tasks if not t.downstream_list]
+    report = run_report()
+    ends >> report.operator
+    return report
+
+
+def _emr_part(settings: Any, cluster_id: str | None) -> tuple[dict | None, dict | None]:
+    if not cluster_id:
+        return None, None
+    from airflow.providers.amazon.aws.hooks.emr import EmrHook
+
+    client = EmrHook(aws_conn_id=settings.aws_conn_id, region_name=settings.region).conn
+    try:
+        cluster, groups, steps = read_emr(client, cluster_id)
+    except Exception:  # the numbers are worth having, not worth failing a run for
+        log.exception("could not read EMR cluster %s for the report", cluster_id)
+        return None, None
+    return emr_step_timings(steps), cluster_usage(cluster, groups, steps, load_prices())

@@ -1,0 +1,315 @@
+"""The run report: the CLI's metrics file, the report built from it and the tasks' states, the
+EMR cost estimate (by hand, and through boto3 against moto), the log table and the HTML page."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import boto3
+import pandas as pd
+import pytest
+from moto import mock_aws
+
+from include import pipeline as P
+from include import run_report as R
+from include.cluster_profiles import PROFILES
+from spark_jobs.cli import METRICS_PREFIX, main
+from tests.helpers import write_landing_csv
+
+DS = "2024-06-08"
+UTC = dt.UTC
+
+
+# ---- the CLI leaves its metrics in the lake ---------------------------------------------------
+def test_cli_writes_the_metrics_it_prints_to_the_lake_where_the_report_reads_them(spark, lake, capsys):
+    rows = [
+        ("c1", "north", "2024-01-01"),
+        ("c2", "south", "2024-01-02"),
+        ("c1", "north", "2024-01-01"),  # duplicate key: dropped, not quarantined
+        ("c3", "east", "2024-02-30"),  # not a date: quarantined
+    ]
+    write_landing_csv(lake, "customers", DS, ["customer_id", "region", "signup_date"], rows)
+
+    assert main(["ingest", "--dataset", "customers", "--ds", DS, "--lake", lake]) == 0
+
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith(METRICS_PREFIX)]
+    assert len(printed) == 1
+    uri = R.metrics_uri(lake, P.STEPS["ingest_customers"], DS)
+    assert uri == f"{lake}/_runs/metrics/dt={DS}/ingest-customers.json"
+    stored = json.loads(Path(uri.removeprefix("file://")).read_text())
+    assert stored == json.loads(printed[0].removeprefix(METRICS_PREFIX))
+    assert {k: v for k, v in stored.items() if k != "duration_seconds"} == {
+        "job": "ingest",
+        "ds": DS,
+        "dataset": "customers",
+        "start_ds": DS,
+        "end_ds": DS,
+        "rows_in": {"customers": 4},
+        "rows_out": {"customers": 2},
+        "rows_quarantined": 1,
+        "duplicates_dropped": 1,
+    }
+    assert isinstance(stored["duration_seconds"], float)
+
+
+# ---- the report -----------------------------------------------------------------------------
+def _metrics(rows_in, rows_out, quarantined=0, seconds=10.0):
+    return {
+        "rows_in": rows_in,
+        "rows_out": rows_out,
+        "rows_quarantined": quarantined,
+        "duration_seconds": seconds,
+    }
+
+
+def test_metrics_names_match_the_cli_file_names_for_every_step():
+    names = {s.name: R.metrics_name(s) for s in P.PIPELINE}
+    assert names == {
+        "ingest_customers": "ingest-customers",
+        "ingest_sales": "ingest-sales",
+        "ingest_referrals": "ingest-referrals",
+        "ingest_stock_ticks": "ingest-stock_ticks",
+        "ingest_clickstream": "ingest-clickstream",
+        "graph": "graph",
+        "features": "features",
+        "segments": "segments",
+        "sales_rolling": "sales_rolling",
+        "stock_daily": "stock_daily",
+        "clickstream": "clickstream",
+    }
+
+
+def test_report_uses_metrics_of_succeeded_steps_only_and_fails_with_the_failed_tasks():
+    selected = [s.name for s in P.steps_for(["customer_features", "stock_daily"])]
+    planned = R.nightly_steps(DS, selected, emr=False)
+    states = {
+        "run_ingest_customers": "success",
+        "run_ingest_sales": "success",
+        "run_ingest_referrals": "success",
+    }
+    states |= {"run_ingest_stock_ticks": "success", "run_stock_daily": "success"}
+    states |= {"run_graph": "failed", "run_features": "upstream_failed"}
+    metrics = {
+        ("ingest_customers", DS): _metrics({"customers": 100}, {"customers": 98}, 2, 30.5),
+        ("ingest_sales", DS): _metrics({"sales": 1000}, {"sales": 990}, 7, 41.0),
+        # ingest_referrals succeeded but left no file: shown, not invented
+        ("ingest_stock_ticks", DS): _metrics({"stock_ticks": 50}, {"stock_ticks": 50}, 0, 20.0),
+        ("stock_daily", DS): _metrics({"stock_ticks": 50}, {"stock_daily": 5}, 0, 15.25),
+        # a file of an earlier run of the failed step must not count
+        ("graph", DS): _metrics({"referrals": 9}, {"referral_graph": 9}, 0, 99.0),
+    }
+    report = R.build_report(
+        dag_id="nightly", run_id="manual__1", target="local", ds=DS,
+        planned=planned, task_states=states, metrics=metrics,
+    )  # fmt: skip
+    by_step = {s["step"]: s for s in report["steps"]}
+    assert [s["step"] for s in report["steps"]] == [s.name for s in P.PIPELINE]
+    assert {k: s["state"] for k, s in by_step.items()} == {
+        "ingest_customers": "success",
+        "ingest_sales": "success",
+        "ingest_referrals": "success",
+        "ingest_stock_ticks": "success",
+        "ingest_clickstream": "not selected",
+        "graph": "failed",
+        "features": "upstream_failed",
+        "segments": "not selected",
+        "sales_rolling": "not selected",
+        "stock_daily": "success",
+        "clickstream": "not selected",
+    }
+    assert (by_step["ingest_sales"]["rows_in"], by_step["ingest_sales"]["rows_out"]) == (1000, 990)
+    assert by_step["ingest_sales"]["rows_quarantined"] == 7
+    assert by_step["ingest_referrals"]["note"] == "no metrics file"
+    assert "rows_in" not in by_step["graph"]
+    assert report["state"] == "failed"
+    assert report["failed_tasks"] == ["run_features", "run_graph"]
+    assert report["totals"] == {
+        "steps_succeeded": 5,
+        "steps_failed": 2,
+        "rows_quarantined": 2 + 7,
+        "job_seconds": 30.5 + 41.0 + 20.0 + 15.25,
+    }
+
+
+def test_backfill_report_files_ranged_ingest_under_the_last_date_and_each_date_once():
+    planned = R.backfill_steps(
+        "2024-06-09", "2024-06-11", ["2024-06-09", "2024-06-10", "2024-06-11"], emr=False
+    )
+    ranged = [p for p in planned if p.step.ranged]
+    daily = [p for p in planned if not p.step.ranged]
+    assert {(p.label, p.metrics_ds) for p in ranged} == {("2024-06-09..2024-06-11", "2024-06-11")}
+    assert len(ranged) == 5
+    assert [p.label for p in daily] == [
+        d for d in ("2024-06-09", "2024-06-10", "2024-06-11") for _ in range(6)
+    ]
+    assert {p.task_id for p in planned} == {"run_steps"}
+
+    files = {R.metrics_uri("file:///l", p.step, p.metrics_ds): p for p in planned}
+    assert len(files) == len(planned)
+    assert "file:///l/_runs/metrics/dt=2024-06-11/ingest-sales.json" in files
+    assert "file:///l/_runs/metrics/dt=2024-06-10/graph.json" in files
+
+
+def test_table_in_the_log_has_one_line_per_step_with_its_numbers():
+    planned = R.nightly_steps(DS, ["ingest_sales"], emr=False)
+    report = R.build_report(
+        dag_id="nightly", run_id="manual__1", target="local", ds=DS, planned=planned,
+        task_states={"run_ingest_sales": "success"},
+        metrics={("ingest_sales", DS): _metrics({"sales": 12345}, {"sales": 12000}, 300, 61.04)},
+    )  # fmt: skip
+    lines = R.format_table(report).splitlines()
+    assert lines[0] == f"run report: nightly manual__1 (ds {DS}, local): success"
+    assert lines[1].split() == ["step", "ds", "state", "rows", "in", "rows", "out", "quarantined", "seconds"]
+    body = {line.split()[0]: line.split() for line in lines[3:-2]}
+    assert body["ingest_sales"] == ["ingest_sales", DS, "success", "12,345", "12,000", "300", "61.0"]
+    assert body["graph"] == ["graph", DS, "not", "selected", "-", "-", "-", "-"]
+    assert lines[-1].split() == ["total", "1", "succeeded", "300", "61.0"]
+
+
+# ---- EMR: normalized instance hours and cost ------------------------------------------------
+PRICES = {
+    "currency": "USD",
+    "region": "us-east-1",
+    "as_of": "test",
+    "instances": {"m5.xlarge": {"ec2": 0.192, "emr": 0.048}, "r5.4xlarge": {"ec2": 1.008, "emr": 0.252}},
+}
+
+
+def _group(role, itype, count, market="ON_DEMAND"):
+    return {"Name": role.lower(), "InstanceGroupType": role, "Market": market, "InstanceType": itype,
+            "RequestedInstanceCount": count, "RunningInstanceCount": 0}  # fmt: skip
+
+
+def _cluster(created, ended=None):
+    timeline = {"CreationDateTime": created} | ({"EndDateTime": ended} if ended else {})
+    state = "TERMINATED" if ended else "TERMINATING"
+    return {"Id": "j-1", "NormalizedInstanceHours": 48, "Status": {"State": state, "Timeline": timeline}}
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "factor"),
+    [("m5.large", 4), ("m5.xlarge", 8), ("m5.2xlarge", 16), ("r5.4xlarge", 32), ("c5.24xlarge", 192),
+     ("t3.small", 1), ("m5.metal", None)],
+)  # fmt: skip
+def test_normalization_factor_follows_emr_sizes(instance_type, factor):
+    assert R.normalization_factor(instance_type) == factor
+
+
+def test_cost_is_normalized_instance_hours_times_the_price_per_normalized_hour():
+    t0 = dt.datetime(2024, 6, 9, 2, 0, tzinfo=UTC)
+    cluster = _cluster(t0, t0 + dt.timedelta(hours=1, minutes=30))
+    groups = [_group("MASTER", "m5.xlarge", 1), _group("CORE", "m5.xlarge", 2)]  # the dev profile
+    usage = R.cluster_usage(cluster, groups, [], PRICES)
+    assert usage["runtime_hours"] == 1.5
+    assert usage["runtime_source"] == "cluster end"
+    # 3 instances x 1.5 h x factor 8 = 36 normalized hours; 36 x (0.24 / 8) = 3 x 1.5 x 0.24 = 1.08
+    assert usage["normalized_instance_hours"] == 36.0
+    assert usage["estimated_cost"] == pytest.approx(1.08)
+    assert [g["normalized_instance_hours"] for g in usage["instance_groups"]] == [12.0, 24.0]
+    assert usage["emr_normalized_instance_hours"] == 48
+
+
+def test_a_terminating_cluster_is_counted_to_its_last_step_and_unknown_types_leave_cost_open():
+    t0 = dt.datetime(2024, 6, 9, 2, 0, tzinfo=UTC)
+    steps = [
+        {"Name": "a", "Status": {"Timeline": {"EndDateTime": t0 + dt.timedelta(minutes=30)}}},
+        {"Name": "b", "Status": {"Timeline": {"EndDateTime": t0 + dt.timedelta(minutes=45)}}},
+        {"Name": "c", "Status": {"Timeline": {}}},  # cancelled, never ran
+    ]
+    groups = [_group("CORE", "r5.4xlarge", 5), _group("TASK", "x9.huge", 2, "SPOT")]
+    usage = R.cluster_usage(_cluster(t0), groups, steps, PRICES)
+    assert usage["runtime_hours"] == 0.75
+    assert usage["runtime_source"].startswith("last step end")
+    assert usage["instance_groups"][0]["normalized_instance_hours"] == 5 * 0.75 * 32
+    assert usage["instance_groups"][0]["estimated_cost"] == pytest.approx(5 * 0.75 * 1.26)
+    assert usage["estimated_cost"] is None
+    assert usage["unpriced_instance_types"] == ["x9.huge"]
+
+
+def test_the_price_table_in_include_prices_every_instance_type_of_the_profiles():
+    prices = R.load_prices()
+    types = {g["InstanceType"] for p in PROFILES.values() for g in p["InstanceGroups"]}
+    assert types <= set(prices["instances"])
+    assert all(R.normalization_factor(t) for t in prices["instances"])
+
+
+@mock_aws
+def test_emr_usage_and_step_timings_are_read_through_boto3():
+    client = boto3.client("emr", region_name="us-east-1")
+    cluster_id = client.run_job_flow(
+        Name="nightly-2024-06-08",
+        ReleaseLabel="emr-7.5.0",
+        Instances={"InstanceGroups": PROFILES["dev"]["InstanceGroups"], "KeepJobFlowAliveWhenNoSteps": True},
+        JobFlowRole="EMR_EC2_DefaultRole",
+        ServiceRole="EMR_DefaultRole",
+    )["JobFlowId"]
+    name = P.emr_step_name("customer_analytics_nightly", "manual__1", DS, "graph")
+    step = {"Name": name, "ActionOnFailure": "CONTINUE",
+            "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["spark-submit", "x.py"]}}  # fmt: skip
+    client.add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])
+    client.terminate_job_flows(JobFlowIds=[cluster_id])
+
+    cluster, groups, steps = R.read_emr(client, cluster_id)
+    usage = R.cluster_usage(cluster, groups, steps, PRICES)
+    timeline = cluster["Status"]["Timeline"]
+    hours = (timeline["EndDateTime"] - timeline["CreationDateTime"]).total_seconds() / 3600
+    assert sorted((g["role"], g["instance_type"], g["instances"]) for g in usage["instance_groups"]) == [
+        ("CORE", "m5.xlarge", 2),
+        ("MASTER", "m5.xlarge", 1),
+    ]
+    assert usage["cluster_id"] == cluster_id
+    assert usage["normalized_instance_hours"] == round(3 * hours * 8, 3)
+    assert usage["estimated_cost"] == round(3 * hours * 0.24, 4)
+
+    timings = R.emr_step_timings(steps)
+    assert list(timings) == [name]
+    planned = R.nightly_steps(DS, ["graph"], emr=True)
+    report = R.build_report(
+        dag_id="customer_analytics_nightly", run_id="manual__1", target="emr", ds=DS, planned=planned,
+        task_states={"wait_graph": "success"}, metrics={}, emr_steps=timings, cluster=usage,
+    )  # fmt: skip
+    graph = next(s for s in report["steps"] if s["step"] == "graph")
+    assert graph["task_id"] == "wait_graph"
+    assert graph["emr_step"]["id"] == steps[0]["Id"]
+    assert f"EMR cluster {cluster_id}" in R.format_table(report)
+
+
+# ---- the HTML page --------------------------------------------------------------------------
+def _write(lake: Path, output: str, ds: str, df: pd.DataFrame, sub: str = "") -> None:
+    folder = lake / "curated" / output / f"dt={ds}" / sub
+    folder.mkdir(parents=True, exist_ok=True)
+    df.to_parquet(folder / "part-0.parquet", index=False)
+
+
+def test_html_page_charts_segments_rolling_sales_and_pagerank_leaders_without_network(tmp_path):
+    for k, spent in ((0, [10.0, 30.0]), (1, [100.0]), (2, [5.0, 5.0, 8.0])):
+        ids = [f"c{k}{i}" for i in range(len(spent))]
+        _write(tmp_path, "customer_segments", DS, pd.DataFrame({"customer_id": ids, "total_spent": spent}),
+               f"segment={k}")  # fmt: skip
+    for ds, north, south in (("2024-06-07", 100.0, 50.0), (DS, 120.0, 40.0), ("2024-05-01", 1.0, 1.0)):
+        _write(tmp_path, "sales_rolling_30d", ds,
+               pd.DataFrame({"region": ["north", "south"], "rolling_30d_sum": [north, south]}))  # fmt: skip
+    ranks = {f"u{i:02d}": 0.01 * i for i in range(12)}
+    graph = pd.DataFrame({"customer_id": list(ranks), "pagerank": list(ranks.values())})
+    _write(tmp_path, "referral_graph", DS, graph)
+
+    charts = R.chart_data(tmp_path, DS)
+    assert charts["segments"] == [("segment 0", 2, 20.0), ("segment 1", 1, 100.0), ("segment 2", 3, 6.0)]
+    # 2024-05-01 is outside the 30 days up to ds
+    assert charts["rolling"] == {
+        "north": [("2024-06-07", 100.0), (DS, 120.0)],
+        "south": [("2024-06-07", 50.0), (DS, 40.0)],
+    }
+    assert [c for c, _ in charts["pagerank"]] == [f"u{i:02d}" for i in range(11, 1, -1)]
+
+    report = R.build_report(
+        dag_id="nightly", run_id="manual__1", target="local", ds=DS,
+        planned=R.nightly_steps(DS, [], emr=False), task_states={}, metrics={},
+    )  # fmt: skip
+    page = R.html_page(report, charts)
+    assert page.count('<rect class="bar"') == 3 + 3 + 10
+    assert page.count('<polyline class="line"') == 2
+    assert "<script" not in page
+    assert "http" not in page  # nothing fetched: no URL at all
