@@ -38,6 +38,7 @@ from airflow.sdk import (
 
 from include import pipeline as P
 from include.cluster_profiles import PROFILES, cluster_tags, job_flow_overrides
+from include.run_report import add_run_report
 from include.settings import PROJECT_ROOT, Settings
 from plugins.emr_step_batches import EmrStepBatchesOperator
 from plugins.glue_partitions import GlueRegisterPartitionsOperator
@@ -400,6 +401,7 @@ def build_nightly_dag(settings: Settings, dag_id: str = NIGHTLY_DAG_ID, doc_md: 
             _nightly_emr(settings, plan)
         else:
             _nightly_local(settings, plan)
+        add_run_report(settings, "nightly", dag)  # last: rows, durations, cost of the run
     return dag
 
 
@@ -469,4 +471,5 @@ def build_backfill_dag(settings: Settings, dag_id: str = BACKFILL_DAG_ID, doc_md
             cross_downstream([run_steps, database], registers)
         else:
             _local_job(settings, "run_steps", plan["commands"], P.OUTPUTS)
+        add_run_report(settings, "backfill", dag)  # last: rows, durations, cost of the run
     return dag

@@ -313,3 +313,36 @@ def test_html_page_charts_segments_rolling_sales_and_pagerank_leaders_without_ne
     assert page.count('<polyline class="line"') == 2
     assert "<script" not in page
     assert "http" not in page  # nothing fetched: no URL at all
+
+
+# ---- wiring: the report is the last task of every DAG ---------------------------------------
+@pytest.mark.parametrize(
+    ("target", "kind"), [("local", "nightly"), ("local", "backfill"), ("emr", "nightly"), ("emr", "backfill")]
+)
+def test_run_report_is_the_one_last_task_and_runs_whatever_happened(target, kind):
+    import tests.conftest_airflow  # noqa: F401  (Airflow's home before Airflow is imported)
+    from include.dag_factory import build_backfill_dag, build_nightly_dag
+    from include.settings import Settings
+
+    settings = Settings(
+        target=target,
+        lake="s3://bucket/lake" if target == "emr" else "file:///tmp/lake",
+        code_uri="s3://bucket/code",
+        log_uri="s3://bucket/logs",
+        subnet_id="subnet-0123456789abcdef0",
+    )
+    dag = (build_nightly_dag if kind == "nightly" else build_backfill_dag)(settings)
+    leaves = [t.task_id for t in dag.tasks if not t.downstream_list]
+    assert leaves == ["run_report"]
+    report = dag.task_dict["run_report"]
+    assert report.trigger_rule == "all_done"
+    assert report.retries == 0
+    # Directly after the tasks that ended the DAG before it was added.
+    registers = {f"register_{o}" for o in P.OUTPUTS}
+    expected = {
+        ("local", "nightly"): {"run_segments", "run_sales_rolling", "run_stock_daily", "run_clickstream"},
+        ("local", "backfill"): {"run_steps"},
+        ("emr", "nightly"): registers | {"terminate_cluster"},
+        ("emr", "backfill"): registers | {"terminate_cluster"},
+    }
+    assert report.upstream_task_ids == expected[(target, kind)]
