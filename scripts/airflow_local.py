@@ -60,6 +60,7 @@ class Instance:
     fernet_key: str
     worker_log_port: int
     trigger_log_port: int
+    cron_schedules: bool = False
 
     @property
     def url(self) -> str:
@@ -219,6 +220,10 @@ def airflow_env(inst: Instance) -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "true",
+        # Off by default: the demo lake holds 2024 data, so the nightly cron run for yesterday
+        # (created as soon as the DAG is unpaused) could only fail. Triggered runs and backfills
+        # run either way.
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(inst.cron_schedules),
         "AIRFLOW__CORE__FERNET_KEY": inst.fernet_key,
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{inst.port}/execution/",
         "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
@@ -267,7 +272,11 @@ def _running(state: Path) -> dict[str, int]:
 
 def _load(state: Path) -> Instance | None:
     f = state / "instance.json"
-    return Instance(**json.loads(f.read_text())) if f.exists() else None
+    if not f.exists():
+        return None
+    saved = json.loads(f.read_text())
+    known = {k: v for k, v in saved.items() if k in Instance.__dataclass_fields__}
+    return Instance(**known)
 
 
 def wait_healthy(url: str, timeout: float = 240) -> dict:
@@ -334,6 +343,7 @@ def start(args: argparse.Namespace) -> Instance:
         fernet_key=previous.fernet_key if previous else _fernet_key(),
         worker_log_port=_free_port(8793),
         trigger_log_port=_free_port(8794),
+        cron_schedules=args.cron_schedules == "on",
     )
     if inst.port != args.port:
         print(f"note: port {args.port} is taken; using {inst.port}")
@@ -410,11 +420,16 @@ def status(args: argparse.Namespace) -> int:
 
 def _print_banner(inst: Instance) -> None:
     state = Path(inst.state_dir)
+    default = state == PROJECT_ROOT / ".airflow" / "server"
+    stop_command = (
+        "make airflow-stop" if default else f"python {Path(__file__).name} stop --state-dir {state}"
+    )
     print(
         f"\nAirflow is running: {inst.url}   login: {ADMIN_USER} / {ADMIN_PASSWORD}\n"
-        f"  metadata DB: {inst.backend}   lake: {inst.lake}\n"
+        f"  metadata DB: {inst.backend}   lake: {inst.lake}   "
+        f"cron schedules: {'on' if inst.cron_schedules else 'off (trigger or backfill)'}\n"
         f"  logs: {state}/logs/   CLI: source {state}/env.sh && airflow dags list\n"
-        f"  stop: make airflow-stop\n"
+        f"  stop: {stop_command}\n"
     )
 
 
@@ -445,6 +460,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-port", type=int, default=5433)
     parser.add_argument("--backend", choices=("auto", "postgres", "sqlite"), default="auto")
     parser.add_argument("--lake", help="lake path or file:// URI (default: $PIPELINE_LAKE, else ./lake)")
+    parser.add_argument(
+        "--cron-schedules",
+        choices=("on", "off"),
+        default="off",
+        help="let the scheduler create runs from DAG schedules (off: only triggered runs and backfills)",
+    )
     parser.add_argument("--wait", type=float, default=240, help="seconds to wait for health (0: do not wait)")
     args = parser.parse_args(argv)
     if args.command == "start":

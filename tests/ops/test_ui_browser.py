@@ -1,0 +1,117 @@
+"""The Airflow UI in headless Chromium (Debian's chromium + chromium-driver), as a user sees it:
+log in, open the nightly DAG, open its trigger form with the Params, open the finished run's grid.
+Each page is saved to docs/screenshots/. Slow: `make test-ops` (after the triggered run)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from tests.ops.conftest import DAG_ID, ROOT
+
+pytestmark = pytest.mark.ops
+
+SHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+PAGE_TIMEOUT = 90  # the React UI on 2 shared cores
+
+
+@pytest.fixture(scope="module")
+def browser(airflow_server) -> Iterator:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.fail(
+            "chromium and chromedriver are needed: make ops-prereqs (Debian: chromium chromium-driver)"
+        )
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(arg)
+    options.add_argument("--window-size=1400,1000")
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.set_page_load_timeout(PAGE_TIMEOUT)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _wait_text(driver, *texts: str, timeout: float = PAGE_TIMEOUT) -> str:
+    """Until every one of `texts` is on the page; fails naming the missing ones."""
+    from selenium.webdriver.common.by import By
+
+    deadline, body = time.monotonic() + timeout, ""
+    while time.monotonic() < deadline:
+        body = driver.find_element(By.TAG_NAME, "body").text
+        if all(t in body for t in texts):
+            return body
+        time.sleep(1)
+    missing = [t for t in texts if t not in body]
+    raise AssertionError(f"{driver.current_url}: {missing} not shown; page text:\n{body[:2000]}")
+
+
+def _shot(driver, name: str) -> Path:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / name
+    assert driver.save_screenshot(str(path)), path
+    assert path.stat().st_size > 10_000  # a rendered page, not a blank one
+    return path
+
+
+@pytest.fixture(scope="module")
+def logged_in(browser, airflow_server):
+    """The simple auth manager's login page, filled in as a person would."""
+    from selenium.webdriver.common.by import By
+
+    from scripts.airflow_local import ADMIN_PASSWORD, ADMIN_USER
+
+    browser.get(f"{airflow_server.url}/auth/login?next={quote(f'/dags/{DAG_ID}', safe='')}")
+    _wait_text(browser, "Sign in")
+    browser.find_element(By.NAME, "username").send_keys(ADMIN_USER)
+    browser.find_element(By.NAME, "password").send_keys(ADMIN_PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    _wait_text(browser, DAG_ID, "Trigger")
+    return browser
+
+
+def test_dag_page_shows_the_nightly_dag_with_its_tasks(logged_in, airflow_server, nightly_run):
+    logged_in.get(f"{airflow_server.url}/dags/{DAG_ID}")
+    _wait_text(logged_in, DAG_ID, "Schedule", "0 2 * * *", "plan", "run_ingest_sales", "run_segments")
+    _shot(logged_in, "01-nightly-dag.png")
+
+
+def test_trigger_form_shows_every_param_with_its_title_and_default(logged_in, airflow_server, nightly_run):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    logged_in.get(f"{airflow_server.url}/dags/{DAG_ID}")
+    _wait_text(logged_in, DAG_ID, "Trigger")
+    logged_in.find_element(By.CSS_SELECTOR, "button[aria-label='Trigger Dag']").click()
+    _wait_text(
+        logged_in,
+        f"Trigger Dag - {DAG_ID}",
+        "Logical Date",
+        "Run Parameters",
+        "Cluster profile",
+        "Outputs to build",
+        "Load landing history from",
+        "customer_segments",  # the outputs Param's default lists every output
+    )
+    _shot(logged_in, "02-trigger-form-params.png")
+    # Close without submitting: this test only looks.
+    logged_in.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+
+
+def test_grid_of_the_finished_run_shows_every_task(logged_in, airflow_server, nightly_run):
+    run_id = nightly_run["dag_run_id"]
+    logged_in.get(f"{airflow_server.url}/dags/{DAG_ID}/runs/{quote(run_id, safe='')}")
+    _wait_text(logged_in, run_id, "run_ingest_sales", "run_segments", "run_clickstream", "Success")
+    _shot(logged_in, "03-finished-run-grid.png")
