@@ -18,6 +18,8 @@ help:
 	@echo "make test     - lint + the whole test suite"
 	@echo "make package  - build dist/spark_jobs-<version>.zip + entrypoint for spark-submit"
 	@echo "make bench    - benchmarks, written to docs/BENCHMARKS.md"
+	@echo "make airflow  - a real Airflow on localhost (PostgreSQL); make airflow-stop ends it"
+	@echo "make test-ops - end-to-end: real Airflow runs + headless Chromium screenshots (slow; .ci/run)"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -77,6 +79,7 @@ ops-prereqs:
 	bash scripts/install_ops_prereqs.sh --browser
 
 # The slow end-to-end tests: a real Airflow runs the nightly DAG, a backfill, and the UI in
-# headless Chromium (screenshots in docs/screenshots/). Not part of `make test`.
+# headless Chromium (screenshots in docs/screenshots/). Not part of `make test` (they alone take
+# longer than its 15-minute budget on 2 cores); .ci/run calls this after `make test`.
 test-ops: venv ops-prereqs
-	OPS_TESTS=1 $(PY) -m pytest tests/ops -v
+	OPS_TESTS=1 $(PY) -m pytest tests/ops -v -p no:cacheprovider --durations=0
