@@ -1,0 +1,188 @@
+"""Figure 5: EMR orchestration latency under moto, steps completing a fixed delay after they appear.
+
+The nightly DAG of the emr target runs with `dag.test()` against moto (a server in this
+process, as in tests/dags); a player thread (tests/dags/aws_fakes.EmrStepPlayer's loop, with
+timestamps) completes every step `--delay` seconds after it is submitted and notes when each
+step appeared, ended, and when the cluster was asked to terminate. Measured: for each step
+that waits on other steps, the time from the last of those steps' end to its own submission,
+and from the last step's end to the terminate request. Sensors are deferrable and poll every
+PIPELINE_EMR_POLL_SECONDS (the settings' default unless --poll is given); dag.test() runs
+their triggers inline, one task at a time, so this is an upper bound for a real scheduler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+from bench import cli, core
+
+DS = "2024-06-28"
+PROBE_PREFIX = "EMR_PROBE "
+FULL_DELAY, QUICK_DELAY = 20.0, 2.0
+
+
+def probe(delay: float, poll: int | None) -> dict:
+    import tests.conftest_airflow as airflow_setup  # throwaway AIRFLOW_HOME, moto request recorder
+    from include import pipeline as P
+    from include.settings import Settings
+    from tests.dags.aws_fakes import EmrStepPlayer, FakeAws, start_moto_server
+    from tests.dags.dag_runs import run_pipeline_dag
+
+    class TimedPlayer(EmrStepPlayer):
+        """EmrStepPlayer that also records when each step appeared and ended, and the termination."""
+
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            self.appeared: dict[str, float] = {}
+            self.ended: dict[str, float] = {}
+            self.terminated: float | None = None
+
+        def _loop(self) -> None:
+            while not self._stop.wait(0.05):
+                now = time.monotonic()
+                for cluster in list(self.aws.emr_backend().clusters.values()):
+                    if self.terminated is None and cluster.state in ("TERMINATING", "TERMINATED"):
+                        self.terminated = now
+                    for step in list(cluster.steps):
+                        self.appeared.setdefault(step.name, now)
+                        if step.state in ("PENDING", "RUNNING") and now - self.appeared[step.name] >= delay:
+                            step.state = "COMPLETED"
+                            self.ended[step.name] = now
+                            self.finished.append((step.name, step.state))
+
+    class Env:
+        setenv = staticmethod(os.environ.__setitem__)
+
+    airflow_setup.migrate_db()
+    server, url = start_moto_server()
+    aws = FakeAws(url)
+    aws.install(Env)
+    os.environ.update(core.EMR_ENV)
+    poll_seconds = poll or Settings.poll_seconds
+    os.environ["PIPELINE_EMR_POLL_SECONDS"] = str(poll_seconds)
+    aws.reset()
+    aws.s3.create_bucket(Bucket="lake-bucket")
+    try:
+        with TimedPlayer(aws) as player:
+            start = time.monotonic()
+            run = run_pipeline_dag("nightly", DS, {"cluster_profile": "dev"})
+            wall = time.monotonic() - start
+    finally:
+        server.stop()
+
+    def step_of(name: str) -> str:
+        return (P.parse_emr_step_name(name) or {}).get("step", name)
+
+    appeared = {step_of(k): v for k, v in player.appeared.items()}
+    ended = {step_of(k): v for k, v in player.ended.items()}
+    gaps = {}
+    for step in P.PIPELINE:
+        if step.depends_on and step.name in appeared and all(d in ended for d in step.depends_on):
+            gaps[step.name] = appeared[step.name] - max(ended[d] for d in step.depends_on)
+    terminate = player.terminated - max(ended.values()) if player.terminated and ended else None
+    return {
+        "state": run.state,
+        "wall": wall,
+        "poll_seconds": poll_seconds,
+        "delay": delay,
+        "steps": len(ended),
+        "gaps": gaps,
+        "terminate": terminate,
+        "task_states": run.task_states,
+    }
+
+
+def run_probe(delay: float, poll: int | None) -> dict:
+    cmd = [sys.executable, "-m", "bench.fig_emr", "--probe", str(delay)] + (
+        ["--poll", str(poll)] if poll else []
+    )
+    out = subprocess.run(
+        cmd,
+        cwd=core.PROJECT_ROOT,
+        env=core.child_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=3600,
+    )
+    for line in out.stdout.splitlines():
+        if line.startswith(PROBE_PREFIX):
+            return json.loads(line[len(PROBE_PREFIX) :])
+    raise RuntimeError(f"EMR probe failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+
+
+def run(args: argparse.Namespace) -> core.FigureResult:
+    load = core.load_average()
+    core.work_dir(args.work)
+    delay = QUICK_DELAY if args.quick else FULL_DELAY
+    poll = args.poll or (2 if args.quick else None)
+    n = cli.runs(args, full=1, quick=1)
+    probes = [run_probe(delay, poll) for _ in range(n)]
+    gaps = core.Timing([g for p in probes for g in p["gaps"].values()])
+    terms = [p["terminate"] for p in probes if p["terminate"] is not None]
+    term = core.Timing(terms) if terms else None
+    wall = core.Timing([p["wall"] for p in probes])
+    states = [p["state"] for p in probes]
+    poll_s = probes[0]["poll_seconds"]
+    rows = [
+        core.Row(
+            f"step end -> next step submitted ({len(gaps.runs)} waits; max {max(gaps.runs):.1f}s)",
+            gaps.min,
+            gaps.median,
+            target="< 60",
+            met=max(gaps.runs) < 60,
+            note=f"poll {poll_s}s, steps take {delay:g}s",
+        ),
+        core.Row(
+            "last step end -> terminate request",
+            term.min if term else None,
+            term.median if term else None,
+            target="< 60",
+            met=bool(term) and max(terms) < 60,
+        ),
+        core.Row("dag.test wall time", wall.min, wall.median),
+    ]
+    per_step: dict[str, list[float]] = {}
+    for p in probes:
+        for name, g in p["gaps"].items():
+            per_step.setdefault(name, []).append(g)
+    for name, values in per_step.items():
+        t = core.Timing(values)
+        rows.append(core.Row(f"wait before `{name}`", t.min, t.median))
+    summary = (
+        f"EMR under moto (steps {delay:g}s, poll {poll_s}s): step end -> next step median {gaps.median:.1f}s "
+        f"max {max(gaps.runs):.1f}s, last step -> terminate "
+        f"{f'{term.median:.1f}s' if term else 'never'} (target < 60 s each), runs {states}, load {load}"
+    )
+    return core.FigureResult(
+        figure=5,
+        name="emr",
+        title="EMR orchestration latency under moto (deferrable sensors)",
+        summary=summary,
+        load_start=load,
+        rows=rows,
+        details={"probes": probes, "runs": n},
+        ok=all(r.met for r in rows[:2]) and all(s == "success" for s in states),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = cli.parser(__doc__)
+    p.add_argument(
+        "--poll", type=int, default=None, help="sensor poll seconds (default: the settings' default)"
+    )
+    p.add_argument("--probe", type=float, metavar="DELAY", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.probe is not None:
+        print(PROBE_PREFIX + json.dumps(probe(args.probe, args.poll), default=str), flush=True)
+        return
+    run(args).emit()
+
+
+if __name__ == "__main__":
+    main()
