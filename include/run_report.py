@@ -338,6 +338,11 @@ _CSS = (
 _COLORS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
 
 
+def _label(value: float) -> str:
+    """12,345 / 68.83 / 0.003161: whole numbers from 100 up, 4 significant digits below."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4g}"
+
+
 def svg_bars(labels: Sequence[str], values: Sequence[float], *, title: str, unit: str = "") -> str:
     """A horizontal bar chart as inline SVG: one <rect class="bar"> per value."""
     width, left, bar, gap = 640, 170, 18, 6
@@ -354,7 +359,7 @@ def svg_bars(labels: Sequence[str], values: Sequence[float], *, title: str, unit
         parts.append(
             f'<rect class="bar" x="{left}" y="{y}" width="{w:.1f}" height="{bar}" fill="{_COLORS[0]}"/>'
         )
-        parts.append(f'<text x="{left + w + 4:.1f}" y="{y + 13}">{value:,.4g}{html.escape(unit)}</text>')
+        parts.append(f'<text x="{left + w + 4:.1f}" y="{y + 13}">{_label(value)}{html.escape(unit)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -445,14 +450,23 @@ def html_page(report: Mapping[str, Any], charts: Mapping[str, Any]) -> str:
     ]
     if "segments" in charts:
         labels = [label for label, _, _ in charts["segments"]]
-        parts.append("<h2>Customer segments</h2>")
+        parts.append("<h2>Customer segments</h2><p>customers per segment</p>")
         parts.append(svg_bars(labels, [n for _, n, _ in charts["segments"]], title="customers per segment"))
+        parts.append("<p>average total spent per customer</p>")
         parts.append(svg_bars(labels, [s for _, _, s in charts["segments"]], title="average total spent"))
     if "rolling" in charts:
         parts.append("<h2>30-day rolling sales by region</h2>")
-        parts.append(svg_lines(charts["rolling"], title="rolling 30-day sales"))
+        days = {d for points in charts["rolling"].values() for d, _ in points}
+        if len(days) > 1:
+            parts.append(f"<p>rolling 30-day sum, {min(days)} to {max(days)}</p>")
+            parts.append(svg_lines(charts["rolling"], title="rolling 30-day sales"))
+        else:  # one run so far: a line needs two days, so the day's value per region
+            regions = sorted(charts["rolling"])
+            parts.append(f"<p>rolling 30-day sum on {next(iter(days))}</p>")
+            values = [charts["rolling"][r][0][1] for r in regions]
+            parts.append(svg_bars(regions, values, title="rolling 30-day sales"))
     if "pagerank" in charts:
-        parts.append("<h2>PageRank leaders (referrals)</h2>")
+        parts.append("<h2>PageRank leaders (referrals)</h2><p>top 10 customers by PageRank</p>")
         parts.append(
             svg_bars(
                 [c for c, _ in charts["pagerank"]],

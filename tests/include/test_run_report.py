@@ -346,3 +346,15 @@ def test_run_report_is_the_one_last_task_and_runs_whatever_happened(target, kind
         ("emr", "backfill"): registers | {"terminate_cluster"},
     }
     assert report.upstream_task_ids == expected[(target, kind)]
+
+
+def test_html_page_shows_a_single_days_rolling_sales_as_bars_per_region():
+    report = R.build_report(
+        dag_id="nightly", run_id="manual__1", target="local", ds=DS,
+        planned=R.nightly_steps(DS, [], emr=False), task_states={}, metrics={},
+    )  # fmt: skip
+    page = R.html_page(report, {"rolling": {"north": [(DS, 12345.0)], "south": [(DS, 40.5)]}})
+    assert page.count('<rect class="bar"') == 2
+    assert "<polyline" not in page
+    assert ">12,345<" in page
+    assert ">40.5<" in page
