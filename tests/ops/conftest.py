@@ -55,6 +55,21 @@ class Server:
     state_dir: Path
     instance: dict
 
+    def cli(self, *args: str, timeout: float = 600) -> str:
+        """The airflow CLI against this instance (its env.sh, as the banner tells a user); stdout."""
+        done = subprocess.run(
+            ["bash", "-c", f'source {self.state_dir / "env.sh"} && exec airflow "$@"', "airflow", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd=ROOT,
+        )
+        assert done.returncode == 0, (
+            f"airflow {' '.join(args)}: exit {done.returncode}\n{done.stderr[-3000:]}"
+        )
+        return done.stdout
+
     def logs_tail(self, lines: int = 40) -> str:
         out = []
         for log in sorted((self.state_dir / "logs").glob("*.log")):

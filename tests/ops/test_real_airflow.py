@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import re
 from pathlib import Path
 
 import pyarrow.dataset as pads
@@ -142,23 +143,22 @@ def test_nightly_run_report_counts_what_the_lake_holds_and_is_in_the_task_log(
 
 
 def test_backfill_through_the_scheduler_makes_three_runs_each_writing_its_partitions_once(
-    api: AirflowApi, nightly_run: dict, ops_lake: Path
+    api: AirflowApi, airflow_server, nightly_run: dict, ops_lake: Path
 ):
-    # The schedule's logical dates are 02:00 UTC: a window to 23:59:59 of the last day takes it.
-    body = {
-        "dag_id": DAG_ID,
-        "from_date": f"{BACKFILL_DATES[0]}T00:00:00Z",
-        "to_date": f"{BACKFILL_DATES[-1]}T23:59:59Z",
-        "max_active_runs": 1,  # each day reads the history the previous day wrote
-        "reprocess_behavior": "none",
-        "run_backwards": False,
-        "dag_run_conf": {},
-    }
-    planned = api.request("POST", "/backfills/dry_run", json=body)["backfills"]
-    assert [b["logical_date"][:10] for b in planned] == list(BACKFILL_DATES)
+    # `airflow backfill create`, as the README says; the scheduler then runs what it created. The
+    # schedule's logical dates are 02:00 UTC: a window to 23:59:59 of the last day takes it.
+    window = ["--dag-id", DAG_ID, "--from-date", f"{BACKFILL_DATES[0]}T00:00:00+00:00"]
+    window += ["--to-date", f"{BACKFILL_DATES[-1]}T23:59:59+00:00", "--reprocess-behavior", "none"]
+    window += ["--max-active-runs", "1"]  # each day reads the history the previous day wrote
+    planned = airflow_server.cli("backfill", "create", *window, "--dry-run")
+    assert re.findall(r"\| (\d{4}-\d{2}-\d{2}) 02:00:00\+00:00", planned) == list(BACKFILL_DATES), planned
     before = {o: _mtime(_partition(ops_lake, "curated", o, RUN_DS) / "_SUCCESS") for o in P.OUTPUTS}
 
-    backfill = api.request("POST", "/backfills", json=body)
+    airflow_server.cli("backfill", "create", *window)
+    created = api.get("/backfills", dag_id=DAG_ID)["backfills"]
+    assert len(created) == 1, created
+    backfill = created[0]
+    assert backfill["max_active_runs"] == 1
 
     def completed() -> dict | None:
         state = api.get(f"/backfills/{backfill['id']}")
