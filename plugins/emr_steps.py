@@ -1,0 +1,450 @@
+"""EMR operators that survive faults: idempotent cluster and step creation, failures that explain
+themselves, and kills that cancel what they started.
+
+The provider's operators create a cluster and add a step again on every try, cancel nothing when
+a task is killed, and report a failed step without its log. These subclasses keep the provider's
+interfaces (XComs, deferral, links) and find a run's cluster by its tags and a run's step by its
+name (`include.pipeline.emr_step_name`: dag, date, step and run in one string).
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.emr import EmrHook
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator, EmrCreateJobFlowOperator
+from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
+from airflow.providers.amazon.aws.triggers.emr import EmrAddStepsTrigger, EmrStepSensorTrigger
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from botocore.exceptions import BotoCoreError, ClientError
+
+from include import pipeline as P
+
+# Every AWS client of the DAGs: throttling (EMR's API limits are low and shared by every sensor
+# of the account), 5xx and connection errors are retried with exponential backoff and jitter.
+# "standard" rather than "adaptive": each task builds fresh clients, so adaptive's client-side
+# rate learning would start from zero every time. Set on the operators, it wins over a
+# connection's `config_kwargs` (botocore's precedence), so every deployment gets it.
+AWS_RETRY_CONFIG: dict[str, Any] = {"retries": {"mode": "standard", "max_attempts": 10}}
+
+ACTIVE_STEP_STATES = ("PENDING", "CANCEL_PENDING", "RUNNING")
+REUSABLE_STEP_STATES = frozenset({"PENDING", "RUNNING", "COMPLETED"})
+FAILED_STEP_STATES = frozenset({"CANCELLED", "FAILED", "INTERRUPTED"})
+ACTIVE_CLUSTER_STATES = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
+ENDED_CLUSTER_STATES = frozenset({"TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS"})
+STDERR_LINES = 20
+_ERROR_LINE = re.compile(r"error|exception|traceback|caused by|failed", re.IGNORECASE)
+
+
+# ---- what the operators share (plain boto3 clients, so they are tested without Airflow) -------
+def list_steps(client: Any, cluster_id: str, states: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """The cluster's steps (ListSteps summaries, newest first), optionally only those in `states`."""
+    kwargs: dict[str, Any] = {"ClusterId": cluster_id}
+    if states:
+        kwargs["StepStates"] = list(states)
+    return [s for page in client.get_paginator("list_steps").paginate(**kwargs) for s in page["Steps"]]
+
+
+def run_of(step_name: str) -> tuple[str, str] | None:
+    """(dag_id, run_id) of a step named by `emr_step_name`, else None."""
+    parsed = P.parse_emr_step_name(step_name)
+    return (parsed["dag_id"], parsed["run_id"]) if parsed else None
+
+
+def cluster_end(cluster: Mapping[str, Any]) -> str | None:
+    """'cluster j-.. is TERMINATED_WITH_ERRORS: CODE: message' for a cluster that ended or is ending."""
+    status = cluster["Status"]
+    if status["State"] not in ENDED_CLUSTER_STATES:
+        return None
+    reason = status.get("StateChangeReason") or {}
+    why = ": ".join(str(v) for v in (reason.get("Code"), reason.get("Message")) if v)
+    return f"cluster {cluster['Id']} is {status['State']}" + (f": {why}" if why else "")
+
+
+def cancel_steps(client: Any, cluster_id: str, step_ids: Sequence[str], log: Any) -> list[str]:
+    """Ask EMR to cancel `step_ids` (best effort: logged, never raised); returns the ids EMR accepted."""
+    if not step_ids:
+        return []
+    try:
+        response = client.cancel_steps(
+            ClusterId=cluster_id, StepIds=list(step_ids), StepCancellationOption="SEND_INTERRUPT"
+        )
+    except (ClientError, BotoCoreError) as exc:
+        log.warning("Could not cancel steps %s on %s: %s", list(step_ids), cluster_id, exc)
+        return []
+    accepted = []
+    for info in response.get("CancelStepsInfoList", []):
+        if info.get("Status") == "SUBMITTED":
+            accepted.append(info["StepId"])
+        else:
+            log.warning("EMR refused to cancel step %s: %s", info.get("StepId"), info.get("Reason"))
+    log.info("Cancelling steps %s on %s", accepted, cluster_id)
+    return accepted
+
+
+def cancel_run_steps(
+    client: Any, cluster_id: str, run: tuple[str, str] | None, log: Any, keep: Iterable[str] = ()
+) -> list[str]:
+    """Cancel the run's steps still pending or running on the cluster (all of them when run is None)."""
+    keep = set(keep)
+    active = [
+        s["Id"]
+        for s in list_steps(client, cluster_id, ACTIVE_STEP_STATES)
+        if s["Id"] not in keep
+        and s["Status"]["State"] != "CANCEL_PENDING"
+        and (run is None or run_of(s["Name"]) == run)
+    ]
+    return cancel_steps(client, cluster_id, active, log)
+
+
+def run_tags(dag_id: str, run_id: str) -> dict[str, str]:
+    """The tags `cluster_profiles.cluster_tags` puts on a run's cluster that identify the run."""
+    return {"project": P.PROJECT, "dag_id": P.safe_name(dag_id), "run_id": P.safe_name(run_id)}
+
+
+def tagged_clusters(
+    client: Any,
+    tags: Mapping[str, str],
+    *,
+    states: Sequence[str] = ACTIVE_CLUSTER_STATES,
+    name: str | None = None,
+) -> Iterator[dict[str, Any]]:
+    """DescribeCluster of each cluster in `states` carrying all `tags` (ListClusters has no tags)."""
+    for page in client.get_paginator("list_clusters").paginate(ClusterStates=list(states)):
+        for summary in page["Clusters"]:
+            if name is not None and summary["Name"] != name:
+                continue
+            cluster = client.describe_cluster(ClusterId=summary["Id"])["Cluster"]
+            have = {t["Key"]: t["Value"] for t in cluster.get("Tags", [])}
+            if all(have.get(k) == v for k, v in tags.items()):
+                yield cluster
+
+
+def stderr_uri(log_uri: str | None, cluster_id: str, step_id: str) -> str | None:
+    """Where EMR puts a step's stderr: `<LogUri>/<cluster-id>/steps/<step-id>/stderr.gz`."""
+    if not log_uri:
+        return None
+    base = re.sub(r"^s3[an]?://", "s3://", log_uri).rstrip("/")  # DescribeCluster may say s3n://
+    return f"{base}/{cluster_id}/steps/{step_id}/stderr.gz"
+
+
+def error_lines(text: str, limit: int = STDERR_LINES) -> list[str]:
+    """From the first line that looks like an error, `limit` lines; without one, the last `limit`."""
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    first = next((i for i, line in enumerate(lines) if _ERROR_LINE.search(line)), None)
+    return lines[first : first + limit] if first is not None else lines[-limit:]
+
+
+def read_error_lines(s3: S3Hook, uri: str, limit: int = STDERR_LINES) -> list[str] | None:
+    """The first error lines of a step log in S3; None when it cannot be read (EMR uploads every ~5 min)."""
+    bucket, key = S3Hook.parse_s3_url(uri)
+    try:
+        body = s3.get_key(key, bucket_name=bucket).get()["Body"].read()
+    except (ClientError, BotoCoreError):
+        return None
+    if body[:2] == b"\x1f\x8b":
+        try:
+            body = gzip.decompress(body)
+        except (OSError, EOFError):
+            return None
+    return error_lines(body.decode("utf-8", errors="replace"), limit)
+
+
+# ---- the cluster -----------------------------------------------------------------------------
+class EmrRunClusterOperator(EmrCreateJobFlowOperator):
+    """Create the run's cluster once; a retry takes the one its earlier try started.
+
+    The run is read from the request's tags (project, dag_id, run_id). RunJobFlow has no client
+    token, so a lost response or a retried request can start a cluster nobody knows of: when
+    creation fails, every cluster tagged with the run is terminated (best effort) before failing.
+    """
+
+    def execute(self, context: Any) -> str | None:
+        overrides = self.job_flow_overrides
+        if isinstance(overrides, str):
+            overrides = self.job_flow_overrides = ast.literal_eval(overrides)
+        tags = {t["Key"]: t["Value"] for t in overrides.get("Tags", [])}
+        mine = {k: tags[k] for k in ("project", "dag_id", "run_id") if k in tags}
+        client = self.hook.conn
+        if len(mine) == 3:
+            for cluster in tagged_clusters(client, mine, name=overrides.get("Name")):
+                self.log.info(
+                    "Cluster %s of this run is already %s: using it",
+                    cluster["Id"],
+                    cluster["Status"]["State"],
+                )
+                return cluster["Id"]
+        try:
+            return super().execute(context)
+        except Exception as exc:
+            if len(mine) == 3:
+                for cluster in tagged_clusters(client, mine):
+                    self.log.warning("Terminating %s, started by the failed creation", cluster["Id"])
+                    client.terminate_job_flows(JobFlowIds=[cluster["Id"]])
+            raise AirflowException(f"EMR did not create the cluster: {exc}") from exc
+
+
+class EmrRunTeardownOperator(AwsBaseOperator[EmrHook]):
+    """Cancel the run's pending and running steps, then terminate its cluster(s); says why one ended.
+
+    Runs as the DAG's teardown, whatever happened (also after the run was marked failed from the
+    UI). Besides `job_flow_id` (None when creation failed) it terminates every active cluster
+    tagged with this run, so a cluster started by a failed or retried creation goes too.
+
+    :return: one line per cluster: what was done
+    """
+
+    aws_hook_class = EmrHook
+    template_fields: Sequence[str] = ("job_flow_id", "aws_conn_id", "region_name", "botocore_config")
+    ui_color = "#f9c915"
+
+    def __init__(self, *, job_flow_id: str | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.job_flow_id = job_flow_id
+
+    def execute(self, context: Any) -> list[str]:
+        client = self.hook.conn
+        ids = [self.job_flow_id] if self.job_flow_id and self.job_flow_id != "None" else []
+        tags = run_tags(context["dag"].dag_id, context["run_id"])
+        ids += [c["Id"] for c in tagged_clusters(client, tags) if c["Id"] not in ids]
+        if not ids:
+            self.log.info("No cluster of this run to terminate")
+        done = []
+        for cluster_id in ids:
+            cluster = client.describe_cluster(ClusterId=cluster_id)["Cluster"]
+            ended = cluster_end(cluster)
+            if ended:
+                self.log.warning("%s", ended)
+                done.append(ended)
+                continue
+            cancelled = cancel_run_steps(client, cluster_id, None, self.log)
+            client.terminate_job_flows(JobFlowIds=[cluster_id])
+            done.append(f"cluster {cluster_id}: cancelled {len(cancelled)} steps, terminating")
+            self.log.info("%s", done[-1])
+        return done
+
+
+# ---- steps -----------------------------------------------------------------------------------
+class EmrIdempotentAddStepsOperator(EmrAddStepsOperator):
+    """Add steps unless the cluster already has them: a retried task adds no duplicate.
+
+    A step is known by its name (run + date + step): one PENDING, RUNNING or COMPLETED is
+    followed instead of added again; a FAILED or CANCELLED one is added anew (the task was
+    cleared to run it again). Refuses to add while another step of the run has failed or the
+    cluster has ended, and cancels the steps it added when the task is killed.
+    Never waits: a sensor does (`EmrRunStepSensor`).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        if kwargs.get("deferrable") or kwargs.get("wait_for_completion"):
+            raise ValueError("EmrIdempotentAddStepsOperator never waits; use EmrRunStepSensor")
+        super().__init__(**kwargs)
+        self._added: tuple[str, list[str]] | None = None
+
+    def execute(self, context: Any) -> list[str]:
+        job_flow_id = self.job_flow_id or self.hook.get_cluster_id_by_name(
+            str(self.job_flow_name), self.cluster_states
+        )
+        if not job_flow_id:
+            raise AirflowException(f"No cluster found for name: {self.job_flow_name}")
+        steps = ast.literal_eval(self.steps) if isinstance(self.steps, str) else list(self.steps)
+        names = [s["Name"] for s in steps]
+        if len(set(names)) != len(names):
+            raise ValueError(f"step names must be unique (they identify the steps): {names}")
+        client = self.hook.conn
+        ended = cluster_end(client.describe_cluster(ClusterId=job_flow_id)["Cluster"])
+        if ended:
+            raise AirflowFailException(f"not adding {names}: {ended}")
+
+        on_cluster = list_steps(client, job_flow_id)  # newest first
+        runs = {run_of(n) for n in names} - {None}
+        broken = [
+            s
+            for s in on_cluster
+            if s["Status"]["State"] in FAILED_STEP_STATES
+            and s["Name"] not in names
+            and run_of(s["Name"]) in runs
+        ]
+        if broken:
+            raise AirflowFailException(
+                f"not adding {names}: step {broken[0]['Name']} ({broken[0]['Id']}) of this run "
+                f"ended {broken[0]['Status']['State']}"
+            )
+        found: dict[str, dict[str, Any]] = {}
+        for s in on_cluster:
+            if s["Name"] in names and s["Status"]["State"] in REUSABLE_STEP_STATES:
+                found.setdefault(s["Name"], s)
+        for name, s in found.items():
+            self.log.info(
+                "Step %s is already on %s as %s (%s): following it",
+                name,
+                job_flow_id,
+                s["Id"],
+                s["Status"]["State"],
+            )
+
+        if self.openlineage_inject_parent_job_info:
+            steps = self._inject_openlineage_parent_job_information(steps, context)
+        to_add = [s for s in steps if s["Name"] not in found]
+        added = (
+            self.hook.add_job_flow_steps(
+                job_flow_id=job_flow_id, steps=to_add, execution_role_arn=self.execution_role_arn
+            )
+            if to_add
+            else []
+        )
+        self._added = (job_flow_id, list(added))
+        new = iter(added)
+        return [found[n]["Id"] if n in found else next(new) for n in names]
+
+    def on_kill(self) -> None:
+        if self._added and self._added[1]:
+            cancel_steps(self.hook.conn, self._added[0], self._added[1], self.log)
+
+
+class EmrStepCancelOnKillTrigger(EmrStepSensorTrigger):
+    """The provider's step trigger, plus: a user killing the deferred task cancels the step."""
+
+    async def on_kill(self) -> None:
+        async with await self.hook().get_async_conn() as client:
+            step = (
+                await client.describe_step(
+                    ClusterId=self.waiter_args["ClusterId"], StepId=self.waiter_args["StepId"]
+                )
+            )["Step"]
+            if step["Status"]["State"] in ("PENDING", "RUNNING"):
+                await client.cancel_steps(
+                    ClusterId=self.waiter_args["ClusterId"],
+                    StepIds=[step["Id"]],
+                    StepCancellationOption="SEND_INTERRUPT",
+                )
+                self.log.info("Cancelled step %s", step["Id"])
+
+
+class EmrStepsCancelOnKillTrigger(EmrAddStepsTrigger):
+    """The provider's steps trigger, plus: a user killing the deferred task cancels the steps."""
+
+    async def on_kill(self) -> None:
+        cluster_id, step_ids = self.waiter_args["ClusterId"], self.waiter_args["StepIds"]
+        async with await self.hook().get_async_conn() as client:
+            steps = (await client.list_steps(ClusterId=cluster_id, StepIds=step_ids))["Steps"]
+            active = [s["Id"] for s in steps if s["Status"]["State"] in ("PENDING", "RUNNING")]
+            if active:
+                await client.cancel_steps(
+                    ClusterId=cluster_id, StepIds=active, StepCancellationOption="SEND_INTERRUPT"
+                )
+                self.log.info("Cancelled steps %s", active)
+
+
+class StepFailureReport:
+    """Why a step ended badly, read from EMR and the step's log, and the run's other steps cancelled."""
+
+    def __init__(self, emr: Any, s3: S3Hook, log: Any) -> None:
+        self.emr, self.s3, self.log = emr, s3, log
+
+    def fail(self, cluster_id: str, step: Mapping[str, Any]) -> AirflowFailException:
+        """Log everything known about the ended `step`, cancel its run's other steps, return the error."""
+        status = step["Status"]
+        lines = [f"EMR step {step['Name']} ({step['Id']}) on cluster {cluster_id} ended {status['State']}"]
+        details = status.get("FailureDetails") or {}
+        reason = (
+            details.get("Message")
+            or details.get("Reason")
+            or (status.get("StateChangeReason") or {}).get("Message")
+        )
+        if reason:
+            lines.append(f"reason: {reason}")
+        cluster = self.emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
+        ended = cluster_end(cluster)
+        if ended:
+            lines.append(ended)
+        uri = stderr_uri(cluster.get("LogUri"), cluster_id, step["Id"])
+        if uri is None:
+            lines.append("the cluster has no LogUri: no step logs in S3")
+        else:
+            lines.append(f"step stderr: {uri}")
+            errors = read_error_lines(self.s3, uri) if status["State"] != "CANCELLED" else None
+            if errors:
+                lines.append("first error lines of stderr:")
+                lines.extend(f"    {line}" for line in errors)
+            elif status["State"] != "CANCELLED":
+                lines.append("(stderr not readable yet: EMR uploads step logs every few minutes)")
+        if details.get("LogFile"):
+            lines.append(f"EMR's failure log: {details['LogFile']}")
+        cancelled = cancel_run_steps(self.emr, cluster_id, run_of(step["Name"]), self.log, keep=[step["Id"]])
+        if cancelled:
+            lines.append(f"cancelled the run's other active steps: {cancelled}")
+        message = "\n".join(lines)
+        self.log.error("%s", message)
+        return AirflowFailException(message)
+
+
+class EmrRunStepSensor(EmrStepSensor):
+    """Wait for a step (deferring to a trigger that cancels it on kill); explain and contain a failure.
+
+    When the step ends FAILED, CANCELLED or INTERRUPTED the task fails without retry (the step
+    stays failed), logging the S3 URI of the step's stderr, its first error lines when readable,
+    and EMR's reason when the cluster itself ended (spot capacity lost, bootstrap failure); the
+    run's other pending and running steps are cancelled, so the teardown comes without waiting
+    for them. Errors while waiting (throttling, network) fail the try and are retried.
+    """
+
+    def execute(self, context: Any) -> None:
+        if not self.deferrable:
+            super().execute(context=context)
+        elif not self.poke(context):
+            self.defer(
+                timeout=timedelta(seconds=self.max_attempts * self.poke_interval),
+                trigger=EmrStepCancelOnKillTrigger(
+                    job_flow_id=self.job_flow_id,
+                    step_id=self.step_id,
+                    waiter_delay=int(self.poke_interval),
+                    waiter_max_attempts=self.max_attempts,
+                    aws_conn_id=self.aws_conn_id,
+                    region_name=self.region_name,
+                    verify=self.verify,
+                    botocore_config=self.botocore_config,
+                ),
+                method_name="execute_complete",
+            )
+
+    def poke(self, context: Any) -> bool:
+        step = self.get_emr_response(context=context)["Step"]
+        state = step["Status"]["State"]
+        self.log.info("Step %s is %s", self.step_id, state)
+        if state in self.target_states:
+            return True
+        if state in self.failed_states:
+            raise self._report().fail(self.job_flow_id, step)
+        return False
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> None:
+        if event and event.get("status") == "success":
+            self.log.info("Step %s completed", self.step_id)
+            return
+        step = self.hook.conn.describe_step(ClusterId=self.job_flow_id, StepId=self.step_id)["Step"]
+        state = step["Status"]["State"]
+        if state in self.failed_states:
+            raise self._report().fail(self.job_flow_id, step)
+        if state in self.target_states:
+            return
+        raise AirflowException(f"waiting for step {self.step_id} stopped while it is {state}: {event}")
+
+    def on_kill(self) -> None:
+        client = self.hook.conn
+        state = client.describe_step(ClusterId=self.job_flow_id, StepId=self.step_id)["Step"]["Status"][
+            "State"
+        ]
+        if state in ("PENDING", "RUNNING"):
+            cancel_steps(client, self.job_flow_id, [self.step_id], self.log)
+
+    def _report(self) -> StepFailureReport:
+        s3 = S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, config=self.botocore_config)
+        return StepFailureReport(self.hook.conn, s3, self.log)

@@ -1,0 +1,43 @@
+"""Fixtures for the fault tests: Airflow set up first, moto in this process with EMR's missing parts."""
+
+from __future__ import annotations
+
+import pytest
+
+import tests.conftest_airflow as airflow_setup  # first: sets up Airflow before it is imported
+from tests.dags.aws_fakes import FakeAws, start_moto_server
+from tests.reliability.emr_faults import emr_with_faults
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    airflow_setup.migrate_db()
+
+
+@pytest.fixture(scope="session")
+def moto_url():
+    server, url = start_moto_server()
+    with emr_with_faults():
+        yield url
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def module_monkeypatch():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+@pytest.fixture(scope="module")
+def moto_env(moto_url, module_monkeypatch) -> FakeAws:
+    aws = FakeAws(moto_url)
+    aws.install(module_monkeypatch)
+    return aws
+
+
+@pytest.fixture
+def aws(moto_env) -> FakeAws:
+    """Fresh moto state with the lake's bucket, for one test."""
+    moto_env.reset()
+    moto_env.s3.create_bucket(Bucket="lake-bucket")
+    return moto_env
