@@ -1,0 +1,134 @@
+"""Least-privilege IAM for the three roles the pipeline needs, as templated JSON documents.
+
+`*-policy.json` are identity policies, `*-trust.json` who may assume the role. Placeholders
+(`${LakeBucket}`, ...) are filled from the settings by `render`; `python -m include.iam
+--account ID` prints them ready for `aws iam put-role-policy` or infrastructure code.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from include.pipeline import PROJECT
+from include.settings import Settings, SettingsError
+
+HERE = Path(__file__).resolve().parent
+
+# role -> its documents. The EMR service role also gets AWS's own least-privilege service policy
+# (it needs EC2 calls whose set AWS maintains); that policy only acts on resources tagged
+# `for-use-with-amazon-emr-managed-policies=true` (the subnet and the security groups).
+ROLES: dict[str, dict[str, Any]] = {
+    "airflow": {"policy": "airflow-role-policy.json", "trust": None, "managed": []},
+    "emr-service": {
+        "policy": "emr-service-role-policy.json",
+        "trust": "emr-service-role-trust.json",
+        "managed": ["arn:aws:iam::aws:policy/service-role/AmazonEMRServicePolicy_v2"],
+    },
+    "emr-instance-profile": {
+        "policy": "emr-instance-profile-policy.json",
+        "trust": "emr-instance-profile-trust.json",
+        "managed": [],
+    },
+}
+
+# The only actions granted on "Resource": "*", each because it has no resource to scope to.
+RESOURCE_STAR_ACTIONS = {
+    # creates a cluster that has no ARN yet; scoped instead by the tag it must carry
+    # (aws:RequestTag/project), so every cluster the role can touch later is the project's
+    "elasticmapreduce:RunJobFlow",
+    # lists clusters of the account (the janitor); EMR has no resource-level permission for it
+    "elasticmapreduce:ListClusters",
+}
+
+PLACEHOLDERS = (
+    "Account",
+    "Region",
+    "Project",
+    "LakeBucket",
+    "LakePrefix",
+    "GlueDatabase",
+    "EmrServiceRoleName",
+    "EmrInstanceRoleName",
+    "KmsKeyArn",
+    "TlsCertificatesBucket",
+    "TlsCertificatesKey",
+)
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z]+)\}")
+
+
+def document(name: str) -> dict[str, Any]:
+    """One JSON document of this folder, placeholders still in."""
+    return json.loads((HERE / name).read_text())
+
+
+def placeholders(doc: Any) -> set[str]:
+    return set(_PLACEHOLDER.findall(json.dumps(doc)))
+
+
+def render(doc: Any, values: Mapping[str, str]) -> Any:
+    """`doc` with every ${Name} replaced; KeyError when a value is missing (nothing half-filled)."""
+    missing = placeholders(doc) - set(values)
+    if missing:
+        raise KeyError(f"no value for {sorted(missing)}")
+    # Values are substituted into JSON strings: escape them as JSON string content.
+    escaped = {k: json.dumps(str(v))[1:-1] for k, v in values.items()}
+    return json.loads(Template(json.dumps(doc)).substitute(escaped))
+
+
+def _bucket_and_key(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key.rstrip("/")
+
+
+def values_from_settings(settings: Settings, account: str) -> dict[str, str]:
+    """Placeholder values for a deployment; the code and log locations must lie in the lake."""
+    if not re.fullmatch(r"\d{12}", account):
+        raise SettingsError(f"account {account!r} is not a 12-digit AWS account id")
+    if not settings.is_emr:
+        raise SettingsError("the IAM documents are for PIPELINE_TARGET=emr")
+    for var, uri in (("PIPELINE_CODE_URI", settings.code_uri), ("PIPELINE_EMR_LOG_URI", settings.log_uri)):
+        if not uri.rstrip("/").startswith(settings.lake + "/"):
+            raise SettingsError(f"{var}={uri!r} is outside the lake: the policies only grant the lake prefix")
+    lake_bucket, lake_prefix = _bucket_and_key(settings.lake)
+    if not lake_prefix:
+        raise SettingsError(
+            "PIPELINE_LAKE needs a prefix (s3://bucket/prefix): the policies are scoped to it"
+        )
+    certs_bucket, certs_key = _bucket_and_key(settings.tls_certificates_uri)
+    return {
+        "Account": account,
+        "Region": settings.region or "",
+        "Project": PROJECT,
+        "LakeBucket": lake_bucket,
+        "LakePrefix": lake_prefix,
+        "GlueDatabase": settings.glue_database,
+        "EmrServiceRoleName": settings.service_role.rsplit("/", 1)[-1],
+        "EmrInstanceRoleName": settings.instance_profile.rsplit("/", 1)[-1],
+        "KmsKeyArn": settings.kms_key_arn,
+        "TlsCertificatesBucket": certs_bucket,
+        "TlsCertificatesKey": certs_key,
+    }
+
+
+def rendered_roles(settings: Settings, account: str) -> dict[str, dict[str, Any]]:
+    """Every role's documents for this deployment: {role: {policy, trust, managed}}."""
+    values = values_from_settings(settings, account)
+    empty = [k for k in ("Region", "KmsKeyArn", "TlsCertificatesBucket") if not values[k]]
+    if empty:
+        raise SettingsError(
+            f"set PIPELINE_AWS_REGION, PIPELINE_EMR_KMS_KEY_ARN and PIPELINE_EMR_TLS_CERTIFICATES_URI "
+            f"(missing: {empty})"
+        )
+    return {
+        role: {
+            "policy": render(document(spec["policy"]), values),
+            "trust": render(document(spec["trust"]), values) if spec["trust"] else None,
+            "managed": list(spec["managed"]),
+        }
+        for role, spec in ROLES.items()
+    }

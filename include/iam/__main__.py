@@ -1,0 +1,27 @@
+"""`python -m include.iam --account ID`: the rendered IAM documents of the PIPELINE_* settings, as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from include.iam import rendered_roles
+from include.settings import SettingsError, load_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m include.iam", description=__doc__)
+    parser.add_argument("--account", required=True, help="12-digit AWS account id")
+    args = parser.parse_args(argv)
+    try:
+        roles = rendered_roles(load_settings(), args.account)
+    except SettingsError as exc:
+        print(f"include.iam: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(roles, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

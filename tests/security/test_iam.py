@@ -1,0 +1,309 @@
+"""The IAM documents: the evaluator, their shape, and every AWS call the emr DAGs make is allowed — no more.
+
+The calls are recorded, not listed by hand: the nightly DAG runs with dag.test()
+against moto (tests/dags/aws_fakes.py), and each recorded request becomes the authorization
+question AWS would ask (action, resource ARN, condition keys such as the cluster's tags).
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.moto_api import recorder
+
+from include import iam
+from include.iam.evaluate import Request, UnsupportedPolicy, granted_actions, is_allowed, too_broad
+from include.pipeline import PROJECT
+from include.settings import SettingsError, load_settings
+from tests.dags.aws_fakes import REGION, AwsRequest, EmrStepPlayer
+from tests.dags.conftest import EMR_ENV
+from tests.dags.dag_runs import run_pipeline_dag
+
+ACCOUNT = DEFAULT_ACCOUNT_ID
+KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+SETTINGS = load_settings(
+    {
+        **EMR_ENV,
+        "PIPELINE_AWS_REGION": REGION,
+        "PIPELINE_EMR_KMS_KEY_ARN": KEY,
+        "PIPELINE_EMR_TLS_CERTIFICATES_URI": "s3://security-bucket/emr/certs.zip",
+    }
+)
+ROLES = iam.rendered_roles(SETTINGS, ACCOUNT)
+AIRFLOW = [ROLES["airflow"]["policy"]]
+INSTANCE = [ROLES["emr-instance-profile"]["policy"]]
+CLUSTER = f"arn:aws:elasticmapreduce:{REGION}:{ACCOUNT}:cluster/j-ABC"
+OURS = {"aws:ResourceTag/project": PROJECT}
+
+# Granted to the Airflow role although the recorded runs below do not call them, each with why.
+# Anything granted that is neither recorded nor listed here fails the test: grants do not grow
+# silently.
+NOT_EXERCISED = {
+    "elasticmapreduce:CancelSteps": "cancel running steps when a run fails or a task is killed",
+    "elasticmapreduce:ListSteps": "find a step a retried add-steps task already added",
+    "elasticmapreduce:ListClusters": "the janitor DAG finds clusters that outlived their run",
+    "kms:Decrypt": "S3 decrypts SSE-KMS objects (logs) with the caller's permission",
+    "kms:GenerateDataKey": "S3 encrypts uploads (the code zip) with the caller's permission",
+    "glue:UpdateTable": "a curated output's columns changed: the registration brings the table up to date",
+}
+
+
+# ---- the evaluator -------------------------------------------------------------------------
+def test_the_evaluator_follows_iams_allow_deny_wildcard_and_condition_rules():
+    allow = {
+        "Statement": [
+            {"Effect": "Allow", "Action": "s3:Get*", "Resource": "arn:aws:s3:::b/p/*"},
+            {
+                "Effect": "Allow",
+                "Action": ["elasticmapreduce:TerminateJobFlows"],
+                "Resource": "arn:aws:elasticmapreduce:*:1:cluster/*",
+                "Condition": {"StringEquals": {"aws:ResourceTag/project": "x"}},
+            },
+        ]
+    }
+    deny = {
+        "Statement": [{"Effect": "Deny", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/p/secret*"}]
+    }
+    assert is_allowed([allow], Request("S3:GETOBJECT", "arn:aws:s3:::b/p/x/y"))  # actions: any case
+    assert not is_allowed([allow], Request("s3:GetObject", "arn:aws:s3:::b/other"))
+    assert not is_allowed([allow], Request("s3:GetObject", "arn:aws:s3:::B/p/x"))  # resources: exact case
+    assert not is_allowed([allow], Request("s3:PutObject", "arn:aws:s3:::b/p/x"))
+    assert is_allowed([allow, deny], Request("s3:GetObject", "arn:aws:s3:::b/p/x"))
+    assert not is_allowed([allow, deny], Request("s3:GetObject", "arn:aws:s3:::b/p/secret.txt"))
+    term = "elasticmapreduce:TerminateJobFlows"
+    cluster = "arn:aws:elasticmapreduce:eu-west-1:1:cluster/j-1"
+    assert is_allowed([allow], Request(term, cluster, {"aws:ResourceTag/project": "x"}))
+    assert not is_allowed([allow], Request(term, cluster, {"aws:ResourceTag/project": "y"}))
+    assert not is_allowed([allow], Request(term, cluster, {}))  # untagged cluster
+    assert not is_allowed([allow], Request(term, "arn:aws:elasticmapreduce:eu-west-1:2:cluster/j-1", OURS))
+
+
+def test_the_evaluator_refuses_documents_it_cannot_judge():
+    for statement in (
+        {"Effect": "Allow", "NotAction": "s3:*", "Resource": "*"},
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*", "Condition": {"IpAddress": {}}},
+    ):
+        with pytest.raises(UnsupportedPolicy):
+            is_allowed([{"Statement": [statement]}], Request("s3:GetObject", "arn:aws:s3:::b/k"))
+
+
+def test_too_broad_names_wildcard_actions_and_star_resources():
+    policy = {
+        "Statement": [
+            {"Sid": "a", "Effect": "Allow", "Action": "s3:*", "Resource": "arn:aws:s3:::b/*"},
+            {"Sid": "b", "Effect": "Allow", "Action": ["glue:GetTable"], "Resource": "*"},
+            {"Sid": "c", "Effect": "Allow", "Action": ["elasticmapreduce:ListClusters"], "Resource": "*"},
+        ]
+    }
+    problems = too_broad(policy, iam.RESOURCE_STAR_ACTIONS)
+    assert problems == ["a: wildcard action 's3:*'", "b: ['glue:GetTable'] on Resource '*'"]
+
+
+# ---- the documents -------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(p.name for p in iam.HERE.glob("*.json")))
+def test_every_document_uses_only_known_placeholders_and_renders_to_plain_json(name):
+    doc = iam.document(name)
+    assert iam.placeholders(doc) <= set(iam.PLACEHOLDERS)
+    rendered = iam.render(doc, iam.values_from_settings(SETTINGS, ACCOUNT))
+    assert "${" not in json.dumps(rendered)
+    assert rendered["Version"] == "2012-10-17"
+
+
+@pytest.mark.parametrize("role", sorted(iam.ROLES))
+def test_no_policy_grants_wildcard_actions_or_star_resources_beyond_the_named_exceptions(role):
+    assert too_broad(ROLES[role]["policy"], iam.RESOURCE_STAR_ACTIONS) == []
+
+
+def test_rendering_needs_every_value_and_the_code_and_logs_inside_the_lake():
+    with pytest.raises(KeyError, match="LakeBucket"):
+        iam.render({"Resource": "arn:aws:s3:::${LakeBucket}"}, {})
+    outside = load_settings({**EMR_ENV, "PIPELINE_CODE_URI": "s3://other-bucket/code"})
+    with pytest.raises(SettingsError, match="PIPELINE_CODE_URI"):
+        iam.values_from_settings(outside, ACCOUNT)
+    with pytest.raises(SettingsError, match="account"):
+        iam.values_from_settings(SETTINGS, "12345")
+
+
+def test_the_service_role_is_assumable_by_emr_of_this_account_only():
+    trust = ROLES["emr-service"]["trust"]["Statement"][0]
+    assert trust["Principal"] == {"Service": "elasticmapreduce.amazonaws.com"}
+    assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": ACCOUNT}
+    assert ROLES["emr-instance-profile"]["trust"]["Statement"][0]["Principal"] == {
+        "Service": "ec2.amazonaws.com"
+    }
+
+
+def test_the_airflow_role_touches_only_clusters_with_the_project_tag():
+    for action in ("AddJobFlowSteps", "TerminateJobFlows", "CancelSteps", "DescribeStep", "ListSteps"):
+        assert is_allowed(AIRFLOW, Request(f"elasticmapreduce:{action}", CLUSTER, OURS)), action
+        other = {"aws:ResourceTag/project": "someone-else"}
+        assert not is_allowed(AIRFLOW, Request(f"elasticmapreduce:{action}", CLUSTER, other)), action
+        assert not is_allowed(AIRFLOW, Request(f"elasticmapreduce:{action}", CLUSTER, {})), action
+    run = "elasticmapreduce:RunJobFlow"
+    assert is_allowed(AIRFLOW, Request(run, "*", {"aws:RequestTag/project": PROJECT}))
+    assert not is_allowed(AIRFLOW, Request(run, "*", {}))  # an untagged cluster cannot be created
+    for tagging in ("elasticmapreduce:AddTags", "elasticmapreduce:RemoveTags"):  # nor retagged
+        assert not is_allowed(AIRFLOW, Request(tagging, CLUSTER, OURS))
+
+
+def test_the_airflow_role_writes_only_the_code_folder_and_passes_only_the_cluster_roles():
+    lake = "arn:aws:s3:::lake-bucket/lake"
+    assert is_allowed(AIRFLOW, Request("s3:PutObject", f"{lake}/_code/v1/spark_jobs.zip"))
+    for key in ("curated/x/dt=2024-06-30/part-0", "landing/sales/dt=2024-06-30/a.csv", "_codex/a"):
+        assert not is_allowed(AIRFLOW, Request("s3:PutObject", f"{lake}/{key}")), key
+    assert not is_allowed(AIRFLOW, Request("s3:PutObject", "arn:aws:s3:::other-bucket/lake/_code/a"))
+    assert not is_allowed(AIRFLOW, Request("s3:DeleteObject", f"{lake}/_code/v1/spark_jobs.zip"))
+    admin = f"arn:aws:iam::{ACCOUNT}:role/Admin"
+    assert not is_allowed(
+        AIRFLOW, Request("iam:PassRole", admin, {"iam:PassedToService": "ec2.amazonaws.com"})
+    )
+    instance_role = f"arn:aws:iam::{ACCOUNT}:role/EMR_EC2_DefaultRole"
+    to_lambda = {"iam:PassedToService": "lambda.amazonaws.com"}
+    assert not is_allowed(AIRFLOW, Request("iam:PassRole", instance_role, to_lambda))
+
+
+@pytest.mark.parametrize(
+    ("zone", "writes"),
+    [
+        ("landing", False),
+        ("_code", False),
+        ("processed", True),
+        ("quarantine", True),
+        ("curated", True),
+        ("_staging", True),
+        ("_checkpoints", True),
+        ("_emr_logs", True),
+    ],
+)
+def test_the_nodes_read_the_whole_lake_and_write_only_the_zones_the_jobs_write(zone, writes):
+    obj = f"arn:aws:s3:::lake-bucket/lake/{zone}/sales/dt=2024-06-30/part-0.parquet"
+    assert is_allowed(INSTANCE, Request("s3:GetObject", obj))
+    for action in ("s3:PutObject", "s3:DeleteObject"):  # a rename on S3 is copy + delete
+        assert is_allowed(INSTANCE, Request(action, obj)) is writes
+    assert not is_allowed(INSTANCE, Request("s3:GetObject", "arn:aws:s3:::other-bucket/lake/x"))
+    runs = "arn:aws:s3:::lake-bucket/lake/_runs"
+    assert is_allowed(INSTANCE, Request("s3:PutObject", f"{runs}/metrics/dt=2024-06-30/graph.json"))
+    assert not is_allowed(
+        INSTANCE, Request("s3:PutObject", f"{runs}/reports/dag_id=x/dt=2024-06-30/report.json")
+    )
+    assert is_allowed(INSTANCE, Request("s3:GetObject", "arn:aws:s3:::security-bucket/emr/certs.zip"))
+    assert not is_allowed(INSTANCE, Request("s3:GetObject", "arn:aws:s3:::security-bucket/emr/other.zip"))
+
+
+# ---- what the DAGs really ask of AWS -------------------------------------------------------
+def _resources_glue(body: dict) -> list[str]:
+    base = f"arn:aws:glue:{REGION}:{ACCOUNT}"
+    db = body.get("DatabaseName") or body.get("DatabaseInput", {}).get("Name")
+    table = body.get("TableName") or body.get("Name") or body.get("TableInput", {}).get("Name")
+    out = [f"{base}:catalog", f"{base}:database/{db}"]
+    if table and "DatabaseInput" not in body:
+        out.append(f"{base}:table/{db}/{table}")
+    return out
+
+
+def authorization_questions(req: AwsRequest, cluster_tags: dict[str, dict[str, str]]) -> list[Request]:
+    """What IAM checks for one recorded request (an action may need several resources)."""
+    if req.action.startswith("ElasticMapReduce."):
+        action = "elasticmapreduce:" + req.action.split(".", 1)[1]
+        body = req.body
+        if action == "elasticmapreduce:RunJobFlow":
+            tags = {t["Key"]: t["Value"] for t in body.get("Tags", [])}
+            context = {f"aws:RequestTag/{k}": v for k, v in tags.items()}
+            role = f"arn:aws:iam::{ACCOUNT}:role"
+            return [
+                Request(action, "*", context),
+                Request(
+                    "iam:PassRole",
+                    f"{role}/{body['ServiceRole']}",
+                    {"iam:PassedToService": "elasticmapreduce.amazonaws.com"},
+                ),
+                Request(
+                    "iam:PassRole",
+                    f"{role}/{body['JobFlowRole']}",
+                    {"iam:PassedToService": "ec2.amazonaws.com"},
+                ),
+            ]
+        if action == "elasticmapreduce:ListClusters":
+            return [Request(action, "*")]
+        ids = body.get("JobFlowIds") or [body.get("ClusterId") or body["JobFlowId"]]
+        return [
+            Request(
+                action,
+                f"arn:aws:elasticmapreduce:{REGION}:{ACCOUNT}:cluster/{cid}",
+                {f"aws:ResourceTag/{k}": v for k, v in cluster_tags.get(cid, {}).items()},
+            )
+            for cid in ids
+        ]
+    if req.action.startswith("AWSGlue."):
+        action = "glue:" + req.action.split(".", 1)[1]
+        return [Request(action, arn) for arn in _resources_glue(req.body)]
+    assert not req.action, f"map {req.action} to IAM"
+    url = urlsplit(req.url)
+    bucket, _, key = url.path.lstrip("/").partition("/")
+    query = parse_qs(url.query)
+    if not key:
+        assert req.method == "GET", f"bucket-level {req.method} {req.url}"
+        prefix = {"s3:prefix": query["prefix"][0]} if "prefix" in query else {}
+        return [Request("s3:ListBucket", f"arn:aws:s3:::{bucket}", prefix)]
+    obj = f"arn:aws:s3:::{bucket}/{key}"
+    if req.method == "HEAD":
+        # a missing key answers 404 (what check_for_key expects) only with ListBucket, else 403
+        return [Request("s3:GetObject", obj), Request("s3:ListBucket", f"arn:aws:s3:::{bucket}")]
+    action = {"GET": "s3:GetObject", "PUT": "s3:PutObject", "DELETE": "s3:DeleteObject"}[req.method]
+    return [Request(action, obj)]
+
+
+@pytest.fixture(scope="module")
+def recorded(fake_aws) -> list[Request]:
+    """Every authorization question of two nightly runs of the same date: the first creates the
+    cluster, uploads the code and catalogs the output while a sensor defers to its trigger; the
+    second finds the code and the Glue table and partition already there."""
+    recorder.reset_recording()  # the fixture's own bucket creation is not the DAG's
+    recorder.start_recording()
+    slow = lambda name: 4.0 if "|stock_daily|" in name else 0.2  # noqa: E731
+    for _ in range(2):
+        with EmrStepPlayer(fake_aws, delay=slow):
+            run = run_pipeline_dag("nightly", "2024-06-28", {"outputs": ["stock_daily"]})
+        assert run.state == "success", run.task_states
+    requests = fake_aws.requests()
+    clusters = fake_aws.emr_backend().clusters.items()
+    tags = {cid: {t["Key"]: t["Value"] for t in c.tags} for cid, c in clusters}
+    return [q for r in requests for q in authorization_questions(r, tags)]
+
+
+@pytest.mark.slow
+def test_every_aws_call_of_the_dags_is_allowed_by_the_airflow_role(recorded):
+    actions = {q.action for q in recorded}
+    # the run really exercised the paths the policy is about
+    assert {
+        "elasticmapreduce:RunJobFlow",
+        "elasticmapreduce:AddJobFlowSteps",
+        "elasticmapreduce:DescribeStep",
+        "elasticmapreduce:TerminateJobFlows",
+        "iam:PassRole",
+        "s3:PutObject",
+        "glue:CreateTable",
+        "glue:CreatePartition",
+    } <= actions
+    denied = sorted({(q.action, q.resource) for q in recorded if not is_allowed(AIRFLOW, q)})
+    assert denied == [], "\n".join(map(str, denied))
+
+
+@pytest.mark.slow
+def test_the_airflow_role_grants_nothing_the_dags_do_not_use(recorded):
+    used = {q.action for q in recorded}
+    unexplained = granted_actions(AIRFLOW[0]) - used - set(NOT_EXERCISED)
+    assert unexplained == set(), sorted(used)
+
+
+@pytest.mark.slow
+def test_the_recorded_calls_would_be_denied_on_a_cluster_without_the_project_tag(recorded):
+    on_clusters = [q for q in recorded if q.resource.startswith("arn:aws:elasticmapreduce:")]
+    assert on_clusters
+    for q in on_clusters:
+        if q.action == "elasticmapreduce:DescribeCluster":
+            continue  # read-only, any cluster of the account (the janitor reads tags with it)
+        assert not is_allowed(AIRFLOW, Request(q.action, q.resource, {"aws:ResourceTag/project": "x"}))
