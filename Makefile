@@ -49,8 +49,11 @@ test: lint
 package: venv
 	$(PY) -m include.packaging --out dist
 
+# Benchmarks (not tests: no timing is asserted anywhere). Data and raw results go to .bench/.
+# `make bench BENCH_ARGS="--quick"` for small sizes, `BENCH_ARGS="--only pagerank --repeat 5"`.
+BENCH_ARGS ?=
 bench: venv
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 lock: venv
 	$(VENV)/bin/uv pip freeze --python $(PY) | grep -v -E '^(uv|pip)==' > constraints.txt
