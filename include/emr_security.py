@@ -88,6 +88,30 @@ def ensure_security_configuration(emr: Any, name: str, document: Mapping[str, An
     return "unchanged"
 
 
+def network_problems(ec2: Any, subnet_id: str) -> list[str]:
+    """Why `subnet_id` is not a private subnet ([] when it is): public IPs on launch, or a route to
+    an internet gateway (in its own route table, or the VPC's main one when it has none)."""
+    subnet = ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"][0]
+    problems = []
+    if subnet.get("MapPublicIpOnLaunch"):
+        problems.append(f"{subnet_id} gives instances public IPs (MapPublicIpOnLaunch)")
+    own = [{"Name": "association.subnet-id", "Values": [subnet_id]}]
+    tables = ec2.describe_route_tables(Filters=own)["RouteTables"]
+    if not tables:
+        main = [
+            {"Name": "vpc-id", "Values": [subnet["VpcId"]]},
+            {"Name": "association.main", "Values": ["true"]},
+        ]
+        tables = ec2.describe_route_tables(Filters=main)["RouteTables"]
+    for table in tables:
+        for route in table.get("Routes", []):
+            gateway = route.get("GatewayId", "")
+            if gateway.startswith("igw-"):
+                where = route.get("DestinationCidrBlock") or route.get("DestinationIpv6CidrBlock")
+                problems.append(f"{subnet_id} routes {where} to internet gateway {gateway} (a public subnet)")
+    return problems
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m include.emr_security",
@@ -95,6 +119,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         "(idempotent), from the PIPELINE_* settings of the emr target.",
     )
     parser.add_argument("--print", action="store_true", help="print the JSON document and exit (no AWS call)")
+    parser.add_argument(
+        "--check-network",
+        action="store_true",
+        help="also check that PIPELINE_EMR_SUBNET_ID is private (no public IPs, no internet gateway route)",
+    )
     args = parser.parse_args(argv)
     try:
         settings = load_settings(environ)
@@ -119,6 +148,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(f"emr_security: {exc}", file=sys.stderr)
         return 1
     print(f"EMR security configuration {settings.security_configuration!r}: {outcome}")
+    if args.check_network:
+        problems = network_problems(boto3.client("ec2", region_name=settings.region), settings.subnet_id)
+        for problem in problems:
+            print(f"emr_security: {problem}", file=sys.stderr)
+        if problems:
+            return 1
+        print(f"subnet {settings.subnet_id}: private (no public IPs, no internet gateway route)")
     return 0
 
 

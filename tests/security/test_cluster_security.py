@@ -144,3 +144,53 @@ def test_the_command_prints_the_document_without_aws_and_refuses_incomplete_sett
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "PIPELINE_EMR_KMS_KEY_ARN" in err
+
+
+def _vpc(ec2, *, public_ips: bool, igw_route: bool, own_table: bool = True) -> str:
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    if public_ips:
+        ec2.modify_subnet_attribute(SubnetId=subnet, MapPublicIpOnLaunch={"Value": True})
+    if own_table:
+        table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+        ec2.associate_route_table(RouteTableId=table, SubnetId=subnet)
+    else:
+        main = [{"Name": "vpc-id", "Values": [vpc]}, {"Name": "association.main", "Values": ["true"]}]
+        table = ec2.describe_route_tables(Filters=main)["RouteTables"][0]["RouteTableId"]
+    if igw_route:
+        igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+        ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
+        ec2.create_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
+    return subnet
+
+
+@mock_aws
+def test_the_network_check_accepts_a_private_subnet_and_names_what_makes_one_public():
+    from include.emr_security import network_problems
+
+    ec2 = boto3.client("ec2", region_name="eu-west-1")
+    assert network_problems(ec2, _vpc(ec2, public_ips=False, igw_route=False)) == []
+    public_ips = network_problems(ec2, _vpc(ec2, public_ips=True, igw_route=False))
+    assert len(public_ips) == 1
+    assert "MapPublicIpOnLaunch" in public_ips[0]
+    routed = network_problems(ec2, _vpc(ec2, public_ips=False, igw_route=True))
+    assert len(routed) == 1
+    assert "0.0.0.0/0 to internet gateway igw-" in routed[0]
+    # no route table of its own: the VPC's main table decides
+    via_main = network_problems(ec2, _vpc(ec2, public_ips=False, igw_route=True, own_table=False))
+    assert len(via_main) == 1
+    assert "internet gateway" in via_main[0]
+
+
+@mock_aws
+def test_the_command_fails_when_the_configured_subnet_is_public(monkeypatch, capsys):
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(key, "testing")
+    ec2 = boto3.client("ec2", region_name="eu-west-1")
+    private, public = _vpc(ec2, public_ips=False, igw_route=False), _vpc(ec2, public_ips=True, igw_route=True)
+
+    assert main(["--check-network"], {**ENV, "PIPELINE_EMR_SUBNET_ID": private}) == 0
+    assert f"subnet {private}: private" in capsys.readouterr().out
+    assert main(["--check-network"], {**ENV, "PIPELINE_EMR_SUBNET_ID": public}) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2  # public IPs and the internet gateway route, one line each
