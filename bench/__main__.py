@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=None, help="runs per measurement (default per figure)")
     parser.add_argument("--work", type=Path, default=None, help="work directory (default .bench/)")
     parser.add_argument("--out", type=Path, default=None, help="document to write")
+    parser.add_argument(
+        "--render-only", action="store_true", help="run nothing; write the document from the stored results"
+    )
     args = parser.parse_args(argv)
     names = [n.strip() for item in args.only for n in item.split(",") if n.strip()] or list(FIGURES)
     unknown = [n for n in names if n not in FIGURES]
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     store = work / ("results-quick" if args.quick else "results")
     store.mkdir(parents=True, exist_ok=True)
     failed = []
-    for name in names:
+    for name in [] if args.render_only else names:
         try:
             result = run_figure(name, args, work)
         except RuntimeError as exc:
