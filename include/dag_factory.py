@@ -18,13 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.providers.amazon.aws.operators.emr import (
-    EmrAddStepsOperator,
-    EmrCreateJobFlowOperator,
-    EmrTerminateJobFlowOperator,
-)
 from airflow.providers.amazon.aws.operators.glue_catalog import GlueCatalogCreateDatabaseOperator
-from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
 from airflow.sdk import (
     DAG,
     Asset,
@@ -41,6 +35,13 @@ from include.cluster_profiles import PROFILES, cluster_tags, job_flow_overrides
 from include.run_report import add_run_report
 from include.settings import PROJECT_ROOT, Settings
 from plugins.emr_step_batches import EmrStepBatchesOperator
+from plugins.emr_steps import (
+    AWS_RETRY_CONFIG,
+    EmrIdempotentAddStepsOperator,
+    EmrRunClusterOperator,
+    EmrRunStepSensor,
+    EmrRunTeardownOperator,
+)
 from plugins.glue_partitions import GlueRegisterPartitionsOperator
 from plugins.spark_job import SparkJobSubprocessOperator
 
@@ -288,7 +289,7 @@ def _upload_code_task(settings: Settings, code: Any):
             raise RuntimeError(
                 f"code changed during the run: planned {code['version']}, now {bundle.version}"
             )
-        hook = S3Hook(aws_conn_id=settings.aws_conn_id, region_name=settings.region)
+        hook = S3Hook(aws_conn_id=settings.aws_conn_id, region_name=settings.region, config=AWS_RETRY_CONFIG)
         for uri, data in (
             (code["py_files"], bundle.zip_bytes),
             (code["entrypoint"], bundle.entrypoint_bytes),
@@ -315,20 +316,26 @@ def _select_task(plan: Any, prefix: str):
 
 
 def _aws(settings: Settings) -> dict[str, Any]:
-    return {"aws_conn_id": settings.aws_conn_id, "region_name": settings.region}
+    # botocore retries throttling and transient errors with backoff inside a try; task retries
+    # (default_args, exponential) take over when those are exhausted.
+    return {
+        "aws_conn_id": settings.aws_conn_id,
+        "region_name": settings.region,
+        "botocore_config": AWS_RETRY_CONFIG,
+    }
 
 
-def _emr_cluster(
-    settings: Settings, plan: Any
-) -> tuple[EmrCreateJobFlowOperator, EmrTerminateJobFlowOperator]:
-    create_cluster = EmrCreateJobFlowOperator(
+def _emr_cluster(settings: Settings, plan: Any) -> tuple[EmrRunClusterOperator, EmrRunTeardownOperator]:
+    # A retried create takes the cluster tagged with the run; the teardown cancels the run's
+    # steps and terminates its cluster(s), also after the run was marked failed from the UI.
+    create_cluster = EmrRunClusterOperator(
         task_id="create_cluster",
         job_flow_overrides=plan["job_flow_overrides"],
         emr_conn_id=None,  # the whole request comes from the profile, not from a connection
         wait_for_completion=False,  # steps queue while the cluster starts
         **_aws(settings),
     )
-    terminate_cluster = EmrTerminateJobFlowOperator(
+    terminate_cluster = EmrRunTeardownOperator(
         task_id="terminate_cluster",
         job_flow_id=create_cluster.output,
         **_aws(settings),
@@ -420,22 +427,24 @@ def _nightly_emr(settings: Settings, plan: Any) -> None:
     upload = _upload_code_task(settings, plan["code"])
     database = _glue_database(settings)
     select = _select_task(plan, "add_")
-    waits: dict[str, EmrStepSensor] = {}
+    waits: dict[str, EmrRunStepSensor] = {}
     for step in P.PIPELINE:
-        add = EmrAddStepsOperator(
+        # Idempotent (a retry follows the step already added) and cancels its step when killed.
+        add = EmrIdempotentAddStepsOperator(
             task_id=f"add_{step.name}",
             job_flow_id=create.output,
             steps=plan[f"step:{step.name}"],
             **_aws(settings),
         )
-        wait = EmrStepSensor(
+        # A failed step fails the task at once (no retry), logs its stderr and cancels the run's
+        # other steps; errors while waiting are retried; killing it cancels the step.
+        wait = EmrRunStepSensor(
             task_id=f"wait_{step.name}",
             job_flow_id=create.output,
             step_id=f"{{{{ ti.xcom_pull(task_ids='add_{step.name}')[0] }}}}",
             deferrable=True,  # the triggerer polls EMR; no worker slot is held while the step runs
             poke_interval=settings.poll_seconds,
             max_attempts=max(1, int(STEP_TIMEOUT.total_seconds()) // settings.poll_seconds),
-            retries=0,  # a FAILED step stays failed: retrying the sensor would only re-read it
             **_aws(settings),
         )
         [create, upload, select] >> add >> wait
@@ -463,7 +472,7 @@ def build_backfill_dag(settings: Settings, dag_id: str = BACKFILL_DAG_ID, doc_md
                 batches=plan["batches"],
                 waiter_delay=settings.poll_seconds,
                 waiter_max_attempts=max(1, int(STEP_TIMEOUT.total_seconds()) // settings.poll_seconds),
-                retries=0,  # a retry would add every batch again
+                # a retry follows the steps already on the cluster; a failed step fails without retry
                 **_aws(settings),
             )
             registers = [_register(settings, plan, out) for out in P.OUTPUTS]

@@ -3,7 +3,8 @@
 For work whose shape is only known at run time (a backfill's date range): the steps of one
 batch are independent and run side by side (up to the cluster's StepConcurrencyLevel); the
 next batch is added only once every step of the previous one COMPLETED. Between batches the
-task is deferred on the provider's EmrAddStepsTrigger, so no worker slot is held.
+task is deferred on a trigger (the provider's, plus cancelling the batch on kill), so no worker
+slot is held. Steps are added once (`add_steps_once`), so a retry resumes where the run stopped.
 """
 
 from __future__ import annotations
@@ -13,16 +14,28 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.emr import EmrHook
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
-from airflow.providers.amazon.aws.triggers.emr import EmrAddStepsTrigger
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.sdk.exceptions import AirflowException
+
+from plugins.emr_steps import (
+    FAILED_STEP_STATES,
+    EmrStepsCancelOnKillTrigger,
+    StepFailureReport,
+    add_steps_once,
+    cancel_steps,
+)
 
 MAX_STEPS_PER_BATCH = 10  # ListSteps (what the trigger polls) filters on at most 10 step ids
 
 
 class EmrStepBatchesOperator(AwsBaseOperator[EmrHook]):
     """Add `batches[0]`, wait for all its steps, add `batches[1]`, ... ; fail on the first failed step.
+
+    A retry follows the steps already on the cluster (a completed batch is not run again). A failed
+    step fails the task without retry, with its stderr location and first error lines in the log,
+    and the run's other steps cancelled; a killed task cancels the batch it waits for.
 
     :param job_flow_id: the cluster (templated; XComArg works)
     :param batches: lists of boto3 `Steps` items (templated; XComArg works)
@@ -50,6 +63,7 @@ class EmrStepBatchesOperator(AwsBaseOperator[EmrHook]):
         self.batches = batches
         self.waiter_delay = waiter_delay
         self.waiter_max_attempts = waiter_max_attempts
+        self._batch: tuple[str, list[str]] | None = None
 
     def execute(self, context: Any) -> list[str]:
         too_big = [i for i, batch in enumerate(self.batches) if not 0 < len(batch) <= MAX_STEPS_PER_BATCH]
@@ -65,9 +79,12 @@ class EmrStepBatchesOperator(AwsBaseOperator[EmrHook]):
             return done
         batch = list(self.batches[index])
         self.log.info("Batch %d/%d: %s", index + 1, len(self.batches), [s["Name"] for s in batch])
-        step_ids = self.hook.add_job_flow_steps(job_flow_id=self.job_flow_id, steps=batch)
+        self._batch = (self.job_flow_id, [])
+        step_ids, states = add_steps_once(self.hook, self.job_flow_id, batch, self.log, self._batch[1])
+        if all(state == "COMPLETED" for state in states):  # done by an earlier try
+            return self._next(index + 1, [*done, *step_ids])
         self.defer(
-            trigger=EmrAddStepsTrigger(
+            trigger=EmrStepsCancelOnKillTrigger(
                 job_flow_id=self.job_flow_id,
                 step_ids=step_ids,
                 waiter_delay=self.waiter_delay,
@@ -87,5 +104,22 @@ class EmrStepBatchesOperator(AwsBaseOperator[EmrHook]):
         self, context: Any, event: dict[str, Any] | None = None, index: int = 0, done: list[str] | None = None
     ) -> list[str]:
         if not event or event.get("status") != "success":
-            raise AirflowException(f"batch {index + 1}/{len(self.batches)} failed: {event}")
+            step_ids = list((event or {}).get("value") or [])
+            steps = (
+                self.hook.conn.list_steps(ClusterId=self.job_flow_id, StepIds=step_ids)["Steps"]
+                if step_ids
+                else []
+            )
+            failed = [s for s in steps if s["Status"]["State"] in FAILED_STEP_STATES]
+            if failed:
+                s3 = S3Hook(
+                    aws_conn_id=self.aws_conn_id, region_name=self.region_name, config=self.botocore_config
+                )
+                raise StepFailureReport(self.hook.conn, s3, self.log).fail(self.job_flow_id, failed[-1])
+            # no step ended badly: the wait itself failed (throttling, network); a retry resumes
+            raise AirflowException(f"waiting for batch {index + 1}/{len(self.batches)} failed: {event}")
         return self._next(index + 1, list(done or []))
+
+    def on_kill(self) -> None:
+        if self._batch and self._batch[1]:
+            cancel_steps(self.hook.conn, self._batch[0], self._batch[1], self.log)

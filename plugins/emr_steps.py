@@ -22,6 +22,7 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator, EmrCreateJobFlowOperator
 from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
 from airflow.providers.amazon.aws.triggers.emr import EmrAddStepsTrigger, EmrStepSensorTrigger
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -157,6 +158,73 @@ def read_error_lines(s3: S3Hook, uri: str, limit: int = STDERR_LINES) -> list[st
     return error_lines(body.decode("utf-8", errors="replace"), limit)
 
 
+def add_steps_once(
+    hook: EmrHook,
+    job_flow_id: str,
+    steps: Sequence[dict[str, Any]],
+    log: Any,
+    added: list[str],
+    execution_role_arn: str | None = None,
+) -> tuple[list[str], list[str]]:
+    """Add the `steps` the cluster does not have yet; returns (step ids in order, their states).
+
+    A step is known by its name (run + date + step): one PENDING, RUNNING or COMPLETED is
+    followed instead of added again; a FAILED or CANCELLED one is added anew (the task was
+    cleared to run it again). Refuses (AirflowFailException) while another step of the same run
+    has failed or the cluster has ended. The ids added are appended to `added` as soon as EMR
+    returns them, so a kill right after still knows what to cancel.
+    """
+    names = [s["Name"] for s in steps]
+    if len(set(names)) != len(names):
+        raise ValueError(f"step names must be unique (they identify the steps): {names}")
+    client = hook.conn
+    ended = cluster_end(client.describe_cluster(ClusterId=job_flow_id)["Cluster"])
+    if ended:
+        raise AirflowFailException(f"not adding {names}: {ended}")
+
+    on_cluster = list_steps(client, job_flow_id)  # newest first
+    runs = {run_of(n) for n in names} - {None}
+    broken = [
+        s
+        for s in on_cluster
+        if s["Status"]["State"] in FAILED_STEP_STATES and s["Name"] not in names and run_of(s["Name"]) in runs
+    ]
+    if broken:
+        raise AirflowFailException(
+            f"not adding {names}: step {broken[0]['Name']} ({broken[0]['Id']}) of this run "
+            f"ended {broken[0]['Status']['State']}"
+        )
+    found: dict[str, dict[str, Any]] = {}
+    for s in on_cluster:
+        if s["Name"] in names and s["Status"]["State"] in REUSABLE_STEP_STATES:
+            found.setdefault(s["Name"], s)
+    for name, s in found.items():
+        log.info(
+            "Step %s is already on %s as %s (%s): following it",
+            name,
+            job_flow_id,
+            s["Id"],
+            s["Status"]["State"],
+        )
+    to_add = [s for s in steps if s["Name"] not in found]
+    if to_add:
+        added.extend(
+            hook.add_job_flow_steps(
+                job_flow_id=job_flow_id, steps=to_add, execution_role_arn=execution_role_arn
+            )
+        )
+    new = iter(added[-len(to_add) :] if to_add else [])
+    ids, states = [], []
+    for name in names:
+        if name in found:
+            ids.append(found[name]["Id"])
+            states.append(found[name]["Status"]["State"])
+        else:
+            ids.append(next(new))
+            states.append("PENDING")
+    return ids, states
+
+
 # ---- the cluster -----------------------------------------------------------------------------
 class EmrRunClusterOperator(EmrCreateJobFlowOperator):
     """Create the run's cluster once; a retry takes the one its earlier try started.
@@ -202,7 +270,7 @@ class EmrRunTeardownOperator(AwsBaseOperator[EmrHook]):
     """
 
     aws_hook_class = EmrHook
-    template_fields: Sequence[str] = ("job_flow_id", "aws_conn_id", "region_name", "botocore_config")
+    template_fields: Sequence[str] = aws_template_fields("job_flow_id")
     ui_color = "#f9c915"
 
     def __init__(self, *, job_flow_id: str | None, **kwargs: Any) -> None:
@@ -233,13 +301,10 @@ class EmrRunTeardownOperator(AwsBaseOperator[EmrHook]):
 
 # ---- steps -----------------------------------------------------------------------------------
 class EmrIdempotentAddStepsOperator(EmrAddStepsOperator):
-    """Add steps unless the cluster already has them: a retried task adds no duplicate.
+    """Add steps unless the cluster already has them (`add_steps_once`): a retry adds no duplicate.
 
-    A step is known by its name (run + date + step): one PENDING, RUNNING or COMPLETED is
-    followed instead of added again; a FAILED or CANCELLED one is added anew (the task was
-    cleared to run it again). Refuses to add while another step of the run has failed or the
-    cluster has ended, and cancels the steps it added when the task is killed.
-    Never waits: a sensor does (`EmrRunStepSensor`).
+    Cancels the steps it added when the task is killed. Never waits: a sensor does
+    (`EmrRunStepSensor`).
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -255,54 +320,18 @@ class EmrIdempotentAddStepsOperator(EmrAddStepsOperator):
         if not job_flow_id:
             raise AirflowException(f"No cluster found for name: {self.job_flow_name}")
         steps = ast.literal_eval(self.steps) if isinstance(self.steps, str) else list(self.steps)
-        names = [s["Name"] for s in steps]
-        if len(set(names)) != len(names):
-            raise ValueError(f"step names must be unique (they identify the steps): {names}")
-        client = self.hook.conn
-        ended = cluster_end(client.describe_cluster(ClusterId=job_flow_id)["Cluster"])
-        if ended:
-            raise AirflowFailException(f"not adding {names}: {ended}")
-
-        on_cluster = list_steps(client, job_flow_id)  # newest first
-        runs = {run_of(n) for n in names} - {None}
-        broken = [
-            s
-            for s in on_cluster
-            if s["Status"]["State"] in FAILED_STEP_STATES
-            and s["Name"] not in names
-            and run_of(s["Name"]) in runs
-        ]
-        if broken:
-            raise AirflowFailException(
-                f"not adding {names}: step {broken[0]['Name']} ({broken[0]['Id']}) of this run "
-                f"ended {broken[0]['Status']['State']}"
-            )
-        found: dict[str, dict[str, Any]] = {}
-        for s in on_cluster:
-            if s["Name"] in names and s["Status"]["State"] in REUSABLE_STEP_STATES:
-                found.setdefault(s["Name"], s)
-        for name, s in found.items():
-            self.log.info(
-                "Step %s is already on %s as %s (%s): following it",
-                name,
-                job_flow_id,
-                s["Id"],
-                s["Status"]["State"],
-            )
-
         if self.openlineage_inject_parent_job_info:
             steps = self._inject_openlineage_parent_job_information(steps, context)
-        to_add = [s for s in steps if s["Name"] not in found]
-        added = (
-            self.hook.add_job_flow_steps(
-                job_flow_id=job_flow_id, steps=to_add, execution_role_arn=self.execution_role_arn
-            )
-            if to_add
-            else []
+        self._added = (job_flow_id, [])
+        ids, _ = add_steps_once(
+            self.hook,
+            job_flow_id,
+            steps,
+            self.log,
+            self._added[1],
+            execution_role_arn=self.execution_role_arn,
         )
-        self._added = (job_flow_id, list(added))
-        new = iter(added)
-        return [found[n]["Id"] if n in found else next(new) for n in names]
+        return ids
 
     def on_kill(self) -> None:
         if self._added and self._added[1]:

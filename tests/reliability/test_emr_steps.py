@@ -193,3 +193,21 @@ def test_error_lines_start_at_the_first_error_or_fall_back_to_the_tail():
     text = "a\nb\nTraceback (most recent call last):\n  x\nValueError: bad\nc\n"
     assert error_lines(text, limit=3) == ["Traceback (most recent call last):", "  x", "ValueError: bad"]
     assert error_lines("one\ntwo\nthree\n", limit=2) == ["two", "three"]
+
+
+def test_a_running_step_defers_the_sensor_to_the_trigger_that_cancels_on_kill(aws):
+    from airflow.sdk.exceptions import TaskDeferred
+
+    cluster = run_cluster(aws, run_id=RUN)
+    (running,) = add(cluster, step(NAME))
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor(cluster, running).execute(context(run_id=RUN))
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, EmrStepCancelOnKillTrigger)
+
+    async def first_event():
+        return await anext(trigger.run())
+
+    set_step_state(aws, cluster, running, "COMPLETED")
+    event = asyncio.run(first_event())  # the trigger polls moto with aiobotocore
+    assert event.payload["status"] == "success"
