@@ -1,6 +1,6 @@
 """The IAM documents: the evaluator, their shape, and every AWS call the emr DAGs make is allowed — no more.
 
-The calls are recorded, not listed by hand: the nightly DAG runs with dag.test()
+The calls are recorded, not listed by hand: the nightly and janitor DAGs run with dag.test()
 against moto (tests/dags/aws_fakes.py), and each recorded request becomes the authorization
 question AWS would ask (action, resource ARN, condition keys such as the cluster's tags).
 """
@@ -17,7 +17,8 @@ from moto.moto_api import recorder
 from include import iam
 from include.iam.evaluate import Request, UnsupportedPolicy, granted_actions, is_allowed, too_broad
 from include.pipeline import PROJECT
-from include.settings import SettingsError, load_settings
+from include.run_local import load_dag, run_dag_test
+from include.settings import PROJECT_ROOT, SettingsError, load_settings
 from tests.dags.aws_fakes import REGION, AwsRequest, EmrStepPlayer
 from tests.dags.conftest import EMR_ENV
 from tests.dags.dag_runs import run_pipeline_dag
@@ -256,19 +257,50 @@ def authorization_questions(req: AwsRequest, cluster_tags: dict[str, dict[str, s
     return [Request(action, obj)]
 
 
+JANITOR_DAG = PROJECT_ROOT / "dags" / "emr_janitor.py"
+
+
+def _leaked_and_foreign_clusters(fake_aws) -> None:
+    """A project cluster whose run is long gone (the janitor's work) and someone else's cluster."""
+    emr = fake_aws.client("emr")
+    for tags in (
+        {"project": PROJECT, "dag_id": "customer_analytics_nightly", "run_id": "manual__gone"},
+        {"project": "another-team"},
+    ):
+        emr.run_job_flow(
+            Name="c",
+            ReleaseLabel="emr-7.5.0",
+            Instances={
+                "MasterInstanceType": "m5.xlarge",
+                "InstanceCount": 1,
+                "KeepJobFlowAliveWhenNoSteps": True,
+            },
+            JobFlowRole="EMR_EC2_DefaultRole",
+            ServiceRole="EMR_DefaultRole",
+            Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+        )
+
+
 @pytest.fixture(scope="module")
 def recorded(fake_aws) -> list[Request]:
-    """Every authorization question of two nightly runs of the same date: the first creates the
+    """Every authorization question of two nightly runs of the same date (the first creates the
     cluster, uploads the code and catalogs the output while a sensor defers to its trigger; the
-    second finds the code and the Glue table and partition already there."""
+    second finds the code, table and partition already there), then of the janitor DAG."""
+    slow = lambda name: 4.0 if "|stock_daily|" in name else 0.2  # noqa: E731
     recorder.reset_recording()  # the fixture's own bucket creation is not the DAG's
     recorder.start_recording()
-    slow = lambda name: 4.0 if "|stock_daily|" in name else 0.2  # noqa: E731
     for _ in range(2):
         with EmrStepPlayer(fake_aws, delay=slow):
             run = run_pipeline_dag("nightly", "2024-06-28", {"outputs": ["stock_daily"]})
         assert run.state == "success", run.task_states
     requests = fake_aws.requests()
+    if JANITOR_DAG.exists():
+        _leaked_and_foreign_clusters(fake_aws)
+        recorder.reset_recording()
+        recorder.start_recording()
+        janitor = run_dag_test(load_dag(JANITOR_DAG), None, {})
+        assert str(janitor.state) == "success"
+        requests += fake_aws.requests()
     clusters = fake_aws.emr_backend().clusters.items()
     tags = {cid: {t["Key"]: t["Value"] for t in c.tags} for cid, c in clusters}
     return [q for r in requests for q in authorization_questions(r, tags)]
@@ -290,6 +322,15 @@ def test_every_aws_call_of_the_dags_is_allowed_by_the_airflow_role(recorded):
     } <= actions
     denied = sorted({(q.action, q.resource) for q in recorded if not is_allowed(AIRFLOW, q)})
     assert denied == [], "\n".join(map(str, denied))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not JANITOR_DAG.exists(), reason="no janitor DAG in this tree")
+def test_the_janitor_lists_every_cluster_but_terminates_only_the_projects(recorded):
+    actions = {q.action for q in recorded}
+    assert {"elasticmapreduce:ListClusters", "elasticmapreduce:TerminateJobFlows"} <= actions
+    terminations = [q for q in recorded if q.action == "elasticmapreduce:TerminateJobFlows"]
+    assert all(q.context.get("aws:ResourceTag/project") == PROJECT for q in terminations)
 
 
 @pytest.mark.slow
