@@ -348,3 +348,21 @@ def test_the_recorded_calls_would_be_denied_on_a_cluster_without_the_project_tag
         if q.action == "elasticmapreduce:DescribeCluster":
             continue  # read-only, any cluster of the account (the janitor reads tags with it)
         assert not is_allowed(AIRFLOW, Request(q.action, q.resource, {"aws:ResourceTag/project": "x"}))
+
+
+def test_the_command_prints_each_roles_rendered_documents(monkeypatch, capsys):
+    from include.iam.__main__ import main
+
+    env = {
+        **EMR_ENV,
+        "PIPELINE_AWS_REGION": REGION,
+        "PIPELINE_EMR_KMS_KEY_ARN": KEY,
+        "PIPELINE_EMR_TLS_CERTIFICATES_URI": "s3://security-bucket/emr/certs.zip",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert main(["--account", ACCOUNT]) == 0
+    assert json.loads(capsys.readouterr().out) == ROLES
+    monkeypatch.delenv("PIPELINE_EMR_KMS_KEY_ARN")
+    assert main(["--account", ACCOUNT]) == 2
+    assert "PIPELINE_EMR_KMS_KEY_ARN" in capsys.readouterr().err
