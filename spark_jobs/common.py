@@ -14,9 +14,11 @@ import os
 import re
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 log = logging.getLogger("spark_jobs")
@@ -173,6 +175,35 @@ def read_history(
 
 
 # ---- writing -------------------------------------------------------------------------------
+def _swap_in(spark: SparkSession, staged: str, target: str, backup: str) -> bool:
+    """Rename the committed `staged` directory to `target`, the previous target (if any) to `backup`.
+
+    Returns whether there was a previous target (now at `backup`, for the caller to delete once
+    it no longer needs it). On failure raises OSError with `target` as it was before the call.
+    """
+    fs, target_path = _fs_path(spark, target)
+    _, staged_path = _fs_path(spark, staged)
+    _, backup_path = _fs_path(spark, backup)
+    fs.mkdirs(target_path.getParent())
+    had_previous = bool(fs.exists(target_path))
+    if had_previous and not fs.rename(target_path, backup_path):
+        raise OSError(f"could not move {target} aside; it is unchanged")
+    if not fs.rename(staged_path, target_path):
+        if had_previous and not fs.rename(backup_path, target_path):
+            raise OSError(f"could not move the new {target} into place nor restore it; it is at {backup}")
+        raise OSError(f"could not move the new {target} into place; the previous one is restored")
+    return had_previous
+
+
+def _swap_out(spark: SparkSession, target: str, backup: str, had_previous: bool) -> None:
+    """Undo a `_swap_in`: drop the new `target` and put the previous one (if any) back."""
+    fs, target_path = _fs_path(spark, target)
+    _, backup_path = _fs_path(spark, backup)
+    fs.delete(target_path, True)
+    if had_previous and not fs.rename(backup_path, target_path):
+        log.error("could not restore %s; the previous partition is kept at %s", target, backup)
+
+
 def write_partition(
     df: DataFrame,
     lake: str,
@@ -198,26 +229,136 @@ def write_partition(
     writer = out.write.mode("errorifexists")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
-    fs, target_path = _fs_path(spark, target)
-    _, staging_path = _fs_path(spark, staging)
     try:
         writer.parquet(staging)
         rows = spark.read.parquet(staging).count()
+        had_previous = _swap_in(spark, staging, target, backup)
     except BaseException:
-        fs.delete(staging_path, True)  # the half-written attempt; the target was never touched
+        delete_path(spark, staging)  # the attempt; the target is as it was (_swap_in restores it)
         raise
-
-    _, backup_path = _fs_path(spark, backup)
-    fs.mkdirs(target_path.getParent())
-    had_previous = bool(fs.exists(target_path))
-    if had_previous and not fs.rename(target_path, backup_path):
-        fs.delete(staging_path, True)
-        raise OSError(f"could not move {target} aside; it is unchanged")
-    if not fs.rename(staging_path, target_path):
-        if had_previous:
-            fs.rename(backup_path, target_path)
-        raise OSError(f"could not move the new {target} into place; the previous one is restored")
     if had_previous:
-        fs.delete(backup_path, True)
+        delete_path(spark, backup)
     log.warning("wrote %d rows to %s", rows, target)
     return rows
+
+
+@dataclass(frozen=True)
+class StagedPartitions:
+    """The dt= partitions of one dataset, written and committed by Spark under `root`, not yet
+    in the lake (see `stage_partitions` and `commit_partitions`)."""
+
+    spark: SparkSession = field(repr=False, compare=False)
+    lake: str
+    zone: str
+    dataset: str
+    root: str
+    rows: dict[dt.date, int]  # every date asked for, 0 for the empty ones
+
+    def staged(self, ds: dt.date) -> str:
+        return f"{self.root}/dt={ds}"
+
+    def target(self, ds: dt.date) -> str:
+        return partition_path(self.lake, self.zone, self.dataset, ds)
+
+
+def stage_partitions(
+    df: DataFrame, lake: str, zone: str, dataset: str, dates: Sequence[dt.date]
+) -> StagedPartitions:
+    """Write df (which has a DATE column `dt`) once, partitioned by dt, into one staging directory.
+
+    Every date of `dates` gets a staged partition; a date without rows gets an empty Parquet file
+    with the schema (copied from one empty write, not one Spark job per date). A row whose dt is
+    not one of `dates` fails the call. Nothing in the lake changes; on failure the staging
+    directory is removed.
+    """
+    spark = df.sparkSession
+    dates = sorted(set(dates))
+    root = f"{lake}/_staging/{zone}/{dataset}/dts.{uuid.uuid4().hex[:12]}"
+    # Rows per date, counted on the way to the files (no second pass over them).
+    counted = Observation()
+    in_dates = F.coalesce(F.col("dt").isin(dates), F.lit(False))
+    out = df.observe(
+        counted,
+        F.count(F.when(~in_dates, True)).alias("outside"),
+        *[F.count(F.when(F.col("dt") == F.lit(ds), True)).alias(str(ds)) for ds in dates],
+    )
+    try:
+        out.write.mode("errorifexists").partitionBy("dt").parquet(root)
+        seen = counted.get
+        if seen["outside"]:
+            raise ValueError(
+                f"{seen['outside']} rows of {zone}/{dataset} have a dt outside the dates written"
+            )
+        rows = {ds: int(seen[str(ds)]) for ds in dates}
+        empty = [ds for ds in dates if rows[ds] == 0]
+        if empty:
+            _stage_empty_partitions(spark, df.drop("dt").schema, root, empty)
+    except BaseException:
+        delete_path(spark, root)
+        raise
+    return StagedPartitions(spark, lake, zone, dataset, root, rows)
+
+
+def _stage_empty_partitions(spark: SparkSession, schema: StructType, root: str, dates: Sequence[dt.date]):
+    template = f"{root}/_empty"  # "_": not a partition for Spark's readers
+    spark.createDataFrame([], schema).write.mode("errorifexists").parquet(template)
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    fs, template_path = _fs_path(spark, template)
+    for ds in dates:
+        _, day_path = _fs_path(spark, f"{root}/dt={ds}")
+        if not jvm.org.apache.hadoop.fs.FileUtil.copy(fs, template_path, fs, day_path, False, conf):
+            raise OSError(f"could not stage an empty partition at {root}/dt={ds}")
+
+
+def commit_partitions(*batches: StagedPartitions) -> None:
+    """Swap every staged partition of every batch into the lake: all of them, or none.
+
+    Each partition is swapped as write_partition does; if one swap fails, the ones already done
+    are swapped back, so every partition holds its previous content. The staging directories
+    (and the previous partitions) are removed either way.
+    """
+    if not batches:
+        return
+    spark = batches[0].spark
+    token = uuid.uuid4().hex[:12]
+    done: list[tuple[str, str, bool]] = []
+    try:
+        for batch in batches:
+            for ds in sorted(batch.rows):
+                target = batch.target(ds)
+                backup = f"{batch.root}.dt={ds}.{token}.previous"
+                done.append((target, backup, _swap_in(spark, batch.staged(ds), target, backup)))
+    except BaseException:
+        for target, backup, had_previous in reversed(done):
+            _swap_out(spark, target, backup, had_previous)
+        discard_partitions(*batches)
+        raise
+    for _target, backup, had_previous in done:
+        if had_previous:
+            delete_path(spark, backup)
+    discard_partitions(*batches)
+    for batch in batches:
+        for ds, rows in sorted(batch.rows.items()):
+            log.info("wrote %d rows to %s", rows, batch.target(ds))
+
+
+def discard_partitions(*batches: StagedPartitions) -> None:
+    """Remove staging directories (what is left of them after a commit, or all after a failure)."""
+    for batch in batches:
+        delete_path(batch.spark, batch.root)
+
+
+def write_partitions(
+    df: DataFrame, lake: str, zone: str, dataset: str, dates: Sequence[dt.date]
+) -> dict[dt.date, int]:
+    """Replace `LAKE/zone/dataset/dt=D/` for every D of `dates` with df's rows of that dt.
+
+    df has a DATE column `dt` (not stored in the files). One Spark write for all dates, then
+    each partition is swapped in like write_partition does; a failed write or swap leaves every
+    partition as it was. A date without rows gets an empty partition with the schema. Returns
+    the row count per date.
+    """
+    batch = stage_partitions(df, lake, zone, dataset, dates)
+    commit_partitions(batch)
+    return batch.rows

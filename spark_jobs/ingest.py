@@ -1,8 +1,9 @@
 """The `ingest` job: landing CSV / JSON lines -> typed, deduplicated `processed` Parquet, plus a
 `quarantine` partition holding every rejected row as text with the reason it was rejected.
 
-Validation is plain column expressions (regexes and try_cast, no Python UDFs): a landing
-partition is read once, cached, and both outputs are written from the cache.
+Validation is plain column expressions (regexes and try_cast, no Python UDFs). A date range
+is one pass: every day's landing files are read as one DataFrame (each row keeps its landing
+day in `dt`), cached, and each output is written once, partitioned by dt, then swapped in.
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from spark_jobs.common import JobInputError, partition_path, write_partition
+from spark_jobs.common import (
+    JobInputError,
+    StagedPartitions,
+    commit_partitions,
+    discard_partitions,
+    partition_path,
+    stage_partitions,
+)
 from spark_jobs.schemas import KEYS, LANDING_COLUMNS, LANDING_FORMAT, OPTIONAL_DAYS, PROCESSED, QUARANTINE
 
 log = logging.getLogger(__name__)
@@ -42,6 +50,7 @@ EVENT_TS = {
     "clickstream": "event_ts",
 }
 
+DT = "dt"  # the landing day of a row (DATE), the partition it is written to
 CORRUPT = "_corrupt_record"
 REASON = "reject_reason"
 RAW = "raw_record"
@@ -56,6 +65,7 @@ _LOCAL_TS = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6}
 _TS_RE = rf"^{_LOCAL_TS}(Z|[+-][0-9]{{2}}:[0-9]{{2}})$"
 _TS_NO_ZONE_RE = rf"^{_LOCAL_TS}$"
 _MICROS_PER_DAY = 86_400_000_000
+_LISTING_THRESHOLD = "spark.sql.sources.parallelPartitionDiscovery.threshold"
 
 
 # ---- validation (pure column expressions) --------------------------------------------------
@@ -121,9 +131,10 @@ def _utc_date(ts: Column) -> Column:
     return F.date_from_unix_date(F.floor(F.unix_micros(ts) / _MICROS_PER_DAY).cast("int"))
 
 
-def _rule_problems(dataset: str, ds: dt.date) -> list[Column]:
+def _rule_problems(dataset: str, ds: dt.date | Column) -> list[Column]:
     """The contract's rules on typed values, each null when the row keeps it (or cannot be typed)."""
     t = lambda name: F.col(_TYPED + name)  # noqa: E731
+    partition_day = ds if isinstance(ds, Column) else F.lit(ds)
     rules: list[Column] = []
     if dataset == "sales":
         rules.append(F.when(t("quantity") <= 0, _says("quantity", "must be > 0", F.col("quantity"))))
@@ -142,24 +153,33 @@ def _rule_problems(dataset: str, ds: dt.date) -> list[Column]:
         day = _utc_date(t(name))
         rules.append(
             F.when(
-                day != F.lit(ds),
-                F.concat(F.lit(f"{name}: "), day.cast("string"), F.lit(f" is outside partition dt={ds}")),
+                day != partition_day,
+                F.concat(
+                    F.lit(f"{name}: "),
+                    day.cast("string"),
+                    F.lit(" is outside partition dt="),
+                    partition_day.cast("string"),
+                ),
             )
         )
     return rules
 
 
-def with_typed_columns_and_reject_reason(landing: DataFrame, dataset: str, ds: dt.date) -> DataFrame:
+def with_typed_columns_and_reject_reason(landing: DataFrame, dataset: str, ds: dt.date | Column) -> DataFrame:
     """Landing text rows -> the same rows plus a typed twin of every column and `reject_reason`.
 
     `reject_reason` is null for a good row, otherwise every problem of the row joined with "; "
     (a malformed line has just that one). `landing` holds the landing columns as strings and
-    `_corrupt_record`, set when the line could not be split into those columns.
+    `_corrupt_record`, set when the line could not be split into those columns; any other column
+    (such as `dt`) is passed through. `ds` is the partition date the event timestamps must fall
+    on: one date, or a column holding each row's date (a range read at once).
     """
     columns = LANDING_COLUMNS[dataset]
+    passed = [c for c in landing.columns if c not in (*columns, CORRUPT)]
     types = {f.name: f.dataType for f in PROCESSED[dataset].fields}
     typed_and_problems = {c: _typed_value_and_problem(c, types[c]) for c in columns}
     staged = landing.select(
+        *passed,
         *columns,
         F.col(CORRUPT).alias(RAW),
         *[typed.alias(_TYPED + c) for c, (typed, _) in typed_and_problems.items()],
@@ -168,6 +188,7 @@ def with_typed_columns_and_reject_reason(landing: DataFrame, dataset: str, ds: d
     # A value with a problem has no typed value (try_cast would round 1.234 to 1.23), so the
     # rules below judge only values that typed cleanly.
     staged = staged.select(
+        *passed,
         *columns,
         RAW,
         *[F.when(F.col(_PROBLEM + c).isNull(), F.col(_TYPED + c)).alias(_TYPED + c) for c in columns],
@@ -180,19 +201,20 @@ def with_typed_columns_and_reject_reason(landing: DataFrame, dataset: str, ds: d
     joined = F.concat_ws("; ", *[F.col(_PROBLEM + c) for c in columns], *_rule_problems(dataset, ds))
     # A malformed line has just that one reason: its columns are not what they claim to be.
     reason = F.when(F.col(RAW).isNotNull(), F.lit(malformed)).when(joined != "", joined)
-    return staged.select(*columns, RAW, *[_TYPED + c for c in columns], reason.alias(REASON))
+    return staged.select(*passed, *columns, RAW, *[_TYPED + c for c in columns], reason.alias(REASON))
 
 
-def valid_rows(checked: DataFrame, dataset: str) -> DataFrame:
-    """The typed rows without a reject reason, in the processed schema (duplicates still in)."""
+def valid_rows(checked: DataFrame, dataset: str, keep: Sequence[str] = ()) -> DataFrame:
+    """The typed rows without a reject reason, in the processed schema (duplicates still in),
+    plus the columns named in `keep`."""
     return checked.filter(F.col(REASON).isNull()).select(
-        *[F.col(_TYPED + f.name).cast(f.dataType).alias(f.name) for f in PROCESSED[dataset].fields]
+        *[F.col(_TYPED + f.name).cast(f.dataType).alias(f.name) for f in PROCESSED[dataset].fields], *keep
     )
 
 
-def quarantined_rows(checked: DataFrame, dataset: str) -> DataFrame:
-    """The rejected rows as landing text, with `reject_reason` and `raw_record`."""
-    return checked.filter(F.col(REASON).isNotNull()).select(*QUARANTINE[dataset].fieldNames())
+def quarantined_rows(checked: DataFrame, dataset: str, keep: Sequence[str] = ()) -> DataFrame:
+    """The rejected rows as landing text, with `reject_reason` and `raw_record`, plus `keep`."""
+    return checked.filter(F.col(REASON).isNotNull()).select(*QUARANTINE[dataset].fieldNames(), *keep)
 
 
 def deduplicated_by_key(rows: DataFrame, keys: Sequence[str]) -> DataFrame:
@@ -305,66 +327,118 @@ def read_landing(spark: SparkSession, dataset: str, files: Sequence[str]) -> Dat
     return lines.select(F.from_json("value", schema, options).alias("record")).select("record.*")
 
 
-# ---- the job -------------------------------------------------------------------------------
+def read_landing_days(spark: SparkSession, dataset: str, days: Sequence[LandingDay]) -> DataFrame:
+    """Every day's landing files as one DataFrame (one scan), plus `dt`: the day of the row's file.
+
+    The day comes from the file's directory, `.../dt=YYYY-MM-DD/<file>` (checked_landing_days
+    lists the files of each day's directory, and nothing deeper).
+    """
+    files = [uri for day in days for uri in day.files]
+    # Past this many paths Spark lists them in a Spark job (seconds on a busy machine, for files
+    # checked_landing_days has just listed): list on the driver instead. The listing happens
+    # when the reader is created, so the setting is restored right after.
+    saved = spark.conf.get(_LISTING_THRESHOLD)
+    spark.conf.set(_LISTING_THRESHOLD, str(max(int(saved), len(files) + 1)))
+    try:
+        landing = read_landing(spark, dataset, files)
+    finally:
+        spark.conf.set(_LISTING_THRESHOLD, saved)
+    day = F.regexp_extract(F.input_file_name(), r"/dt=([0-9]{4}-[0-9]{2}-[0-9]{2})/[^/]+$", 1)
+    return landing.withColumn(DT, F.to_date(day, "yyyy-MM-dd"))
+
+
 def _empty(spark: SparkSession, schema: StructType) -> DataFrame:
     return spark.createDataFrame([], schema)
 
 
-def ingest_day(spark: SparkSession, lake: str, dataset: str, day: LandingDay) -> dict[str, int]:
-    """Write processed + quarantine for one date; return its counts."""
-    if not day.files:
-        log.warning(
-            "no landing data for %s dt=%s (market closed / no traffic): writing an empty partition",
-            dataset,
-            day.ds,
-        )
-        write_partition(_empty(spark, PROCESSED[dataset]), lake, "processed", dataset, day.ds)
-        write_partition(_empty(spark, QUARANTINE[dataset]), lake, "quarantine", dataset, day.ds)
-        return {"rows_in": 0, "rows_out": 0, "rows_quarantined": 0, "duplicates_dropped": 0}
-
-    checked = with_typed_columns_and_reject_reason(read_landing(spark, dataset, day.files), dataset, day.ds)
-    # One pass over the landing files: the processed write fills the cache (and counts rows in
-    # and rejects on the way, via observe: no extra job); the quarantine write reads the cache.
-    checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
+def _stage_both(
+    processed: DataFrame, quarantine: DataFrame, lake: str, dataset: str, dates: Sequence[dt.date]
+) -> tuple[StagedPartitions, StagedPartitions]:
+    """Both outputs written to staging (nothing in the lake changes yet), or neither."""
+    staged = stage_partitions(processed, lake, "processed", dataset, dates)
     try:
-        seen = Observation()
-        observed = checked.observe(seen, F.count(F.lit(1)).alias("rows"), F.count(REASON).alias("rejected"))
-        processed = deduplicated_by_key(valid_rows(observed, dataset), KEYS[dataset])
-        rows_out = write_partition(processed, lake, "processed", dataset, day.ds)
-        rows_in, rejected = int(seen.get["rows"]), int(seen.get["rejected"])
-        # Always written, even empty: a rerun must clear the rejects of an earlier run. No
-        # coalesce: only input splits that hold rejects write a file, and they scan in parallel.
-        write_partition(quarantined_rows(checked, dataset), lake, "quarantine", dataset, day.ds)
-    finally:
-        checked.unpersist()
-    duplicates = rows_in - rejected - rows_out
-    if duplicates:
-        # Duplicates are not errors (re-sent records): dropped, counted, not quarantined.
-        log.info("%s dt=%s: dropped %d duplicate rows (same %s)", dataset, day.ds, duplicates, KEYS[dataset])
-    log.info(
-        "%s dt=%s: %d rows in, %d out, %d quarantined, %d duplicates dropped",
-        dataset,
-        day.ds,
-        rows_in,
-        rows_out,
-        rejected,
-        duplicates,
-    )
-    return {
-        "rows_in": rows_in,
-        "rows_out": rows_out,
-        "rows_quarantined": rejected,
-        "duplicates_dropped": duplicates,
-    }
+        return staged, stage_partitions(quarantine, lake, "quarantine", dataset, dates)
+    except BaseException:
+        discard_partitions(staged)
+        raise
+
+
+def ingest_days(
+    spark: SparkSession, lake: str, dataset: str, days: Sequence[LandingDay]
+) -> dict[dt.date, dict[str, int]]:
+    """Write processed + quarantine for every day at once; return each day's counts.
+
+    Both outputs are staged (one partitioned write each) before any partition is swapped in, so
+    a failure anywhere leaves every partition of every day as it was.
+    """
+    dates = [day.ds for day in days]
+    for day in days:
+        if not day.files:
+            log.warning(
+                "no landing data for %s dt=%s (market closed / no traffic): writing an empty partition",
+                dataset,
+                day.ds,
+            )
+    if not any(day.files for day in days):
+        with_dt = lambda schema: StructType([*schema.fields, StructField(DT, DateType())])  # noqa: E731
+        empty_processed = _empty(spark, with_dt(PROCESSED[dataset]))
+        empty_quarantine = _empty(spark, with_dt(QUARANTINE[dataset]))
+        processed, quarantine = _stage_both(empty_processed, empty_quarantine, lake, dataset, dates)
+        rows_in = dict.fromkeys(dates, 0)
+    else:
+        checked = with_typed_columns_and_reject_reason(
+            read_landing_days(spark, dataset, days), dataset, F.col(DT)
+        )
+        # One pass over the landing files: the processed write fills the cache (and counts each
+        # day's rows in on the way, via observe: no extra job); the quarantine write reads the cache.
+        checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            seen = Observation()
+            by_day = [F.count(F.when(F.col(DT) == F.lit(ds), True)).alias(str(ds)) for ds in dates]
+            observed = checked.observe(seen, *by_day)
+            # Duplicates are duplicates within a day: the day is part of the key.
+            valid = deduplicated_by_key(valid_rows(observed, dataset, keep=[DT]), (DT, *KEYS[dataset]))
+            # Quarantine is always written, even empty: a rerun must clear the rejects of an earlier
+            # run. No coalesce: only input splits that hold rejects write files.
+            rejects = quarantined_rows(checked, dataset, keep=[DT])
+            processed, quarantine = _stage_both(valid, rejects, lake, dataset, dates)
+            rows_in = {ds: int(seen.get[str(ds)]) for ds in dates}
+        finally:
+            checked.unpersist()
+    commit_partitions(processed, quarantine)
+
+    counts = {}
+    for ds in dates:
+        rows_out, rejected = processed.rows[ds], quarantine.rows[ds]
+        duplicates = rows_in[ds] - rejected - rows_out
+        if duplicates:
+            # Duplicates are not errors (re-sent records): dropped, counted, not quarantined.
+            log.info("%s dt=%s: dropped %d duplicate rows (same %s)", dataset, ds, duplicates, KEYS[dataset])
+        log.info(
+            "%s dt=%s: %d rows in, %d out, %d quarantined, %d duplicates dropped",
+            dataset,
+            ds,
+            rows_in[ds],
+            rows_out,
+            rejected,
+            duplicates,
+        )
+        counts[ds] = {
+            "rows_in": rows_in[ds],
+            "rows_out": rows_out,
+            "rows_quarantined": rejected,
+            "duplicates_dropped": duplicates,
+        }
+    return counts
 
 
 def run(spark: SparkSession, args) -> dict:
-    """Ingest `args.dataset` for every date of `args.dates` (one date, or a range) in this app."""
+    """Ingest `args.dataset` for every date of `args.dates` (one date, or a range) in one pass."""
     dataset = args.dataset
     days = checked_landing_days(spark, args.lake, dataset, args.dates)
     totals = {"rows_in": 0, "rows_out": 0, "rows_quarantined": 0, "duplicates_dropped": 0}
-    for day in days:
-        for name, value in ingest_day(spark, args.lake, dataset, day).items():
+    for day_counts in ingest_days(spark, args.lake, dataset, days).values():
+        for name, value in day_counts.items():
             totals[name] += value
     return {
         "rows_in": {dataset: totals["rows_in"]},
