@@ -426,6 +426,7 @@ def _nightly_emr(settings: Settings, plan: Any) -> None:
     create, terminate = _emr_cluster(settings, plan)
     upload = _upload_code_task(settings, plan["code"])
     database = _glue_database(settings)
+    plan >> database  # nothing reaches AWS before the plan accepted the run's parameters
     select = _select_task(plan, "add_")
     waits: dict[str, EmrRunStepSensor] = {}
     for step in P.PIPELINE:
@@ -466,6 +467,7 @@ def build_backfill_dag(settings: Settings, dag_id: str = BACKFILL_DAG_ID, doc_md
             create, terminate = _emr_cluster(settings, plan)
             upload = _upload_code_task(settings, plan["code"])
             database = _glue_database(settings)
+            plan >> database  # nothing reaches AWS before the plan accepted the parameters
             run_steps = EmrStepBatchesOperator(
                 task_id="run_steps",
                 job_flow_id=create.output,

@@ -1,0 +1,29 @@
+"""Airflow for the tests: a throwaway AIRFLOW_HOME (own sqlite DB), this project's dags/ and plugins/.
+
+Airflow reads AIRFLOW_HOME and its configuration once, when first imported, so the conftest of
+every test folder that touches Airflow imports this module before anything imports Airflow.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from include.run_local import airflow_env
+
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="airflow-tests-"))
+atexit.register(shutil.rmtree, AIRFLOW_HOME, ignore_errors=True)
+os.environ.update(airflow_env(AIRFLOW_HOME))
+# moto's request recorder (what the DAG asked AWS) writes here; read by tests/dags/aws_fakes.py.
+os.environ["MOTO_RECORDER_FILEPATH"] = str(AIRFLOW_HOME / "moto_requests.jsonl")
+for var in [v for v in os.environ if v.startswith("PIPELINE_")]:
+    del os.environ[var]  # the developer's own settings must not leak into the tests
+
+
+def migrate_db() -> None:
+    from airflow.utils.db import upgradedb
+
+    upgradedb()

@@ -1,0 +1,266 @@
+"""Structure of the DAG files as Airflow parses them: clean imports without I/O, order, teardown, settings.
+
+Every DAG file goes through Airflow's own DagBag, once per target, with every way out of the
+process (AWS clients, sockets, Variables, Connections, subprocesses) made to raise: a DAG that
+reached for one at parse time shows up as an import error. No dag.test here; these stay fast.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tests.conftest_airflow  # noqa: F401  (Airflow's home before Airflow is imported)
+from include import pipeline as P
+from include.run_local import DAGS_FOLDER
+from tests.dags.conftest import EMR_ENV
+
+NIGHTLY, BACKFILL = "customer_analytics_nightly", "customer_analytics_backfill"
+# Different from the defaults, so a value that did not come from the settings shows.
+RETRIES, RETRY_DELAY = 4, 45
+TARGET_ENV = {
+    "local": {"PIPELINE_TARGET": "local", "PIPELINE_LAKE": "file:///tmp/structure-test-lake"},
+    "emr": {**EMR_ENV, "PIPELINE_EMR_POLL_SECONDS": "30"},
+}
+
+
+class ParseTimeIO(AssertionError):
+    """Raised by every I/O entry point patched out while the DAG files are parsed."""
+
+
+def _refuse(what: str):
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise ParseTimeIO(f"{what} called while parsing a DAG file")
+
+    return refuse
+
+
+def parse_dags(target: str, mp: pytest.MonkeyPatch) -> Any:
+    """Airflow's DagBag over dags/ for `target`, every file imported (safe_mode off), no I/O allowed."""
+    import botocore.session
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk import Connection, Variable
+
+    for key, value in {**TARGET_ENV[target], "PIPELINE_RETRIES": str(RETRIES)}.items():
+        mp.setenv(key, value)
+    mp.setenv("PIPELINE_RETRY_DELAY_SECONDS", str(RETRY_DELAY))
+    mp.setattr(botocore.session.Session, "create_client", _refuse("botocore create_client"))
+    mp.setattr(socket.socket, "connect", _refuse("socket.connect"))
+    mp.setattr(socket, "create_connection", _refuse("socket.create_connection"))
+    mp.setattr(subprocess.Popen, "__init__", _refuse("subprocess.Popen"))
+    mp.setattr(Variable, "get", _refuse("Variable.get"))
+    mp.setattr(Connection, "get", _refuse("Connection.get"))
+    return DagBag(dag_folder=DAGS_FOLDER, safe_mode=False)
+
+
+@pytest.fixture(scope="module", params=["local", "emr"])
+def bag(request: pytest.FixtureRequest) -> Any:
+    with pytest.MonkeyPatch.context() as mp:
+        found = parse_dags(request.param, mp)
+    found.target = request.param
+    return found
+
+
+def test_every_dag_file_imports_without_errors_or_io_for_both_targets(bag):
+    assert bag.import_errors == {}
+    files = {Path(dag.fileloc).name for dag in bag.dags.values()}
+    assert files == {p.name for p in DAGS_FOLDER.glob("*.py") if p.name != "__init__.py"} - (
+        # the janitor has nothing to clean up without clusters: no DAG for the local target
+        {"emr_janitor.py"} if bag.target == "local" else set()
+    )
+    assert {NIGHTLY, BACKFILL} <= set(bag.dags)
+
+
+def test_a_dag_reaching_for_aws_at_parse_time_is_caught(tmp_path):
+    """The guard itself: a file that creates a boto3 client at import is an import error."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    (tmp_path / "bad_dag.py").write_text(
+        "import boto3\nfrom airflow.sdk import DAG\n"
+        "boto3.client('s3', region_name='us-east-1')\ndag = DAG('bad', schedule=None)\n"
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        parse_dags("local", mp)
+        found = DagBag(dag_folder=tmp_path, safe_mode=False)
+    assert "bad" not in found.dags
+    assert "create_client called while parsing" in next(iter(found.import_errors.values()))
+
+
+def _upstream(dag: Any, task_id: str, prefix: str) -> set[str]:
+    return {t for t in dag.task_dict[task_id].upstream_task_ids if t.startswith(prefix)}
+
+
+def test_nightly_task_order_is_the_specs_dependencies(bag):
+    dag = bag.dags[NIGHTLY]
+    if bag.target == "local":
+        for step in P.PIPELINE:
+            assert _upstream(dag, f"run_{step.name}", "run_") == {f"run_{d}" for d in step.depends_on}
+            assert dag.task_dict[f"run_{step.name}"].upstream_task_ids >= {"select_steps"}
+    else:
+        for step in P.PIPELINE:
+            # a step is added once what it needs has finished on the cluster, then waited on
+            assert _upstream(dag, f"add_{step.name}", "wait_") == {f"wait_{d}" for d in step.depends_on}
+            assert dag.task_dict[f"add_{step.name}"].upstream_task_ids >= {
+                "create_cluster",
+                "upload_code",
+                "select_steps",
+            }
+            assert dag.task_dict[f"wait_{step.name}"].upstream_task_ids == {
+                f"add_{step.name}",
+                "create_cluster",  # the cluster id it polls
+            }
+            for output in step.produces:
+                assert dag.task_dict[f"register_{output}"].upstream_task_ids >= {
+                    f"wait_{step.name}",
+                    "glue_database",
+                }
+    # everything hangs off the plan task
+    assert all(
+        "plan" in dag.task_dict[t].get_flat_relative_ids(upstream=True) for t in dag.task_ids if t != "plan"
+    )
+
+
+def test_emr_sensors_are_deferrable_and_no_add_or_wait_task_is_missing(bag):
+    if bag.target != "emr":
+        pytest.skip("emr target only")
+    dag = bag.dags[NIGHTLY]
+    for step in P.PIPELINE:
+        wait = dag.task_dict[f"wait_{step.name}"]
+        assert wait.deferrable is True
+        assert wait.poke_interval == 30  # PIPELINE_EMR_POLL_SECONDS
+    assert {t for t in dag.task_ids if t.startswith("register_")} == {f"register_{o}" for o in P.OUTPUTS}
+
+
+@pytest.mark.parametrize("dag_id", [NIGHTLY, BACKFILL])
+def test_terminate_cluster_is_a_teardown_that_runs_whatever_happened(bag, dag_id):
+    if bag.target != "emr":
+        pytest.skip("emr target only")
+    dag = bag.dags[dag_id]
+    terminate, create = dag.task_dict["terminate_cluster"], dag.task_dict["create_cluster"]
+    assert terminate.is_teardown
+    assert create.is_setup
+    # all_done once its setup succeeded: it runs after failed or skipped steps too
+    assert terminate.trigger_rule == "all_done_setup_success"
+    assert terminate.upstream_task_ids >= {"create_cluster"}
+    # its success does not hide a failed step: the run's state is the steps' state
+    assert terminate.on_failure_fail_dagrun is False
+    if dag_id == NIGHTLY:
+        assert _upstream(dag, "terminate_cluster", "wait_") == {f"wait_{s.name}" for s in P.PIPELINE}
+    else:
+        assert "run_steps" in terminate.upstream_task_ids
+
+
+@pytest.mark.parametrize("dag_id", [NIGHTLY, BACKFILL])
+def test_retries_and_retry_delay_come_from_the_settings(bag, dag_id):
+    dag = bag.dags[dag_id]
+    assert dag.default_args["retries"] == RETRIES
+    assert dag.default_args["retry_delay"] == dt.timedelta(seconds=RETRY_DELAY)
+    # the tasks that touch Spark or AWS retry; validation and reporting fail at once (a retry
+    # of a bad parameter or of a report on a failed run cannot help)
+    work = [
+        t
+        for t in dag.tasks
+        if t.task_id.startswith(("run_", "add_", "register_")) and t.task_id != "run_report"
+    ] + [dag.task_dict[t] for t in ("create_cluster", "upload_code") if t in dag.task_dict]
+    assert work
+    for t in work:
+        assert (t.retries, t.retry_delay) == (RETRIES, dt.timedelta(seconds=RETRY_DELAY)), t.task_id
+    assert dag.task_dict["plan"].retries == 0
+
+
+@pytest.mark.parametrize("dag_id", [NIGHTLY, BACKFILL])
+def test_dags_are_tagged_with_the_project_and_target(bag, dag_id):
+    assert set(bag.dags[dag_id].tags) == {"customer-analytics", bag.target}
+
+
+def test_nightly_runs_at_two_utc_for_the_previous_day_without_catchup(bag):
+    import pendulum
+    from airflow.serialization.encoders import coerce_to_core_timetable
+
+    dag = bag.dags[NIGHTLY]
+    assert dag.catchup is False
+    assert dag.max_active_runs == 1
+    # the timetable as the scheduler sees it
+    timetable = coerce_to_core_timetable(dag.timetable)
+    assert type(timetable).__name__ == "CronDataIntervalTimetable"
+    assert timetable.serialize() == {"expression": "0 2 * * *", "timezone": "UTC"}
+    # the run starting 2024-06-30 02:00 UTC covers the day before: its logical date (ds) is 06-29
+    interval = timetable.infer_manual_data_interval(run_after=pendulum.datetime(2024, 6, 30, 2, tz="UTC"))
+    assert (interval.start, interval.end) == (
+        pendulum.datetime(2024, 6, 29, 2, tz="UTC"),
+        pendulum.datetime(2024, 6, 30, 2, tz="UTC"),
+    )
+    backfill = bag.dags[BACKFILL]
+    assert type(coerce_to_core_timetable(backfill.timetable)).__name__ == "NullTimetable"  # by hand only
+    assert backfill.catchup is False
+
+
+def _param(dag: Any, name: str) -> Any:
+    """A copy of the DAG's Param: resolve() keeps the value it accepted."""
+    return copy.deepcopy(dag.params.get_param(name))
+
+
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [
+        ("cluster_profile", "huge"),
+        ("cluster_profile", ""),
+        ("outputs", ["customer_features", "not_an_output"]),
+        ("outputs", []),
+        ("outputs", ["stock_daily", "stock_daily"]),
+        ("outputs", "stock_daily"),
+        ("ingest_start_ds", "2024-02-30"),
+        ("ingest_start_ds", "30/06/2024"),
+        ("ingest_start_ds", "2024-06-30; rm -rf /"),
+    ],
+)
+def test_nightly_params_reject_bad_values_by_their_schema(bag, name, bad):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    with pytest.raises(ParamValidationError):
+        _param(bag.dags[NIGHTLY], name).resolve(bad)
+
+
+@pytest.mark.parametrize(
+    ("name", "good"),
+    [
+        ("cluster_profile", "prod"),
+        ("outputs", ["stock_daily", "customer_segments"]),
+        ("ingest_start_ds", "2024-02-29"),
+        ("ingest_start_ds", None),
+    ],
+)
+def test_nightly_params_accept_good_values(bag, name, good):
+    assert _param(bag.dags[NIGHTLY], name).resolve(good) == good
+
+
+def test_nightly_params_defaults_build_everything_on_the_settings_profile(bag):
+    params = bag.dags[NIGHTLY].params
+    assert params["outputs"] == list(P.OUTPUTS)
+    assert params["cluster_profile"] == "dev"
+    assert params["ingest_start_ds"] is None
+
+
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [("start_ds", "2024-13-01"), ("end_ds", None), ("end_ds", "yesterday"), ("cluster_profile", "xl")],
+)
+def test_backfill_params_reject_bad_values_by_their_schema(bag, name, bad):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    with pytest.raises(ParamValidationError):
+        _param(bag.dags[BACKFILL], name).resolve(bad)
+
+
+def test_backfill_dates_have_no_default_so_the_form_asks_for_them(bag):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    for name in ("start_ds", "end_ds"):
+        with pytest.raises(ParamValidationError):
+            _param(bag.dags[BACKFILL], name).resolve()
