@@ -1,0 +1,93 @@
+"""Deployment settings: defaults, the emr target's requirements, and messages that name the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from include.settings import PROJECT_ROOT, SettingsError, load_settings
+
+EMR = {
+    "PIPELINE_TARGET": "emr",
+    "PIPELINE_LAKE": "s3://my-bucket/lake/",
+    "PIPELINE_EMR_SUBNET_ID": "subnet-0123456789abcdef0",
+}
+
+
+def test_defaults_run_locally_on_the_projects_lake_directory():
+    settings = load_settings({})
+    assert settings.target == "local"
+    assert settings.lake == (PROJECT_ROOT / "lake").as_uri()
+    assert settings.default_profile == "dev"
+
+
+def test_a_relative_local_lake_is_resolved_against_the_project():
+    assert load_settings({"PIPELINE_LAKE": "data/lake"}).lake == (PROJECT_ROOT / "data" / "lake").as_uri()
+    assert load_settings({"PIPELINE_LAKE": "file:///tmp/lake/"}).lake == "file:///tmp/lake"
+
+
+def test_emr_derives_code_and_log_locations_from_the_lake():
+    settings = load_settings(EMR)
+    assert settings.is_emr
+    assert settings.lake == "s3://my-bucket/lake"
+    assert settings.code_uri == "s3://my-bucket/lake/_code"
+    assert settings.log_uri == "s3://my-bucket/lake/_emr_logs/"
+    assert settings.release_label.startswith("emr-7.")
+
+
+def test_emr_settings_can_be_overridden_one_by_one():
+    settings = load_settings(
+        {
+            **EMR,
+            "PIPELINE_CODE_URI": "s3://code-bucket/spark",
+            "PIPELINE_EMR_LOG_URI": "s3://log-bucket/emr",
+            "PIPELINE_EMR_RELEASE": "emr-7.9.0",
+            "PIPELINE_EMR_IDLE_TIMEOUT_SECONDS": "900",
+            "PIPELINE_AWS_REGION": "eu-west-1",
+            "PIPELINE_EXTRA_TAGS": "cost-center=analytics, team=data",
+        }
+    )
+    assert settings.code_uri == "s3://code-bucket/spark"
+    assert settings.log_uri == "s3://log-bucket/emr/"
+    assert settings.release_label == "emr-7.9.0"
+    assert settings.idle_timeout_seconds == 900
+    assert settings.region == "eu-west-1"
+    assert settings.extra_tags == {"cost-center": "analytics", "team": "data"}
+
+
+def test_emr_without_lake_and_subnet_names_both_variables():
+    with pytest.raises(SettingsError) as err:
+        load_settings({"PIPELINE_TARGET": "emr"})
+    assert "PIPELINE_LAKE is required" in str(err.value)
+    assert "PIPELINE_EMR_SUBNET_ID is required" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("PIPELINE_TARGET", "k8s"),
+        ("PIPELINE_LAKE", "file:///tmp/lake"),
+        ("PIPELINE_EMR_SUBNET_ID", "vpc-123"),
+        ("PIPELINE_EMR_MASTER_SG", "sg-nothex!"),
+        ("PIPELINE_EMR_RELEASE", "emr-6.15.0"),
+        ("PIPELINE_EMR_IDLE_TIMEOUT_SECONDS", "10"),
+        ("PIPELINE_EMR_POLL_SECONDS", "soon"),
+        ("PIPELINE_GLUE_DATABASE", "Analytics-DB"),
+        ("PIPELINE_AWS_REGION", "europe"),
+        ("PIPELINE_CLUSTER_PROFILE", "huge"),
+        ("PIPELINE_RETRIES", "-1"),
+        ("PIPELINE_EXTRA_TAGS", "no-equals-sign"),
+    ],
+)
+def test_a_bad_value_fails_with_the_variables_name(var, value):
+    with pytest.raises(SettingsError, match=var):
+        load_settings({**EMR, var: value})
+
+
+def test_security_groups_for_master_and_core_go_together():
+    with pytest.raises(SettingsError, match="go together"):
+        load_settings({**EMR, "PIPELINE_EMR_MASTER_SG": "sg-0123456789abcdef0"})
+
+
+def test_the_local_target_refuses_an_s3_lake():
+    with pytest.raises(SettingsError, match="PIPELINE_LAKE"):
+        load_settings({"PIPELINE_LAKE": "s3://bucket/lake"})
