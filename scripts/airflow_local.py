@@ -224,6 +224,10 @@ def airflow_env(inst: Instance) -> dict[str, str]:
         # (created as soon as the DAG is unpaused) could only fail. Triggered runs and backfills
         # run either way.
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(inst.cron_schedules),
+        # A task's execution-API token is issued when it is queued; on 2 cores a task can wait
+        # longer than the 10-minute default for a worker slot and would then fail "Invalid auth
+        # token" before it starts. 12 hours = the DAGs' dagrun_timeout. Local instance only.
+        "AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME": "43200",
         "AIRFLOW__CORE__FERNET_KEY": inst.fernet_key,
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{inst.port}/execution/",
         "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,

@@ -63,8 +63,14 @@ class AirflowApi:
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
         path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
-        response = self.http.get(path, params={"full_content": True}, headers={"Accept": "text/plain"})
-        return response.text
+        # JSON (the API refuses text/plain): structured records whose `event` is the log line.
+        body = self.get(path, full_content=True)
+        content = body.get("content", body)
+        if isinstance(content, str):
+            return content
+        return "\n".join(
+            str(item.get("event", item)) if isinstance(item, dict) else str(item) for item in content
+        )
 
     def failure_report(self, dag_id: str, run_id: str, tail: int = 25) -> str:
         """The failed tasks of a run with the last lines of their logs: what a person would read."""
