@@ -102,3 +102,28 @@ def test_the_teardown_reports_emrs_reason_for_a_cluster_that_died(aws):
         f"cluster {cluster} is TERMINATED_WITH_ERRORS: INSTANCE_FAILURE: Spot capacity was reclaimed"
     ]
     assert aws.calls("ElasticMapReduce.TerminateJobFlows") == []
+
+
+def test_marking_the_run_failed_leaves_a_teardown_that_ends_the_cluster_and_kills_that_cancel():
+    """Airflow's mark-failed kills running and deferred tasks (on_kill / trigger on_kill) and spares
+    teardowns: every EMR task of the DAGs must therefore cancel on kill, and terminating be a teardown."""
+    from airflow.sdk import BaseOperator
+    from airflow.triggers.base import BaseTrigger
+
+    from include.dag_factory import build_backfill_dag, build_nightly_dag
+    from plugins.emr_step_batches import EmrStepBatchesOperator
+    from plugins.emr_steps import EmrRunStepSensor, EmrStepCancelOnKillTrigger, EmrStepsCancelOnKillTrigger
+
+    settings = load_settings(EMR_ENV)
+    for dag in (build_nightly_dag(settings), build_backfill_dag(settings)):
+        teardown = dag.task_dict["terminate_cluster"]
+        assert isinstance(teardown, EmrRunTeardownOperator)
+        assert teardown.is_teardown
+        assert {t.task_id for t in teardown.upstream_list} >= {"create_cluster"}
+        emr_tasks = [t for t in dag.tasks if t.task_id.startswith(("add_", "wait_", "run_steps"))]
+        assert emr_tasks
+        for task in emr_tasks:
+            assert type(task).on_kill is not BaseOperator.on_kill, task.task_id
+            assert isinstance(task, EmrIdempotentAddStepsOperator | EmrRunStepSensor | EmrStepBatchesOperator)
+    for trigger in (EmrStepCancelOnKillTrigger, EmrStepsCancelOnKillTrigger):
+        assert trigger.on_kill is not BaseTrigger.on_kill
