@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from pathlib import Path
 
 import boto3
@@ -32,7 +33,11 @@ def test_cli_writes_the_metrics_it_prints_to_the_lake_where_the_report_reads_the
     ]
     write_landing_csv(lake, "customers", DS, ["customer_id", "region", "signup_date"], rows)
 
-    assert main(["ingest", "--dataset", "customers", "--ds", DS, "--lake", lake]) == 0
+    handlers = list(logging.getLogger().handlers)
+    try:
+        assert main(["ingest", "--dataset", "customers", "--ds", DS, "--lake", lake]) == 0
+    finally:  # main's logging.basicConfig writes to this test's captured stderr: detach it
+        logging.getLogger().handlers[:] = handlers
 
     printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith(METRICS_PREFIX)]
     assert len(printed) == 1
