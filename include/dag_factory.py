@@ -150,7 +150,7 @@ def _run_ds(logical_date: Any) -> str:
 
 def _checked_profile(params: dict[str, Any]) -> str:
     profile = params.get("cluster_profile")
-    if profile not in PROFILES:
+    if not isinstance(profile, str) or profile not in PROFILES:
         raise P.RunParamError(f"cluster_profile must be one of {sorted(PROFILES)}, got {profile!r}")
     return profile
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 PROJECT = "customer-market-analytics"
 MAX_BACKFILL_DAYS = 93  # one cluster per quarter of backfill at most; longer ranges go in pieces
 MAX_INGEST_HISTORY_DAYS = 366
+# A sanity window, not a business rule: a date outside it is a typo (0024-06-30, 9024-06-30).
+EARLIEST_DS, LATEST_DS = "2000-01-01", "2099-12-31"
 
 _DS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.:+=@-]")
@@ -168,6 +170,10 @@ def check_ds(value: object, what: str) -> str:
         dt.date.fromisoformat(value)
     except ValueError:
         raise RunParamError(f"{what} {value!r} is not a calendar date") from None
+    if not EARLIEST_DS <= value <= LATEST_DS:
+        raise RunParamError(
+            f"{what} {value} is outside the dates this pipeline runs for ({EARLIEST_DS} .. {LATEST_DS})"
+        )
     return value
 
 

@@ -36,11 +36,6 @@ def test_a_reversed_backfill_range_fails_the_plan_and_no_cluster_code_or_step_re
     assert [r.action or r.method for r in requests if not r.action.startswith("AWSGlue.")] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="glue_database does not depend on plan (include/dag_factory.py): CreateDatabase still runs "
-    "when the plan refuses the parameters. Fix: plan >> database in _nightly_emr and build_backfill_dag",
-)
 def test_a_reversed_backfill_range_makes_no_aws_request_at_all(reversed_range):
     _, _, requests = reversed_range
     assert [r.action or r.method for r in requests] == []

@@ -99,17 +99,7 @@ def test_a_logical_date_that_is_not_a_real_date_is_refused(bad):
         _nightly(ds=bad)
 
 
-_UNHASHABLE = pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="dag_factory._checked_profile does `profile not in PROFILES`: a dict or list raises "
-    "TypeError (unhashable), not RunParamError; still refused before AWS, but without the clear message",
-)
-
-
-@pytest.mark.parametrize(
-    "bad", [*BAD_PROFILES, *(pytest.param(v, marks=_UNHASHABLE) for v in UNHASHABLE_PROFILES)], ids=repr
-)
+@pytest.mark.parametrize("bad", [*BAD_PROFILES, *UNHASHABLE_PROFILES], ids=repr)
 def test_a_cluster_profile_outside_the_fixed_list_is_refused(bad):
     with pytest.raises(P.RunParamError, match="cluster_profile"):
         _nightly(cluster_profile=bad)
@@ -141,11 +131,6 @@ def test_a_history_start_after_the_run_date_or_too_far_back_is_refused(start, wh
         _nightly(ingest_start_ds=start)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="no lower/upper bound on dates yet: plan_backfill accepts year 0001 and 9999 "
-    "(proposed: refuse dates before PIPELINE_EARLIEST_DS, default START_DATE, in include/pipeline.py)",
-)
 @pytest.mark.parametrize(("start", "end"), [("0001-01-01", "0001-01-02"), ("9999-12-30", "9999-12-31")])
 def test_a_backfill_outside_the_pipelines_dates_is_refused(start, end):
     with pytest.raises(P.RunParamError):
