@@ -44,7 +44,7 @@ def probe(delay: float, poll: int | None) -> dict:
 
         def _loop(self) -> None:
             while not self._stop.wait(0.05):
-                now = time.monotonic()
+                now = time.time()  # epoch seconds, comparable with the task instances' end dates
                 for cluster in list(self.aws.emr_backend().clusters.values()):
                     if self.terminated is None and cluster.state in ("TERMINATING", "TERMINATED"):
                         self.terminated = now
@@ -80,10 +80,15 @@ def probe(delay: float, poll: int | None) -> dict:
 
     appeared = {step_of(k): v for k, v in player.appeared.items()}
     ended = {step_of(k): v for k, v in player.ended.items()}
-    gaps = {}
+    sensed = sensor_end_times(run.run_id)
+    gaps, detect = {}, {}
     for step in P.PIPELINE:
         if step.depends_on and step.name in appeared and all(d in ended for d in step.depends_on):
-            gaps[step.name] = appeared[step.name] - max(ended[d] for d in step.depends_on)
+            last = max(step.depends_on, key=lambda d: ended[d])
+            gaps[step.name] = appeared[step.name] - ended[last]
+            if f"wait_{last}" in sensed:
+                # how long the sensor of the last dependency took to see its step end
+                detect[step.name] = sensed[f"wait_{last}"] - ended[last]
     terminate = player.terminated - max(ended.values()) if player.terminated and ended else None
     return {
         "state": run.state,
@@ -92,9 +97,25 @@ def probe(delay: float, poll: int | None) -> dict:
         "delay": delay,
         "steps": len(ended),
         "gaps": gaps,
+        "detection": detect,
         "terminate": terminate,
         "task_states": run.task_states,
     }
+
+
+def sensor_end_times(run_id: str) -> dict[str, float]:
+    """task_id -> end (epoch seconds) of the wait_* sensors of the run."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        tis = session.scalars(select(TaskInstance).where(TaskInstance.run_id == run_id)).all()
+        return {
+            ti.task_id: ti.end_date.timestamp()
+            for ti in tis
+            if ti.task_id.startswith("wait_") and ti.end_date
+        }
 
 
 def run_probe(delay: float, poll: int | None) -> dict:
@@ -151,6 +172,18 @@ def run(args: argparse.Namespace) -> core.FigureResult:
     for p in probes:
         for name, g in p["gaps"].items():
             per_step.setdefault(name, []).append(g)
+    detection = [d for p in probes for d in p.get("detection", {}).values()]
+    if detection:
+        t = core.Timing(detection)
+        rows.insert(
+            1,
+            core.Row(
+                f"of which: step end -> its sensor succeeds (max {max(detection):.1f}s)",
+                t.min,
+                t.median,
+                note="the rest is dag.test running the other ready tasks one at a time",
+            ),
+        )
     for name, values in per_step.items():
         t = core.Timing(values)
         rows.append(core.Row(f"wait before `{name}`", t.min, t.median))
@@ -167,7 +200,7 @@ def run(args: argparse.Namespace) -> core.FigureResult:
         load_start=load,
         rows=rows,
         details={"probes": probes, "runs": n},
-        ok=all(r.met for r in rows[:2]) and all(s == "success" for s in states),
+        ok=all(r.met for r in rows if r.met is not None) and all(s == "success" for s in states),
     )
 
 

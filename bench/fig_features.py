@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> core.FigureResult:
 
     load = core.load_average()
     work = core.work_dir(args.work)
-    sizes = QUICK_SIZES if args.quick else FULL_SIZES
+    sizes = tuple(args.sizes) if args.sizes else QUICK_SIZES if args.quick else FULL_SIZES
     n = cli.runs(args, full=3)
     lakes = {rows: prepare(work, rows) for rows in sizes}
     startup, spark = core.timed(lambda: get_spark("bench_features"))
@@ -270,7 +270,14 @@ def run(args: argparse.Namespace) -> core.FigureResult:
 
 
 def main(argv: list[str] | None = None) -> None:
-    run(cli.parser(__doc__).parse_args(argv)).emit()
+    p = cli.parser(__doc__)
+    p.add_argument(
+        "--sizes",
+        type=lambda v: sorted(int(x) for x in v.split(",")),
+        default=None,
+        help="two sales row counts, small,big (default 1000000,10000000)",
+    )
+    run(p.parse_args(argv)).emit()
 
 
 if __name__ == "__main__":
