@@ -417,3 +417,120 @@ def test_a_range_ingests_every_day_including_a_day_without_traffic(spark, lake):
     assert _read(spark, lake, "quarantine", "clickstream", days[1]).count() == 0
     assert metrics["rows_in"] == {"clickstream": 5}
     assert metrics["rows_out"] == {"clickstream": 5}
+
+
+# ---- a range in one pass: the same partitions as one day at a time ---------------------------
+def _sales_landing_over_three_days(lake):
+    """Per-day rules that a single pass over a range could get wrong, each on its own day."""
+    a, b, c = "2024-06-28", "2024-06-29", "2024-06-30"
+    with write_landing_csv(
+        lake,
+        "sales",
+        a,
+        SALES,
+        [
+            ("t1", "c1", "p1", "1", "5.00", f"{a}T09:00:00Z"),
+            ("t1", "c0", "p1", "1", "5.00", f"{a}T09:00:00Z"),  # same key, same day: one kept
+            ("t2", "c2", "p2", "3", "7.25", f"{a}T23:59:59Z"),
+            ("t9", "c2", "p2", "1", "1.00", f"{b}T00:00:00Z"),  # filed under a, dated b (in range)
+        ],
+    ).open("a") as fh:
+        fh.write("t8,c1,p1,1\n")
+    write_landing_csv(
+        lake,
+        "sales",
+        b,
+        SALES,
+        [
+            ("t1", "c1", "p1", "2", "9.00", f"{b}T10:00:00Z"),  # key of day a again: a new day's row
+            ("t3", "c3", "p3", "1", "0.00", f"{b}T12:00:00Z"),
+            ("t4", "c3", "p3", "0", "1.00", f"{b}T12:00:00Z"),
+        ],
+    )
+    write_landing_csv(lake, "sales", c, SALES, [("t5", "c1", "p1", "1", "-1.00", f"{c}T01:00:00Z")])
+    return [a, b, c]
+
+
+def _partition_frame(lake, zone, day):
+    """A partition as pandas (read without Spark), rows in a canonical order."""
+    frame = pd.read_parquet(lake_dir(lake) / zone / "sales" / f"dt={day}")
+    return frame.astype(str).sort_values(list(frame.columns)).reset_index(drop=True), frame.dtypes
+
+
+def test_a_range_writes_exactly_the_partitions_of_each_day_ingested_alone(spark, lake, tmp_path, caplog):
+    alone = (tmp_path / "alone").as_uri()
+    days = _sales_landing_over_three_days(lake)
+    _sales_landing_over_three_days(alone)
+
+    with caplog.at_level(logging.INFO, logger="spark_jobs.ingest"):
+        ranged = _ingest(spark, lake, "sales", days[0], days[-1])
+    each = [_ingest(spark, alone, "sales", day) for day in days]
+
+    for zone in ("processed", "quarantine"):
+        for day in days:
+            (got, got_types), (want, want_types) = (_partition_frame(x, zone, day) for x in (lake, alone))
+            pd.testing.assert_frame_equal(got, want)
+            assert (got_types == want_types).all(), (zone, day)
+    # and what those partitions are, by hand: keys are unique within a day, not across days
+    ids = {day: sorted(_partition_frame(lake, "processed", day)[0].transaction_id) for day in days}
+    assert ids == {days[0]: ["t1", "t2"], days[1]: ["t1", "t3"], days[2]: []}
+    assert _partition_frame(lake, "processed", days[0])[0].customer_id.tolist() == ["c0", "c2"]
+    reasons = {
+        day: sorted(_partition_frame(lake, "quarantine", day)[0].reject_reason.tolist()) for day in days
+    }
+    assert reasons == {
+        days[0]: [
+            "malformed CSV row (not 6 fields)",
+            f"transaction_ts: {days[1]} is outside partition dt={days[0]}",
+        ],
+        days[1]: ["quantity: must be > 0: '0'"],
+        days[2]: ["total_amount: must be >= 0: '-1.00'"],
+    }
+    assert ranged == {
+        "rows_in": {"sales": sum(m["rows_in"]["sales"] for m in each)},
+        "rows_out": {"sales": sum(m["rows_out"]["sales"] for m in each)},
+        "rows_quarantined": sum(m["rows_quarantined"] for m in each),
+        "duplicates_dropped": sum(m["duplicates_dropped"] for m in each),
+    }
+    assert ranged["rows_in"] == {"sales": 9}
+    assert ranged["duplicates_dropped"] == 1
+    assert f"sales dt={days[0]}: 5 rows in, 2 out, 2 quarantined, 1 duplicates dropped" in caplog.text
+    assert f"sales dt={days[2]}: 1 rows in, 0 out, 1 quarantined, 0 duplicates dropped" in caplog.text
+
+
+def _lake_files(lake, zone):
+    root = lake_dir(lake) / zone
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_range_whose_quarantine_write_fails_leaves_every_partition_as_it_was(spark, lake, monkeypatch):
+    from pyspark.sql.readwriter import DataFrameWriter
+
+    days = _sales_landing_over_three_days(lake)
+    _ingest(spark, lake, "sales", days[0], days[-1])
+    before = {zone: _lake_files(lake, zone) for zone in ("processed", "quarantine")}
+    # new data for every day: the failed run would change every partition of both zones
+    for day in days:
+        write_landing_csv(
+            lake,
+            "sales",
+            day,
+            SALES,
+            [(f"n-{day}", "c1", "p1", "1", "1.00", f"{day}T08:00:00Z")],
+            name="b.csv",
+        )
+    real = DataFrameWriter.parquet
+
+    def fail_on_quarantine(self, path, *args, **kwargs):
+        if "/quarantine/" in path:
+            raise OSError("injected: quarantine write failed")
+        return real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(DataFrameWriter, "parquet", fail_on_quarantine)
+    with pytest.raises(OSError, match="injected"):
+        _ingest(spark, lake, "sales", days[0], days[-1])
+    monkeypatch.undo()
+
+    assert {zone: _lake_files(lake, zone) for zone in ("processed", "quarantine")} == before
+    staging = lake_dir(lake) / "_staging"
+    assert [p for p in staging.rglob("*") if p.is_file() or p.name.startswith("dt")] == []
