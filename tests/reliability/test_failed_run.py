@@ -1,0 +1,109 @@
+"""A step fails in a whole nightly run (dag.test() against moto): no later step is added, the
+cluster is terminated, nothing of the failed branch is registered for the date, an earlier date's
+outputs are untouched, the run fails, and the log says where the step's stderr lies.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+
+import pytest
+
+from include import pipeline as P
+from tests.dags.aws_fakes import EmrStepPlayer
+from tests.dags.conftest import EMR_ENV
+from tests.dags.dag_runs import run_pipeline_dag
+
+pytestmark = pytest.mark.slow
+
+DS, EARLIER = "2024-07-02", "2024-07-01"
+DB = EMR_ENV["PIPELINE_GLUE_DATABASE"]
+STDERR = b"INFO starting\nspark_jobs.common.JobInputError: no landing partition clickstream/dt=2024-07-02\n"
+
+
+def _earlier_outputs(aws) -> dict:
+    """Yesterday's stock_daily: a Glue partition and its data file, as a good run left them."""
+    key = f"lake/curated/stock_daily/dt={EARLIER}/part-0.parquet"
+    aws.s3.put_object(Bucket="lake-bucket", Key=key, Body=b"yesterday")
+    glue = aws.client("glue")
+    glue.create_database(DatabaseInput={"Name": DB})
+    location = f"{EMR_ENV['PIPELINE_LAKE']}/curated/stock_daily"
+    glue.create_table(
+        DatabaseName=DB,
+        TableInput={
+            "Name": "stock_daily",
+            "StorageDescriptor": {"Columns": [{"Name": "ticker", "Type": "string"}], "Location": location},
+            "PartitionKeys": [{"Name": "dt", "Type": "string"}],
+        },
+    )
+    glue.create_partition(
+        DatabaseName=DB,
+        TableName="stock_daily",
+        PartitionInput={"Values": [EARLIER], "StorageDescriptor": {"Location": f"{location}/dt={EARLIER}"}},
+    )
+    return {"key": key, "partitions": _partitions(aws)}
+
+
+def _partitions(aws) -> dict[str, list[list[str]]]:
+    glue = aws.client("glue")
+    return {
+        t["Name"]: sorted(
+            p["Values"] for p in glue.get_partitions(DatabaseName=DB, TableName=t["Name"])["Partitions"]
+        )
+        for t in glue.get_tables(DatabaseName=DB)["TableList"]
+    }
+
+
+def test_a_failed_step_stops_its_branch_cleans_up_and_logs_its_stderr(aws, airflow_db, monkeypatch, capfd):
+    """dag.test() runs deferred sensors one at a time, so a step cancelled *while running* by another
+    step's failure is shown in test_emr_steps (operators directly); here the whole run's outcome."""
+    for key, value in EMR_ENV.items():
+        monkeypatch.setenv(key, value)
+    earlier = _earlier_outputs(aws)
+
+    def fail(name: str) -> bool:
+        if "|ingest_clickstream|" not in name:
+            return False
+        # EMR writes the step's stderr to the cluster's LogUri; put it there as the step fails
+        for cluster in aws.emr_backend().clusters.values():
+            for s in cluster.steps:
+                if s.name == name:
+                    key = f"lake/_emr_logs/{cluster.id}/steps/{s.id}/stderr.gz"
+                    aws.s3.put_object(Bucket="lake-bucket", Key=key, Body=gzip.compress(STDERR))
+        return True
+
+    with EmrStepPlayer(aws, fail=fail) as emr:
+        run = run_pipeline_dag("nightly", DS, {"outputs": ["stock_daily", "clickstream_checkouts"]})
+    log = capfd.readouterr().out
+
+    states = run.task_states
+    assert run.state == "failed", states
+    assert states["wait_ingest_clickstream"] == "failed"
+    # no later step: clickstream (which needs the failed ingest) was never added
+    assert states["add_clickstream"] == "upstream_failed"
+    steps = {P.parse_emr_step_name(n)["step"]: s for n, s in emr.finished}
+    assert steps["ingest_clickstream"] == "FAILED"
+    assert "clickstream" not in {P.parse_emr_step_name(s["Name"])["step"] for s in _added(aws)}
+    # nothing registered for the failed branch; the cluster is gone
+    assert states["register_clickstream_checkouts"] == "upstream_failed"
+    assert states["terminate_cluster"] == "success"
+    assert [c.state for c in aws.emr_backend().clusters.values()] == ["TERMINATED"]
+    partitions = _partitions(aws)
+    assert "clickstream_checkouts" not in partitions
+    # yesterday's partition and data untouched (today's stock_daily is its own partition)
+    assert [EARLIER] in partitions["stock_daily"]
+    assert set(map(tuple, partitions["stock_daily"])) <= {(EARLIER,), (DS,)}
+    assert aws.s3.get_object(Bucket="lake-bucket", Key=earlier["key"])["Body"].read() == b"yesterday"
+    # the failing task's log: where stderr lies and its first error line
+    assert re.search(r"step stderr: s3://lake-bucket/lake/_emr_logs/j-\w+/steps/s-\w+/stderr\.gz", log)
+    assert "JobInputError: no landing partition clickstream/dt=2024-07-02" in log
+    # every EMR call of the pipeline's operators and triggers retried throttling with backoff
+    agents = [r.user_agent for r in aws.requests() if r.action.startswith("ElasticMapReduce.")]
+    ours = [ua for ua in agents if re.search(r"Caller/Emr|aiobotocore", ua)]
+    assert len(ours) > 10
+    assert [ua for ua in ours if "retry-mode#standard" not in ua] == []
+
+
+def _added(aws) -> list[dict]:
+    return [s for body in aws.calls("ElasticMapReduce.AddJobFlowSteps") for s in body["Steps"]]
