@@ -280,12 +280,6 @@ def test_a_swap_that_fails_restores_the_previous_partition(spark, lake, ingested
     assert _files(lake, "quarantine", "sales") == ingested_once["quarantine"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ingest swaps processed in before it writes quarantine: when the quarantine write fails, "
-    "the failed job has already replaced processed (rejects of the new file are nowhere until a rerun). "
-    "Fix: stage both partitions, then swap both (spark_jobs/ingest.py + common.write_partition)",
-)
 def test_a_failed_quarantine_write_leaves_processed_as_it_was(spark, lake, ingested_once, monkeypatch):
     from pyspark.sql.readwriter import DataFrameWriter
 
