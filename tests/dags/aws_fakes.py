@@ -3,6 +3,7 @@
 moto never runs EMR steps, so `EmrStepPlayer` does: a thread that moves each submitted step to
 COMPLETED (or FAILED, for the step names it is told to fail) a moment after it appears, in the
 order they were submitted, by reaching into moto's EMR backend (same process as the server).
+A step it is told to hold stays RUNNING until a deferred trigger (aiobotocore) has polled it.
 """
 
 from __future__ import annotations
@@ -95,6 +96,17 @@ class FakeAws:
     def calls(self, action: str) -> list[Any]:
         return [r.body for r in self.requests() if r.action == action]
 
+    def async_polled_steps(self) -> set[str]:
+        """Ids of the EMR steps a deferred trigger (aiobotocore) has asked about."""
+        return {
+            step_id
+            for r in self.requests()
+            if r.action in ("ElasticMapReduce.DescribeStep", "ElasticMapReduce.ListSteps")
+            and "aiobotocore" in r.user_agent
+            for step_id in [r.body.get("StepId"), *r.body.get("StepIds", [])]
+            if step_id
+        }
+
     def emr_backend(self) -> Any:
         return get_backend("emr")[DEFAULT_ACCOUNT_ID][REGION]
 
@@ -103,13 +115,19 @@ class FakeAws:
 class EmrStepPlayer:
     """Plays EMR: completes each step `delay(name)` seconds after it appears; fails those `fail(name)` picks.
 
-    A step still running when its sensor first pokes makes the sensor defer to its trigger.
+    A step `hold(name)` picks also waits until a trigger polled it: its sensor certainly deferred,
+    however slow the machine (a delay alone races with the sensor's first poke).
     """
 
     aws: FakeAws
     fail: Callable[[str], bool] = lambda name: False
     delay: Callable[[str], float] = lambda name: 0.2
+    hold: Callable[[str], bool] = lambda name: False
     finished: list[tuple[str, str]] = field(default_factory=list)  # (step name, final state), in order
+    # Player loop round in which each step (by name) was first seen and in which it ended: a step
+    # added only after another ended was first seen in a later round.
+    seen_round: dict[str, int] = field(default_factory=dict)
+    ended_round: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -125,14 +143,20 @@ class EmrStepPlayer:
         self._thread.join()
 
     def _loop(self) -> None:
+        rounds = 0
         while not self._stop.wait(0.1):
+            rounds += 1
             backend = self.aws.emr_backend()
             for cluster in list(backend.clusters.values()):
                 for step in list(cluster.steps):  # submission order
                     if step.state not in ("PENDING", "RUNNING"):
                         continue
                     first_seen = self._seen.setdefault(step.id, time.monotonic())
+                    self.seen_round.setdefault(step.name, rounds)
                     if time.monotonic() - first_seen < self.delay(step.name):
+                        continue
+                    if self.hold(step.name) and step.id not in self.aws.async_polled_steps():
                         continue
                     step.state = "FAILED" if self.fail(step.name) else "COMPLETED"
                     self.finished.append((step.name, step.state))
+                    self.ended_round[step.name] = rounds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from include.run_local import DAG_FILES, load_dag, run_dag_test
@@ -13,6 +14,7 @@ class DagRunRecord:
     run_id: str
     state: str
     task_states: dict[str, str]
+    task_times: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # task -> (start, end)
     xcoms: dict[str, Any] = field(default_factory=dict)
     asset_events: list[str] = field(default_factory=list)  # asset URIs with an event from this run
 
@@ -54,9 +56,21 @@ def run_pipeline_dag(
             run_id=run.run_id,
             state=str(run.state),
             task_states={ti.task_id: str(ti.state) for ti in tis},
+            task_times={ti.task_id: (ti.start_date, ti.end_date) for ti in tis},
             xcoms=xcoms,
             asset_events=uris,
         )
+
+
+def rows_written(lake_dir: Path, output: str, ds: str) -> int:
+    """Rows a first run for `ds` wrote to `output`: its dt=ds partition, or for the stream (which
+    takes every landing file it has not seen, so a history run fills the earlier dates too) all of them."""
+    from include.lake_summary import read_partition
+
+    dates = [ds]
+    if output == "clickstream_checkouts":
+        dates = [p.name.removeprefix("dt=") for p in (lake_dir / "curated" / output).glob("dt=*")]
+    return sum(len(read_partition(lake_dir, "curated", output, d)) for d in dates)
 
 
 @dataclass
