@@ -23,6 +23,11 @@ pytestmark = pytest.mark.ops
 # times and the API's times are both whole microseconds from the same clock, but filesystems
 # round: allow one second of slack around a task's window.
 SLACK = dt.timedelta(seconds=1)
+# The clickstream job reads landing/clickstream as a stream: each run takes every landing file its
+# checkpoint has not seen, whatever ds, and writes the days of those events' windows. The other
+# outputs are batch: exactly their own dt=ds.
+STREAM = "clickstream_checkouts"
+BATCH_OUTPUTS = tuple(o for o in P.OUTPUTS if o != STREAM)
 
 
 def _partition(lake: Path, zone: str, name: str, ds: str) -> Path:
@@ -31,6 +36,10 @@ def _partition(lake: Path, zone: str, name: str, ds: str) -> Path:
 
 def _rows(path: Path) -> int:
     return pads.dataset(str(path), format="parquet", partitioning="hive").count_rows()
+
+
+def _names(lake: Path, output: str) -> list[str]:
+    return sorted(p.name for p in (lake / "curated" / output).iterdir())
 
 
 def _ts(value: str) -> dt.datetime:
@@ -90,9 +99,12 @@ def test_nightly_run_triggered_like_the_ui_writes_every_curated_partition_once(
         assert ti["try_number"] == 1
         written = _mtime(partition / "_SUCCESS")
         assert _ts(ti["start_date"]) - SLACK <= written <= _ts(ti["end_date"]) + SLACK, output
-    # No other date was produced by this run.
-    for output in P.OUTPUTS:
-        assert sorted(p.name for p in (ops_lake / "curated" / output).iterdir()) == [f"dt={RUN_DS}"]
+    # No other date was produced by this run's batch outputs; the stream took every landing day.
+    for output in BATCH_OUTPUTS:
+        assert _names(ops_lake, output) == [f"dt={RUN_DS}"]
+    assert _names(ops_lake, STREAM) == sorted(
+        p.name for p in (ops_lake / "landing" / "clickstream").iterdir()
+    )
 
     # Independent count: one customer_features row per customer with a sale on or before ds.
     sales = pads.dataset(str(ops_lake / "processed" / "sales"), format="parquet", partitioning="hive")
@@ -153,6 +165,8 @@ def test_backfill_through_the_scheduler_makes_three_runs_each_writing_its_partit
     planned = airflow_server.cli("backfill", "create", *window, "--dry-run")
     assert re.findall(r"\| (\d{4}-\d{2}-\d{2}) 02:00:00\+00:00", planned) == list(BACKFILL_DATES), planned
     before = {o: _mtime(_partition(ops_lake, "curated", o, RUN_DS) / "_SUCCESS") for o in P.OUTPUTS}
+    # The stream already took every landing day in the triggered run (see STREAM).
+    stream_before = {p.name: _mtime(p / "_SUCCESS") for p in (ops_lake / "curated" / STREAM).iterdir()}
 
     airflow_server.cli("backfill", "create", *window)
     created = api.get("/backfills", dag_id=DAG_ID)["backfills"]
@@ -179,7 +193,8 @@ def test_backfill_through_the_scheduler_makes_three_runs_each_writing_its_partit
     for run in runs:
         ds = run["logical_date"][:10]
         tis = {ti["task_id"]: ti for ti in api.task_instances(DAG_ID, run["dag_run_id"])}
-        for output in P.OUTPUTS:
+        assert tis["run_clickstream"]["state"] == "success"
+        for output in BATCH_OUTPUTS:
             partition = _partition(ops_lake, "curated", output, ds)
             assert _rows(partition) > 0, (output, ds)
             ti = tis[f"run_{P.PRODUCER[output]}"]
@@ -194,10 +209,13 @@ def test_backfill_through_the_scheduler_makes_three_runs_each_writing_its_partit
             assert _ts(ti["start_date"]) - SLACK <= written <= _ts(ti["end_date"]) + SLACK, (dataset, ds)
 
     # Exactly the three new partitions per output; the triggered run's day was not rewritten.
-    for output in P.OUTPUTS:
-        names = sorted(p.name for p in (ops_lake / "curated" / output).iterdir())
-        assert names == [f"dt={d}" for d in (RUN_DS, *BACKFILL_DATES)], output
+    for output in BATCH_OUTPUTS:
+        assert _names(ops_lake, output) == [f"dt={d}" for d in (RUN_DS, *BACKFILL_DATES)], output
         assert _mtime(_partition(ops_lake, "curated", output, RUN_DS) / "_SUCCESS") == before[output]
+    # Exactly once: with no new landing file, the stream rewrote none of its partitions.
+    assert {
+        p.name: _mtime(p / "_SUCCESS") for p in (ops_lake / "curated" / STREAM).iterdir()
+    } == stream_before
 
     # One report per run, in its date's folder, counting that day only.
     for run in runs:
