@@ -4,7 +4,8 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
-DEMO_DS ?= 2024-06-30
+# A Friday: the market was open, so stock_daily has rows.
+DEMO_DS ?= 2024-06-28
 DEMO_START ?= 2024-05-01
 DEMO_SCALE ?= 0.02
 DEMO_LAKE ?= $(CURDIR)/lake
