@@ -1,0 +1,110 @@
+"""The local target end to end: the nightly DAG under dag.test() runs every Spark job on a demo lake.
+
+One run builds every curated output (asserted by several tests); two more show that a bad
+request is refused before any job starts: by the Param schema when the run is created, or by
+the plan task for what a schema cannot express (a history start after the run's date).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from include import pipeline as P
+from tests.dags.dag_runs import DagRunRecord, rows_written, run_pipeline_dag
+
+pytestmark = pytest.mark.slow
+
+DS = "2024-06-28"  # a Friday: the market was open, so stock_daily has rows
+HISTORY_START = "2024-06-26"
+RUN_TASKS = tuple(f"run_{step.name}" for step in P.PIPELINE)
+
+
+@pytest.fixture(scope="module")
+def demo_lake(tmp_path_factory, module_monkeypatch, airflow_db) -> Path:
+    """A few days of seeded landing data; the local target's settings point at it."""
+    from include.demo_data import generate
+
+    root = tmp_path_factory.mktemp("local-target") / "lake"
+    generate(str(root), HISTORY_START, DS, scale=0.002, seed=5)
+    module_monkeypatch.setenv("PIPELINE_TARGET", "local")
+    module_monkeypatch.setenv("PIPELINE_LAKE", root.as_uri())
+    module_monkeypatch.setenv("PIPELINE_RETRIES", "0")  # a failed job shows at once, not after a delay
+    return root
+
+
+@pytest.fixture(scope="module")
+def nightly(demo_lake) -> DagRunRecord:
+    return run_pipeline_dag(
+        "nightly", DS, {"ingest_start_ds": HISTORY_START}, xcom_tasks=(*RUN_TASKS, "plan")
+    )
+
+
+def test_nightly_local_run_succeeds_with_every_job(nightly):
+    assert nightly.state == "success", nightly.task_states
+    assert {t: nightly.task_states[t] for t in RUN_TASKS} == dict.fromkeys(RUN_TASKS, "success")
+
+
+def test_every_curated_output_has_rows_for_the_run_date(nightly, demo_lake):
+    from include.lake_summary import read_partition
+
+    # the numbers each job reported (its SPARK_JOBS_METRICS line) are the rows on disk
+    reported = {
+        out: n
+        for task in RUN_TASKS
+        for metrics in nightly.xcoms[task]
+        for out, n in metrics.get("rows_out", {}).items()
+    }
+    for output in P.OUTPUTS:
+        df = read_partition(demo_lake, "curated", output, DS)
+        assert df is not None, f"no curated/{output}/dt={DS}"
+        assert len(df) > 0, output
+        assert reported[output] == rows_written(demo_lake, output, DS), output
+    segments = read_partition(demo_lake, "curated", "customer_segments", DS)
+    features = read_partition(demo_lake, "curated", "customer_features", DS)
+    assert sorted(segments["customer_id"]) == sorted(features["customer_id"])
+
+
+def test_the_history_range_was_ingested_for_every_dataset(nightly, demo_lake):
+    from include.lake_summary import read_partition
+
+    for dataset in ("customers", "sales", "referrals", "stock_ticks", "clickstream"):
+        for ds in (HISTORY_START, "2024-06-27", DS):
+            assert read_partition(demo_lake, "processed", dataset, ds) is not None, (dataset, ds)
+
+
+def test_local_jobs_ran_in_the_specs_order_with_the_run_dates(nightly, demo_lake):
+    times = nightly.task_times
+    for step in P.PIPELINE:
+        for dep in step.depends_on:
+            assert times[f"run_{dep}"][1] <= times[f"run_{step.name}"][0], (dep, step.name)
+    lake = demo_lake.as_uri()
+    plan = nightly.xcoms["plan"]
+    for step in P.PIPELINE:
+        # one command per step: ingest loads [history start, ds] in one application, the rest ds
+        dates = ["--start-ds", HISTORY_START, "--end-ds", DS] if step.ranged else ["--ds", DS]
+        assert plan[f"step:{step.name}"] == [[step.job, *step.options, *dates, "--lake", lake]]
+        (metrics,) = nightly.xcoms[f"run_{step.name}"]
+        assert metrics["job"] == step.job
+
+
+def test_the_run_marks_every_curated_output_asset(nightly, demo_lake):
+    lake = demo_lake.as_uri()
+    assert nightly.asset_events == sorted(f"{lake}/curated/{out}" for out in P.OUTPUTS)
+
+
+def test_a_conf_the_param_schema_refuses_creates_no_run(demo_lake):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    with pytest.raises(ParamValidationError, match="not_an_output"):
+        run_pipeline_dag("nightly", "2024-06-27", {"outputs": ["not_an_output"]})
+
+
+def test_a_history_start_after_the_run_date_fails_the_plan_before_any_job(demo_lake):
+    refused = run_pipeline_dag("nightly", "2024-06-26", {"ingest_start_ds": "2024-06-28"})
+    assert refused.state == "failed"
+    assert refused.task_states["plan"] == "failed"
+    assert {refused.task_states[t] for t in RUN_TASKS} == {"upstream_failed"}
+    # nothing was written for that date
+    assert not (demo_lake / "curated" / "stock_daily" / "dt=2024-06-26").exists()
