@@ -126,9 +126,8 @@ def test_nightly_task_order_is_the_specs_dependencies(bag):
     )
 
 
+@pytest.mark.parametrize("bag", ["emr"], indirect=True)
 def test_emr_sensors_are_deferrable_and_no_add_or_wait_task_is_missing(bag):
-    if bag.target != "emr":
-        pytest.skip("emr target only")
     dag = bag.dags[NIGHTLY]
     for step in P.PIPELINE:
         wait = dag.task_dict[f"wait_{step.name}"]
@@ -137,10 +136,9 @@ def test_emr_sensors_are_deferrable_and_no_add_or_wait_task_is_missing(bag):
     assert {t for t in dag.task_ids if t.startswith("register_")} == {f"register_{o}" for o in P.OUTPUTS}
 
 
+@pytest.mark.parametrize("bag", ["emr"], indirect=True)
 @pytest.mark.parametrize("dag_id", [NIGHTLY, BACKFILL])
 def test_terminate_cluster_is_a_teardown_that_runs_whatever_happened(bag, dag_id):
-    if bag.target != "emr":
-        pytest.skip("emr target only")
     dag = bag.dags[dag_id]
     terminate, create = dag.task_dict["terminate_cluster"], dag.task_dict["create_cluster"]
     assert terminate.is_teardown
