@@ -61,6 +61,25 @@ def child_env(bytecode_cache: bool = True) -> dict[str, str]:
     return env
 
 
+def run_probe(
+    module: str, args: list[str], prefix: str, what: str, *, timeout: int = 3600, bytecode_cache: bool = True
+) -> dict:
+    """Run `python -m module *args` in a fresh process; return the JSON of its `prefix` line."""
+    out = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=PROJECT_ROOT,
+        env=child_env(bytecode_cache),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+    for line in out.stdout.splitlines():
+        if line.startswith(prefix):
+            return json.loads(line[len(prefix) :])
+    raise RuntimeError(f"{what} failed:\n{out.stdout[-3000:]}\n{out.stderr[-4000:]}")
+
+
 def load_average() -> float:
     """The 1-minute load average: how busy the machine was when a figure started."""
     return round(os.getloadavg()[0], 2)

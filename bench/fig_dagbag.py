@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 
 from bench import cli, core
@@ -49,19 +47,14 @@ def probe(target: str) -> dict:
 
 
 def run_probe(target: str, bytecode_cache: bool = True) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.fig_dagbag", "--probe", target],
-        cwd=core.PROJECT_ROOT,
-        env=core.child_env(bytecode_cache),
-        capture_output=True,
-        text=True,
-        check=False,
+    return core.run_probe(
+        "bench.fig_dagbag",
+        ["--probe", target],
+        PROBE_PREFIX,
+        f"dagbag probe for {target}",
         timeout=600,
+        bytecode_cache=bytecode_cache,
     )
-    for line in out.stdout.splitlines():
-        if line.startswith(PROBE_PREFIX):
-            return json.loads(line[len(PROBE_PREFIX) :])
-    raise RuntimeError(f"dagbag probe for {target} failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
 
 
 def run(args: argparse.Namespace) -> core.FigureResult:

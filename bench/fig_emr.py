@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 
 from bench import cli, core
@@ -119,22 +117,8 @@ def sensor_end_times(run_id: str) -> dict[str, float]:
 
 
 def run_probe(delay: float, poll: int | None) -> dict:
-    cmd = [sys.executable, "-m", "bench.fig_emr", "--probe", str(delay)] + (
-        ["--poll", str(poll)] if poll else []
-    )
-    out = subprocess.run(
-        cmd,
-        cwd=core.PROJECT_ROOT,
-        env=core.child_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=3600,
-    )
-    for line in out.stdout.splitlines():
-        if line.startswith(PROBE_PREFIX):
-            return json.loads(line[len(PROBE_PREFIX) :])
-    raise RuntimeError(f"EMR probe failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    args = ["--probe", str(delay)] + (["--poll", str(poll)] if poll else [])
+    return core.run_probe("bench.fig_emr", args, PROBE_PREFIX, "EMR probe")
 
 
 def run(args: argparse.Namespace) -> core.FigureResult:

@@ -14,8 +14,6 @@ import argparse
 import datetime as dt
 import json
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -78,28 +76,8 @@ def probe(lake: Path, home: Path, ds: str, start: str) -> dict:
 
 
 def run_probe(lake: Path, home: Path, spec: dict) -> dict:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.fig_local_dag",
-            "--probe",
-            str(lake),
-            str(home),
-            spec["ds"],
-            spec["start"],
-        ],
-        cwd=core.PROJECT_ROOT,
-        env=core.child_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=3600,
-    )
-    for line in out.stdout.splitlines():
-        if line.startswith(PROBE_PREFIX):
-            return json.loads(line[len(PROBE_PREFIX) :])
-    raise RuntimeError(f"local DAG probe failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    args = ["--probe", str(lake), str(home), spec["ds"], spec["start"]]
+    return core.run_probe("bench.fig_local_dag", args, PROBE_PREFIX, "local DAG probe")
 
 
 def run(args: argparse.Namespace) -> core.FigureResult:
