@@ -26,7 +26,7 @@ NIGHTLY, BACKFILL = "customer_analytics_nightly", "customer_analytics_backfill"
 RETRIES, RETRY_DELAY = 4, 45
 TARGET_ENV = {
     "local": {"PIPELINE_TARGET": "local", "PIPELINE_LAKE": "file:///tmp/structure-test-lake"},
-    "emr": {**EMR_ENV, "PIPELINE_EMR_POLL_SECONDS": "30"},
+    "emr": {**EMR_ENV, "PIPELINE_EMR_POLL_SECONDS": "45"},
 }
 
 
@@ -132,7 +132,7 @@ def test_emr_sensors_are_deferrable_and_no_add_or_wait_task_is_missing(bag):
     for step in P.PIPELINE:
         wait = dag.task_dict[f"wait_{step.name}"]
         assert wait.deferrable is True
-        assert wait.poke_interval == 30  # PIPELINE_EMR_POLL_SECONDS
+        assert wait.poke_interval == 45  # PIPELINE_EMR_POLL_SECONDS (default 30)
     assert {t for t in dag.task_ids if t.startswith("register_")} == {f"register_{o}" for o in P.OUTPUTS}
 
 
