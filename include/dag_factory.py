@@ -59,12 +59,13 @@ log = logging.getLogger(__name__)
 
 # ---- what the DAGs share -------------------------------------------------------------------
 def output_asset(settings: Settings, output: str) -> Asset:
-    """The Asset of a curated output: named by what it is, addressed where it lives (s3:// or file://)."""
-    return Asset(
-        name=f"{P.PROJECT}/curated/{output}",
-        uri=f"{settings.lake}/curated/{output}",
-        group="customer-analytics",
-    )
+    """The Asset of a curated output, named by where it lives (s3:// or file://).
+
+    Airflow wants an asset's name and URI to be unique together: a fixed name with a
+    per-lake URI would make the asset of one lake (or target) inactive once another is parsed.
+    """
+    uri = f"{settings.lake}/curated/{output}"
+    return Asset(name=uri, uri=uri, group="customer-analytics")
 
 
 def default_args(settings: Settings) -> dict[str, Any]:

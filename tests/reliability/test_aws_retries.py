@@ -6,6 +6,8 @@ in front of moto: a `before-send` handler answers the first calls with Throttlin
 from __future__ import annotations
 
 import json
+import time
+import types
 
 import pytest
 from airflow.providers.amazon.aws.hooks.emr import EmrHook
@@ -46,7 +48,13 @@ def failing_first(calls: int, *, status: int = 400, code: str = "ThrottlingExcep
 def sleeps(monkeypatch):
     """botocore's backoff sleeps, recorded instead of slept."""
     slept: list[float] = []
-    monkeypatch.setattr("botocore.endpoint.time.sleep", slept.append)
+    # Replace the module botocore.endpoint sees, not time.sleep itself: other threads of the
+    # process (moto's server, earlier tests' leftovers) sleep too and must not be recorded.
+    shim = types.SimpleNamespace(
+        **{name: getattr(time, name) for name in dir(time) if not name.startswith("_")}
+    )
+    shim.sleep = slept.append
+    monkeypatch.setattr("botocore.endpoint.time", shim)
     return slept
 
 
