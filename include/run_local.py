@@ -126,6 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = {}
     for ds in dates:
         rows = summarize(lake, ds)
+    from include.run_report import report_uri
+
+    for ds in dates:
+        for name in ("report.json", "report.html"):
+            page = Path(report_uri(lake, dag.dag_id, ds, name).removeprefix("file://"))
+            if page.exists():
+                print(f"run report: {page}")
     print(f"\n{dag.dag_id}: run {run.run_id} {run.state}")
     return 0 if str(run.state) == "success" and None not in rows.values() else 1
 
