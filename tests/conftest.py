@@ -41,3 +41,10 @@ def lake(tmp_path: Path) -> str:
 
 def lake_dir(lake_uri: str) -> Path:
     return Path(lake_uri.removeprefix("file://"))
+
+
+@pytest.fixture(scope="module")
+def module_monkeypatch():
+    """A monkeypatch shared by a module's fixtures (environment, AWS endpoints), undone after it."""
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp

@@ -34,12 +34,6 @@ def moto_url():
 
 
 @pytest.fixture(scope="module")
-def module_monkeypatch():
-    with pytest.MonkeyPatch.context() as mp:
-        yield mp
-
-
-@pytest.fixture(scope="module")
 def fake_aws(moto_url, module_monkeypatch, airflow_db):
     """Fresh moto state, AWS env and the emr target's settings, for one test module."""
     aws = FakeAws(moto_url)

@@ -23,12 +23,6 @@ def moto_url():
 
 
 @pytest.fixture(scope="module")
-def module_monkeypatch():
-    with pytest.MonkeyPatch.context() as mp:
-        yield mp
-
-
-@pytest.fixture(scope="module")
 def moto_env(moto_url, module_monkeypatch) -> FakeAws:
     aws = FakeAws(moto_url)
     aws.install(module_monkeypatch)
