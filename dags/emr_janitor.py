@@ -5,9 +5,10 @@ Clusters are found by their tags (project, dag_id, run_id, set by the pipeline D
 PIPELINE_TARGET=emr; the local target has no clusters, so there is no DAG then.
 """
 
-from include.janitor import build_janitor_dag
 from include.settings import load_settings
 
 _settings = load_settings()
 if _settings.is_emr:
+    from include.janitor import build_janitor_dag  # the AWS SDK only when the target needs it
+
     dag = build_janitor_dag(_settings)

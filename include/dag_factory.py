@@ -8,24 +8,23 @@ functions are pure and take plain values, so they are tested without Airflow.
 emr:   plan -> create cluster + upload code -> per step: add step -> wait (deferrable)
             -> register in Glue (+ Asset) ;  terminate cluster (teardown, runs whatever happened)
 local: plan -> per step: `python -m spark_jobs ...` subprocess (+ Asset)
+
+The emr tasks live in `include.emr_tasks`, imported only for that target: the local target
+never loads the AWS SDK at parse time.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.providers.amazon.aws.operators.glue_catalog import GlueCatalogCreateDatabaseOperator
 from airflow.sdk import (
     DAG,
     Asset,
     CronDataIntervalTimetable,
     Param,
-    chain,
-    cross_downstream,
     get_current_context,
     task,
 )
@@ -34,15 +33,6 @@ from include import pipeline as P
 from include.cluster_profiles import PROFILES, cluster_tags, job_flow_overrides
 from include.run_report import add_run_report
 from include.settings import PROJECT_ROOT, Settings
-from plugins.emr_step_batches import EmrStepBatchesOperator
-from plugins.emr_steps import (
-    AWS_RETRY_CONFIG,
-    EmrIdempotentAddStepsOperator,
-    EmrRunClusterOperator,
-    EmrRunStepSensor,
-    EmrRunTeardownOperator,
-)
-from plugins.glue_partitions import GlueRegisterPartitionsOperator
 from plugins.spark_job import SparkJobSubprocessOperator
 
 NIGHTLY_DAG_ID = "customer_analytics_nightly"
@@ -277,95 +267,13 @@ def _plan_task(settings: Settings, kind: str):
     return plan()
 
 
-def _upload_code_task(settings: Settings, code: Any):
-    @task(task_id="upload_code")
-    def upload_code(code: dict[str, str]) -> dict[str, str]:
-        """Put the versioned code zip and entrypoint where the steps read them (once per version)."""
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-        from include.packaging import build_bundle
-
-        bundle = build_bundle()
-        if bundle.version != code["version"]:
-            raise RuntimeError(
-                f"code changed during the run: planned {code['version']}, now {bundle.version}"
-            )
-        hook = S3Hook(aws_conn_id=settings.aws_conn_id, region_name=settings.region, config=AWS_RETRY_CONFIG)
-        for uri, data in (
-            (code["py_files"], bundle.zip_bytes),
-            (code["entrypoint"], bundle.entrypoint_bytes),
-        ):
-            bucket, key = S3Hook.parse_s3_url(uri)
-            # Same version = same bytes (content hash), so an existing object is already right.
-            if hook.check_for_key(key, bucket_name=bucket):
-                log.info("%s is already there", uri)
-            else:
-                hook.load_bytes(data, key=key, bucket_name=bucket, replace=False)
-                log.info("uploaded %s (%d bytes)", uri, len(data))
-        return code
-
-    return upload_code(code)
-
-
-def _select_task(plan: Any, prefix: str):
+def select_task(plan: Any, prefix: str):
     @task.branch(task_id="select_steps", retries=0)
     def select_steps(steps: list[str]) -> list[str]:
         """Run the steps the requested outputs need; the rest (and what follows them) is skipped."""
         return [f"{prefix}{name}" for name in steps]
 
     return select_steps(plan["steps"])
-
-
-def _aws(settings: Settings) -> dict[str, Any]:
-    # botocore retries throttling and transient errors with backoff inside a try; task retries
-    # (default_args, exponential) take over when those are exhausted.
-    return {
-        "aws_conn_id": settings.aws_conn_id,
-        "region_name": settings.region,
-        "botocore_config": AWS_RETRY_CONFIG,
-    }
-
-
-def _emr_cluster(settings: Settings, plan: Any) -> tuple[EmrRunClusterOperator, EmrRunTeardownOperator]:
-    # A retried create takes the cluster tagged with the run; the teardown cancels the run's
-    # steps and terminates its cluster(s), also after the run was marked failed from the UI.
-    create_cluster = EmrRunClusterOperator(
-        task_id="create_cluster",
-        job_flow_overrides=plan["job_flow_overrides"],
-        emr_conn_id=None,  # the whole request comes from the profile, not from a connection
-        wait_for_completion=False,  # steps queue while the cluster starts
-        **_aws(settings),
-    )
-    terminate_cluster = EmrRunTeardownOperator(
-        task_id="terminate_cluster",
-        job_flow_id=create_cluster.output,
-        **_aws(settings),
-    ).as_teardown(setups=create_cluster)
-    return create_cluster, terminate_cluster
-
-
-def _glue_database(settings: Settings) -> GlueCatalogCreateDatabaseOperator:
-    return GlueCatalogCreateDatabaseOperator(
-        task_id="glue_database",
-        database_name=settings.glue_database,
-        description="Curated outputs of the customer and market analytics lake",
-        location_uri=f"{settings.lake}/curated",
-        if_exists="skip",
-        **_aws(settings),
-    )
-
-
-def _register(settings: Settings, plan: Any, output: str) -> GlueRegisterPartitionsOperator:
-    from include.glue_schema import table_input
-
-    return GlueRegisterPartitionsOperator(
-        task_id=f"register_{output}",
-        database_name=settings.glue_database,
-        table_input=functools.partial(table_input, output, f"{settings.lake}/curated/{output}"),
-        partitions=plan[f"partitions:{output}"],
-        outlets=[output_asset(settings, output)],
-        **_aws(settings),
-    )
 
 
 def _local_job(
@@ -406,7 +314,9 @@ def build_nightly_dag(settings: Settings, dag_id: str = NIGHTLY_DAG_ID, doc_md: 
     ) as dag:
         plan = _plan_task(settings, "nightly")
         if settings.is_emr:
-            _nightly_emr(settings, plan)
+            from include.emr_tasks import nightly_emr  # the AWS SDK only when it is needed
+
+            nightly_emr(settings, plan)
         else:
             _nightly_local(settings, plan)
         add_run_report(settings, "nightly", dag)  # last: rows, durations, cost of the run
@@ -414,7 +324,7 @@ def build_nightly_dag(settings: Settings, dag_id: str = NIGHTLY_DAG_ID, doc_md: 
 
 
 def _nightly_local(settings: Settings, plan: Any) -> None:
-    select = _select_task(plan, "run_")
+    select = select_task(plan, "run_")
     runs = {}
     for step in P.PIPELINE:
         runs[step.name] = _local_job(settings, f"run_{step.name}", plan[f"step:{step.name}"], step.produces)
@@ -423,64 +333,14 @@ def _nightly_local(settings: Settings, plan: Any) -> None:
             runs[dep] >> runs[step.name]
 
 
-def _nightly_emr(settings: Settings, plan: Any) -> None:
-    create, terminate = _emr_cluster(settings, plan)
-    upload = _upload_code_task(settings, plan["code"])
-    database = _glue_database(settings)
-    plan >> database  # nothing reaches AWS before the plan accepted the run's parameters
-    select = _select_task(plan, "add_")
-    waits: dict[str, EmrRunStepSensor] = {}
-    for step in P.PIPELINE:
-        # Idempotent (a retry follows the step already added) and cancels its step when killed.
-        add = EmrIdempotentAddStepsOperator(
-            task_id=f"add_{step.name}",
-            job_flow_id=create.output,
-            steps=plan[f"step:{step.name}"],
-            **_aws(settings),
-        )
-        # A failed step fails the task at once (no retry), logs its stderr and cancels the run's
-        # other steps; errors while waiting are retried; killing it cancels the step.
-        wait = EmrRunStepSensor(
-            task_id=f"wait_{step.name}",
-            job_flow_id=create.output,
-            step_id=f"{{{{ ti.xcom_pull(task_ids='add_{step.name}')[0] }}}}",
-            deferrable=True,  # the triggerer polls EMR; no worker slot is held while the step runs
-            poke_interval=settings.poll_seconds,
-            max_attempts=max(1, int(STEP_TIMEOUT.total_seconds()) // settings.poll_seconds),
-            **_aws(settings),
-        )
-        [create, upload, select] >> add >> wait
-        for dep in step.depends_on:
-            waits[dep] >> add
-        waits[step.name] = wait
-        for output in step.produces:
-            register = _register(settings, plan, output)
-            [wait, database] >> register
-    # Registering needs no cluster: the cluster goes as soon as the last step ended.
-    chain(list(waits.values()), terminate)
-
-
 def build_backfill_dag(settings: Settings, dag_id: str = BACKFILL_DAG_ID, doc_md: str | None = None) -> DAG:
     """A date range on one cluster (or one local run): ranged ingest, then each date in order."""
     with _dag(settings, dag_id, schedule=None, params=backfill_params(settings), doc_md=doc_md) as dag:
         plan = _plan_task(settings, "backfill")
         if settings.is_emr:
-            create, terminate = _emr_cluster(settings, plan)
-            upload = _upload_code_task(settings, plan["code"])
-            database = _glue_database(settings)
-            plan >> database  # nothing reaches AWS before the plan accepted the parameters
-            run_steps = EmrStepBatchesOperator(
-                task_id="run_steps",
-                job_flow_id=create.output,
-                batches=plan["batches"],
-                waiter_delay=settings.poll_seconds,
-                waiter_max_attempts=max(1, int(STEP_TIMEOUT.total_seconds()) // settings.poll_seconds),
-                # a retry follows the steps already on the cluster; a failed step fails without retry
-                **_aws(settings),
-            )
-            registers = [_register(settings, plan, out) for out in P.OUTPUTS]
-            [create, upload] >> run_steps >> terminate
-            cross_downstream([run_steps, database], registers)
+            from include.emr_tasks import backfill_emr  # the AWS SDK only when it is needed
+
+            backfill_emr(settings, plan)
         else:
             _local_job(settings, "run_steps", plan["commands"], P.OUTPUTS)
         add_run_report(settings, "backfill", dag)  # last: rows, durations, cost of the run

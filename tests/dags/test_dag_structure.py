@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import os
 import socket
 import subprocess
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 import tests.conftest_airflow  # noqa: F401  (Airflow's home before Airflow is imported)
 from include import pipeline as P
 from include.run_local import DAGS_FOLDER
+from include.settings import PROJECT_ROOT
 from tests.dags.conftest import EMR_ENV
 
 NIGHTLY, BACKFILL = "customer_analytics_nightly", "customer_analytics_backfill"
@@ -90,6 +92,36 @@ def test_a_dag_reaching_for_aws_at_parse_time_is_caught(tmp_path):
         found = DagBag(dag_folder=tmp_path, safe_mode=False)
     assert "bad" not in found.dags
     assert "create_client called while parsing" in next(iter(found.import_errors.values()))
+
+
+def test_the_local_target_parses_without_loading_the_aws_sdk():
+    """boto3 and the provider's hooks are most of a DAG file's parse time; local never needs them."""
+    import sys
+
+    probe = (
+        "import os, sys\n"
+        "import tests.conftest_airflow\n"
+        "os.environ['PIPELINE_TARGET'] = 'local'\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag(dag_folder={str(DAGS_FOLDER)!r})\n"
+        "assert bag.import_errors == {}, bag.import_errors\n"
+        "sdk = sorted(m for m in ('boto3', 'botocore', 'aiobotocore') if m in sys.modules)\n"
+        "print(sorted(bag.dag_ids), sdk)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
+    out = (
+        subprocess.run(
+            [sys.executable, "-c", probe],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+            cwd=PROJECT_ROOT,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    assert out == f"{sorted([NIGHTLY, BACKFILL])} []"
 
 
 def _upstream(dag: Any, task_id: str, prefix: str) -> set[str]:

@@ -1,0 +1,168 @@
+"""The EMR target's tasks: transient cluster, code upload, steps and sensors, Glue, teardown.
+
+Imported by `include.dag_factory` only when the target is `emr`, so the default local target
+never loads the AWS SDK (boto3 and the provider's hooks are most of a DAG file's parse time).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+from airflow.providers.amazon.aws.operators.glue_catalog import GlueCatalogCreateDatabaseOperator
+from airflow.sdk import chain, cross_downstream, task
+
+from include import pipeline as P
+from include.dag_factory import STEP_TIMEOUT, output_asset, select_task
+from include.settings import Settings
+from plugins.emr_step_batches import EmrStepBatchesOperator
+from plugins.emr_steps import (
+    AWS_RETRY_CONFIG,
+    EmrIdempotentAddStepsOperator,
+    EmrRunClusterOperator,
+    EmrRunStepSensor,
+    EmrRunTeardownOperator,
+)
+from plugins.glue_partitions import GlueRegisterPartitionsOperator
+
+log = logging.getLogger(__name__)
+
+
+def _upload_code_task(settings: Settings, code: Any):
+    @task(task_id="upload_code")
+    def upload_code(code: dict[str, str]) -> dict[str, str]:
+        """Put the versioned code zip and entrypoint where the steps read them (once per version)."""
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        from include.packaging import build_bundle
+
+        bundle = build_bundle()
+        if bundle.version != code["version"]:
+            raise RuntimeError(
+                f"code changed during the run: planned {code['version']}, now {bundle.version}"
+            )
+        hook = S3Hook(aws_conn_id=settings.aws_conn_id, region_name=settings.region, config=AWS_RETRY_CONFIG)
+        for uri, data in (
+            (code["py_files"], bundle.zip_bytes),
+            (code["entrypoint"], bundle.entrypoint_bytes),
+        ):
+            bucket, key = S3Hook.parse_s3_url(uri)
+            # Same version = same bytes (content hash), so an existing object is already right.
+            if hook.check_for_key(key, bucket_name=bucket):
+                log.info("%s is already there", uri)
+            else:
+                hook.load_bytes(data, key=key, bucket_name=bucket, replace=False)
+                log.info("uploaded %s (%d bytes)", uri, len(data))
+        return code
+
+    return upload_code(code)
+
+
+def _aws(settings: Settings) -> dict[str, Any]:
+    # botocore retries throttling and transient errors with backoff inside a try; task retries
+    # (default_args, exponential) take over when those are exhausted.
+    return {
+        "aws_conn_id": settings.aws_conn_id,
+        "region_name": settings.region,
+        "botocore_config": AWS_RETRY_CONFIG,
+    }
+
+
+def _emr_cluster(settings: Settings, plan: Any) -> tuple[EmrRunClusterOperator, EmrRunTeardownOperator]:
+    # A retried create takes the cluster tagged with the run; the teardown cancels the run's
+    # steps and terminates its cluster(s), also after the run was marked failed from the UI.
+    create_cluster = EmrRunClusterOperator(
+        task_id="create_cluster",
+        job_flow_overrides=plan["job_flow_overrides"],
+        emr_conn_id=None,  # the whole request comes from the profile, not from a connection
+        wait_for_completion=False,  # steps queue while the cluster starts
+        **_aws(settings),
+    )
+    terminate_cluster = EmrRunTeardownOperator(
+        task_id="terminate_cluster",
+        job_flow_id=create_cluster.output,
+        **_aws(settings),
+    ).as_teardown(setups=create_cluster)
+    return create_cluster, terminate_cluster
+
+
+def _glue_database(settings: Settings) -> GlueCatalogCreateDatabaseOperator:
+    return GlueCatalogCreateDatabaseOperator(
+        task_id="glue_database",
+        database_name=settings.glue_database,
+        description="Curated outputs of the customer and market analytics lake",
+        location_uri=f"{settings.lake}/curated",
+        if_exists="skip",
+        **_aws(settings),
+    )
+
+
+def _register(settings: Settings, plan: Any, output: str) -> GlueRegisterPartitionsOperator:
+    from include.glue_schema import table_input
+
+    return GlueRegisterPartitionsOperator(
+        task_id=f"register_{output}",
+        database_name=settings.glue_database,
+        table_input=functools.partial(table_input, output, f"{settings.lake}/curated/{output}"),
+        partitions=plan[f"partitions:{output}"],
+        outlets=[output_asset(settings, output)],
+        **_aws(settings),
+    )
+
+
+def nightly_emr(settings: Settings, plan: Any) -> None:
+    create, terminate = _emr_cluster(settings, plan)
+    upload = _upload_code_task(settings, plan["code"])
+    database = _glue_database(settings)
+    plan >> database  # nothing reaches AWS before the plan accepted the run's parameters
+    select = select_task(plan, "add_")
+    waits: dict[str, EmrRunStepSensor] = {}
+    for step in P.PIPELINE:
+        # Idempotent (a retry follows the step already added) and cancels its step when killed.
+        add = EmrIdempotentAddStepsOperator(
+            task_id=f"add_{step.name}",
+            job_flow_id=create.output,
+            steps=plan[f"step:{step.name}"],
+            **_aws(settings),
+        )
+        # A failed step fails the task at once (no retry), logs its stderr and cancels the run's
+        # other steps; errors while waiting are retried; killing it cancels the step.
+        wait = EmrRunStepSensor(
+            task_id=f"wait_{step.name}",
+            job_flow_id=create.output,
+            step_id=f"{{{{ ti.xcom_pull(task_ids='add_{step.name}')[0] }}}}",
+            deferrable=True,  # the triggerer polls EMR; no worker slot is held while the step runs
+            poke_interval=settings.poll_seconds,
+            max_attempts=max(1, int(STEP_TIMEOUT.total_seconds()) // settings.poll_seconds),
+            **_aws(settings),
+        )
+        [create, upload, select] >> add >> wait
+        for dep in step.depends_on:
+            waits[dep] >> add
+        waits[step.name] = wait
+        for output in step.produces:
+            register = _register(settings, plan, output)
+            [wait, database] >> register
+    # Registering needs no cluster: the cluster goes as soon as the last step ended.
+    chain(list(waits.values()), terminate)
+
+
+def backfill_emr(settings: Settings, plan: Any) -> None:
+    """A date range on one cluster: batches of steps, then every date's partitions in Glue."""
+    create, terminate = _emr_cluster(settings, plan)
+    upload = _upload_code_task(settings, plan["code"])
+    database = _glue_database(settings)
+    plan >> database  # nothing reaches AWS before the plan accepted the parameters
+    run_steps = EmrStepBatchesOperator(
+        task_id="run_steps",
+        job_flow_id=create.output,
+        batches=plan["batches"],
+        waiter_delay=settings.poll_seconds,
+        waiter_max_attempts=max(1, int(STEP_TIMEOUT.total_seconds()) // settings.poll_seconds),
+        # a retry follows the steps already on the cluster; a failed step fails without retry
+        **_aws(settings),
+    )
+    registers = [_register(settings, plan, out) for out in P.OUTPUTS]
+    [create, upload] >> run_steps >> terminate
+    cross_downstream([run_steps, database], registers)
