@@ -257,11 +257,12 @@ def test_feature_correlation_of_the_run_matches_pandas_pairwise_complete(spark, 
 
 def test_feature_correlation_is_null_for_zero_variance_and_too_few_pairs(spark):
     # Same recency for all (zero variance), pagerank for one customer only (< 2 complete pairs),
-    # spend_volatility for exactly two customers.
+    # spend_volatility for exactly two customers, who bought equally often (purchase_frequency
+    # varies overall, but not where both are known).
     rows = [
         ("a", 10.0, 1.0, 1.0, None, 0.0, 0.2),
         ("b", 25.5, 2.0, 2.5, 3.0, 0.0, None),
-        ("c", 7.25, 4.0, 1.5, 1.0, 0.0, None),
+        ("c", 7.25, 2.0, 1.5, 1.0, 0.0, None),
         ("d", 90.0, 3.0, 4.0, None, 0.0, None),
     ]
     columns = ["customer_id", *FEATURE_COLUMNS]
@@ -277,6 +278,8 @@ def test_feature_correlation_is_null_for_zero_variance_and_too_few_pairs(spark):
     assert got["recency_days", "lifetime_value"] is None
     assert got["pagerank", "pagerank"] is None
     assert got["spend_volatility", "lifetime_value"] == pytest.approx(1.0)  # two points lie on a line
+    assert got["spend_volatility", "purchase_frequency"] is None
+    assert got["purchase_frequency", "lifetime_value"] is not None
     assert got["lifetime_value", "lifetime_value"] == pytest.approx(1.0)
 
 
