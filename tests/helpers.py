@@ -40,3 +40,18 @@ def write_landing_jsonl(
         for rec in records:
             fh.write((rec if isinstance(rec, str) else json.dumps(rec)) + "\n")
     return path
+
+
+def fail_parquet_writes_to(monkeypatch, zone_part: str) -> None:
+    """Make every Spark Parquet write whose path contains `zone_part` (e.g. "/quarantine/") raise
+    OSError("injected: ...") before writing anything; other writes go through."""
+    from pyspark.sql.readwriter import DataFrameWriter
+
+    real = DataFrameWriter.parquet
+
+    def fail_there(self, path, *args, **kwargs):
+        if zone_part in path:
+            raise OSError(f"injected: write to {path} failed")
+        return real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(DataFrameWriter, "parquet", fail_there)

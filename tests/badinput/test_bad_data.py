@@ -17,7 +17,7 @@ from spark_jobs.common import partition_path
 from spark_jobs.ingest import run
 from spark_jobs.schemas import LANDING_COLUMNS
 from tests.conftest import lake_dir
-from tests.helpers import write_landing_csv, write_landing_jsonl
+from tests.helpers import fail_parquet_writes_to, write_landing_csv, write_landing_jsonl
 
 DS = "2024-06-30"
 SALES = LANDING_COLUMNS["sales"]
@@ -281,16 +281,7 @@ def test_a_swap_that_fails_restores_the_previous_partition(spark, lake, ingested
 
 
 def test_a_failed_quarantine_write_leaves_processed_as_it_was(spark, lake, ingested_once, monkeypatch):
-    from pyspark.sql.readwriter import DataFrameWriter
-
-    real = DataFrameWriter.parquet
-
-    def fail_on_quarantine(self, path, *args, **kwargs):
-        if "/quarantine/" in path:
-            raise OSError("injected: quarantine write failed")
-        return real(self, path, *args, **kwargs)
-
-    monkeypatch.setattr(DataFrameWriter, "parquet", fail_on_quarantine)
+    fail_parquet_writes_to(monkeypatch, "/quarantine/")
     with pytest.raises(OSError, match="injected"):
         _ingest(spark, lake, "sales")
     monkeypatch.undo()

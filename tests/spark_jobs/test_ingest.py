@@ -23,7 +23,7 @@ from spark_jobs.ingest import (
 )
 from spark_jobs.schemas import LANDING_COLUMNS, PROCESSED, QUARANTINE
 from tests.conftest import lake_dir
-from tests.helpers import write_landing_csv, write_landing_jsonl
+from tests.helpers import fail_parquet_writes_to, write_landing_csv, write_landing_jsonl
 
 DS = "2024-06-30"
 SALES = LANDING_COLUMNS["sales"]
@@ -504,8 +504,6 @@ def _lake_files(lake, zone):
 
 
 def test_a_range_whose_quarantine_write_fails_leaves_every_partition_as_it_was(spark, lake, monkeypatch):
-    from pyspark.sql.readwriter import DataFrameWriter
-
     days = _sales_landing_over_three_days(lake)
     _ingest(spark, lake, "sales", days[0], days[-1])
     before = {zone: _lake_files(lake, zone) for zone in ("processed", "quarantine")}
@@ -519,14 +517,7 @@ def test_a_range_whose_quarantine_write_fails_leaves_every_partition_as_it_was(s
             [(f"n-{day}", "c1", "p1", "1", "1.00", f"{day}T08:00:00Z")],
             name="b.csv",
         )
-    real = DataFrameWriter.parquet
-
-    def fail_on_quarantine(self, path, *args, **kwargs):
-        if "/quarantine/" in path:
-            raise OSError("injected: quarantine write failed")
-        return real(self, path, *args, **kwargs)
-
-    monkeypatch.setattr(DataFrameWriter, "parquet", fail_on_quarantine)
+    fail_parquet_writes_to(monkeypatch, "/quarantine/")
     with pytest.raises(OSError, match="injected"):
         _ingest(spark, lake, "sales", days[0], days[-1])
     monkeypatch.undo()
