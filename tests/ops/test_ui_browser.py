@@ -47,11 +47,15 @@ def browser(airflow_server) -> Iterator:
 
 def _wait_text(driver, *texts: str, timeout: float = PAGE_TIMEOUT) -> str:
     """Until every one of `texts` is on the page; fails naming the missing ones."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
     deadline, body = time.monotonic() + timeout, ""
     while time.monotonic() < deadline:
-        body = driver.find_element(By.TAG_NAME, "body").text
+        try:
+            body = driver.find_element(By.TAG_NAME, "body").text
+        except StaleElementReferenceException:  # the page was replaced between find and read
+            body = ""
         if all(t in body for t in texts):
             return body
         time.sleep(1)
