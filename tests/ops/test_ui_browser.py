@@ -36,6 +36,11 @@ def browser(airflow_server) -> Iterator:
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
         options.add_argument(arg)
+    # No calls home: on a closed network each one is a refused connection Chromium retries.
+    for arg in ("--disable-background-networking", "--disable-component-update", "--disable-sync"):
+        options.add_argument(arg)
+    options.add_argument("--no-first-run")
+    options.add_argument("--disable-quic")
     options.add_argument("--window-size=1400,1000")
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     driver.set_page_load_timeout(PAGE_TIMEOUT)
