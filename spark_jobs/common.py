@@ -78,6 +78,10 @@ def get_spark(app_name: str = "spark_jobs") -> SparkSession:
         )
     spark = (
         builder.config("spark.sql.session.timeZone", "UTC")
+        # Our row_number() = 1 filters deduplicate by transaction/event id, which are nearly all
+        # unique: Spark 3.5's partial WindowGroupLimit would sort every row before the shuffle
+        # and drop none (one extra sort of the whole input; see docs/BENCHMARKS.md, figure 2).
+        .config("spark.sql.optimizer.windowGroupLimitThreshold", "-1")
         .config("spark.sql.parquet.compression.codec", "snappy")
         .getOrCreate()
     )

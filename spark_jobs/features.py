@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -124,10 +125,14 @@ def run(spark: SparkSession, args) -> dict:
     snapshot_dt, customers = latest_customers(spark, lake, ds)
     log.warning("features %s: customers snapshot dt=%s", ds, snapshot_dt)
 
-    rows = write_partition(customer_features(sales, customers, graph, ds), lake, "curated", OUTPUT, ds)
-    # Correlate exactly what was written, without recomputing the features.
-    written = read_partition(spark, lake, "curated", OUTPUT, ds, CURATED[OUTPUT])
-    pairs = write_partition(feature_correlation(written), lake, "curated", CORRELATION, ds, coalesce=1)
+    # Cached while it is written (one row per customer), so the correlation is computed from
+    # exactly the rows written, without recomputing them or reading them back.
+    features = customer_features(sales, customers, graph, ds).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        rows = write_partition(features, lake, "curated", OUTPUT, ds)
+        pairs = write_partition(feature_correlation(features), lake, "curated", CORRELATION, ds, coalesce=1)
+    finally:
+        features.unpersist()
     return {
         "rows_in": {"sales": sales.count(), "customers": customers.count(), "referral_graph": graph.count()},
         "rows_out": {OUTPUT: rows, CORRELATION: pairs},

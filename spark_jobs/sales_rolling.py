@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs.common import (
@@ -18,6 +18,7 @@ from spark_jobs.common import (
     read_partition,
     write_partition,
 )
+from spark_jobs.features import distinct_sales, region_by_customer  # the same rules in both jobs
 from spark_jobs.schemas import CURATED, PROCESSED
 
 log = logging.getLogger("spark_jobs.sales_rolling")
@@ -28,24 +29,6 @@ OUTPUT = "sales_rolling_30d"
 
 def window_start(ds: dt.date) -> dt.date:
     return ds - dt.timedelta(days=WINDOW_DAYS - 1)
-
-
-def distinct_sales(sales: DataFrame) -> DataFrame:
-    """One row per transaction_id (history rows carry `dt`).
-
-    Ingest deduplicates within a day; a transaction re-delivered on another day would otherwise
-    count twice. The copy on the earliest day is kept; the remaining sort keys only make the
-    choice deterministic when copies differ.
-    """
-    order = Window.partitionBy("transaction_id").orderBy(
-        "dt", "transaction_ts", "total_amount", "customer_id", "product_id", "quantity"
-    )
-    return sales.withColumn("_n", F.row_number().over(order)).filter("_n = 1").drop("_n")
-
-
-def region_by_customer(customers: DataFrame) -> DataFrame:
-    """customer_id -> region, exactly one row per customer so a join can never duplicate money."""
-    return customers.groupBy("customer_id").agg(F.min("region").alias("region"))
 
 
 def rolling_sales_by_region(sales: DataFrame, customers: DataFrame, ds: dt.date) -> DataFrame:
