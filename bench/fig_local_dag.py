@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench import cli, core
 
-FULL = {"start": "2024-05-01", "ds": "2024-06-30", "scale": 0.02}  # the Makefile's demo defaults
+FULL = {"start": "2024-05-01", "ds": "2024-06-28", "scale": 0.02}  # the Makefile's demo defaults
 QUICK = {"start": "2024-06-24", "ds": "2024-06-30", "scale": 0.002}
 PROBE_PREFIX = "LOCAL_DAG_PROBE "
 
