@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     DataType,
@@ -389,20 +389,19 @@ def ingest_days(
         checked = with_typed_columns_and_reject_reason(
             read_landing_days(spark, dataset, days), dataset, F.col(DT)
         )
-        # One pass over the landing files: the processed write fills the cache (and counts each
-        # day's rows in on the way, via observe: no extra job); the quarantine write reads the cache.
+        # One pass over the landing files: the processed write fills the cache; the quarantine
+        # write and the per-day input counts read the cache. (Not `observe`: an Observation whose
+        # metrics never arrive blocks `get` forever; a run of the suite hung there once.)
         checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            seen = Observation()
-            by_day = [F.count(F.when(F.col(DT) == F.lit(ds), True)).alias(str(ds)) for ds in dates]
-            observed = checked.observe(seen, *by_day)
             # Duplicates are duplicates within a day: the day is part of the key.
-            valid = deduplicated_by_key(valid_rows(observed, dataset, keep=[DT]), (DT, *KEYS[dataset]))
+            valid = deduplicated_by_key(valid_rows(checked, dataset, keep=[DT]), (DT, *KEYS[dataset]))
             # Quarantine is always written, even empty: a rerun must clear the rejects of an earlier
             # run. No coalesce: only input splits that hold rejects write files.
             rejects = quarantined_rows(checked, dataset, keep=[DT])
             processed, quarantine = _stage_both(valid, rejects, lake, dataset, dates)
-            rows_in = {ds: int(seen.get[str(ds)]) for ds in dates}
+            per_day = {row[DT]: row["count"] for row in checked.groupBy(DT).count().collect()}
+            rows_in = {ds: int(per_day.get(ds, 0)) for ds in dates}
         finally:
             checked.unpersist()
     commit_partitions(processed, quarantine)
