@@ -165,6 +165,10 @@ def plan_nightly(
         P.check_range(start, ds, max_days=P.MAX_INGEST_HISTORY_DAYS, what="ingest_start_ds .. ds")
     steps = P.steps_for(outputs)
     plan: dict[str, Any] = {"ds": ds, "outputs": outputs, "steps": [s.name for s in steps]}
+    # Every step has an entry; an empty one tells its task that no requested output needs it,
+    # and the task skips (what follows it is skipped by the trigger rules).
+    for step in P.PIPELINE:
+        plan[f"step:{step.name}"] = []
     for step in steps:
         args = P.job_args(step, ds=ds, lake=settings.lake, start_ds=start)
         if settings.is_emr:
@@ -267,15 +271,6 @@ def _plan_task(settings: Settings, kind: str):
     return plan()
 
 
-def select_task(plan: Any, prefix: str):
-    @task.branch(task_id="select_steps", retries=0)
-    def select_steps(steps: list[str]) -> list[str]:
-        """Run the steps the requested outputs need; the rest (and what follows them) is skipped."""
-        return [f"{prefix}{name}" for name in steps]
-
-    return select_steps(plan["steps"])
-
-
 def _local_job(
     settings: Settings, task_id: str, commands: Any, outputs: tuple[str, ...]
 ) -> SparkJobSubprocessOperator:
@@ -324,11 +319,12 @@ def build_nightly_dag(settings: Settings, dag_id: str = NIGHTLY_DAG_ID, doc_md: 
 
 
 def _nightly_local(settings: Settings, plan: Any) -> None:
-    select = select_task(plan, "run_")
+    # A step the requested outputs do not need gets no command and skips itself; a branch
+    # operator cannot express that (Airflow's branch leaves a task alone once it is downstream
+    # of a chosen one, so an unneeded `segments` would run after a chosen `features`).
     runs = {}
     for step in P.PIPELINE:
         runs[step.name] = _local_job(settings, f"run_{step.name}", plan[f"step:{step.name}"], step.produces)
-        select >> runs[step.name]
         for dep in step.depends_on:
             runs[dep] >> runs[step.name]
 

@@ -14,7 +14,7 @@ from airflow.providers.amazon.aws.operators.glue_catalog import GlueCatalogCreat
 from airflow.sdk import chain, cross_downstream, task
 
 from include import pipeline as P
-from include.dag_factory import STEP_TIMEOUT, output_asset, select_task
+from include.dag_factory import STEP_TIMEOUT, output_asset
 from include.settings import Settings
 from plugins.emr_step_batches import EmrStepBatchesOperator
 from plugins.emr_steps import (
@@ -116,7 +116,6 @@ def nightly_emr(settings: Settings, plan: Any) -> None:
     upload = _upload_code_task(settings, plan["code"])
     database = _glue_database(settings)
     plan >> database  # nothing reaches AWS before the plan accepted the run's parameters
-    select = select_task(plan, "add_")
     waits: dict[str, EmrRunStepSensor] = {}
     for step in P.PIPELINE:
         # Idempotent (a retry follows the step already added) and cancels its step when killed.
@@ -137,7 +136,9 @@ def nightly_emr(settings: Settings, plan: Any) -> None:
             max_attempts=max(1, int(STEP_TIMEOUT.total_seconds()) // settings.poll_seconds),
             **_aws(settings),
         )
-        [create, upload, select] >> add >> wait
+        # An empty step list (no requested output needs the step) skips the add task, and with
+        # it the wait, the registration and every step after it.
+        [create, upload] >> add >> wait
         for dep in step.depends_on:
             waits[dep] >> add
         waits[step.name] = wait

@@ -88,7 +88,7 @@ def _count(value: Any) -> int | None:
 
 def step_state(planned: PlannedStep, task_states: Mapping[str, str | None]) -> str:
     if not planned.selected:
-        return "not selected"
+        return "skipped"  # no requested output needs it: its task skipped itself
     return task_states.get(planned.task_id) or "no state"
 
 

@@ -23,7 +23,7 @@ from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator, EmrC
 from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
 from airflow.providers.amazon.aws.triggers.emr import EmrAddStepsTrigger, EmrStepSensorTrigger
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from botocore.exceptions import BotoCoreError, ClientError
 
 from include import pipeline as P
@@ -314,12 +314,15 @@ class EmrIdempotentAddStepsOperator(EmrAddStepsOperator):
         self._added: tuple[str, list[str]] | None = None
 
     def execute(self, context: Any) -> list[str]:
+        steps = ast.literal_eval(self.steps) if isinstance(self.steps, str) else list(self.steps or [])
+        if not steps:
+            # The plan gives a step nothing to add when no requested output needs it.
+            raise AirflowSkipException("no step to add: the run's outputs do not need this step")
         job_flow_id = self.job_flow_id or self.hook.get_cluster_id_by_name(
             str(self.job_flow_name), self.cluster_states
         )
         if not job_flow_id:
             raise AirflowException(f"No cluster found for name: {self.job_flow_name}")
-        steps = ast.literal_eval(self.steps) if isinstance(self.steps, str) else list(self.steps)
         if self.openlineage_inject_parent_job_info:
             steps = self._inject_openlineage_parent_job_information(steps, context)
         self._added = (job_flow_id, [])

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 EXIT_BAD_INPUT = 2
 
@@ -70,6 +70,9 @@ class SparkJobSubprocessOperator(BaseOperator):
             isinstance(cmd, list) and all(isinstance(a, str) for a in cmd) for cmd in commands
         ):
             raise AirflowFailException(f"commands must be a list of lists of strings, got {commands!r}")
+        if not commands:
+            # The plan gives a step no command when no requested output needs it.
+            raise AirflowSkipException("nothing to run: the run's outputs do not need this step")
         env = self._environment()
         return [self._run(cmd, env) for cmd in commands]
 

@@ -94,6 +94,22 @@ def test_the_run_marks_every_curated_output_asset(nightly, demo_lake):
     assert nightly.asset_events == sorted(f"{lake}/curated/{out}" for out in P.OUTPUTS)
 
 
+def test_customer_features_alone_builds_it_and_nothing_downstream(nightly, demo_lake):
+    """Issue #19: segments (downstream of features) and the unrelated steps are skipped, not run."""
+    from include.lake_summary import read_partition
+
+    day = "2024-06-27"  # ingested by the history run; no curated output of this date exists yet
+    run = run_pipeline_dag("nightly", day, {"outputs": ["customer_features"]})
+    needed = {s.name for s in P.steps_for(["customer_features"])}
+    assert run.state == "success", run.task_states
+    assert {t: run.task_states[t] for t in RUN_TASKS} == {
+        f"run_{s.name}": "success" if s.name in needed else "skipped" for s in P.PIPELINE
+    }
+    assert len(read_partition(demo_lake, "curated", "customer_features", day)) > 0
+    for output in ("customer_segments", "sales_rolling_30d", "stock_daily"):
+        assert read_partition(demo_lake, "curated", output, day) is None, output
+
+
 def test_a_conf_the_param_schema_refuses_creates_no_run(demo_lake):
     from airflow.sdk.definitions.param import ParamValidationError
 

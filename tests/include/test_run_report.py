@@ -116,13 +116,13 @@ def test_report_uses_metrics_of_succeeded_steps_only_and_fails_with_the_failed_t
         "ingest_sales": "success",
         "ingest_referrals": "success",
         "ingest_stock_ticks": "success",
-        "ingest_clickstream": "not selected",
+        "ingest_clickstream": "skipped",
         "graph": "failed",
         "features": "upstream_failed",
-        "segments": "not selected",
-        "sales_rolling": "not selected",
+        "segments": "skipped",
+        "sales_rolling": "skipped",
         "stock_daily": "success",
-        "clickstream": "not selected",
+        "clickstream": "skipped",
     }
     assert (by_step["ingest_sales"]["rows_in"], by_step["ingest_sales"]["rows_out"]) == (1000, 990)
     assert by_step["ingest_sales"]["rows_quarantined"] == 7
@@ -169,7 +169,7 @@ def test_table_in_the_log_has_one_line_per_step_with_its_numbers():
     assert lines[1].split() == ["step", "ds", "state", "rows", "in", "rows", "out", "quarantined", "seconds"]
     body = {line.split()[0]: line.split() for line in lines[3:-2]}
     assert body["ingest_sales"] == ["ingest_sales", DS, "success", "12,345", "12,000", "300", "61.0"]
-    assert body["graph"] == ["graph", DS, "not", "selected", "-", "-", "-", "-"]
+    assert body["graph"] == ["graph", DS, "skipped", "-", "-", "-", "-"]
     assert lines[-1].split() == ["total", "1", "succeeded", "300", "61.0"]
 
 

@@ -83,7 +83,7 @@ def test_nightly_run_triggered_like_the_ui_writes_every_curated_partition_once(
     assert nightly_run["logical_date"].startswith(RUN_DS)
     assert nightly_run["conf"]["ingest_start_ds"] == HISTORY_START
     tis = {ti["task_id"]: ti for ti in api.task_instances(DAG_ID, run_id)}
-    expected_tasks = {"plan", "select_steps", "run_report"} | {f"run_{s.name}" for s in P.PIPELINE}
+    expected_tasks = {"plan", "run_report"} | {f"run_{s.name}" for s in P.PIPELINE}
     assert set(tis) == expected_tasks
     assert {t: ti["state"] for t, ti in tis.items()} == dict.fromkeys(expected_tasks, "success")
 

@@ -95,3 +95,12 @@ def test_arguments_reach_the_job_verbatim_without_a_shell(job_dir):
     _operator(job_dir, [hostile]).execute({})
     assert _calls(job_dir) == [hostile]
     assert not (job_dir / "pwned").exists()
+
+
+def test_an_empty_command_list_skips_the_task_without_starting_a_process(job_dir):
+    """The plan gives a step no command when no requested output needs it."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    with pytest.raises(AirflowSkipException, match="do not need this step"):
+        _operator(job_dir, []).execute({})
+    assert _calls(job_dir) == []

@@ -35,6 +35,19 @@ def sensor(cluster_id: str, step_id: str) -> EmrRunStepSensor:
     return EmrRunStepSensor(task_id="wait_graph", job_flow_id=cluster_id, step_id=step_id, deferrable=True)
 
 
+def test_an_empty_step_list_skips_the_add_task_without_asking_aws_anything(aws):
+    """The plan gives a step nothing to add when no requested output needs it."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    cluster = run_cluster(aws, run_id=RUN)
+    before = len(aws.requests())
+    op = EmrIdempotentAddStepsOperator(task_id="add_segments", job_flow_id=cluster, steps=[])
+    with pytest.raises(AirflowSkipException, match="do not need this step"):
+        op.execute(context(run_id=RUN))
+    assert len(aws.requests()) == before
+    assert aws.emr_backend().clusters[cluster].steps == []
+
+
 # ---- a retried add-steps task adds no duplicate ------------------------------------------------
 def test_the_providers_operator_adds_the_step_again_on_a_retry(aws):
     """The fault itself: without the idempotent operator a retry duplicates the step."""
