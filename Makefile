@@ -12,7 +12,7 @@ DEMO_LAKE ?= $(CURDIR)/lake
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON ?= $(CURDIR)/$(PY)
 
-.PHONY: help venv demo demo-data test lint format package bench lock clean
+.PHONY: help venv jars demo demo-data test lint format package bench lock clean
 
 help:
 	@echo "make demo     - install, generate demo data, run the nightly pipeline locally, print outputs"
@@ -29,6 +29,17 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	touch $@
 
 venv: $(VENV)/.installed
+
+# Spark packages of local runs (Iceberg, sqlite-jdbc, hadoop-aws), pinned in jars/pom.xml to the
+# EMR release's versions, fetched from Maven Central once into a cache this Makefile owns.
+JARS_DIR := .cache/jars
+$(JARS_DIR)/.fetched: jars/pom.xml
+	rm -rf $(JARS_DIR)
+	mvn -q -B -f jars/pom.xml dependency:copy-dependencies \
+		-DoutputDirectory=$(CURDIR)/$(JARS_DIR) -Dmaven.repo.local=$(CURDIR)/.cache/m2
+	touch $@
+
+jars: $(JARS_DIR)/.fetched
 
 demo-data: venv
 	$(PY) -m include.demo_data --lake $(DEMO_LAKE) --start $(DEMO_START) --end $(DEMO_DS) --scale $(DEMO_SCALE)

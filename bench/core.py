@@ -38,7 +38,7 @@ EMR_ENV = {
     "PIPELINE_EMR_MASTER_SG": "sg-0123456789abcdef0",
     "PIPELINE_EMR_CORE_SG": "sg-0fedcba9876543210",
     "PIPELINE_RETRIES": "0",
-    "PIPELINE_GLUE_DATABASE": "analytics_bench",
+    "PIPELINE_GLUE_DATABASE_PREFIX": "analytics_bench",
 }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from include.pipeline import PROJECT, safe_name
 from include.settings import Settings
+from spark_jobs.catalog import EXTENSIONS, catalog_conf
 
 # Steps of independent branches (the five ingests, then graph/rolling/stock/clickstream) run
 # side by side up to StepConcurrencyLevel; YARN shares the nodes between them.
@@ -81,7 +82,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 # Every cluster, whatever its size.
-_SPARK_DEFAULTS = {"spark.sql.session.timeZone": "UTC", "spark.sql.sources.partitionOverwriteMode": "static"}
+_SPARK_DEFAULTS = {"spark.sql.session.timeZone": "UTC"}
 
 
 def cluster_tags(
@@ -99,6 +100,28 @@ def cluster_tags(
         }
     )
     return tags
+
+
+def iceberg_configurations(settings: Settings, spark_defaults: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The release's own Iceberg, switched on, and the Spark catalog `lake` on the Glue Data Catalog.
+
+    No Iceberg jar is shipped: `iceberg-defaults` puts the release's Iceberg on Spark's classpath,
+    and spark-defaults names the catalog, its warehouse and the zones' Glue databases exactly as
+    local runs name them (spark_jobs/catalog.py is the one source).
+    """
+    catalog = catalog_conf(settings.lake, glue_prefix=settings.glue_database_prefix)
+    return [
+        {"Classification": "iceberg-defaults", "Properties": {"iceberg.enabled": "true"}},
+        {
+            "Classification": "spark-defaults",
+            "Properties": {
+                **_SPARK_DEFAULTS,
+                "spark.sql.extensions": EXTENSIONS,
+                **catalog,
+                **spark_defaults,
+            },
+        },
+    ]
 
 
 def job_flow_overrides(
@@ -141,9 +164,7 @@ def job_flow_overrides(
         "Instances": instances,
         "StepConcurrencyLevel": spec["StepConcurrencyLevel"],
         "AutoTerminationPolicy": {"IdleTimeout": settings.idle_timeout_seconds},
-        "Configurations": [
-            {"Classification": "spark-defaults", "Properties": {**_SPARK_DEFAULTS, **spec["SparkDefaults"]}},
-        ],
+        "Configurations": iceberg_configurations(settings, spec["SparkDefaults"]),
         "Tags": [{"Key": key, "Value": str(value)[:256]} for key, value in sorted(tags.items())],
     }
     if "ManagedScalingPolicy" in spec:

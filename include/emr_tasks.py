@@ -90,7 +90,7 @@ def _emr_cluster(settings: Settings, plan: Any) -> tuple[EmrRunClusterOperator, 
 def _glue_database(settings: Settings) -> GlueCatalogCreateDatabaseOperator:
     return GlueCatalogCreateDatabaseOperator(
         task_id="glue_database",
-        database_name=settings.glue_database,
+        database_name=settings.namespaces["curated"],
         description="Curated outputs of the customer and market analytics lake",
         location_uri=f"{settings.lake}/curated",
         if_exists="skip",
@@ -103,7 +103,7 @@ def _register(settings: Settings, plan: Any, output: str) -> GlueRegisterPartiti
 
     return GlueRegisterPartitionsOperator(
         task_id=f"register_{output}",
-        database_name=settings.glue_database,
+        database_name=settings.namespaces["curated"],
         table_input=functools.partial(table_input, output, f"{settings.lake}/curated/{output}"),
         partitions=plan[f"partitions:{output}"],
         outlets=[output_asset(settings, output)],

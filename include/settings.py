@@ -13,6 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from include.emr_release import DEFAULT_RELEASE
+from spark_jobs.catalog import DEFAULT_GLUE_PREFIX, namespaces
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TARGETS = ("local", "emr")
 PROFILE_NAMES = ("dev", "prod")
@@ -23,7 +26,7 @@ _SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 _SG = re.compile(r"^sg-[0-9a-f]{8,17}$")
 _RELEASE = re.compile(r"^emr-7\.\d+\.\d+$")  # EMR 7.x ships Spark 3.5, which the jobs are written for
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
-_GLUE_DB = re.compile(r"^[a-z0-9_]{1,255}$")
+_GLUE_DB = re.compile(r"^[a-z0-9_]{1,200}$")  # + "_quarantine" stays within Glue's 255
 _ROLE = re.compile(r"^[A-Za-z0-9+=,.@_/:-]{1,512}$")
 _CONN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
 _SECURITY_CONFIG = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -50,14 +53,15 @@ class Settings:
     master_security_group: str = ""
     core_security_group: str = ""
     service_security_group: str = ""
-    release_label: str = "emr-7.5.0"
+    release_label: str = DEFAULT_RELEASE
     service_role: str = "EMR_DefaultRole"
     instance_profile: str = "EMR_EC2_DefaultRole"
     idle_timeout_seconds: int = 3600
     poll_seconds: int = 30  # 60 s measured 69 s step-to-step latency (docs/BENCHMARKS.md); 30 s gives 36 s
     aws_conn_id: str = "aws_default"
     region: str | None = None
-    glue_database: str = "customer_analytics"
+    # One Glue database per table zone: <prefix>_processed, <prefix>_quarantine, <prefix>_curated.
+    glue_database_prefix: str = DEFAULT_GLUE_PREFIX
     # Security (emr only). The security configuration is created once per account and region
     # with `python -m include.emr_security`; clusters only name it.
     security_configuration: str = "customer-market-analytics"
@@ -69,6 +73,11 @@ class Settings:
     @property
     def is_emr(self) -> bool:
         return self.target == "emr"
+
+    @property
+    def namespaces(self) -> dict[str, str]:
+        """Table zone -> Iceberg namespace: the zone's name locally, its Glue database on EMR."""
+        return namespaces(self.lake, self.glue_database_prefix)
 
 
 # env var -> (Settings field, converter). Every setting is documented in the README.
@@ -91,7 +100,7 @@ _ENV = {
     "PIPELINE_EMR_POLL_SECONDS": ("poll_seconds", int),
     "PIPELINE_AWS_CONN_ID": ("aws_conn_id", str),
     "PIPELINE_AWS_REGION": ("region", str),
-    "PIPELINE_GLUE_DATABASE": ("glue_database", str),
+    "PIPELINE_GLUE_DATABASE_PREFIX": ("glue_database_prefix", str),
     "PIPELINE_EXTRA_TAGS": ("extra_tags", str),
     "PIPELINE_EMR_SECURITY_CONFIGURATION": ("security_configuration", str),
     "PIPELINE_EMR_KMS_KEY_ARN": ("kms_key_arn", str),
@@ -99,6 +108,11 @@ _ENV = {
     "PIPELINE_EMR_TLS_CERTIFICATES_URI": ("tls_certificates_uri", str),
 }
 ENV_VARS = tuple(_ENV)
+# Settings that changed meaning: set, they fail the import with the new name rather than be ignored.
+_RENAMED = {
+    "PIPELINE_GLUE_DATABASE": "PIPELINE_GLUE_DATABASE_PREFIX (one Glue database per zone: "
+    "<prefix>_processed, <prefix>_quarantine, <prefix>_curated)"
+}
 
 
 def _parse_tags(value: str, problems: list[str]) -> dict[str, str]:
@@ -124,6 +138,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from `environ` (default os.environ); SettingsError names every bad variable."""
     env = os.environ if environ is None else environ
     problems: list[str] = []
+    for old, new in _RENAMED.items():
+        if env.get(old, "").strip():
+            problems.append(f"{old} was replaced by {new}")
     values: dict[str, object] = {}
     for var, (attr, convert) in _ENV.items():
         raw = env.get(var, "").strip()
@@ -211,8 +228,11 @@ def _check_emr(values: dict[str, object], problems: list[str]) -> None:
         problems.append(f"PIPELINE_AWS_REGION={values['region']!r} is not a region name (e.g. eu-west-1)")
     if "aws_conn_id" in values and not _CONN_ID.match(str(values["aws_conn_id"])):
         problems.append(f"PIPELINE_AWS_CONN_ID={values['aws_conn_id']!r} is not a connection id")
-    if "glue_database" in values and not _GLUE_DB.match(str(values["glue_database"])):
-        problems.append("PIPELINE_GLUE_DATABASE: lower-case letters, digits and _ only (Athena's rule)")
+    if "glue_database_prefix" in values and not _GLUE_DB.match(str(values["glue_database_prefix"])):
+        problems.append(
+            "PIPELINE_GLUE_DATABASE_PREFIX: lower-case letters, digits and _ only (Athena's rule), "
+            "at most 200 characters"
+        )
     _check_emr_security(values, problems)
 
 

@@ -106,7 +106,7 @@ def values_from_settings(settings: Settings, account: str) -> dict[str, str]:
         "Project": PROJECT,
         "LakeBucket": lake_bucket,
         "LakePrefix": lake_prefix,
-        "GlueDatabase": settings.glue_database,
+        "GlueDatabase": settings.namespaces["curated"],
         "EmrServiceRoleName": settings.service_role.rsplit("/", 1)[-1],
         "EmrInstanceRoleName": settings.instance_profile.rsplit("/", 1)[-1],
         "KmsKeyArn": settings.kms_key_arn,

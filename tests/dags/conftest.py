@@ -15,7 +15,7 @@ EMR_ENV = {
     "PIPELINE_EMR_CORE_SG": "sg-0fedcba9876543210",
     "PIPELINE_EMR_POLL_SECONDS": "1",
     "PIPELINE_RETRIES": "0",  # a retry delay would stall dag.test(); retries are checked on the structure
-    "PIPELINE_GLUE_DATABASE": "analytics_test",
+    "PIPELINE_GLUE_DATABASE_PREFIX": "analytics_test",
 }
 
 

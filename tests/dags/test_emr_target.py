@@ -52,7 +52,7 @@ def snapshot(aws: FakeAws, run: DagRunRecord, player: EmrStepPlayer) -> EmrRun:
     objects = {}
     for obj in s3.list_objects_v2(Bucket="lake-bucket").get("Contents", []):
         objects[obj["Key"]] = s3.get_object(Bucket="lake-bucket", Key=obj["Key"])["Body"].read()
-    glue, db = aws.client("glue"), EMR_ENV["PIPELINE_GLUE_DATABASE"]
+    glue, db = aws.client("glue"), EMR_ENV["PIPELINE_GLUE_DATABASE_PREFIX"] + "_curated"
     tables = {}
     if any(d["Name"] == db for d in glue.get_databases()["DatabaseList"]):
         for table in glue.get_tables(DatabaseName=db)["TableList"]:

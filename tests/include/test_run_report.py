@@ -245,7 +245,7 @@ def test_emr_usage_and_step_timings_are_read_through_boto3():
     client = boto3.client("emr", region_name="us-east-1")
     cluster_id = client.run_job_flow(
         Name="nightly-2024-06-08",
-        ReleaseLabel="emr-7.5.0",
+        ReleaseLabel="emr-7.13.0",
         Instances={"InstanceGroups": PROFILES["dev"]["InstanceGroups"], "KeepJobFlowAliveWhenNoSteps": True},
         JobFlowRole="EMR_EC2_DefaultRole",
         ServiceRole="EMR_DefaultRole",

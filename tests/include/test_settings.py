@@ -71,7 +71,8 @@ def test_emr_without_lake_and_subnet_names_both_variables():
         ("PIPELINE_EMR_RELEASE", "emr-6.15.0"),
         ("PIPELINE_EMR_IDLE_TIMEOUT_SECONDS", "10"),
         ("PIPELINE_EMR_POLL_SECONDS", "soon"),
-        ("PIPELINE_GLUE_DATABASE", "Analytics-DB"),
+        ("PIPELINE_GLUE_DATABASE_PREFIX", "Analytics-DB"),
+        ("PIPELINE_GLUE_DATABASE", "analytics"),  # renamed: the old name is refused, not ignored
         ("PIPELINE_AWS_REGION", "europe"),
         ("PIPELINE_CLUSTER_PROFILE", "huge"),
         ("PIPELINE_RETRIES", "-1"),

@@ -93,7 +93,7 @@ def run_cluster(
     emr = aws.client("emr")
     response = emr.run_job_flow(
         Name=name,
-        ReleaseLabel="emr-7.5.0",
+        ReleaseLabel="emr-7.13.0",
         LogUri="s3://lake-bucket/lake/_emr_logs/",
         Instances={
             "InstanceGroups": [

@@ -18,7 +18,7 @@ from tests.dags.dag_runs import run_pipeline_dag
 pytestmark = pytest.mark.slow
 
 DS, EARLIER = "2024-07-02", "2024-07-01"
-DB = EMR_ENV["PIPELINE_GLUE_DATABASE"]
+DB = EMR_ENV["PIPELINE_GLUE_DATABASE_PREFIX"] + "_curated"
 STDERR = b"INFO starting\nspark_jobs.common.JobInputError: no landing partition clickstream/dt=2024-07-02\n"
 
 

@@ -67,7 +67,7 @@ def test_sweep_terminates_stale_project_clusters_only_and_reports_each(aws):
     old = run_cluster(aws, dag_id="customer_analytics_nightly", run_id="scheduled__running_too_long")
     foreign = aws.client("emr").run_job_flow(
         Name="someone-elses",
-        ReleaseLabel="emr-7.5.0",
+        ReleaseLabel="emr-7.13.0",
         Instances={
             "MasterInstanceType": "m5.xlarge",
             "InstanceCount": 1,

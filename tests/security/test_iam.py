@@ -269,7 +269,7 @@ def _leaked_and_foreign_clusters(fake_aws) -> None:
     ):
         emr.run_job_flow(
             Name="c",
-            ReleaseLabel="emr-7.5.0",
+            ReleaseLabel="emr-7.13.0",
             Instances={
                 "MasterInstanceType": "m5.xlarge",
                 "InstanceCount": 1,
