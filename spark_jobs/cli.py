@@ -52,7 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--end-ds", help="ingest: last date of a range (inclusive)")
     parser.add_argument(
         "--checkpoint",
-        help="clickstream: checkpoint location (default LAKE/_checkpoints/clickstream_checkouts)",
+        help="clickstream: checkpoint location (default LAKE/_checkpoints/clickstream_checkouts/dt=DS)",
+    )
+    parser.add_argument(
+        "--run-id",
+        help="the orchestrator's run (Airflow run_id), recorded on every commit the job makes",
     )
     return parser
 
@@ -94,18 +98,6 @@ def metrics_uri(lake: str, job: str, ds: object, dataset: str | None = None) -> 
     return f"{lake}/{METRICS_DIR}/dt={ds}/{name}.json"
 
 
-def write_metrics(spark, uri: str, metrics: dict) -> None:
-    """Write the metrics JSON through Hadoop's FileSystem, so s3:// (EMR) and file:// both work."""
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(uri)
-    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    out = fs.create(path, True)  # overwrite: a rerun replaces the previous run's numbers
-    try:
-        out.write(bytearray(json.dumps(metrics, sort_keys=True, default=str).encode()))
-    finally:
-        out.close()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     started = time.monotonic()  # a duration only; no date ever comes from the clock
@@ -114,17 +106,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except JobInputError as exc:
         print(f"spark_jobs: bad arguments: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    from spark_jobs.common import get_spark
+    from spark_jobs.common import get_spark, write_text
 
     module = importlib.import_module(JOBS[args.job])
-    spark = get_spark(f"{args.job}-{args.ds}")
+    spark = get_spark(f"{args.job}-{args.ds}", args.lake)
+    if args.run_id:
+        spark.conf.set("spark.pipeline.run-id", args.run_id)
     log.info("%s --ds %s: Spark ready after %.1fs; running", args.job, args.ds, time.monotonic() - started)
     try:
         metrics = module.run(spark, args) or {}
     except JobInputError as exc:
         print(f"spark_jobs {args.job} --ds {args.ds}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    record = {"job": args.job, "ds": str(args.ds)}
+    record = {"job": args.job, "ds": str(args.ds), "run_id": args.run_id}
     if args.job == "ingest":
         record.update(dataset=args.dataset, start_ds=str(args.dates[0]), end_ds=str(args.dates[-1]))
     record.update(metrics)
@@ -134,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(METRICS_PREFIX + json.dumps(record, default=str))
     uri = metrics_uri(args.lake, args.job, args.ds, args.dataset)
     try:
-        write_metrics(spark, uri, record)
+        write_text(spark, uri, json.dumps(record, sort_keys=True, default=str))
     except Exception as exc:  # the outputs are written: missing numbers must not fail the step
         log.warning("could not write the run metrics to %s: %s", uri, exc)
     log.info("%s --ds %s: done in %.1fs", args.job, args.ds, record["duration_seconds"])

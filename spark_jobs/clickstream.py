@@ -1,30 +1,25 @@
 """Job `clickstream`: checkout events per user per 1-minute event-time window, as a stream.
 
-Reads every `landing/clickstream/dt=*/` JSON file not seen by earlier runs (Structured Streaming,
-Trigger.AvailableNow, so the run ends when the backlog is done) and maintains
-`curated/clickstream_checkouts/dt=<date of window_start>/`.
+Reads `landing/clickstream/dt=ds/` with Structured Streaming (Trigger.AvailableNow: the run ends
+when the day's backlog is done) and maintains date ds of `curated.clickstream_checkouts`. The
+output for ds is a function of that day's landing files alone, whatever later days have landed:
+each date has its own checkpoint (`LAKE/_checkpoints/clickstream_checkouts/dt=ds`), and events
+whose UTC date is not ds are dropped (ingest quarantines them) and counted.
 
 Exactly once across reruns and crashes: the stream runs in update mode, so each micro-batch
 carries the *full* current count of every (user_id, window_start) it touched, never a delta. The
-sink replaces those rows in their dt partitions (read, replace by key, atomic write_partition).
-Applying a batch twice therefore gives the same partitions; on top of that the last applied
-batchId is recorded next to the checkpoint and a batch Spark replays after a crash is skipped
-when it was already applied. The marker lives inside the checkpoint directory on purpose:
-deleting the checkpoint to reprocess also forgets the marker, and batchIds restart at 0.
+sink replaces those rows of date ds in one Iceberg commit (read the day, replace by key, write
+the day). Applying a batch twice therefore gives the same table; a rerun whose checkpoint has
+seen every file commits nothing; a rerun after deleting the checkpoint recounts the day from
+its files and writes the same counts.
 
 Late data: the watermark is 1 hour behind the latest event time seen. A checkout arriving in a
-later file or run whose event_ts is within that hour is counted in its window; an event older
-than the watermark (and a duplicate whose first copy has been forgotten) is dropped and counted
-in the `rows_dropped_late` metric. Duplicated event_ids count once: checkout events are
-deduplicated by event_id within the watermark (copies of an event are assumed identical; if not,
-the first copy to arrive counts).
-
-Malformed JSON lines and rows without event_id or a parseable event_ts are dropped here (ingest
-quarantines them) and counted in `rows_dropped_invalid`. The output of a run is not a function of
-ds alone: the stream processes whatever files have arrived, whatever their dt, and updates the
-partitions of the windows it touched (several dates when events are late). ds only names the
-partition that must exist afterwards: the run writes an empty `dt=ds` when it has no checkout
-for that date, so a day without traffic is visible.
+later file whose event_ts is within that hour is counted in its window; an event older than the
+watermark (and a duplicate whose first copy has been forgotten) is dropped and counted in the
+`rows_dropped_late` metric. Duplicated event_ids count once: checkout events are deduplicated
+by event_id within the watermark (copies of an event are assumed identical; if not, the first
+copy to arrive counts). Malformed JSON lines and rows without event_id or a parseable event_ts
+are dropped here (ingest quarantines them) and counted in `rows_dropped_invalid`.
 """
 
 from __future__ import annotations
@@ -36,13 +31,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from spark_jobs.common import (
-    _fs_path,
-    dataset_path,
-    partition_path,
-    path_exists,
-    write_partition,
-)
+from spark_jobs import tables
+from spark_jobs.common import landing_path, path_exists, utc_date
 from spark_jobs.schemas import CURATED, PROCESSED
 
 log = logging.getLogger("spark_jobs.clickstream")
@@ -61,13 +51,18 @@ def is_valid_event() -> F.Column:
     return F.col("event_id").isNotNull() & F.col("event_ts").isNotNull()
 
 
-def checkout_events(raw: DataFrame) -> DataFrame:
-    """Valid checkout events, one per event_id (within the watermark when streaming).
+def is_on(ds: dt.date) -> F.Column:
+    """The event happened on ds (UTC): the only events a dt=ds file may hold."""
+    return utc_date(F.col("event_ts")) == F.lit(ds)
+
+
+def checkout_events(raw: DataFrame, ds: dt.date) -> DataFrame:
+    """Valid checkout events of ds, one per event_id (within the watermark when streaming).
 
     Filtering on page before deduplicating keeps the dedup state to checkout events only.
     """
     return (
-        raw.filter(is_valid_event() & (F.col("page") == F.lit("checkout")))
+        raw.filter(is_valid_event() & is_on(ds) & (F.col("page") == F.lit("checkout")))
         .select("event_id", "user_id", "event_ts")
         .withWatermark("event_ts", WATERMARK)
         .dropDuplicatesWithinWatermark(["event_id"])
@@ -88,11 +83,6 @@ def checkouts_per_user_minute(events: DataFrame) -> DataFrame:
     )
 
 
-def with_window_date(counts: DataFrame) -> DataFrame:
-    """Adds `dt`, the (UTC session) date of window_start: the output partition of the row."""
-    return counts.withColumn("dt", F.to_date("window_start"))
-
-
 def merged_counts(existing: DataFrame, updates: DataFrame) -> DataFrame:
     """existing with the rows of every key in updates replaced by the updated rows."""
     columns = CURATED[OUTPUT].fieldNames()
@@ -102,63 +92,48 @@ def merged_counts(existing: DataFrame, updates: DataFrame) -> DataFrame:
 
 # ---- the sink ------------------------------------------------------------------------------
 class CheckoutSink:
-    """foreachBatch sink: merge each batch's updated counts into their dt partitions, once."""
+    """foreachBatch sink: merge each batch's updated counts into date ds, one commit per batch."""
 
-    def __init__(self, lake: str, checkpoint: str):
-        self.lake = lake
-        self.marker_dir = f"{checkpoint}/sink_applied"
+    def __init__(self, ds: dt.date):
+        self.ds = ds
         self.rows_upserted = 0
-        self.partitions: set[dt.date] = set()
-
-    def last_applied(self, spark: SparkSession) -> int:
-        fs, path = _fs_path(spark, self.marker_dir)
-        if not fs.exists(path):
-            return -1
-        ids = [int(s.getPath().getName()[len("batch=") :]) for s in fs.listStatus(path)]
-        return max(ids, default=-1)
-
-    def record(self, spark: SparkSession, batch_id: int) -> None:
-        """Marks batch_id applied (a directory per batch; older markers are then removed)."""
-        fs, path = _fs_path(spark, f"{self.marker_dir}/batch={batch_id}")
-        fs.mkdirs(path)
-        for status in fs.listStatus(path.getParent()):
-            if int(status.getPath().getName()[len("batch=") :]) < batch_id:
-                fs.delete(status.getPath(), True)
+        self.snapshot_id: int | None = None
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         spark = batch.sparkSession
-        if batch_id <= self.last_applied(spark):
-            log.warning("clickstream: batch %d was already applied before a restart; skipped", batch_id)
-            return
-        updates = with_window_date(batch).persist()
+        updates = batch.persist()
         try:
-            days = sorted(r.dt for r in updates.select("dt").distinct().collect())
-            for day in days:
-                self.rows_upserted += self._merge_day(spark, updates, day)
-                self.partitions.add(day)
+            n = updates.count()
+            if n == 0:
+                return
+            table = tables.identifier(spark, "curated", OUTPUT)
+            if spark.catalog.tableExists(table):
+                existing = tables.read(spark, "curated", OUTPUT, since=self.ds, upto=self.ds).drop("dt")
+            else:
+                existing = spark.createDataFrame([], CURATED[OUTPUT])
+            written = tables.replace_date(
+                merged_counts(existing, updates),
+                "curated",
+                OUTPUT,
+                CURATED[OUTPUT],
+                self.ds,
+                job="clickstream",
+            )
+            self.rows_upserted += n
+            self.snapshot_id = written.snapshot_id
+            log.info("clickstream %s: batch %d updated %d windows", self.ds, batch_id, n)
         finally:
             updates.unpersist()
-        self.record(spark, batch_id)
-
-    def _merge_day(self, spark: SparkSession, updates: DataFrame, day: dt.date) -> int:
-        schema = CURATED[OUTPUT]
-        target = partition_path(self.lake, "curated", OUTPUT, day)
-        if path_exists(spark, target):
-            existing = spark.read.schema(schema).parquet(target)
-        else:
-            existing = spark.createDataFrame([], schema)
-        day_updates = updates.filter(F.col("dt") == F.lit(day)).drop("dt")
-        write_partition(merged_counts(existing, day_updates), self.lake, "curated", OUTPUT, day, coalesce=1)
-        return day_updates.count()
 
 
 # ---- the run -------------------------------------------------------------------------------
 def _progress_metrics(progress: list[dict]) -> dict:
-    totals = {"rows": 0, "invalid": 0, "late": 0, "batches": len(progress)}
+    totals = {"rows": 0, "invalid": 0, "other_day": 0, "late": 0, "batches": len(progress)}
     for p in progress:
         observed = (p.get("observedMetrics") or {}).get(OBSERVATION) or {}
         totals["rows"] += int(observed.get("rows") or 0)
         totals["invalid"] += int(observed.get("invalid") or 0)
+        totals["other_day"] += int(observed.get("other_day") or 0)
         totals["late"] += sum(
             int(op.get("numRowsDroppedByWatermark") or 0) for op in p.get("stateOperators", [])
         )
@@ -167,10 +142,10 @@ def _progress_metrics(progress: list[dict]) -> dict:
 
 def run(spark: SparkSession, args) -> dict:
     ds, lake = args.ds, args.lake
-    checkpoint = getattr(args, "checkpoint", None) or f"{lake}/_checkpoints/{OUTPUT}"
-    landing = dataset_path(lake, "landing", "clickstream")
-    sink = CheckoutSink(lake, checkpoint)
-    totals = {"rows": 0, "invalid": 0, "late": 0, "batches": 0}
+    checkpoint = getattr(args, "checkpoint", None) or f"{lake}/_checkpoints/{OUTPUT}/dt={ds}"
+    landing = landing_path(lake, "clickstream", ds)
+    sink = CheckoutSink(ds)
+    totals = {"rows": 0, "invalid": 0, "other_day": 0, "late": 0, "batches": 0}
     if path_exists(spark, landing):
         raw = (
             spark.readStream.schema(LANDING_SCHEMA)
@@ -182,9 +157,10 @@ def run(spark: SparkSession, args) -> dict:
             OBSERVATION,
             F.count(F.lit(1)).alias("rows"),
             F.sum(F.when(is_valid_event(), 0).otherwise(1)).alias("invalid"),
+            F.sum(F.when(is_valid_event() & ~is_on(ds), 1).otherwise(0)).alias("other_day"),
         )
         query = (
-            checkouts_per_user_minute(checkout_events(observed))
+            checkouts_per_user_minute(checkout_events(observed, ds))
             .writeStream.queryName(f"clickstream_checkouts_{ds}")
             .outputMode("update")
             .foreachBatch(sink)
@@ -198,24 +174,38 @@ def run(spark: SparkSession, args) -> dict:
             query.stop()
         totals = _progress_metrics(query.recentProgress)
     else:
-        log.warning("clickstream %s: %s does not exist yet: no traffic to process", ds, landing)
+        log.warning("clickstream %s: %s does not exist: no traffic that day", ds, landing)
 
-    if not path_exists(spark, partition_path(lake, "curated", OUTPUT, ds)):
-        log.warning("clickstream %s: no checkout on %s: writing an empty partition", ds, ds)
-        write_partition(spark.createDataFrame([], CURATED[OUTPUT]), lake, "curated", OUTPUT, ds)
-        sink.partitions.add(ds)
+    if ds not in tables.written_dates(spark, "curated", OUTPUT):
+        log.warning("clickstream %s: no checkout on %s: the day is written empty", ds, ds)
+        empty = tables.replace_date(
+            spark.createDataFrame([], CURATED[OUTPUT]),
+            "curated",
+            OUTPUT,
+            CURATED[OUTPUT],
+            ds,
+            job="clickstream",
+        )
+        sink.snapshot_id = empty.snapshot_id
     if totals["invalid"]:
         log.warning("clickstream %s: dropped %d malformed or incomplete events", ds, totals["invalid"])
+    if totals["other_day"]:
+        log.warning(
+            "clickstream %s: dropped %d events dated another day than %s", ds, totals["other_day"], ds
+        )
     if totals["late"]:
         log.warning(
             "clickstream %s: dropped %d events older than the %s watermark", ds, totals["late"], WATERMARK
         )
-    return {
+    table = tables.identifier(spark, "curated", OUTPUT)
+    metrics = {
         "rows_in": {"clickstream": totals["rows"]},
         "rows_out": {OUTPUT: sink.rows_upserted},
         "rows_quarantined": 0,
-        "rows_dropped_invalid": totals["invalid"],
+        "rows_dropped_invalid": totals["invalid"] + totals["other_day"],
         "rows_dropped_late": totals["late"],
         "micro_batches": totals["batches"],
-        "partitions_written": sorted(str(d) for d in sink.partitions),
     }
+    snapshot = sink.snapshot_id or tables.current_snapshot_id(spark, table)
+    metrics["tables"] = {f"curated.{OUTPUT}": {"snapshot_id": snapshot, "rows": sink.rows_upserted}}
+    return metrics

@@ -1,7 +1,7 @@
 """Job `features`: per-customer features of the sales history up to ds, and how they correlate.
 
-Writes `curated/customer_features/dt=ds` (the SageMaker input; needs `referral_graph` of ds, so
-the graph job runs first) and `curated/feature_correlation/dt=ds`.
+Replaces date ds of `curated.customer_features` (the SageMaker input; needs `referral_graph` of ds,
+so the graph job runs first) and of `curated.feature_correlation`.
 """
 
 from __future__ import annotations
@@ -10,39 +10,18 @@ import datetime as dt
 import logging
 
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_jobs.common import JobInputError, list_partitions, read_history, read_partition, write_partition
-from spark_jobs.schemas import CURATED, FEATURE_COLUMNS, PROCESSED
+from spark_jobs import tables
+from spark_jobs.common import JobInputError, utc_date
+from spark_jobs.schemas import CURATED, FEATURE_COLUMNS
+from spark_jobs.transforms import distinct_sales, region_by_customer
 
 log = logging.getLogger("spark_jobs.features")
 
 OUTPUT = "customer_features"
 CORRELATION = "feature_correlation"
-
-
-def utc_date(ts: Column) -> Column:
-    """The UTC calendar date of a timestamp, whatever the session time zone."""
-    return F.date_from_unix_date(F.floor(F.unix_seconds(ts) / F.lit(86_400)).cast("int"))
-
-
-def distinct_sales(sales: DataFrame) -> DataFrame:
-    """One row per transaction_id of sales history (rows carry `dt`).
-
-    Ingest deduplicates within a day only; a sale replayed on a later day must not count twice.
-    The copy on the earliest day is kept; the other sort keys only make the choice
-    deterministic when copies differ.
-    """
-    order = Window.partitionBy("transaction_id").orderBy(
-        "dt", "transaction_ts", "total_amount", "customer_id", "product_id", "quantity"
-    )
-    return sales.withColumn("_n", F.row_number().over(order)).filter("_n = 1").drop("_n")
-
-
-def region_by_customer(customers: DataFrame) -> DataFrame:
-    """customer_id -> region, exactly one row per customer so a join can never duplicate a customer."""
-    return customers.groupBy("customer_id").agg(F.min("region").alias("region"))
 
 
 def customer_features(sales: DataFrame, customers: DataFrame, graph: DataFrame, ds: dt.date) -> DataFrame:
@@ -107,34 +86,48 @@ def feature_correlation(features: DataFrame) -> DataFrame:
     return features.agg(*aggregates).select(F.explode(F.array(*pairs)).alias("p")).select("p.*")
 
 
-def latest_customers(spark: SparkSession, lake: str, ds: dt.date) -> tuple[dt.date, DataFrame]:
-    """The latest processed customers snapshot on or before ds (each partition is a full snapshot)."""
-    dates = [d for d in list_partitions(spark, lake, "processed", "customers") if d <= ds]
-    if not dates:
-        raise JobInputError(f"no partition of {lake}/processed/customers on or before {ds}")
-    return dates[-1], read_partition(spark, lake, "processed", "customers", dates[-1], PROCESSED["customers"])
+def latest_customers(spark: SparkSession, ds: dt.date) -> tuple[dt.date, DataFrame]:
+    """The latest processed customers snapshot on or before ds (each date holds a full snapshot)."""
+    snapshot = tables.latest_date(spark, "processed", "customers", ds)
+    return snapshot, tables.read(spark, "processed", "customers", since=snapshot, upto=snapshot).drop("dt")
 
 
 def run(spark: SparkSession, args) -> dict:
-    ds, lake = args.ds, args.lake
+    ds = args.ds
     try:
-        graph = read_partition(spark, lake, "curated", "referral_graph", ds, CURATED["referral_graph"])
+        graph = tables.read_date(spark, "curated", "referral_graph", ds)
     except JobInputError as exc:
         raise JobInputError(f"{exc} (the graph job of the same ds writes it)") from None
-    sales = read_history(spark, lake, "processed", "sales", ds, PROCESSED["sales"])
-    snapshot_dt, customers = latest_customers(spark, lake, ds)
+    sales = tables.read_history(spark, "processed", "sales", ds)
+    snapshot_dt, customers = latest_customers(spark, ds)
     log.warning("features %s: customers snapshot dt=%s", ds, snapshot_dt)
 
     # Cached while it is written (one row per customer), so the correlation is computed from
     # exactly the rows written, without recomputing them or reading them back.
     features = customer_features(sales, customers, graph, ds).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        rows = write_partition(features, lake, "curated", OUTPUT, ds)
-        pairs = write_partition(feature_correlation(features), lake, "curated", CORRELATION, ds, coalesce=1)
+        written, correlation = tables.replace_all_or_none(
+            spark,
+            [
+                lambda: tables.replace_date(features, "curated", OUTPUT, CURATED[OUTPUT], ds, job="features"),
+                lambda: tables.replace_date(
+                    feature_correlation(features),
+                    "curated",
+                    CORRELATION,
+                    CURATED[CORRELATION],
+                    ds,
+                    job="features",
+                ),
+            ],
+        )
     finally:
         features.unpersist()
     return {
         "rows_in": {"sales": sales.count(), "customers": customers.count(), "referral_graph": graph.count()},
-        "rows_out": {OUTPUT: rows, CORRELATION: pairs},
+        "rows_out": {OUTPUT: written.total, CORRELATION: correlation.total},
         "rows_quarantined": 0,
+        "tables": {
+            f"curated.{OUTPUT}": written.as_metrics(),
+            f"curated.{CORRELATION}": correlation.as_metrics(),
+        },
     }

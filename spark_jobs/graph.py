@@ -1,6 +1,7 @@
 """Job `graph`: PageRank and label-propagation communities of the referral graph up to ds.
 
-Writes `curated/referral_graph/dt=ds`, one row per customer named in any referral dated on or before ds.
+Replaces date ds of `curated.referral_graph`: one row per customer named in any referral dated on or
+before ds.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import logging
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_jobs.common import read_history, write_partition
-from spark_jobs.schemas import CURATED, PROCESSED
+from spark_jobs import tables
+from spark_jobs.schemas import CURATED
 
 log = logging.getLogger("spark_jobs.graph")
 
@@ -223,10 +224,19 @@ def referral_graph(referrals: DataFrame) -> DataFrame:
 
 
 def run(spark: SparkSession, args) -> dict:
-    ds, lake = args.ds, args.lake
+    ds = args.ds
     # The partition date is the UTC date of referral_ts: all referrals dated on or before ds.
-    referrals = read_history(spark, lake, "processed", "referrals", ds, PROCESSED["referrals"]).cache()
-    rows_in = referrals.count()
-    rows = write_partition(referral_graph(referrals), lake, "curated", OUTPUT, ds, coalesce=1)
-    referrals.unpersist()
-    return {"rows_in": {"referrals": rows_in}, "rows_out": {OUTPUT: rows}, "rows_quarantined": 0}
+    referrals = tables.read_history(spark, "processed", "referrals", ds).cache()
+    try:
+        rows_in = referrals.count()
+        written = tables.replace_date(
+            referral_graph(referrals), "curated", OUTPUT, CURATED[OUTPUT], ds, job="graph"
+        )
+    finally:
+        referrals.unpersist()
+    return {
+        "rows_in": {"referrals": rows_in},
+        "rows_out": {OUTPUT: written.total},
+        "rows_quarantined": 0,
+        "tables": {f"curated.{OUTPUT}": written.as_metrics()},
+    }

@@ -1,9 +1,11 @@
-"""The `ingest` job: landing CSV / JSON lines -> typed, deduplicated `processed` Parquet, plus a
-`quarantine` partition holding every rejected row as text with the reason it was rejected.
+"""The `ingest` job: landing CSV / JSON lines -> the typed, deduplicated `processed.<dataset>` table,
+plus `quarantine.<dataset>` holding every rejected row as text with the reason it was rejected.
 
 Validation is plain column expressions (regexes and try_cast, no Python UDFs). A date range
 is one pass: every day's landing files are read as one DataFrame (each row keeps its landing
-day in `dt`), cached, and each output is written once, partitioned by dt, then swapped in.
+day in `dt`), cached, and each table gets one commit for the whole range: a backfill of a month
+is visible all at once or not at all, never as some days new and some old, and a rerun of the
+range replaces it exactly. (One commit per date would leave a failed range half replaced.)
 """
 
 from __future__ import annotations
@@ -30,14 +32,8 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from spark_jobs.common import (
-    JobInputError,
-    StagedPartitions,
-    commit_partitions,
-    discard_partitions,
-    partition_path,
-    stage_partitions,
-)
+from spark_jobs import tables
+from spark_jobs.common import JobInputError, hadoop_fs, landing_path, utc_date
 from spark_jobs.schemas import KEYS, LANDING_COLUMNS, LANDING_FORMAT, OPTIONAL_DAYS, PROCESSED, QUARANTINE
 
 log = logging.getLogger(__name__)
@@ -64,7 +60,6 @@ _DATE_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 _LOCAL_TS = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
 _TS_RE = rf"^{_LOCAL_TS}(Z|[+-][0-9]{{2}}:[0-9]{{2}})$"
 _TS_NO_ZONE_RE = rf"^{_LOCAL_TS}$"
-_MICROS_PER_DAY = 86_400_000_000
 _LISTING_THRESHOLD = "spark.sql.sources.parallelPartitionDiscovery.threshold"
 
 
@@ -126,11 +121,6 @@ def _typed_value_and_problem(name: str, dtype: DataType) -> tuple[Column, Column
     return typed, problem
 
 
-def _utc_date(ts: Column) -> Column:
-    """The UTC calendar date of a timestamp, whatever the session time zone is."""
-    return F.date_from_unix_date(F.floor(F.unix_micros(ts) / _MICROS_PER_DAY).cast("int"))
-
-
 def _rule_problems(dataset: str, ds: dt.date | Column) -> list[Column]:
     """The contract's rules on typed values, each null when the row keeps it (or cannot be typed)."""
     t = lambda name: F.col(_TYPED + name)  # noqa: E731
@@ -150,7 +140,7 @@ def _rule_problems(dataset: str, ds: dt.date | Column) -> list[Column]:
         )
     if dataset in EVENT_TS:
         name = EVENT_TS[dataset]
-        day = _utc_date(t(name))
+        day = utc_date(t(name))
         rules.append(
             F.when(
                 day != partition_day,
@@ -229,15 +219,9 @@ def deduplicated_by_key(rows: DataFrame, keys: Sequence[str]) -> DataFrame:
 
 
 # ---- landing files -------------------------------------------------------------------------
-def _filesystem(spark: SparkSession, uri: str):
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(uri)
-    return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), path
-
-
 def landing_files(spark: SparkSession, uri: str) -> list[str]:
     """The data files of a landing partition, sorted; [] when it is missing or holds none."""
-    fs, path = _filesystem(spark, uri)
+    fs, path = hadoop_fs(spark, uri)
     if not fs.exists(path):
         return []
     files = [
@@ -252,7 +236,7 @@ def csv_header(spark: SparkSession, uri: str) -> tuple[str, ...] | None:
     """The column names on the first non-blank line of a CSV file (as Spark reads it), or None."""
     jvm = spark.sparkContext._jvm
     conf = spark.sparkContext._jsc.hadoopConfiguration()
-    fs, path = _filesystem(spark, uri)
+    fs, path = hadoop_fs(spark, uri)
     stream = fs.open(path)
     codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(conf).getCodec(path)
     if codec is not None:
@@ -286,7 +270,7 @@ def checked_landing_days(
     expected = LANDING_COLUMNS[dataset]
     days = []
     for ds in dates:
-        where = partition_path(lake, "landing", dataset, ds)
+        where = landing_path(lake, dataset, ds)
         files = landing_files(spark, where)
         if not files and dataset not in OPTIONAL_DAYS:
             raise JobInputError(f"missing landing partition {where} (no data files)")
@@ -347,43 +331,41 @@ def read_landing_days(spark: SparkSession, dataset: str, days: Sequence[LandingD
     return landing.withColumn(DT, F.to_date(day, "yyyy-MM-dd"))
 
 
-def _empty(spark: SparkSession, schema: StructType) -> DataFrame:
-    return spark.createDataFrame([], schema)
-
-
-def _stage_both(
-    processed: DataFrame, quarantine: DataFrame, lake: str, dataset: str, dates: Sequence[dt.date]
-) -> tuple[StagedPartitions, StagedPartitions]:
-    """Both outputs written to staging (nothing in the lake changes yet), or neither."""
-    staged = stage_partitions(processed, lake, "processed", dataset, dates)
-    try:
-        return staged, stage_partitions(quarantine, lake, "quarantine", dataset, dates)
-    except BaseException:
-        discard_partitions(staged)
-        raise
+def _write_both(
+    spark: SparkSession, valid: DataFrame, rejects: DataFrame, dataset: str, dates: Sequence[dt.date]
+) -> tuple[tables.Written, tables.Written]:
+    """processed then quarantine, one commit each for the whole range; if the second fails the
+    first is taken back, so the job commits nothing."""
+    processed, quarantine = tables.replace_all_or_none(
+        spark,
+        [
+            lambda: tables.replace_dates(
+                valid, "processed", dataset, PROCESSED[dataset], dates, job="ingest"
+            ),
+            # Always written, even empty: a rerun must clear the rejects of an earlier run.
+            lambda: tables.replace_dates(
+                rejects, "quarantine", dataset, QUARANTINE[dataset], dates, job="ingest"
+            ),
+        ],
+    )
+    return processed, quarantine
 
 
 def ingest_days(
     spark: SparkSession, lake: str, dataset: str, days: Sequence[LandingDay]
-) -> dict[dt.date, dict[str, int]]:
-    """Write processed + quarantine for every day at once; return each day's counts.
-
-    Both outputs are staged (one partitioned write each) before any partition is swapped in, so
-    a failure anywhere leaves every partition of every day as it was.
-    """
+) -> tuple[dict[dt.date, dict[str, int]], tuple[tables.Written, tables.Written]]:
+    """Replace processed + quarantine for every day at once; return each day's counts and the commits."""
     dates = [day.ds for day in days]
     for day in days:
         if not day.files:
             log.warning(
-                "no landing data for %s dt=%s (market closed / no traffic): writing an empty partition",
+                "no landing data for %s dt=%s (market closed / no traffic): the day is written empty",
                 dataset,
                 day.ds,
             )
     if not any(day.files for day in days):
-        with_dt = lambda schema: StructType([*schema.fields, StructField(DT, DateType())])  # noqa: E731
-        empty_processed = _empty(spark, with_dt(PROCESSED[dataset]))
-        empty_quarantine = _empty(spark, with_dt(QUARANTINE[dataset]))
-        processed, quarantine = _stage_both(empty_processed, empty_quarantine, lake, dataset, dates)
+        empty = lambda schema: spark.createDataFrame([], tables.with_dt(schema))  # noqa: E731
+        written = _write_both(spark, empty(PROCESSED[dataset]), empty(QUARANTINE[dataset]), dataset, dates)
         rows_in = dict.fromkeys(dates, 0)
     else:
         checked = with_typed_columns_and_reject_reason(
@@ -396,16 +378,15 @@ def ingest_days(
         try:
             # Duplicates are duplicates within a day: the day is part of the key.
             valid = deduplicated_by_key(valid_rows(checked, dataset, keep=[DT]), (DT, *KEYS[dataset]))
-            # Quarantine is always written, even empty: a rerun must clear the rejects of an earlier
-            # run. No coalesce: only input splits that hold rejects write files.
+            # No coalesce: only input splits that hold rejects write files.
             rejects = quarantined_rows(checked, dataset, keep=[DT])
-            processed, quarantine = _stage_both(valid, rejects, lake, dataset, dates)
+            written = _write_both(spark, valid, rejects, dataset, dates)
             per_day = {row[DT]: row["count"] for row in checked.groupBy(DT).count().collect()}
             rows_in = {ds: int(per_day.get(ds, 0)) for ds in dates}
         finally:
             checked.unpersist()
-    commit_partitions(processed, quarantine)
 
+    processed, quarantine = written
     counts = {}
     for ds in dates:
         rows_out, rejected = processed.rows[ds], quarantine.rows[ds]
@@ -428,7 +409,7 @@ def ingest_days(
             "rows_quarantined": rejected,
             "duplicates_dropped": duplicates,
         }
-    return counts
+    return counts, written
 
 
 def run(spark: SparkSession, args) -> dict:
@@ -436,7 +417,8 @@ def run(spark: SparkSession, args) -> dict:
     dataset = args.dataset
     days = checked_landing_days(spark, args.lake, dataset, args.dates)
     totals = {"rows_in": 0, "rows_out": 0, "rows_quarantined": 0, "duplicates_dropped": 0}
-    for day_counts in ingest_days(spark, args.lake, dataset, days).values():
+    per_day, (processed, quarantine) = ingest_days(spark, args.lake, dataset, days)
+    for day_counts in per_day.values():
         for name, value in day_counts.items():
             totals[name] += value
     return {
@@ -444,4 +426,8 @@ def run(spark: SparkSession, args) -> dict:
         "rows_out": {dataset: totals["rows_out"]},
         "rows_quarantined": totals["rows_quarantined"],
         "duplicates_dropped": totals["duplicates_dropped"],
+        "tables": {
+            f"processed.{dataset}": processed.as_metrics(),
+            f"quarantine.{dataset}": quarantine.as_metrics(),
+        },
     }

@@ -1,6 +1,6 @@
 """Job `sales_rolling`: per-region sales of the run date and of the 30 days ending on it.
 
-Writes `curated/sales_rolling_30d/dt=ds`, one row per region with at least one sale in the window.
+Replaces date ds of `curated.sales_rolling_30d`: one row per region with at least one sale in the window.
 """
 
 from __future__ import annotations
@@ -11,15 +11,10 @@ import logging
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_jobs.common import (
-    JobInputError,
-    list_partitions,
-    read_history,
-    read_partition,
-    write_partition,
-)
-from spark_jobs.features import distinct_sales, region_by_customer  # the same rules in both jobs
-from spark_jobs.schemas import CURATED, PROCESSED
+from spark_jobs import tables
+from spark_jobs.common import JobInputError
+from spark_jobs.schemas import CURATED
+from spark_jobs.transforms import distinct_sales, region_by_customer
 
 log = logging.getLogger("spark_jobs.sales_rolling")
 
@@ -67,34 +62,35 @@ def rolling_sales_by_region(sales: DataFrame, customers: DataFrame, ds: dt.date)
     )
 
 
-def latest_snapshot(spark: SparkSession, lake: str, dataset: str, ds: dt.date) -> tuple[dt.date, DataFrame]:
-    dates = [d for d in list_partitions(spark, lake, "processed", dataset) if d <= ds]
-    if not dates:
-        raise JobInputError(f"no processed {dataset} snapshot on or before {ds}")
-    return dates[-1], read_partition(spark, lake, "processed", dataset, dates[-1], PROCESSED[dataset])
+def sales_window(spark: SparkSession, ds: dt.date) -> DataFrame:
+    """Processed sales of [ds-29, ds] with `dt`; a day without rows is a day without sales.
 
-
-def sales_window(spark: SparkSession, lake: str, ds: dt.date) -> DataFrame:
-    """Processed sales of [ds-29, ds] with `dt`; a day without a partition is a day without sales.
-
-    Having no sales partition at all on or before ds means ingest never ran: that is an error.
+    Nothing written on or before ds at all means ingest never ran: that is an error.
     """
-    dates = [d for d in list_partitions(spark, lake, "processed", "sales") if d <= ds]
-    if not dates:
-        raise JobInputError(f"no partition of {lake}/processed/sales on or before {ds}")
-    if dates[-1] < window_start(ds):
-        log.warning("no sales partition in [%s, %s]: the output is empty", window_start(ds), ds)
-        empty = spark.createDataFrame([], PROCESSED["sales"])
-        return empty.withColumn("dt", F.lit(None).cast("date"))
-    return read_history(spark, lake, "processed", "sales", ds, PROCESSED["sales"], since=window_start(ds))
+    if not any(d <= ds for d in tables.written_dates(spark, "processed", "sales")):
+        raise JobInputError(
+            f"{tables.identifier(spark, 'processed', 'sales')} has nothing written on or before {ds}"
+        )
+    return tables.read(spark, "processed", "sales", since=window_start(ds), upto=ds)
 
 
 def run(spark: SparkSession, args) -> dict:
-    ds, lake = args.ds, args.lake
-    sales = sales_window(spark, lake, ds)
-    snapshot_dt, customers = latest_snapshot(spark, lake, "customers", ds)
+    ds = args.ds
+    sales = sales_window(spark, ds)
+    snapshot_dt = tables.latest_date(spark, "processed", "customers", ds)
+    customers = tables.read(spark, "processed", "customers", since=snapshot_dt, upto=snapshot_dt).drop("dt")
     log.warning("sales_rolling %s: customers snapshot dt=%s", ds, snapshot_dt)
-    rows = write_partition(
-        rolling_sales_by_region(sales, customers, ds), lake, "curated", OUTPUT, ds, coalesce=1
+    written = tables.replace_date(
+        rolling_sales_by_region(sales, customers, ds),
+        "curated",
+        OUTPUT,
+        CURATED[OUTPUT],
+        ds,
+        job="sales_rolling",
     )
-    return {"rows_in": {"sales": sales.count()}, "rows_out": {OUTPUT: rows}, "rows_quarantined": 0}
+    return {
+        "rows_in": {"sales": sales.count()},
+        "rows_out": {OUTPUT: written.total},
+        "rows_quarantined": 0,
+        "tables": {f"curated.{OUTPUT}": written.as_metrics()},
+    }

@@ -1,7 +1,8 @@
 """Job `segments`: KMeans customer segments on the standardised spend features of ds.
 
-Writes `curated/customer_segments/dt=ds/segment=k/`. Segment ids are ordered by the mean
-total_spent of their customers: segment 0 spends least, segment k-1 most, on every run.
+Replaces date ds of `curated.customer_segments` (partitioned by dt and segment). Segment ids are
+ordered by the mean total_spent of their customers: segment 0 spends least, segment k-1 most, on
+every run.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pyspark.ml.feature import StandardScaler, VectorAssembler
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from spark_jobs.common import JobInputError, read_partition, write_partition
+from spark_jobs import tables
+from spark_jobs.common import JobInputError
 from spark_jobs.schemas import CURATED, SEGMENT_FEATURES, SEGMENT_K, SEGMENT_SEED
 
 log = logging.getLogger("spark_jobs.segments")
@@ -95,10 +97,21 @@ def customer_segments(features: DataFrame, k: int = SEGMENT_K, seed: int = SEGME
 
 
 def run(spark: SparkSession, args) -> dict:
-    ds, lake = args.ds, args.lake
-    features = read_partition(spark, lake, "curated", "customer_features", ds, CURATED["customer_features"])
+    ds = args.ds
+    features = tables.read_date(spark, "curated", "customer_features", ds)
     rows_in = features.count()
-    # One file per segment directory.
-    segments = customer_segments(features).repartition("segment")
-    rows = write_partition(segments, lake, "curated", OUTPUT, ds, partition_by=("segment",))
-    return {"rows_in": {"customer_features": rows_in}, "rows_out": {OUTPUT: rows}, "rows_quarantined": 0}
+    written = tables.replace_date(
+        customer_segments(features),
+        "curated",
+        OUTPUT,
+        CURATED[OUTPUT],
+        ds,
+        job="segments",
+        partitioned_by=("dt", "segment"),
+    )
+    return {
+        "rows_in": {"customer_features": rows_in},
+        "rows_out": {OUTPUT: written.total},
+        "rows_quarantined": 0,
+        "tables": {f"curated.{OUTPUT}": written.as_metrics()},
+    }

@@ -1,6 +1,6 @@
 """Job `stock_daily`: daily OHLC-style bars per ticker with 1-day return, 20-day SMA and volatility.
 
-Writes `curated/stock_daily/dt=ds`, one row per ticker that traded on ds (empty when the market
+Replaces date ds of `curated.stock_daily`: one row per ticker that traded on ds (none when the market
 was closed).
 """
 
@@ -12,8 +12,9 @@ import logging
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from spark_jobs.common import JobInputError, partition_path, path_exists, read_history, write_partition
-from spark_jobs.schemas import CURATED, PROCESSED
+from spark_jobs import tables
+from spark_jobs.common import JobInputError
+from spark_jobs.schemas import CURATED
 
 log = logging.getLogger("spark_jobs.stock_daily")
 
@@ -81,17 +82,23 @@ def lookback_start(ds: dt.date) -> dt.date:
 
 
 def run(spark: SparkSession, args) -> dict:
-    ds, lake = args.ds, args.lake
-    # Ingest writes an (empty) partition even when the market was closed; a missing one means
+    ds = args.ds
+    # Ingest records a day even when the market was closed (no rows); a day it never wrote means
     # ingest has not run for ds, and a result computed without it would be wrong.
-    today = partition_path(lake, "processed", "stock_ticks", ds)
-    if not path_exists(spark, today):
-        raise JobInputError(f"missing input partition {today}")
-    ticks = read_history(
-        spark, lake, "processed", "stock_ticks", ds, PROCESSED["stock_ticks"], since=lookback_start(ds)
+    if ds not in tables.written_dates(spark, "processed", "stock_ticks"):
+        raise JobInputError(
+            f"{tables.identifier(spark, 'processed', 'stock_ticks')} has nothing written for {ds}"
+        )
+    ticks = tables.read(spark, "processed", "stock_ticks", since=lookback_start(ds), upto=ds)
+    written = tables.replace_date(
+        stock_daily(ticks, ds), "curated", OUTPUT, CURATED[OUTPUT], ds, job="stock_daily"
     )
-    rows = write_partition(stock_daily(ticks, ds), lake, "curated", OUTPUT, ds, coalesce=1)
-    if rows == 0:
-        log.warning("stock_daily %s: no ticks on %s (market closed): wrote an empty partition", ds, ds)
+    if written.total == 0:
+        log.warning("stock_daily %s: no ticks on %s (market closed): the day is written empty", ds, ds)
     ticks_today = ticks.filter(F.col("dt") == F.lit(ds)).count()
-    return {"rows_in": {"stock_ticks": ticks_today}, "rows_out": {OUTPUT: rows}, "rows_quarantined": 0}
+    return {
+        "rows_in": {"stock_ticks": ticks_today},
+        "rows_out": {OUTPUT: written.total},
+        "rows_quarantined": 0,
+        "tables": {f"curated.{OUTPUT}": written.as_metrics()},
+    }

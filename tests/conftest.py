@@ -13,22 +13,26 @@ os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
 
 @pytest.fixture(scope="session")
 def spark():
-    from pyspark.sql import SparkSession
+    """The local Spark of the jobs (Iceberg, its SQL extensions), sized for small test data."""
+    from spark_jobs.common import local_builder
 
     session = (
-        SparkSession.builder.master("local[2]")
-        .appName("tests")
+        local_builder("tests", master="local[2]")
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.default.parallelism", "2")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.driver.memory", "2g")
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture
+def lake_spark(spark, lake):
+    """The session whose catalog `lake` serves this test's lake."""
+    from spark_jobs.tables import bind
+
+    return bind(spark, lake)
 
 
 @pytest.fixture

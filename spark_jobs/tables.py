@@ -1,0 +1,402 @@
+"""The lake's Iceberg tables as the jobs use them: read by date, replace dates in one atomic commit.
+
+A job's output for its dates is one commit that deletes exactly those dates and adds the new
+rows (DataFrameWriterV2 `overwrite(condition)`): readers see the previous snapshot or the new
+one, never a mixture; a rerun gives the same table content; a job that fails commits nothing.
+Every commit carries snapshot properties (`pipeline.*`: job, dates, run id, a write id) so a
+run's snapshots can be found again (rollback, the run report, Airflow's asset events).
+
+Tables are created on first write with the contract's columns plus `dt` (partition column), at
+`LAKE/warehouse/<zone>/<name>` on both targets. An existing table is never replaced: columns the
+code added since are added to it (schema evolution: no rewrite, old snapshots still read), and
+a table whose columns drifted otherwise fails the job before anything is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import DateType, StructField, StructType
+
+from spark_jobs.catalog import (
+    CATALOG,
+    CATALOG_FILE,
+    DEFAULT_GLUE_PREFIX,
+    LAKE_KEY,
+    NAMESPACE_KEY,
+    TABLE_PROPERTIES,
+    WAREHOUSE,
+    ZONES,
+    catalog_conf,
+    is_s3,
+    local_path,
+)
+from spark_jobs.common import JobInputError, hadoop_fs
+
+log = logging.getLogger("spark_jobs.tables")
+
+DT = "dt"
+PROPERTY = "pipeline."
+_NAME = re.compile(r"^[A-Za-z0-9_]{1,255}$")
+_TABLE = re.compile(
+    rf"^{CATALOG}\.[A-Za-z0-9_]+\.[A-Za-z0-9_]+$"
+)  # prefix of the snapshot properties this pipeline writes
+
+
+class TableSchemaError(JobInputError):
+    """A table's columns drifted from the code's in a way no column addition can mend."""
+
+
+# ---- the session's catalog -----------------------------------------------------------------
+def bind(spark: SparkSession, lake: str) -> SparkSession:
+    """A session whose catalog `lake` serves `lake`: `spark` itself when it already does.
+
+    Catalog settings are per session, so another lake gets a new session of the same Spark
+    application (tests use many lakes; a long-lived local Spark runs jobs of several runs).
+    """
+    lake = lake.rstrip("/")
+    if spark.conf.get(LAKE_KEY, None) == lake:
+        return spark
+    if not is_s3(lake):
+        # SQLite creates the catalog file, not its folder.
+        os.makedirs(os.path.dirname(f"{local_path(lake)}/{CATALOG_FILE}"), exist_ok=True)
+    session = spark.newSession()
+    for key, value in catalog_conf(lake, glue_prefix=_glue_prefix(), endpoints=_aws_endpoints(lake)).items():
+        session.conf.set(key, value)
+    return session
+
+
+def _glue_prefix() -> str:
+    return os.environ.get("PIPELINE_GLUE_DATABASE_PREFIX") or DEFAULT_GLUE_PREFIX
+
+
+def _aws_endpoints(lake: str) -> dict[str, str] | None:
+    """Stand-in endpoints for Glue and S3 (moto) from the AWS SDKs' own variables, when set."""
+    if not is_s3(lake):
+        return None
+    default = os.environ.get("AWS_ENDPOINT_URL")
+    glue = os.environ.get("AWS_ENDPOINT_URL_GLUE") or default
+    s3 = os.environ.get("AWS_ENDPOINT_URL_S3") or default
+    if not (glue and s3):
+        return None
+    return {"glue": glue, "s3": s3, "region": os.environ.get("AWS_DEFAULT_REGION", "us-east-1")}
+
+
+def lake_of(spark: SparkSession) -> str:
+    lake = spark.conf.get(LAKE_KEY, None)
+    if not lake:
+        raise RuntimeError("this session's catalog serves no lake: get it from get_spark(app, lake)")
+    return lake
+
+
+def namespace(spark: SparkSession, zone: str) -> str:
+    if zone not in ZONES:
+        raise ValueError(f"{zone!r} is not a table zone; choose from {ZONES}")
+    return spark.conf.get(NAMESPACE_KEY + zone, zone)
+
+
+def identifier(spark: SparkSession, zone: str, name: str) -> str:
+    """`lake.<namespace>.<name>`; both parts checked, since identifiers go into SQL text."""
+    parts = (namespace(spark, zone), name)
+    bad = [p for p in parts if not _NAME.match(p)]
+    if bad:
+        raise ValueError(f"not a table or namespace name: {bad}")
+    return f"{CATALOG}.{parts[0]}.{parts[1]}"
+
+
+def _metadata(spark: SparkSession, table: str, kind: str, tail: str = "", **args: object) -> DataFrame:
+    """`SELECT * FROM <table>.<kind> <tail>`: an Iceberg metadata table (refs, snapshots,
+    partitions...), values bound as parameters. `table` comes from `identifier` (checked)."""
+    if not _TABLE.match(table) or not kind.isalpha():
+        raise ValueError(f"not a table identifier: {table}.{kind}")
+    return spark.sql(f"SELECT * FROM {table}.{kind} {tail}", args=args or None)  # noqa: S608
+
+
+def location(spark: SparkSession, zone: str, name: str) -> str:
+    """Where a table's files live: `LAKE/warehouse/<zone>/<name>`, the same on both targets."""
+    lake = lake_of(spark).replace("s3a://", "s3://", 1)
+    return f"{lake}/{WAREHOUSE}/{zone}/{name}"
+
+
+# ---- creating and checking tables ----------------------------------------------------------
+def with_dt(schema: StructType) -> StructType:
+    """A contract schema plus the partition column `dt` (DATE)."""
+    return StructType([*schema.fields, StructField(DT, DateType(), True)])
+
+
+def ensure_table(
+    spark: SparkSession, zone: str, name: str, schema: StructType, partitioned_by: Sequence[str] = (DT,)
+) -> str:
+    """The table's identifier; created (with its namespace) when missing, evolved when behind.
+
+    `schema` is the contract's columns without `dt`. Never drops or replaces a table: if the
+    catalog has no table but its location holds Iceberg metadata, the catalog lost it and the
+    job stops rather than start a new table over the old files.
+    """
+    table = identifier(spark, zone, name)
+    wanted = with_dt(schema)
+    if spark.catalog.tableExists(table):
+        _evolve(spark, table, wanted)
+        return table
+    where = location(spark, zone, name)
+    if _has_metadata(spark, where):
+        raise TableSchemaError(
+            f"{table} is not in the catalog but {where} holds an Iceberg table: the catalog lost it. "
+            f"Register it again (CALL {CATALOG}.system.register_table) instead of writing a new one over it"
+        )
+    spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {CATALOG}.{namespace(spark, zone)}")
+    columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in wanted.fields)
+    properties = ", ".join(f"'{k}'='{v}'" for k, v in TABLE_PROPERTIES.items())
+    spark.sql(
+        f"CREATE TABLE IF NOT EXISTS {table} ({columns}) USING iceberg "
+        f"PARTITIONED BY ({', '.join(partitioned_by)}) LOCATION '{where}' TBLPROPERTIES ({properties})"
+    )
+    log.warning("created table %s at %s", table, where)
+    return table
+
+
+def _has_metadata(spark: SparkSession, where: str) -> bool:
+    fs, path = hadoop_fs(spark, f"{where}/metadata")
+    return bool(fs.exists(path)) and any(
+        s.getPath().getName().endswith(".metadata.json") for s in fs.listStatus(path)
+    )
+
+
+def _evolve(spark: SparkSession, table: str, wanted: StructType) -> None:
+    """Add the columns the code has and the table lacks; refuse any other difference."""
+    have = {f.name: f.dataType for f in spark.table(table).schema.fields}
+    want = {f.name: f.dataType for f in wanted.fields}
+    changed = [f"{n}: table {have[n].simpleString()}, code {t.simpleString()}" for n, t in want.items()
+               if n in have and not _same_type(have[n], t)]  # fmt: skip
+    extra = [n for n in have if n not in want]
+    if changed or extra:
+        raise TableSchemaError(
+            f"{table} drifted from the code: "
+            + "; ".join([*changed, *(f"{n}: in the table, not in the code" for n in extra)])
+            + " (nothing was written)"
+        )
+    for name, dtype in want.items():
+        if name not in have:
+            spark.sql(f"ALTER TABLE {table} ADD COLUMN `{name}` {dtype.simpleString()}")
+            log.warning("added column %s %s to %s", name, dtype.simpleString(), table)
+
+
+def _same_type(a, b) -> bool:
+    # Iceberg keeps no containsNull / nullability difference that matters for our writes.
+    return a.simpleString() == b.simpleString()
+
+
+# ---- reading -------------------------------------------------------------------------------
+def read(
+    spark: SparkSession,
+    zone: str,
+    name: str,
+    *,
+    since: dt.date | None = None,
+    upto: dt.date | None = None,
+) -> DataFrame:
+    """The table's rows with since <= dt <= upto (partition pruning), `dt` included."""
+    table = identifier(spark, zone, name)
+    if not spark.catalog.tableExists(table):
+        raise JobInputError(f"table {table} does not exist yet (the job that writes it has not run)")
+    df = spark.table(table)
+    if since is not None:
+        df = df.filter(F.col(DT) >= F.lit(since))
+    if upto is not None:
+        df = df.filter(F.col(DT) <= F.lit(upto))
+    return df
+
+
+def read_date(spark: SparkSession, zone: str, name: str, ds: dt.date) -> DataFrame:
+    """One date's rows (without `dt`); JobInputError unless a job wrote that date."""
+    if ds not in written_dates(spark, zone, name):
+        raise JobInputError(f"{identifier(spark, zone, name)} has nothing written for {ds}")
+    return read(spark, zone, name, since=ds, upto=ds).drop(DT)
+
+
+def dates_with_rows(spark: SparkSession, zone: str, name: str) -> list[dt.date]:
+    """The dates that hold rows, ascending (from the table's metadata, no data file is read)."""
+    table = identifier(spark, zone, name)
+    if not spark.catalog.tableExists(table):
+        return []
+    rows = _metadata(spark, table, "partitions", "WHERE record_count > 0").select("partition.dt").distinct()
+    return sorted(r.dt for r in rows.collect() if r.dt is not None)
+
+
+def written_dates(spark: SparkSession, zone: str, name: str) -> set[dt.date]:
+    """Dates a job wrote: those with rows, and those a kept snapshot says it wrote (empty days)."""
+    table = identifier(spark, zone, name)
+    if not spark.catalog.tableExists(table):
+        return set()
+    dates = set(dates_with_rows(spark, zone, name))
+    ranges = _metadata(spark, table, "snapshots").select(F.col("summary")[f"{PROPERTY}dates"].alias("dates"))
+    for row in ranges.where("dates IS NOT NULL").collect():
+        first, _, last = row.dates.partition("..")
+        start, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last or first)
+        dates.update(start + dt.timedelta(days=i) for i in range((end - start).days + 1))
+    return dates
+
+
+def read_history(
+    spark: SparkSession, zone: str, name: str, upto: dt.date, since: dt.date | None = None
+) -> DataFrame:
+    """Rows with since <= dt <= upto; JobInputError when nothing was written on or before `upto`."""
+    if not any(d <= upto for d in written_dates(spark, zone, name)):
+        raise JobInputError(f"{identifier(spark, zone, name)} has nothing written on or before {upto}")
+    return read(spark, zone, name, since=since, upto=upto)
+
+
+def latest_date(spark: SparkSession, zone: str, name: str, ds: dt.date) -> dt.date:
+    """The latest date with rows on or before ds (snapshot datasets: customers); JobInputError if none."""
+    dates = [d for d in dates_with_rows(spark, zone, name) if d <= ds]
+    if not dates:
+        raise JobInputError(f"{identifier(spark, zone, name)} has no rows on or before {ds}")
+    return dates[-1]
+
+
+# ---- writing -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Written:
+    """One commit: the table, its new snapshot, and the rows it now holds on each date written."""
+
+    table: str
+    snapshot_id: int
+    rows: dict[dt.date, int]
+    previous_snapshot_id: int | None = field(default=None, compare=False)
+
+    @property
+    def total(self) -> int:
+        return sum(self.rows.values())
+
+    def as_metrics(self) -> dict:
+        return {"snapshot_id": self.snapshot_id, "rows": self.total}
+
+
+def _date_filter(dates: Sequence[dt.date]) -> tuple[Column, str]:
+    first, last = min(dates), max(dates)
+    if len(set(dates)) != (last - first).days + 1:
+        raise ValueError(f"the dates written must be one unbroken range, got {sorted(set(dates))}")
+    column = F.col(DT)
+    condition = column == F.lit(first) if first == last else column.between(F.lit(first), F.lit(last))
+    return condition, str(first) if first == last else f"{first}..{last}"
+
+
+def current_snapshot_id(spark: SparkSession, table: str, ref: str = "main") -> int | None:
+    """The snapshot a branch (default: main, what readers see) points at; None for an empty table."""
+    row = _metadata(spark, table, "refs", "WHERE name = :ref", ref=ref).first()
+    return int(row.snapshot_id) if row else None
+
+
+def replace_dates(
+    df: DataFrame,
+    zone: str,
+    name: str,
+    schema: StructType,
+    dates: Sequence[dt.date],
+    *,
+    job: str,
+    partitioned_by: Sequence[str] = (DT,),
+) -> Written:
+    """Replace the table's rows of `dates` (one unbroken range) by df's, in one commit.
+
+    df has the contract's columns and `dt`; a row whose dt is not one of `dates` fails the
+    write (nothing is committed). Dates without rows end up empty, and the commit records every
+    date it replaced, so an empty day reads as written rather than missing.
+    """
+    spark = df.sparkSession
+    table = ensure_table(spark, zone, name, schema, partitioned_by)
+    condition, label = _date_filter(dates)
+    write_id = uuid.uuid4().hex
+    # Iceberg does not check that added rows match the overwrite condition: the write does.
+    outside = F.concat(
+        F.lit(f"a row of {table} has dt "), F.col(DT).cast("string"), F.lit(f", not in {label}")
+    )
+    checked = df.select(
+        *[c for c in with_dt(schema).fieldNames() if c != DT],
+        F.when(condition, F.col(DT)).otherwise(F.raise_error(outside)).alias(DT),
+    )
+    previous = current_snapshot_id(spark, table)
+    writer = checked.writeTo(table)
+    for key, value in {
+        "job": job,
+        "dates": label,
+        "write-id": write_id,
+        "run-id": spark.conf.get("spark.pipeline.run-id", None) or "",
+    }.items():
+        writer = writer.option(f"snapshot-property.{PROPERTY}{key}", value)
+    writer.overwrite(condition)
+    snapshot = _snapshot_of(spark, table, write_id)
+    rows = dict.fromkeys(sorted(set(dates)), 0)
+    counts = _metadata(spark, table, "partitions", f"VERSION AS OF {int(snapshot)}")
+    for row in (
+        counts.groupBy(F.col("partition.dt").alias("dt")).agg(F.sum("record_count").alias("n")).collect()
+    ):
+        if row.dt in rows:
+            rows[row.dt] = int(row.n)
+    log.warning("%s: replaced %s with %d rows (snapshot %d)", table, label, sum(rows.values()), snapshot)
+    return Written(table, snapshot, rows, previous)
+
+
+def replace_date(
+    df: DataFrame,
+    zone: str,
+    name: str,
+    schema: StructType,
+    ds: dt.date,
+    *,
+    job: str,
+    partitioned_by: Sequence[str] = (DT,),
+) -> Written:
+    """`replace_dates` for one date, from rows without `dt`."""
+    return replace_dates(
+        df.withColumn(DT, F.lit(ds)), zone, name, schema, [ds], job=job, partitioned_by=partitioned_by
+    )
+
+
+def _snapshot_of(spark: SparkSession, table: str, write_id: str) -> int:
+    snapshots = _metadata(spark, table, "snapshots")
+    row = snapshots.where(F.col("summary")[f"{PROPERTY}write-id"] == F.lit(write_id)).first()
+    if row is None:  # pragma: no cover - Iceberg returned from a commit it did not make
+        raise RuntimeError(f"the commit of {table} (write {write_id}) is not in its snapshots")
+    return int(row.snapshot_id)
+
+
+def undo(spark: SparkSession, written: Written) -> None:
+    """Take back a commit of this job after a later write of the same job failed.
+
+    Rolls the table back to the snapshot it had before, if nothing was committed since; a new
+    table (no previous snapshot) gets its written dates emptied instead.
+    """
+    current = current_snapshot_id(spark, written.table)
+    if current != written.snapshot_id:
+        log.error("%s moved on since snapshot %d; not rolling it back", written.table, written.snapshot_id)
+        return
+    short = written.table.removeprefix(f"{CATALOG}.")
+    if written.previous_snapshot_id is not None:
+        spark.sql(f"CALL {CATALOG}.system.rollback_to_snapshot('{short}', {written.previous_snapshot_id})")
+    else:
+        condition, _ = _date_filter(list(written.rows))
+        spark.table(written.table).limit(0).writeTo(written.table).overwrite(condition)
+    log.warning("%s: took back snapshot %d", written.table, written.snapshot_id)
+
+
+def replace_all_or_none(spark: SparkSession, writes: Iterable[Callable[[], Written]]) -> list[Written]:
+    """Run `writes` (each one `replace_dates`) in order; if one fails, undo the ones already
+    committed and re-raise, so the job as a whole commits nothing."""
+    done: list[Written] = []
+    try:
+        for write in writes:
+            done.append(write())
+    except BaseException:
+        for written in reversed(done):
+            undo(spark, written)
+        raise
+    return done

@@ -1,0 +1,114 @@
+"""The lake's Iceberg tables for the tests: written through the jobs' own code, read independently.
+
+Reads go through pyiceberg and the lake's SQLite catalog file (no Spark): what a test asserts is
+what any reader of the lake would see. Writes of test inputs go through `spark_jobs.tables`, the
+code the jobs write with, so inputs look exactly like a job's output.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from spark_jobs import tables
+from spark_jobs.catalog import CATALOG, CATALOG_FILE, WAREHOUSE
+
+
+def catalog(lake: str):
+    """pyiceberg's SqlCatalog on the lake's catalog file (the data contract's reader recipe)."""
+    return _catalog(_root(lake))
+
+
+@cache
+def _catalog(root: str):
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    return SqlCatalog(CATALOG, uri=f"sqlite:///{root}/{CATALOG_FILE}", warehouse=f"file://{root}/{WAREHOUSE}")
+
+
+def _root(lake: str) -> str:
+    return str(Path(lake.removeprefix("file://")).resolve())
+
+
+def table_exists(lake: str, zone: str, name: str) -> bool:
+    return (Path(_root(lake)) / CATALOG_FILE).exists() and catalog(lake).table_exists(f"{zone}.{name}")
+
+
+def load(lake: str, zone: str, name: str):
+    return catalog(lake).load_table(f"{zone}.{name}")
+
+
+def read_table(lake: str, zone: str, name: str, ds: dt.date | str | None = None) -> pd.DataFrame:
+    """The table's rows (of one date, without `dt`, when ds is given) as pandas, via pyiceberg."""
+    table = load(lake, zone, name)
+    if ds is None:
+        return table.scan().to_pandas()
+    rows = table.scan(row_filter=f"dt = '{ds}'").to_pandas()
+    return rows.drop(columns=["dt"]).reset_index(drop=True)
+
+
+def dates_with_rows(lake: str, zone: str, name: str) -> list[dt.date]:
+    if not table_exists(lake, zone, name):
+        return []
+    dts = load(lake, zone, name).scan(selected_fields=("dt",)).to_pandas()["dt"]
+    return sorted(set(dts))
+
+
+def snapshot_ids(lake: str, zone: str, name: str) -> list[int]:
+    """Every snapshot of the table, oldest first."""
+    return [s.snapshot_id for s in load(lake, zone, name).snapshots()]
+
+
+def seed(
+    spark: SparkSession,
+    lake: str,
+    zone: str,
+    name: str,
+    df: DataFrame,
+    dates: Sequence[dt.date],
+    *,
+    schema=None,
+    partitioned_by: Sequence[str] = ("dt",),
+) -> tables.Written:
+    """Write df (with `dt`) as the rows of `dates`, as a job would (one commit)."""
+    from spark_jobs.schemas import CURATED, PROCESSED, QUARANTINE
+
+    if schema is None:
+        schema = {"processed": PROCESSED, "quarantine": QUARANTINE, "curated": CURATED}[zone][name]
+    session = tables.bind(spark, lake)
+    frame = session.createDataFrame(df.rdd, df.schema) if df.sparkSession is not session else df
+    return tables.replace_dates(frame, zone, name, schema, dates, job="test", partitioned_by=partitioned_by)
+
+
+def seed_rows(
+    spark: SparkSession,
+    lake: str,
+    zone: str,
+    name: str,
+    rows: list[tuple],
+    *,
+    schema=None,
+    dates: Sequence[dt.date] | None = None,
+    partitioned_by: Sequence[str] = ("dt",),
+) -> tables.Written:
+    """Rows given as tuples of the contract's columns plus dt (last), seeded for `dates`
+    (default: every date from the rows' first to their last)."""
+    from spark_jobs.schemas import CURATED, PROCESSED, QUARANTINE
+
+    if schema is None:
+        schema = {"processed": PROCESSED, "quarantine": QUARANTINE, "curated": CURATED}[zone][name]
+    if dates is None:
+        first, last = min(r[-1] for r in rows), max(r[-1] for r in rows)
+        dates = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    frame = tables.bind(spark, lake).createDataFrame(rows, tables.with_dt(schema))
+    return tables.replace_dates(frame, zone, name, schema, dates, job="test", partitioned_by=partitioned_by)
+
+
+def with_dt(df: DataFrame, ds: dt.date) -> DataFrame:
+    return df.withColumn("dt", F.lit(ds))
