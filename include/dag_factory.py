@@ -15,7 +15,10 @@ never loads the AWS SDK at parse time.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import tempfile
 from datetime import timedelta
 from typing import Any
 
@@ -34,6 +37,7 @@ from include.cluster_profiles import PROFILES, cluster_tags, job_flow_overrides
 from include.run_report import add_run_report
 from include.settings import PROJECT_ROOT, Settings
 from plugins.spark_job import SparkJobSubprocessOperator
+from spark_jobs.catalog import WAREHOUSE
 
 NIGHTLY_DAG_ID = "customer_analytics_nightly"
 BACKFILL_DAG_ID = "customer_analytics_backfill"
@@ -49,13 +53,20 @@ log = logging.getLogger(__name__)
 
 # ---- what the DAGs share -------------------------------------------------------------------
 def output_asset(settings: Settings, output: str) -> Asset:
-    """The Asset of a curated output, named by where it lives (s3:// or file://).
+    """The Asset of a curated output: its Iceberg table, named by where the table lives.
 
-    Airflow wants an asset's name and URI to be unique together: a fixed name with a
-    per-lake URI would make the asset of one lake (or target) inactive once another is parsed.
+    `LAKE/warehouse/curated/<output>` (s3:// or file://) on both targets. Airflow wants an asset's
+    name and URI to be unique together: a fixed name with a per-lake URI would make the asset of
+    one lake (or target) inactive once another is parsed. Each event carries the table's new
+    snapshot id (plugins.spark_job.table_asset_extra).
     """
-    uri = f"{settings.lake}/curated/{output}"
+    uri = f"{settings.lake}/{WAREHOUSE}/curated/{output}"
     return Asset(name=uri, uri=uri, group="customer-analytics")
+
+
+def table_assets(settings: Settings, outputs: tuple[str, ...]) -> dict[str, Asset]:
+    """metrics table key (`curated.<output>`) -> the output's Asset."""
+    return {f"curated.{out}": output_asset(settings, out) for out in outputs}
 
 
 def default_args(settings: Settings) -> dict[str, Any]:
@@ -165,12 +176,14 @@ def plan_nightly(
         P.check_range(start, ds, max_days=P.MAX_INGEST_HISTORY_DAYS, what="ingest_start_ds .. ds")
     steps = P.steps_for(outputs)
     plan: dict[str, Any] = {"ds": ds, "outputs": outputs, "steps": [s.name for s in steps]}
+    if not settings.is_emr:
+        plan["spark_server"] = spark_server_socket(dag_id, run_id) if settings.local_spark_server else None
     # Every step has an entry; an empty one tells its task that no requested output needs it,
     # and the task skips (what follows it is skipped by the trigger rules).
     for step in P.PIPELINE:
         plan[f"step:{step.name}"] = []
     for step in steps:
-        args = P.job_args(step, ds=ds, lake=settings.lake, start_ds=start)
+        args = P.job_args(step, ds=ds, lake=settings.lake, start_ds=start, run_id=run_id)
         if settings.is_emr:
             assert code is not None  # noqa: S101 (emr plans always get the code location)
             name = P.emr_step_name(dag_id, run_id, ds, step.name)
@@ -183,8 +196,6 @@ def plan_nightly(
         tags = cluster_tags(dag_id=dag_id, run_id=run_id, ds=ds, profile=profile, extra=settings.extra_tags)
         plan["job_flow_overrides"] = job_flow_overrides(profile, settings, name=f"{dag_id}-{ds}", tags=tags)
         plan["code"] = code
-        for out in P.OUTPUTS:
-            plan[f"partitions:{out}"] = _partitions(out, [ds])
     return plan
 
 
@@ -206,16 +217,21 @@ def plan_backfill(
         raise ValueError("a ranged step depends on a per-date step; it cannot run first")
 
     # (label of the dates, step, args) in execution order, grouped into batches.
+    lake = settings.lake
     batches: list[list[tuple[str, P.Step, list[str]]]] = [
-        [(f"{start}..{end}", s, P.job_args(s, ds=end, lake=settings.lake, start_ds=start)) for s in ranged]
+        [
+            (f"{start}..{end}", s, P.job_args(s, ds=end, lake=lake, start_ds=start, run_id=run_id))
+            for s in ranged
+        ]
     ]
     for ds in dates:
         for wave in P.waves(daily):
-            batches.append([(ds, s, P.job_args(s, ds=ds, lake=settings.lake)) for s in wave])
+            batches.append([(ds, s, P.job_args(s, ds=ds, lake=lake, run_id=run_id)) for s in wave])
 
     plan: dict[str, Any] = {"dates": dates, "start_ds": start, "end_ds": end}
     if not settings.is_emr:
         plan["commands"] = [args for batch in batches for _, _, args in batch]
+        plan["spark_server"] = spark_server_socket(dag_id, run_id) if settings.local_spark_server else None
         return plan
     assert code is not None  # noqa: S101
     plan["batches"] = [
@@ -232,19 +248,11 @@ def plan_backfill(
         profile, settings, name=f"{dag_id}-{start}-{end}", tags=tags
     )
     plan["code"] = code
-    for out in P.OUTPUTS:
-        plan[f"partitions:{out}"] = _partitions(out, dates)
     return plan
 
 
 def _code_args(code: dict[str, str]) -> dict[str, str]:
     return {"py_files": code["py_files"], "entrypoint": code["entrypoint"]}
-
-
-def _partitions(output: str, dates: list[str]) -> list[list[str]]:
-    from include.glue_schema import partition_values
-
-    return [values for ds in dates for values in partition_values(output, ds)]
 
 
 # ---- tasks ---------------------------------------------------------------------------------
@@ -272,7 +280,7 @@ def _plan_task(settings: Settings, kind: str):
 
 
 def _local_job(
-    settings: Settings, task_id: str, commands: Any, outputs: tuple[str, ...]
+    settings: Settings, task_id: str, commands: Any, outputs: tuple[str, ...], spark_server: Any
 ) -> SparkJobSubprocessOperator:
     return SparkJobSubprocessOperator(
         task_id=task_id,
@@ -280,7 +288,39 @@ def _local_job(
         cwd=str(PROJECT_ROOT),
         env={"SPARK_LOCAL_IP": "127.0.0.1"},
         outlets=[output_asset(settings, out) for out in outputs],
+        table_assets=table_assets(settings, outputs),
+        spark_server=spark_server,
     )
+
+
+def spark_server_socket(dag_id: str, run_id: str) -> str:
+    """Where a local run's warm Spark application listens: one Unix socket per run (short path)."""
+    digest = hashlib.sha1(f"{dag_id}|{run_id}".encode()).hexdigest()[:16]  # noqa: S324 (a name, not a secret)
+    return os.path.join(tempfile.gettempdir(), f"spark-jobs-{digest}.sock")
+
+
+def _local_spark(settings: Settings, plan: Any) -> tuple[Any, Any]:
+    """start_spark (setup) and stop_spark (teardown): the local run's warm Spark application, the
+    local twin of the EMR cluster. Steps whose worker cannot reach it run in a process of their own."""
+
+    @task(task_id="start_spark", retries=0)
+    def start_spark(path: str) -> str:
+        from spark_jobs import server
+
+        log_file = f"{path}.log"
+        pid = server.start(path, env={"SPARK_LOCAL_IP": "127.0.0.1"}, log=log_file)
+        log.info("Spark application %s ready at %s (its log: %s)", pid, path, log_file)
+        return path
+
+    @task(task_id="stop_spark", retries=0)
+    def stop_spark(path: str) -> None:
+        from spark_jobs import server
+
+        log.info("stopping the Spark application at %s: %s", path, server.stop(path))
+
+    start = start_spark(plan["spark_server"])
+    stop = stop_spark(plan["spark_server"]).as_teardown(setups=start)
+    return start, stop
 
 
 # ---- DAGs ----------------------------------------------------------------------------------
@@ -322,9 +362,14 @@ def _nightly_local(settings: Settings, plan: Any) -> None:
     # A step the requested outputs do not need gets no command and skips itself; a branch
     # operator cannot express that (Airflow's branch leaves a task alone once it is downstream
     # of a chosen one, so an unneeded `segments` would run after a chosen `features`).
+    start, stop = _local_spark(settings, plan) if settings.local_spark_server else (None, None)
     runs = {}
     for step in P.PIPELINE:
-        runs[step.name] = _local_job(settings, f"run_{step.name}", plan[f"step:{step.name}"], step.produces)
+        runs[step.name] = _local_job(
+            settings, f"run_{step.name}", plan[f"step:{step.name}"], step.produces, plan["spark_server"]
+        )
+        if start is not None:
+            start >> runs[step.name] >> stop
         for dep in step.depends_on:
             runs[dep] >> runs[step.name]
 
@@ -338,6 +383,9 @@ def build_backfill_dag(settings: Settings, dag_id: str = BACKFILL_DAG_ID, doc_md
 
             backfill_emr(settings, plan)
         else:
-            _local_job(settings, "run_steps", plan["commands"], P.OUTPUTS)
+            run = _local_job(settings, "run_steps", plan["commands"], P.OUTPUTS, plan["spark_server"])
+            if settings.local_spark_server:
+                start, stop = _local_spark(settings, plan)
+                start >> run >> stop
         add_run_report(settings, "backfill", dag)  # last: rows, durations, cost of the run
     return dag

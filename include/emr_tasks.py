@@ -1,4 +1,8 @@
-"""The EMR target's tasks: transient cluster, code upload, steps and sensors, Glue, teardown.
+"""The EMR target's tasks: transient cluster, code upload, steps and sensors, assets, teardown.
+
+The jobs register their tables themselves (Iceberg's Glue catalog: Athena sees a commit the
+moment it is made); the `register_<output>` tasks turn the job's commit (its metrics) into the
+output's Airflow asset event, with the table's new snapshot id.
 
 Imported by `include.dag_factory` only when the target is `emr`, so the default local target
 never loads the AWS SDK (boto3 and the provider's hooks are most of a DAG file's parse time).
@@ -6,15 +10,14 @@ never loads the AWS SDK (boto3 and the provider's hooks are most of a DAG file's
 
 from __future__ import annotations
 
-import functools
+import json
 import logging
 from typing import Any
 
-from airflow.providers.amazon.aws.operators.glue_catalog import GlueCatalogCreateDatabaseOperator
-from airflow.sdk import chain, cross_downstream, task
+from airflow.sdk import chain, get_current_context, task
 
 from include import pipeline as P
-from include.dag_factory import STEP_TIMEOUT, output_asset
+from include.dag_factory import STEP_TIMEOUT, table_assets
 from include.settings import Settings
 from plugins.emr_step_batches import EmrStepBatchesOperator
 from plugins.emr_steps import (
@@ -24,7 +27,7 @@ from plugins.emr_steps import (
     EmrRunStepSensor,
     EmrRunTeardownOperator,
 )
-from plugins.glue_partitions import GlueRegisterPartitionsOperator
+from plugins.spark_job import add_asset_extras, table_asset_extra
 
 log = logging.getLogger(__name__)
 
@@ -87,35 +90,37 @@ def _emr_cluster(settings: Settings, plan: Any) -> tuple[EmrRunClusterOperator, 
     return create_cluster, terminate_cluster
 
 
-def _glue_database(settings: Settings) -> GlueCatalogCreateDatabaseOperator:
-    return GlueCatalogCreateDatabaseOperator(
-        task_id="glue_database",
-        database_name=settings.namespaces["curated"],
-        description="Curated outputs of the customer and market analytics lake",
-        location_uri=f"{settings.lake}/curated",
-        if_exists="skip",
-        **_aws(settings),
-    )
+def _register(settings: Settings, output: str, dates: Any):
+    """`register_<output>`: the output's asset event, carrying the snapshot its step committed.
 
+    `dates` (the plan's ds, or the backfill's dates) name the metrics files of the producing step
+    (spark_jobs/cli.py) that hold its commits; a file left by another run does not count.
+    """
+    from include.run_report import lake_io, metrics_uri
 
-def _register(settings: Settings, plan: Any, output: str) -> GlueRegisterPartitionsOperator:
-    from include.glue_schema import table_input
+    assets = table_assets(settings, (output,))
+    step = P.STEPS[P.PRODUCER[output]]
 
-    return GlueRegisterPartitionsOperator(
-        task_id=f"register_{output}",
-        database_name=settings.namespaces["curated"],
-        table_input=functools.partial(table_input, output, f"{settings.lake}/curated/{output}"),
-        partitions=plan[f"partitions:{output}"],
-        outlets=[output_asset(settings, output)],
-        **_aws(settings),
-    )
+    @task(task_id=f"register_{output}", outlets=list(assets.values()))
+    def register(dates: str | list[str]) -> dict[str, Any]:
+        ctx = get_current_context()
+        read, _ = lake_io(settings.aws_conn_id, settings.region)
+        found = []
+        for ds in [dates] if isinstance(dates, str) else dates:
+            text = read(metrics_uri(settings.lake, step, ds))
+            record = json.loads(text) if text else None
+            if record is None or record.get("run_id") != ctx["run_id"]:
+                raise RuntimeError(f"step {step.name} left no metrics of this run for {ds}")
+            found.append(record)
+        add_asset_extras(ctx, assets, found)
+        return {table: extra for table in assets if (extra := table_asset_extra(found, table))}
+
+    return register(dates)
 
 
 def nightly_emr(settings: Settings, plan: Any) -> None:
     create, terminate = _emr_cluster(settings, plan)
     upload = _upload_code_task(settings, plan["code"])
-    database = _glue_database(settings)
-    plan >> database  # nothing reaches AWS before the plan accepted the run's parameters
     waits: dict[str, EmrRunStepSensor] = {}
     for step in P.PIPELINE:
         # Idempotent (a retry follows the step already added) and cancels its step when killed.
@@ -143,18 +148,15 @@ def nightly_emr(settings: Settings, plan: Any) -> None:
             waits[dep] >> add
         waits[step.name] = wait
         for output in step.produces:
-            register = _register(settings, plan, output)
-            [wait, database] >> register
+            wait >> _register(settings, output, plan["ds"])
     # Registering needs no cluster: the cluster goes as soon as the last step ended.
     chain(list(waits.values()), terminate)
 
 
 def backfill_emr(settings: Settings, plan: Any) -> None:
-    """A date range on one cluster: batches of steps, then every date's partitions in Glue."""
+    """A date range on one cluster: batches of steps, then every output's asset event."""
     create, terminate = _emr_cluster(settings, plan)
     upload = _upload_code_task(settings, plan["code"])
-    database = _glue_database(settings)
-    plan >> database  # nothing reaches AWS before the plan accepted the parameters
     run_steps = EmrStepBatchesOperator(
         task_id="run_steps",
         job_flow_id=create.output,
@@ -164,6 +166,5 @@ def backfill_emr(settings: Settings, plan: Any) -> None:
         # a retry follows the steps already on the cluster; a failed step fails without retry
         **_aws(settings),
     )
-    registers = [_register(settings, plan, out) for out in P.OUTPUTS]
     [create, upload] >> run_steps >> terminate
-    cross_downstream([run_steps, database], registers)
+    run_steps >> [_register(settings, out, plan["dates"]) for out in P.OUTPUTS]

@@ -1,7 +1,7 @@
-"""Print what a run produced in a local lake: every zone's partition for a date, with highlights.
+"""Print what a run produced in a local lake: every table's rows of a date, with highlights.
 
-Reads Parquet with pyarrow (no Spark start-up), so `make demo` can show its outputs at once.
-`python -m include.lake_summary --lake LAKE --ds YYYY-MM-DD`.
+Reads the Iceberg tables with pyiceberg (no Spark start-up), so `make demo` can show its outputs
+at once. `python -m include.lake_summary --lake LAKE --ds YYYY-MM-DD`.
 """
 
 from __future__ import annotations
@@ -11,34 +11,23 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.dataset as pads
 
+from include.lake import read_date
 from spark_jobs.schemas import CURATED, DATASETS
 
 pd.set_option("display.width", 140)
 pd.set_option("display.max_columns", 20)
 
 
-def lake_root(lake: str) -> Path:
-    if lake.startswith("file://"):
-        return Path(lake.removeprefix("file://"))
-    if "://" in lake:
-        raise SystemExit(f"lake_summary reads local lakes only, not {lake}")
-    return Path(lake)
-
-
-def read_partition(root: Path, zone: str, name: str, ds: str) -> pd.DataFrame | None:
-    path = root / zone / name / f"dt={ds}"
-    if not path.is_dir():
-        return None
-    dataset = pads.dataset(path, format="parquet", partitioning="hive", ignore_prefixes=["_", "."])
-    return dataset.to_table().to_pandas()
+def read_partition(lake: str, zone: str, name: str, ds: str) -> pd.DataFrame | None:
+    """One date of a table (pyiceberg), None when no job wrote it."""
+    return read_date(lake, zone, name, ds)
 
 
 def _highlight(name: str, df: pd.DataFrame) -> str:
     """A few lines a person would look at first for each output."""
     if df.empty:
-        return "  (empty partition)"
+        return "  (no rows)"
     if name == "customer_segments":
         by = df.groupby("segment").agg(
             customers=("customer_id", "count"),
@@ -66,22 +55,22 @@ def _highlight(name: str, df: pd.DataFrame) -> str:
 
 
 def summarize(lake: str, ds: str, out=sys.stdout) -> dict[str, int | None]:
-    """Print the run's partitions; return rows per curated output (None when missing)."""
-    root = lake_root(lake)
-    print(f"\n== lake {root} for dt={ds}", file=out)
+    """Print the run's tables; return rows per curated output (None when the date was not written)."""
+    lake = lake if "://" in lake else Path(lake).resolve().as_uri()
+    print(f"\n== lake {lake} for dt={ds}", file=out)
     print(f"{'dataset':<14}{'processed':>12}{'quarantined':>13}", file=out)
     for name in DATASETS:
-        processed = read_partition(root, "processed", name, ds)
-        quarantined = read_partition(root, "quarantine", name, ds)
+        processed = read_partition(lake, "processed", name, ds)
+        quarantined = read_partition(lake, "quarantine", name, ds)
         p = "-" if processed is None else len(processed)
         q = "-" if quarantined is None else len(quarantined)
         print(f"{name:<14}{p:>12}{q:>13}", file=out)
     rows: dict[str, int | None] = {}
     for name in CURATED:
-        df = read_partition(root, "curated", name, ds)
+        df = read_partition(lake, "curated", name, ds)
         rows[name] = None if df is None else len(df)
         status = "MISSING" if df is None else f"{len(df)} rows"
-        print(f"\n-- curated/{name}/dt={ds}: {status}", file=out)
+        print(f"\n-- curated.{name}, dt={ds}: {status}", file=out)
         if df is not None:
             print(_highlight(name, df), file=out)
     return rows

@@ -30,7 +30,7 @@ class Step:
     job: str
     options: tuple[str, ...] = ()
     depends_on: tuple[str, ...] = ()
-    produces: tuple[str, ...] = ()  # curated outputs (LAKE/curated/<output>/dt=ds/)
+    produces: tuple[str, ...] = ()  # curated outputs (tables curated.<output>, date ds)
     ranged: bool = False  # takes --start-ds/--end-ds to load a range in one application
 
 
@@ -114,16 +114,20 @@ def waves(steps: Sequence[Step]) -> list[list[Step]]:
 
 
 # ---- command lines -------------------------------------------------------------------------
-def job_args(step: Step, *, ds: str, lake: str, start_ds: str | None = None) -> list[str]:
+def job_args(
+    step: Step, *, ds: str, lake: str, start_ds: str | None = None, run_id: str | None = None
+) -> list[str]:
     """The job's command line after `python -m spark_jobs` (or after the EMR entrypoint).
 
     A ranged step given `start_ds` loads [start_ds, ds] in one application; other steps ignore it.
+    `run_id` (the Airflow run) is recorded on every table commit the job makes and in its metrics.
     """
     if start_ds is not None and step.ranged and start_ds != ds:
         dates = ["--start-ds", start_ds, "--end-ds", ds]
     else:
         dates = ["--ds", ds]
-    return [step.job, *step.options, *dates, "--lake", lake]
+    tail = ["--run-id", run_id] if run_id else []
+    return [step.job, *step.options, *dates, "--lake", lake, *tail]
 
 
 def emr_step(name: str, args: Sequence[str], *, py_files: str, entrypoint: str) -> dict:

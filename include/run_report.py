@@ -399,28 +399,28 @@ def svg_lines(series: Mapping[str, Sequence[tuple[str, float]]], *, title: str) 
     return "".join(parts)
 
 
-def chart_data(lake_dir: Path, ds: str) -> dict[str, Any]:
-    """What the page charts, from the curated outputs of `ds` (pyarrow; no Spark)."""
-    from include.lake_summary import read_partition
+def chart_data(lake: str, ds: str) -> dict[str, Any]:
+    """What the page charts, from the curated outputs of `ds` (pyiceberg; no Spark)."""
+    from include.lake import read_date as read_partition
 
     out: dict[str, Any] = {}
-    segments = read_partition(lake_dir, "curated", "customer_segments", ds)
+    segments = read_partition(lake, "curated", "customer_segments", ds)
     if segments is not None and not segments.empty:
         by = segments.groupby("segment").agg(
             customers=("customer_id", "count"), spent=("total_spent", lambda s: float(s.astype(float).mean()))
         )
         out["segments"] = [(f"segment {k}", int(r.customers), r.spent) for k, r in by.sort_index().iterrows()]
-    # Every rolling partition of the 30 days up to ds that exists (one per day the pipeline ran).
+    # Every date of the 30 days up to ds that was written (one per day the pipeline ran).
     first = dt.date.fromisoformat(ds) - dt.timedelta(days=29)
     series: dict[str, list[tuple[str, float]]] = {}
     for day in (first + dt.timedelta(days=k) for k in range(30)):
-        rolling = read_partition(lake_dir, "curated", "sales_rolling_30d", day.isoformat())
+        rolling = read_partition(lake, "curated", "sales_rolling_30d", day.isoformat())
         if rolling is not None:
             for r in rolling.itertuples():
                 series.setdefault(r.region, []).append((day.isoformat(), float(r.rolling_30d_sum)))
     if series:
         out["rolling"] = series
-    graph = read_partition(lake_dir, "curated", "referral_graph", ds)
+    graph = read_partition(lake, "curated", "referral_graph", ds)
     if graph is not None and not graph.empty:
         top = graph.sort_values(["pagerank", "customer_id"], ascending=[False, True]).head(10)
         out["pagerank"] = [(r.customer_id, float(r.pagerank)) for r in top.itertuples()]
@@ -568,7 +568,7 @@ def add_run_report(settings: Any, kind: str, dag: Any) -> Any:
         if settings.lake.startswith("file://"):
             page = report_uri(settings.lake, dag.dag_id, ds, "report.html")
             try:
-                write(page, html_page(report, chart_data(Path(settings.lake.removeprefix("file://")), ds)))
+                write(page, html_page(report, chart_data(settings.lake, ds)))
                 log.info("charts: %s", page)
             except Exception:  # a chart problem must not hide the report or fail the run
                 log.exception("could not write %s", page)

@@ -46,6 +46,8 @@ class Settings:
     default_profile: str = "dev"
     retries: int = 2
     retry_delay_seconds: int = 60
+    # local only: one warm Spark application per run runs every step (False: a process per step)
+    local_spark_server: bool = True
     # emr only
     code_uri: str = ""
     log_uri: str = ""
@@ -80,6 +82,13 @@ class Settings:
         return namespaces(self.lake, self.glue_database_prefix)
 
 
+def _boolean(value: str) -> bool:
+    lowered = value.lower()
+    if lowered not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(value)
+    return lowered in ("true", "1", "yes")
+
+
 # env var -> (Settings field, converter). Every setting is documented in the README.
 _ENV = {
     "PIPELINE_TARGET": ("target", str),
@@ -87,6 +96,7 @@ _ENV = {
     "PIPELINE_CLUSTER_PROFILE": ("default_profile", str),
     "PIPELINE_RETRIES": ("retries", int),
     "PIPELINE_RETRY_DELAY_SECONDS": ("retry_delay_seconds", int),
+    "PIPELINE_LOCAL_SPARK_SERVER": ("local_spark_server", _boolean),
     "PIPELINE_CODE_URI": ("code_uri", str),
     "PIPELINE_EMR_LOG_URI": ("log_uri", str),
     "PIPELINE_EMR_SUBNET_ID": ("subnet_id", str),
@@ -152,7 +162,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         try:
             values[attr] = convert(raw)
         except ValueError:
-            problems.append(f"{var}={raw!r} is not a whole number")
+            kind = "true or false" if convert is _boolean else "a whole number"
+            problems.append(f"{var}={raw!r} is not {kind}")
 
     target = values.get("target", "local")
     if target not in TARGETS:

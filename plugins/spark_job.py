@@ -3,7 +3,8 @@
 The local twin of an EMR step: the same argument list, run with Spark in local mode. Output is
 streamed to the task log; a `<METRICS_PREFIX>{json}` line is collected and returned (XCom);
 a non-zero exit fails the task with the job's own one-line reason. Exit code 2 (bad input)
-fails without retry, since running the same input again cannot help.
+fails without retry, since running the same input again cannot help. The tables a job
+committed (its metrics' "tables": snapshot id and rows) go into the task's asset events.
 """
 
 from __future__ import annotations
@@ -22,6 +23,40 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 EXIT_BAD_INPUT = 2
 
 
+def table_asset_extra(metrics: Sequence[Mapping[str, Any]], table: str) -> dict[str, Any] | None:
+    """What an asset event says of a table's commits in a task's job metrics.
+
+    The last commit is the table's new snapshot; a task that wrote several dates (a backfill)
+    lists each date's snapshot too. None when no job of the task wrote the table.
+    """
+    commits = [(m.get("ds"), m["tables"][table]) for m in metrics if table in (m.get("tables") or {})]
+    if not commits:
+        return None
+    ds, last = commits[-1]
+    extra: dict[str, Any] = {
+        "table": table,
+        "snapshot_id": last["snapshot_id"],
+        "ds": ds,
+        "rows": last["rows"],
+    }
+    if len(commits) > 1:
+        extra["snapshots"] = {str(d): c["snapshot_id"] for d, c in commits}
+    return extra
+
+
+def add_asset_extras(
+    context: Any, table_assets: Mapping[str, Any], metrics: Sequence[Mapping[str, Any]]
+) -> None:
+    """Put each table's new snapshot on the event of its Asset (outlet) for this task."""
+    events = context.get("outlet_events") if hasattr(context, "get") else None
+    if events is None:
+        return
+    for table, asset in table_assets.items():
+        extra = table_asset_extra(metrics, table)
+        if extra is not None:
+            events[asset].extra.update(extra)
+
+
 class SparkJobSubprocessOperator(BaseOperator):
     """Run `[python, -m, module, *args]` for each argument list in `commands`, in order.
 
@@ -31,9 +66,13 @@ class SparkJobSubprocessOperator(BaseOperator):
     :param cwd: working directory; also put first on PYTHONPATH so `module` is importable
     :param env: extra environment variables for the jobs (on top of the worker's)
     :param metrics_prefix: line prefix of the job's machine-readable metrics
+    :param table_assets: metrics table key (e.g. "curated.stock_daily") -> the outlet Asset whose
+        event gets that table's new snapshot id
+    :param spark_server: socket of the run's warm Spark application (spark_jobs.server), templated;
+        when it answers, the commands run there instead of in a new process each
     """
 
-    template_fields: Sequence[str] = ("commands",)
+    template_fields: Sequence[str] = ("commands", "spark_server")
     template_fields_renderers = {"commands": "json"}
     ui_color = "#e4f0e8"
 
@@ -46,6 +85,8 @@ class SparkJobSubprocessOperator(BaseOperator):
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
         metrics_prefix: str = "SPARK_JOBS_METRICS ",
+        table_assets: Mapping[str, Any] | None = None,
+        spark_server: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -55,6 +96,8 @@ class SparkJobSubprocessOperator(BaseOperator):
         self.cwd = cwd
         self.env = dict(env or {})
         self.metrics_prefix = metrics_prefix
+        self.table_assets = dict(table_assets or {})
+        self.spark_server = spark_server
 
     def _environment(self) -> dict[str, str]:
         env = {**os.environ, **self.env}
@@ -74,13 +117,41 @@ class SparkJobSubprocessOperator(BaseOperator):
             # The plan gives a step no command when no requested output needs it.
             raise AirflowSkipException("nothing to run: the run's outputs do not need this step")
         env = self._environment()
-        return [self._run(cmd, env) for cmd in commands]
+        metrics = [self._run(cmd, env) for cmd in commands]
+        add_asset_extras(context, self.table_assets, metrics)
+        return metrics
 
     def _run(self, args: list[str], env: dict[str, str]) -> dict[str, Any]:
-        argv = [self.python or sys.executable, "-m", self.module, *args]
-        self.log.info("Running %s", argv)
         tail: deque[str] = deque(maxlen=30)
         metrics: dict[str, Any] = {}
+
+        def on_line(line: str) -> None:
+            nonlocal metrics
+            tail.append(line)
+            if line.startswith(self.metrics_prefix):
+                metrics = json.loads(line[len(self.metrics_prefix) :])
+                self.log.info("metrics: %s", json.dumps(metrics, sort_keys=True))
+            else:
+                self.log.info("%s", line)
+
+        if self.spark_server and _server_running(self.spark_server):
+            from spark_jobs.server import run_job
+
+            self.log.info("Running %s on the run's Spark application (%s)", args, self.spark_server)
+            code = run_job(self.spark_server, args, on_line)
+        else:
+            code = self._run_process(args, env, on_line)
+        if code != 0:
+            reason = _reason(tail, self.module)
+            message = f"{' '.join(args[:1])} exited with code {code}: {reason}"
+            if code == EXIT_BAD_INPUT:
+                raise AirflowFailException(message)
+            raise AirflowException(message)
+        return metrics
+
+    def _run_process(self, args: list[str], env: dict[str, str], on_line: Any) -> int:
+        argv = [self.python or sys.executable, "-m", self.module, *args]
+        self.log.info("Running %s", argv)
         # An argument list, never a shell string: no parameter value is ever interpreted.
         with subprocess.Popen(  # noqa: S603
             argv,
@@ -93,21 +164,14 @@ class SparkJobSubprocessOperator(BaseOperator):
         ) as proc:
             assert proc.stdout is not None  # noqa: S101 (stdout=PIPE)
             for raw in proc.stdout:
-                line = raw.rstrip("\n")
-                tail.append(line)
-                if line.startswith(self.metrics_prefix):
-                    metrics = json.loads(line[len(self.metrics_prefix) :])
-                    self.log.info("metrics: %s", json.dumps(metrics, sort_keys=True))
-                else:
-                    self.log.info("%s", line)
-            code = proc.wait()
-        if code != 0:
-            reason = _reason(tail, self.module)
-            message = f"{' '.join(args[:1])} exited with code {code}: {reason}"
-            if code == EXIT_BAD_INPUT:
-                raise AirflowFailException(message)
-            raise AirflowException(message)
-        return metrics
+                on_line(raw.rstrip("\n"))
+            return proc.wait()
+
+
+def _server_running(path: str) -> bool:
+    from spark_jobs.server import is_running
+
+    return is_running(path)
 
 
 def _reason(tail: Sequence[str], module: str) -> str:

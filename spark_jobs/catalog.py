@@ -104,6 +104,7 @@ def catalog_conf(
                 f"{prefix}.jdbc.schema-version": "V1",
                 # SQLite allows one writer at a time: wait for the lock instead of failing.
                 f"{prefix}.jdbc.busy_timeout": "30000",
+                f"{prefix}.jdbc.journal_mode": "WAL",
             }
         )
     for zone, namespace in namespaces(lake, glue_prefix).items():

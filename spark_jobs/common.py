@@ -59,6 +59,7 @@ def date_range(start: dt.date, end: dt.date) -> list[dt.date]:
 # Set by a long-lived local Spark application (spark_jobs.server) that runs many jobs: each job
 # then gets a new session of it (own SQL settings, catalogs and temporary views) instead of a JVM.
 _SHARED: SparkSession | None = None
+_ISSUED: list[SparkSession] = []  # the sessions handed out of _SHARED, closed after each job
 
 JARS_DIR_VAR = "SPARK_JOBS_JARS_DIR"
 _DEFAULT_JARS_DIR = Path(__file__).resolve().parent.parent / ".cache" / "jars"
@@ -134,13 +135,27 @@ def get_spark(app_name: str = "spark_jobs", lake: str | None = None) -> SparkSes
 
     if _SHARED is not None:
         spark = _SHARED.newSession()
+        _ISSUED.append(spark)
     elif "PYSPARK_GATEWAY_PORT" in os.environ:
         # spark-submit opened the gateway: the cluster's session, configured by the cluster.
         spark = SparkSession.builder.appName(app_name).getOrCreate()
     else:
         spark = local_builder(app_name, s3=bool(lake and is_s3(lake))).getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("SPARK_LOG_LEVEL", "WARN"))
-    return bind(spark, lake) if lake else spark
+    if lake:
+        spark = bind(spark, lake)
+        if _SHARED is not None:
+            _ISSUED.append(spark)
+    return spark
+
+
+def release_sessions() -> None:
+    """Close the catalogs of the sessions handed out since the last call (a shared application
+    between two jobs): their connections to the catalog go with the job that opened them."""
+    from spark_jobs.tables import close_catalog
+
+    while _ISSUED:
+        close_catalog(_ISSUED.pop())
 
 
 def hadoop_fs(spark: SparkSession, uri: str):

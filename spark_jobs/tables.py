@@ -90,6 +90,13 @@ def _aws_endpoints(lake: str) -> dict[str, str] | None:
     return {"glue": glue, "s3": s3, "region": os.environ.get("AWS_DEFAULT_REGION", "us-east-1")}
 
 
+def close_catalog(spark: SparkSession) -> None:
+    """Close the session's Iceberg catalog (its connection pool), if the session opened one."""
+    manager = spark._jsparkSession.sessionState().catalogManager()
+    if manager.isCatalogRegistered(CATALOG):
+        manager.catalog(CATALOG).icebergCatalog().close()
+
+
 def lake_of(spark: SparkSession) -> str:
     lake = spark.conf.get(LAKE_KEY, None)
     if not lake:
@@ -232,13 +239,29 @@ def dates_with_rows(spark: SparkSession, zone: str, name: str) -> list[dt.date]:
 
 
 def written_dates(spark: SparkSession, zone: str, name: str) -> set[dt.date]:
-    """Dates a job wrote: those with rows, and those a kept snapshot says it wrote (empty days)."""
+    """Dates a job wrote: those with rows, and those a kept snapshot says it wrote (empty days).
+
+    Only snapshots readers see count: the current one and its ancestors, less commits taken back
+    (`undo`): a rolled-back commit is no ancestor, an emptied one is named by its undo.
+    """
     table = identifier(spark, zone, name)
     if not spark.catalog.tableExists(table):
         return set()
     dates = set(dates_with_rows(spark, zone, name))
-    ranges = _metadata(spark, table, "snapshots").select(F.col("summary")[f"{PROPERTY}dates"].alias("dates"))
-    for row in ranges.where("dates IS NOT NULL").collect():
+    summary = F.col("summary")
+    rows = _metadata(spark, table, "snapshots").select(
+        "snapshot_id", "parent_id", *(summary[PROPERTY + key].alias(key) for key in ("dates", "undoes"))
+    )
+    snapshots = {row.snapshot_id: row for row in rows.collect()}
+    seen, undone, snapshot = [], set(), current_snapshot_id(spark, table)
+    while snapshot in snapshots:  # newest first: an undo comes before the commit it undoes
+        row = snapshots[snapshot]
+        if row.undoes:
+            undone.add(int(row.undoes))
+        elif row.dates and snapshot not in undone:
+            seen.append(row)
+        snapshot = row.parent_id
+    for row in seen:
         first, _, last = row.dates.partition("..")
         start, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last or first)
         dates.update(start + dt.timedelta(days=i) for i in range((end - start).days + 1))
@@ -384,7 +407,8 @@ def undo(spark: SparkSession, written: Written) -> None:
         spark.sql(f"CALL {CATALOG}.system.rollback_to_snapshot('{short}', {written.previous_snapshot_id})")
     else:
         condition, _ = _date_filter(list(written.rows))
-        spark.table(written.table).limit(0).writeTo(written.table).overwrite(condition)
+        empty = spark.table(written.table).limit(0).writeTo(written.table)
+        empty.option(f"snapshot-property.{PROPERTY}undoes", str(written.snapshot_id)).overwrite(condition)
     log.warning("%s: took back snapshot %d", written.table, written.snapshot_id)
 
 

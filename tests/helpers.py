@@ -42,16 +42,30 @@ def write_landing_jsonl(
     return path
 
 
-def fail_parquet_writes_to(monkeypatch, zone_part: str) -> None:
-    """Make every Spark Parquet write whose path contains `zone_part` (e.g. "/quarantine/") raise
-    OSError("injected: ...") before writing anything; other writes go through."""
-    from pyspark.sql.readwriter import DataFrameWriter
+def fail_table_writes(monkeypatch, zone: str, *, in_spark: bool = False) -> None:
+    """Make every write of a `zone` table (spark_jobs.tables.replace_dates) fail; other zones'
+    writes go through.
 
-    real = DataFrameWriter.parquet
+    By default the write raises OSError("injected: ...") before Spark runs anything. With
+    `in_spark`, the write's Spark job runs and fails in its tasks (every row raises "injected:
+    ..." as the table's data files are written, as a lost executor or a poisoned row would),
+    so the failure comes from inside Spark and Iceberg; the frame must hold at least one row.
+    """
+    from pyspark.sql import functions as F
 
-    def fail_there(self, path, *args, **kwargs):
-        if zone_part in path:
-            raise OSError(f"injected: write to {path} failed")
-        return real(self, path, *args, **kwargs)
+    from spark_jobs import tables
 
-    monkeypatch.setattr(DataFrameWriter, "parquet", fail_there)
+    real = tables.replace_dates
+
+    def fail_there(df, zone_, name, schema, *args, **kwargs):
+        if zone_ != zone:
+            return real(df, zone_, name, schema, *args, **kwargs)
+        message = f"injected: the write of {zone}.{name} failed"
+        if not in_spark:
+            raise OSError(message)
+        first = schema.fieldNames()[0]
+        # A non-deterministic condition, so that the optimizer cannot fold the error away.
+        poisoned = F.when(F.spark_partition_id() >= 0, F.raise_error(F.lit(message))).otherwise(F.col(first))
+        return real(df.withColumn(first, poisoned), zone_, name, schema, *args, **kwargs)
+
+    monkeypatch.setattr(tables, "replace_dates", fail_there)

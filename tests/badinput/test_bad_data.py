@@ -1,40 +1,41 @@
 """Bad landing data: every row ends up processed, quarantined with a reason, or counted as a duplicate
 (rows lost: 0), a file the job cannot read fails it with exit code 2 and one line, and a failed
-write leaves the previous partition exactly as it was."""
+write commits nothing: both tables read exactly as before."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import sqlite3
 import subprocess
 import sys
 
 import pytest
 
 from include.settings import PROJECT_ROOT
-from spark_jobs import common
+from spark_jobs import tables
+from spark_jobs.catalog import CATALOG, CATALOG_FILE
 from spark_jobs.cli import EXIT_BAD_INPUT, main, parse_args
-from spark_jobs.common import partition_path
 from spark_jobs.ingest import run
 from spark_jobs.schemas import LANDING_COLUMNS
 from tests.conftest import lake_dir
-from tests.helpers import fail_parquet_writes_to, write_landing_csv, write_landing_jsonl
+from tests.helpers import fail_table_writes, write_landing_csv, write_landing_jsonl
+from tests.lake_tables import load, read_table, snapshot_ids, table_exists
 
 DS = "2024-06-30"
 SALES = LANDING_COLUMNS["sales"]
 TS = "2024-06-30T10:00:00Z"
+ZONES = ("processed", "quarantine")
 
 
-def _ingest(spark, lake, dataset, ds=DS):
-    return run(spark, parse_args(["ingest", "--dataset", dataset, "--ds", ds, "--lake", lake]))
+def _ingest(session, lake, dataset, ds=DS):
+    """The job in-process, on a session bound to `lake`."""
+    return run(session, parse_args(["ingest", "--dataset", dataset, "--ds", ds, "--lake", lake]))
 
 
-def _rows(spark, lake, zone, dataset, ds=DS):
-    return spark.read.parquet(partition_path(lake, zone, dataset, ds)).collect()
-
-
-def _files(lake: str, zone: str, dataset: str, ds: str = DS) -> dict[str, bytes]:
-    root = lake_dir(lake) / zone / dataset / f"dt={ds}"
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+def _rows(lake, zone, dataset, ds=DS):
+    """A date's rows of a table, read back through pyiceberg (no Spark)."""
+    return list(read_table(lake, zone, dataset, ds).itertuples(index=False))
 
 
 @pytest.fixture
@@ -74,19 +75,19 @@ HOSTILE_SALES = [
 ]
 
 
-def test_hostile_sales_rows_are_quarantined_with_their_reason_and_none_is_lost(spark, lake):
+def test_hostile_sales_rows_are_quarantined_with_their_reason_and_none_is_lost(lake_spark, lake):
     write_landing_csv(lake, "sales", DS, SALES, [row for row, _ in HOSTILE_SALES])
 
-    metrics = _ingest(spark, lake, "sales")
+    metrics = _ingest(lake_spark, lake, "sales")
 
-    processed = _rows(spark, lake, "processed", "sales")
-    quarantine = _rows(spark, lake, "quarantine", "sales")
+    processed = _rows(lake, "processed", "sales")
+    quarantine = _rows(lake, "quarantine", "sales")
     # every bad row is in quarantine once, with the reason the contract gives
     expected_bad = [(row, reason) for row, reason in HOSTILE_SALES if reason]
     assert len(quarantine) == len(expected_bad)
     for row, reason in expected_bad:
         found = [q for q in quarantine if _same(q, row)]
-        assert len(found) == 1, (row, [q.asDict() for q in quarantine])
+        assert len(found) == 1, (row, [q._asdict() for q in quarantine])
         assert reason in found[0].reject_reason, (row, found[0].reject_reason)
     # good rows: one per key; duplicates dropped, counted, not quarantined
     assert sorted(r.transaction_id for r in processed) == ["t01", "t16", "t17"]
@@ -106,7 +107,7 @@ def _same(q, row) -> bool:
     return (q.transaction_id or "") == row[0] and q.transaction_ts == row[5]
 
 
-def test_malformed_json_lines_and_missing_fields_are_quarantined_and_none_is_lost(spark, lake):
+def test_malformed_json_lines_and_missing_fields_are_quarantined_and_none_is_lost(lake_spark, lake):
     good = {"event_id": "e1", "user_id": "u1", "page": "home", "event_ts": TS}
     lines = [
         good,
@@ -121,22 +122,24 @@ def test_malformed_json_lines_and_missing_fields_are_quarantined_and_none_is_los
     ]
     write_landing_jsonl(lake, "clickstream", DS, lines)
 
-    metrics = _ingest(spark, lake, "clickstream")
+    metrics = _ingest(lake_spark, lake, "clickstream")
 
-    processed = sorted(r.event_id for r in _rows(spark, lake, "processed", "clickstream"))
-    reasons = sorted(r.reject_reason for r in _rows(spark, lake, "quarantine", "clickstream"))
+    processed = sorted(r.event_id for r in _rows(lake, "processed", "clickstream"))
+    reasons = sorted(r.reject_reason for r in _rows(lake, "quarantine", "clickstream"))
     assert processed == ["e1", "e6"]  # extra fields are ignored, not a rejection
     assert reasons == sorted(["malformed JSON"] * 4 + ["event_id: required", "user_id: required"])
     assert metrics["rows_in"] == {"clickstream": len(lines)}
     assert len(lines) - len(processed) - len(reasons) - metrics["duplicates_dropped"] == 0
 
 
-def test_a_file_with_only_a_header_writes_empty_partitions_not_an_error(spark, lake):
+def test_a_file_with_only_a_header_writes_an_empty_day_not_an_error(lake_spark, lake):
     write_landing_csv(lake, "sales", DS, SALES, [])
-    metrics = _ingest(spark, lake, "sales")
+    metrics = _ingest(lake_spark, lake, "sales")
     assert metrics["rows_in"] == {"sales": 0}
-    assert _rows(spark, lake, "processed", "sales") == []
-    assert _rows(spark, lake, "quarantine", "sales") == []
+    for zone in ZONES:
+        assert _rows(lake, zone, "sales") == []
+        # the day is written (with no rows), not missing
+        assert tables.written_dates(lake_spark, zone, "sales") == {dt.date.fromisoformat(DS)}
 
 
 @pytest.mark.parametrize(
@@ -164,7 +167,8 @@ def test_unreadable_partitions_fail_with_exit_2_and_one_line_naming_the_problem(
     assert code == EXIT_BAD_INPUT
     assert err.count("\n") == 1
     assert message in err
-    assert not (lake_dir(lake) / "processed").exists()
+    assert not any(table_exists(lake, zone, "sales") for zone in ZONES)
+    assert not (lake_dir(lake) / "warehouse").exists()
 
 
 # ---- the real command line, as the local runner and EMR start it ----------------------------
@@ -209,82 +213,108 @@ def test_the_cli_exits_2_with_one_line_for_schema_drift_and_a_missing_partition(
     assert f"found '{','.join(SALES)},coupon'" in results["drift"][2]
     assert f"missing landing partition {missing_lake}/landing/customers/dt={DS}" in results["missing"][2]
     assert "not YYYY-MM-DD" in results["args"][2]
-    assert not (tmp_path / "drift" / "processed").exists()
+    assert not table_exists(drift_lake, "processed", "sales")
+    assert not (tmp_path / "drift" / "warehouse").exists()
 
 
-# ---- a failed write leaves the previous partition intact -------------------------------------
-@pytest.fixture
-def ingested_once(spark, lake):
-    """sales for DS ingested once (one good row, one reject); then upstream resends a new file."""
+# ---- a failed write commits nothing ---------------------------------------------------------
+def _ingest_once(spark, lake):
+    """sales for DS ingested once (good t1, rejected t2), then upstream sends a second file (good
+    t3): a rerun would change both tables."""
     write_landing_csv(
         lake, "sales", DS, SALES, [("t1", "c1", "p1", "1", "1.00", TS), ("t2", "c1", "p1", "x", "1", TS)]
     )
-    _ingest(spark, lake, "sales")
-    before = {zone: _files(lake, zone, "sales") for zone in ("processed", "quarantine")}
-    write_landing_csv(lake, "sales", DS, SALES, [("t3", "c9", "p9", "5", "9.99", TS)])
-    return before
+    _ingest(tables.bind(spark, lake), lake, "sales")
+    write_landing_csv(lake, "sales", DS, SALES, [("t3", "c9", "p9", "5", "9.99", TS)], name="part-0001.csv")
+    return lake
 
 
-def _staging_debris(lake: str) -> list[str]:
-    staging = lake_dir(lake) / "_staging"
-    return sorted(str(p) for p in staging.rglob("*") if p.is_file()) if staging.exists() else []
+@pytest.fixture(scope="module")
+def ingested_once(spark, tmp_path_factory):
+    """A lake after `_ingest_once`, shared by the failure tests that only fail a write: each must
+    leave it as it was, and checks so against the rows written by hand."""
+    root = tmp_path_factory.mktemp("ingested_once") / "lake"
+    root.mkdir()
+    return _ingest_once(spark, root.as_uri())
 
 
-def test_a_spark_write_that_fails_after_writing_files_leaves_both_partitions_as_they_were(
-    spark, lake, ingested_once, monkeypatch
+def _seen(lake):
+    """What readers see of both tables: the current snapshot, every snapshot, DS's rows."""
+    return {
+        zone: (
+            load(lake, zone, "sales").current_snapshot().snapshot_id,
+            snapshot_ids(lake, zone, "sales"),
+            sorted(read_table(lake, zone, "sales", DS).astype(str).itertuples(index=False, name=None)),
+        )
+        for zone in ZONES
+    }
+
+
+def _assert_as_ingested_once(lake):
+    """The rows of the first ingest, by hand: t1 processed, t2 quarantined."""
+    assert [r.transaction_id for r in _rows(lake, "processed", "sales")] == ["t1"]
+    assert [(r.transaction_id, r.reject_reason) for r in _rows(lake, "quarantine", "sales")] == [
+        ("t2", "quantity: not an integer: 'x'")
+    ]
+
+
+def test_a_spark_write_that_fails_in_its_tasks_leaves_both_tables_as_they_were(
+    spark, ingested_once, monkeypatch
 ):
-    from pyspark.sql.readwriter import DataFrameWriter
-
-    real = DataFrameWriter.parquet
-
-    def write_then_fail(self, path, *args, **kwargs):
-        real(self, path, *args, **kwargs)  # the files are there (in staging) ...
-        raise OSError("injected: the node died before the job finished")  # ... then the job dies
-
-    monkeypatch.setattr(DataFrameWriter, "parquet", write_then_fail)
-    with pytest.raises(OSError, match="injected"):
-        _ingest(spark, lake, "sales")
+    lake = ingested_once
+    before = _seen(lake)
+    # processed, the first write: its Spark job dies while writing data files
+    fail_table_writes(monkeypatch, "processed", in_spark=True)
+    with pytest.raises(Exception, match=r"injected: the write of processed\.sales failed"):
+        _ingest(tables.bind(spark, lake), lake, "sales")
     monkeypatch.undo()
 
-    assert {zone: _files(lake, zone, "sales") for zone in ("processed", "quarantine")} == ingested_once
-    assert _staging_debris(lake) == []
-    assert sorted(r.transaction_id for r in _rows(spark, lake, "processed", "sales")) == ["t1"]
+    assert _seen(lake) == before  # not a snapshot more, in either table
+    _assert_as_ingested_once(lake)
 
 
-class _RenameFails:
-    """A Hadoop FileSystem whose rename of a staging directory into the lake fails (S3 hiccup)."""
+def test_a_commit_the_catalog_refuses_leaves_both_tables_as_they_were(spark, lake):
+    _ingest_once(spark, lake)  # a lake of its own: this failure leaves a lock behind (see below)
+    before = _seen(lake)
+    session = tables.bind(spark, lake)
+    # Set before the session first uses its catalog: wait 0.3s, not 30, for the catalog's lock;
+    # no table cache, so that the test can close the catalog itself.
+    session.conf.set(f"spark.sql.catalog.{CATALOG}.jdbc.busy_timeout", "300")
+    session.conf.set(f"spark.sql.catalog.{CATALOG}.cache-enabled", "false")
+    # Another writer holds the catalog's write lock: the data files get written, but the commit
+    # (the catalog's pointer to the new metadata) cannot be made.
+    holder = sqlite3.connect(lake_dir(lake) / CATALOG_FILE, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(Exception, match="database is locked"):
+            _ingest(session, lake, "sales")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        # The refused commit's JDBC connection keeps a read lock on the catalog file until it is
+        # closed (Iceberg's JDBC catalog on sqlite-jdbc): close the session's catalog.
+        session._jsparkSession.sessionState().catalogManager().catalog(CATALOG).icebergCatalog().close()
 
-    def __init__(self, fs):
-        self._fs = fs
-
-    def rename(self, src, dst):
-        # the new data moving into place fails; moving the previous data back still works
-        if "/_staging/" in src.toString() and not src.toString().endswith(".previous"):
-            return False
-        return self._fs.rename(src, dst)
-
-    def __getattr__(self, name):
-        return getattr(self._fs, name)
+    assert _seen(lake) == before
+    _assert_as_ingested_once(lake)
 
 
-def test_a_swap_that_fails_restores_the_previous_partition(spark, lake, ingested_once, monkeypatch):
-    real = common._fs_path
-    monkeypatch.setattr(
-        common, "_fs_path", lambda s, uri: (lambda fs, p: (_RenameFails(fs), p))(*real(s, uri))
-    )
-    with pytest.raises(OSError, match="previous one is restored"):
-        _ingest(spark, lake, "sales")
+def test_a_failed_quarantine_write_leaves_processed_as_it_was(spark, ingested_once, monkeypatch):
+    lake = ingested_once
+    before = _seen(lake)
+    session = tables.bind(spark, lake)
+    written = {zone: tables.written_dates(session, zone, "sales") for zone in ZONES}
+    # quarantine, the second write, dies in Spark after processed was committed
+    fail_table_writes(monkeypatch, "quarantine", in_spark=True)
+    with pytest.raises(Exception, match=r"injected: the write of quarantine\.sales failed"):
+        _ingest(session, lake, "sales")
     monkeypatch.undo()
 
-    assert _files(lake, "processed", "sales") == ingested_once["processed"]
-    assert _files(lake, "quarantine", "sales") == ingested_once["quarantine"]
-
-
-def test_a_failed_quarantine_write_leaves_processed_as_it_was(spark, lake, ingested_once, monkeypatch):
-    fail_parquet_writes_to(monkeypatch, "/quarantine/")
-    with pytest.raises(OSError, match="injected"):
-        _ingest(spark, lake, "sales")
-    monkeypatch.undo()
-
-    assert _files(lake, "quarantine", "sales") == ingested_once["quarantine"]
-    assert _files(lake, "processed", "sales") == ingested_once["processed"]
+    after = _seen(lake)
+    assert after["quarantine"] == before["quarantine"]
+    # processed: its commit was taken back; readers see the snapshot they saw before, its rows
+    current, snapshots, rows = after["processed"]
+    assert (current, rows) == (before["processed"][0], before["processed"][2])
+    assert len(snapshots) == len(before["processed"][1]) + 1  # the commit taken back, kept in history
+    assert {zone: tables.written_dates(session, zone, "sales") for zone in ZONES} == written
+    _assert_as_ingested_once(lake)

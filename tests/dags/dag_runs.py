@@ -17,6 +17,7 @@ class DagRunRecord:
     task_times: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # task -> (start, end)
     xcoms: dict[str, Any] = field(default_factory=dict)
     asset_events: list[str] = field(default_factory=list)  # asset URIs with an event from this run
+    asset_extras: dict[str, dict] = field(default_factory=dict)  # asset URI -> its event's extra
 
 
 def run_pipeline_dag(
@@ -52,6 +53,7 @@ def run_pipeline_dag(
             )
         ).all()
         uris = sorted({e.asset.uri for e in events})
+        extras = {e.asset.uri: dict(e.extra or {}) for e in events}
         return DagRunRecord(
             run_id=run.run_id,
             state=str(run.state),
@@ -59,18 +61,17 @@ def run_pipeline_dag(
             task_times={ti.task_id: (ti.start_date, ti.end_date) for ti in tis},
             xcoms=xcoms,
             asset_events=uris,
+            asset_extras=extras,
         )
 
 
-def rows_written(lake_dir: Path, output: str, ds: str) -> int:
-    """Rows a first run for `ds` wrote to `output`: its dt=ds partition, or for the stream (which
-    takes every landing file it has not seen, so a history run fills the earlier dates too) all of them."""
-    from include.lake_summary import read_partition
+def rows_written(lake: str | Path, output: str, ds: str) -> int:
+    """Rows of date ds of a curated output, read back with pyiceberg."""
+    from include.lake import read_date
 
-    dates = [ds]
-    if output == "clickstream_checkouts":
-        dates = [p.name.removeprefix("dt=") for p in (lake_dir / "curated" / output).glob("dt=*")]
-    return sum(len(read_partition(lake_dir, "curated", output, d)) for d in dates)
+    rows = read_date(lake, "curated", output, ds)
+    assert rows is not None, f"curated.{output} has nothing written for {ds}"
+    return len(rows)
 
 
 @dataclass

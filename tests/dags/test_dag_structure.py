@@ -133,8 +133,9 @@ def test_nightly_task_order_is_the_specs_dependencies(bag):
     if bag.target == "local":
         for step in P.PIPELINE:
             assert _upstream(dag, f"run_{step.name}", "run_") == {f"run_{d}" for d in step.depends_on}
-            # its command comes from the plan (an empty one skips it)
-            assert dag.task_dict[f"run_{step.name}"].upstream_task_ids >= {"plan"}
+            # its command comes from the plan (an empty one skips it); it runs on the run's Spark
+            assert dag.task_dict[f"run_{step.name}"].upstream_task_ids >= {"plan", "start_spark"}
+            assert "stop_spark" in dag.task_dict[f"run_{step.name}"].downstream_task_ids
     else:
         for step in P.PIPELINE:
             # a step is added once what it needs has finished on the cluster, then waited on
@@ -149,10 +150,8 @@ def test_nightly_task_order_is_the_specs_dependencies(bag):
                 "create_cluster",  # the cluster id it polls
             }
             for output in step.produces:
-                assert dag.task_dict[f"register_{output}"].upstream_task_ids >= {
-                    f"wait_{step.name}",
-                    "glue_database",
-                }
+                # the asset event once the step committed; its job registered the table itself
+                assert dag.task_dict[f"register_{output}"].upstream_task_ids == {f"wait_{step.name}", "plan"}
     # everything hangs off the plan task
     assert all(
         "plan" in dag.task_dict[t].get_flat_relative_ids(upstream=True) for t in dag.task_ids if t != "plan"
@@ -185,6 +184,19 @@ def test_terminate_cluster_is_a_teardown_that_runs_whatever_happened(bag, dag_id
         assert _upstream(dag, "terminate_cluster", "wait_") == {f"wait_{s.name}" for s in P.PIPELINE}
     else:
         assert "run_steps" in terminate.upstream_task_ids
+
+
+@pytest.mark.parametrize("bag", ["local"], indirect=True)
+@pytest.mark.parametrize("dag_id", [NIGHTLY, BACKFILL])
+def test_the_local_spark_application_is_started_as_a_setup_and_stopped_as_a_teardown(bag, dag_id):
+    dag = bag.dags[dag_id]
+    start, stop = dag.task_dict["start_spark"], dag.task_dict["stop_spark"]
+    assert start.is_setup
+    assert stop.is_teardown
+    assert stop.trigger_rule == "all_done_setup_success"  # it stops the JVM after failed steps too
+    steps = {t for t in dag.task_ids if t.startswith("run_") and t != "run_report"}
+    assert steps <= start.downstream_task_ids
+    assert steps <= stop.upstream_task_ids
 
 
 @pytest.mark.parametrize("dag_id", [NIGHTLY, BACKFILL])

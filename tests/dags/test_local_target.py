@@ -47,7 +47,7 @@ def test_nightly_local_run_succeeds_with_every_job(nightly):
 
 
 def test_every_curated_output_has_rows_for_the_run_date(nightly, demo_lake):
-    from include.lake_summary import read_partition
+    from include.lake import read_date as read_partition
 
     # the numbers each job reported (its SPARK_JOBS_METRICS line) are the rows on disk
     reported = {
@@ -58,7 +58,7 @@ def test_every_curated_output_has_rows_for_the_run_date(nightly, demo_lake):
     }
     for output in P.OUTPUTS:
         df = read_partition(demo_lake, "curated", output, DS)
-        assert df is not None, f"no curated/{output}/dt={DS}"
+        assert df is not None, f"curated.{output} has nothing for {DS}"
         assert len(df) > 0, output
         assert reported[output] == rows_written(demo_lake, output, DS), output
     segments = read_partition(demo_lake, "curated", "customer_segments", DS)
@@ -67,7 +67,7 @@ def test_every_curated_output_has_rows_for_the_run_date(nightly, demo_lake):
 
 
 def test_the_history_range_was_ingested_for_every_dataset(nightly, demo_lake):
-    from include.lake_summary import read_partition
+    from include.lake import read_date as read_partition
 
     for dataset in ("customers", "sales", "referrals", "stock_ticks", "clickstream"):
         for ds in (HISTORY_START, "2024-06-27", DS):
@@ -84,19 +84,31 @@ def test_local_jobs_ran_in_the_specs_order_with_the_run_dates(nightly, demo_lake
     for step in P.PIPELINE:
         # one command per step: ingest loads [history start, ds] in one application, the rest ds
         dates = ["--start-ds", HISTORY_START, "--end-ds", DS] if step.ranged else ["--ds", DS]
-        assert plan[f"step:{step.name}"] == [[step.job, *step.options, *dates, "--lake", lake]]
+        run = ["--run-id", nightly.run_id]  # recorded on every commit the job makes
+        assert plan[f"step:{step.name}"] == [[step.job, *step.options, *dates, "--lake", lake, *run]]
         (metrics,) = nightly.xcoms[f"run_{step.name}"]
         assert metrics["job"] == step.job
 
 
-def test_the_run_marks_every_curated_output_asset(nightly, demo_lake):
+def test_the_run_marks_every_curated_output_asset_with_its_tables_new_snapshot(nightly, demo_lake):
+    from include.lake import open_catalog
+
     lake = demo_lake.as_uri()
-    assert nightly.asset_events == sorted(f"{lake}/curated/{out}" for out in P.OUTPUTS)
+    assert nightly.asset_events == sorted(f"{lake}/warehouse/curated/{out}" for out in P.OUTPUTS)
+    catalog = open_catalog(lake)
+    for out in P.OUTPUTS:
+        extra = nightly.asset_extras[f"{lake}/warehouse/curated/{out}"]
+        table = catalog.load_table(f"curated.{out}")
+        # the snapshot the event names is the table's commit of this run
+        snapshot = table.snapshot_by_id(extra["snapshot_id"])
+        assert snapshot is not None, out
+        assert snapshot.summary.additional_properties["pipeline.run-id"] == nightly.run_id, out
+        assert (extra["table"], extra["ds"]) == (f"curated.{out}", DS)
 
 
 def test_customer_features_alone_builds_it_and_nothing_downstream(nightly, demo_lake):
     """Issue #19: segments (downstream of features) and the unrelated steps are skipped, not run."""
-    from include.lake_summary import read_partition
+    from include.lake import read_date as read_partition
 
     day = "2024-06-27"  # ingested by the history run; no curated output of this date exists yet
     run = run_pipeline_dag("nightly", day, {"outputs": ["customer_features"]})
@@ -123,4 +135,6 @@ def test_a_history_start_after_the_run_date_fails_the_plan_before_any_job(demo_l
     assert refused.task_states["plan"] == "failed"
     assert {refused.task_states[t] for t in RUN_TASKS} == {"upstream_failed"}
     # nothing was written for that date
-    assert not (demo_lake / "curated" / "stock_daily" / "dt=2024-06-26").exists()
+    from include.lake import read_date
+
+    assert read_date(demo_lake, "curated", "stock_daily", "2024-06-26") is None

@@ -1,13 +1,23 @@
-"""The job command line: what it accepts, and that bad arguments are one line and exit 2."""
+"""The job command line: what it accepts, that bad arguments are one line and exit 2, and what a
+run records (its metrics, its run id on every commit)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
-from spark_jobs.cli import EXIT_BAD_INPUT, JOBS, main, parse_args
+from spark_jobs.cli import EXIT_BAD_INPUT, JOBS, METRICS_PREFIX, main, parse_args
 from spark_jobs.common import JobInputError
+from spark_jobs.schemas import LANDING_COLUMNS
+from tests.conftest import lake_dir
+from tests.helpers import write_landing_csv
+from tests.lake_tables import load
+
+DS = "2024-06-30"
+TS = "2024-06-30T10:00:00Z"
+ZONES = ("processed", "quarantine")
 
 
 def test_ingest_range_expands_to_every_date_inclusive():
@@ -76,3 +86,63 @@ def test_every_job_named_in_the_contract_is_dispatched():
         "segments",
         "clickstream",
     }
+
+
+def test_the_run_id_is_optional_and_kept_as_given():
+    argv = ["ingest", "--dataset", "sales", "--ds", DS, "--lake", "s3://b/p"]
+    run_id = "scheduled__2024-06-30T00:00:00+00:00"
+    assert parse_args(argv).run_id is None
+    assert parse_args([*argv, "--run-id", run_id]).run_id == run_id
+
+
+@pytest.fixture
+def cli(spark):
+    """spark_jobs.cli.main in-process; restores the session settings get_spark changes."""
+    saved = spark.conf.get("spark.sql.shuffle.partitions")
+    yield lambda *argv: main(list(argv))
+    spark.conf.set("spark.sql.shuffle.partitions", saved)
+    spark.sparkContext.setLogLevel("ERROR")
+
+
+def test_a_run_records_its_id_on_every_commit_and_its_metrics_in_the_lake(lake, cli, capsys):
+    rows = [("t1", "c1", "p1", "1", "1.00", TS), ("t2", "c1", "p1", "x", "1.00", TS)]
+    write_landing_csv(lake, "sales", DS, LANDING_COLUMNS["sales"], rows)
+    run_id = "manual__2024-07-01T08:00:00+00:00"
+    capsys.readouterr()
+
+    assert cli("ingest", "--dataset", "sales", "--ds", DS, "--lake", lake, "--run-id", run_id) == 0
+
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith(METRICS_PREFIX)]
+    printed = json.loads(line.removeprefix(METRICS_PREFIX))
+    stored = json.loads((lake_dir(lake) / "_runs" / "metrics" / f"dt={DS}" / "ingest-sales.json").read_text())
+    assert stored == printed
+    commits = {}
+    for zone in ZONES:
+        snapshot = load(lake, zone, "sales").current_snapshot()
+        summary = snapshot.summary
+        assert (summary["pipeline.job"], summary["pipeline.dates"], summary["pipeline.run-id"]) == (
+            "ingest",
+            DS,
+            run_id,
+        )
+        commits[f"{zone}.sales"] = {"snapshot_id": snapshot.snapshot_id, "rows": 1}  # t1; t2 rejected
+    assert stored.pop("duration_seconds") > 0
+    assert stored == {
+        "job": "ingest",
+        "ds": DS,
+        "run_id": run_id,
+        "dataset": "sales",
+        "start_ds": DS,
+        "end_ds": DS,
+        "rows_in": {"sales": 2},
+        "rows_out": {"sales": 1},
+        "rows_quarantined": 1,
+        "duplicates_dropped": 0,
+        "tables": commits,
+    }
+
+    # the next job in the same JVM, without --run-id: no commit of it carries the previous id
+    assert cli("ingest", "--dataset", "sales", "--ds", DS, "--lake", lake) == 0
+    for zone in ZONES:
+        snapshots = load(lake, zone, "sales").snapshots()
+        assert [s.summary["pipeline.run-id"] for s in snapshots] == [run_id, ""]

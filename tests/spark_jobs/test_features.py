@@ -6,17 +6,16 @@ import argparse
 import datetime as dt
 import math
 from decimal import Decimal
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from pyspark.sql.types import DateType, StructField, StructType
 
-from spark_jobs.common import JobInputError, dataset_path, partition_path, write_partition
+from spark_jobs import tables
+from spark_jobs.common import JobInputError
 from spark_jobs.features import CORRELATION, OUTPUT, feature_correlation, run
 from spark_jobs.schemas import CURATED, FEATURE_COLUMNS, PROCESSED
-from tests.conftest import lake_dir
+from tests.lake_tables import load, read_table, seed_rows, snapshot_ids, table_exists
 
 D0 = dt.date(2024, 5, 1)
 DAYS = [D0 + dt.timedelta(days=i) for i in range(10)]
@@ -80,26 +79,16 @@ def _graph(rng, ds: dt.date) -> list[tuple]:
     return [(c, float(rng.uniform(0.01, 0.3)), f"c{(i + offset) % 4:02d}") for i, c in enumerate(members)]
 
 
-def _write_processed(spark, lake: str, dataset: str, rows: list[tuple]) -> None:
-    """Processed partitions as ingest lays them out; each row ends with its dt."""
-    with_dt = StructType([*PROCESSED[dataset].fields, StructField("dt", DateType())])
-    spark.createDataFrame(rows, with_dt).write.partitionBy("dt").parquet(
-        dataset_path(lake, "processed", dataset)
-    )
-
-
-def _write_graph(spark, lake: str, ds: dt.date, rows: list[tuple]) -> None:
-    write_partition(
-        spark.createDataFrame(rows, CURATED["referral_graph"]), lake, "curated", "referral_graph", ds
-    )
-
-
 def _write_inputs(spark, lake: str, sales, graphs: dict[dt.date, list[tuple]]) -> None:
-    _write_processed(spark, lake, "sales", sales)
+    """Sales history and customer snapshots in one commit each, as an ingest of the range writes
+    them; referral_graph one commit per date, as the graph job writes it."""
+    seed_rows(spark, lake, "processed", "sales", sales)
     snapshots = _customer_snapshots()
-    _write_processed(spark, lake, "customers", [(*r, day) for day, rows in snapshots.items() for r in rows])
+    seed_rows(
+        spark, lake, "processed", "customers", [(*r, day) for day, rows in snapshots.items() for r in rows]
+    )
     for ds, rows in graphs.items():
-        _write_graph(spark, lake, ds, rows)
+        seed_rows(spark, lake, "curated", "referral_graph", [(*r, ds) for r in rows])
 
 
 # ---- the oracle ----------------------------------------------------------------------------
@@ -154,17 +143,32 @@ def _assert_correlation(got: dict, want: dict) -> None:
 
 # ---- fixtures ------------------------------------------------------------------------------
 def _run(spark, lake: str, ds: dt.date) -> dict:
-    return run(spark, argparse.Namespace(ds=ds, lake=lake))
+    return run(tables.bind(spark, lake), argparse.Namespace(ds=ds, lake=lake))
 
 
-def _read(spark, lake: str, dataset: str, ds: dt.date):
-    return spark.read.parquet(partition_path(lake, "curated", dataset, ds))
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as plain Python values: null is None (pandas reads a null double as NaN), arrays lists."""
+    return [
+        {k: _none_if_nan(v.tolist() if isinstance(v, np.ndarray) else v) for k, v in row.items()}
+        for row in frame.to_dict("records")
+    ]
 
 
-def _correlation_rows(spark, lake: str, ds: dt.date) -> dict:
-    return {
-        (r["feature_a"], r["feature_b"]): r["pearson"] for r in _read(spark, lake, CORRELATION, ds).collect()
-    }
+def _rows(lake: str, dataset: str, ds: dt.date) -> list[dict]:
+    return _records(read_table(lake, "curated", dataset, ds))
+
+
+def _correlation_rows(lake: str, ds: dt.date) -> dict:
+    return {(r["feature_a"], r["feature_b"]): r["pearson"] for r in _rows(lake, CORRELATION, ds)}
+
+
+def _schema(spark, lake: str, dataset: str) -> str:
+    session = tables.bind(spark, lake)
+    return session.table(tables.identifier(session, "curated", dataset)).schema.simpleString()
+
+
+def _current_snapshot(lake: str, dataset: str) -> int:
+    return load(lake, "curated", dataset).current_snapshot().snapshot_id
 
 
 @pytest.fixture(scope="module")
@@ -178,11 +182,11 @@ def random_lake(spark, tmp_path_factory):
     runs = {}
 
     def result(ds):
+        """metrics, the snapshots the run left, and its customer_features rows by customer."""
         if ds not in runs:
             metrics = _run(spark, lake, ds)
-            got = _read(spark, lake, OUTPUT, ds)
-            # simpleString: names and types; a Parquet read marks every column and element nullable.
-            runs[ds] = (metrics, got.schema.simpleString(), {r["customer_id"]: r for r in got.collect()})
+            snapshots = {dataset: _current_snapshot(lake, dataset) for dataset in (OUTPUT, CORRELATION)}
+            runs[ds] = (metrics, snapshots, {r["customer_id"]: r for r in _rows(lake, OUTPUT, ds)})
         return runs[ds]
 
     return lake, sales, graphs, result
@@ -190,14 +194,15 @@ def random_lake(spark, tmp_path_factory):
 
 # ---- customer_features ---------------------------------------------------------------------
 @pytest.mark.parametrize("ds", [DS, DS_EARLY], ids=["ds", "early-ds"])
-def test_every_customer_feature_matches_pandas(random_lake, ds):
-    _, sales, graphs, result = random_lake
-    metrics, schema, rows = result(ds)
+def test_every_customer_feature_matches_pandas(spark, random_lake, ds):
+    lake, sales, graphs, result = random_lake
+    metrics, snapshots, rows = result(ds)
     want = _oracle(sales, graphs[ds], ds)
 
-    assert schema == CURATED[OUTPUT].simpleString()
+    assert _schema(spark, lake, OUTPUT) == tables.with_dt(CURATED[OUTPUT]).simpleString()
     assert set(rows) == set(want.index)
     assert metrics["rows_out"][OUTPUT] == len(want)
+    assert metrics["tables"][f"curated.{OUTPUT}"] == {"snapshot_id": snapshots[OUTPUT], "rows": len(want)}
     for customer, w in want.iterrows():
         r = rows[customer]
         assert r["region"] == _none_if_nan(w["region"]), customer
@@ -247,11 +252,15 @@ def test_edge_cases_of_the_sales_history_by_hand(random_lake):
 @pytest.mark.parametrize("ds", [DS, DS_EARLY], ids=["ds", "early-ds"])
 def test_feature_correlation_of_the_run_matches_pandas_pairwise_complete(spark, random_lake, ds):
     lake, sales, graphs, result = random_lake
-    metrics = result(ds)[0]
-    got = _correlation_rows(spark, lake, ds)
+    metrics, snapshots, _ = result(ds)
+    got = _correlation_rows(lake, ds)
 
-    assert _read(spark, lake, CORRELATION, ds).schema == CURATED[CORRELATION]
+    assert _schema(spark, lake, CORRELATION) == tables.with_dt(CURATED[CORRELATION]).simpleString()
     assert metrics["rows_out"][CORRELATION] == len(FEATURE_COLUMNS) ** 2
+    assert metrics["tables"][f"curated.{CORRELATION}"] == {
+        "snapshot_id": snapshots[CORRELATION],
+        "rows": len(FEATURE_COLUMNS) ** 2,
+    }
     _assert_correlation(got, _oracle_correlation(_oracle(sales, graphs[ds], ds)))
 
 
@@ -284,33 +293,47 @@ def test_feature_correlation_is_null_for_zero_variance_and_too_few_pairs(spark):
 
 
 # ---- run -----------------------------------------------------------------------------------
-def _files(lake: str, dataset: str, ds: dt.date) -> dict[str, int]:
-    root = lake_dir(lake) / "curated" / dataset / f"dt={ds}"
-    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+def _files(lake: str, dataset: str, ds: dt.date) -> set[str]:
+    """The data files holding the rows of ds in the table's current snapshot."""
+    return {
+        task.file.file_path
+        for task in load(lake, "curated", dataset).scan(row_filter=f"dt = '{ds}'").plan_files()
+    }
+
+
+def _sorted_rows(lake: str, dataset: str, ds: dt.date) -> list[tuple]:
+    return sorted(tuple(map(repr, r.values())) for r in _rows(lake, dataset, ds))
 
 
 def test_rerun_of_the_same_ds_gives_identical_output_and_leaves_other_dates_untouched(spark, random_lake):
     lake, _, _, result = random_lake
     result(DS)
     result(DS_EARLY)
-    before = {
-        dataset: sorted(tuple(r) for r in _read(spark, lake, dataset, DS).collect())
-        for dataset in (OUTPUT, CORRELATION)
-    }
-    early_files = {dataset: _files(lake, dataset, DS_EARLY) for dataset in (OUTPUT, CORRELATION)}
-    ds_files = _files(lake, OUTPUT, DS)
+    datasets = (OUTPUT, CORRELATION)
+    before = {d: {ds: _sorted_rows(lake, d, ds) for ds in (DS, DS_EARLY)} for d in datasets}
+    early_files = {d: _files(lake, d, DS_EARLY) for d in datasets}
+    snapshots = {d: snapshot_ids(lake, "curated", d) for d in datasets}
 
-    _run(spark, lake, DS)
+    metrics = _run(spark, lake, DS)
 
-    for dataset in (OUTPUT, CORRELATION):
-        assert sorted(tuple(r) for r in _read(spark, lake, dataset, DS).collect()) == before[dataset]
-        assert _files(lake, dataset, DS_EARLY) == early_files[dataset]
-    assert _files(lake, OUTPUT, DS) != ds_files  # really rewritten, not skipped
+    for d in datasets:
+        assert {ds: _sorted_rows(lake, d, ds) for ds in (DS, DS_EARLY)} == before[d]
+        assert _files(lake, d, DS_EARLY) == early_files[d]
+        # really rewritten, not skipped: one new commit of exactly DS
+        assert snapshot_ids(lake, "curated", d) == [
+            *snapshots[d],
+            metrics["tables"][f"curated.{d}"]["snapshot_id"],
+        ]
+        assert load(lake, "curated", d).current_snapshot().summary["pipeline.dates"] == str(DS)
 
 
-def test_missing_referral_graph_partition_is_an_input_error(spark, lake):
+def test_missing_referral_graph_of_ds_is_an_input_error(spark, lake):
     _write_inputs(spark, lake, [_sale("a", "c01", DAYS[0], 100)], {DAYS[0]: [("c01", 1.0, "c01")]})
 
-    with pytest.raises(JobInputError, match=r"referral_graph/dt=2024-05-02"):
+    with pytest.raises(
+        JobInputError,
+        match=r"referral_graph has nothing written for 2024-05-02 \(the graph job of the same ds",
+    ):
         _run(spark, lake, DAYS[1])
-    assert not Path(lake_dir(lake) / "curated" / OUTPUT).exists()
+    assert not table_exists(lake, "curated", OUTPUT)
+    assert not table_exists(lake, "curated", CORRELATION)

@@ -1,5 +1,9 @@
-"""The ingest job: landing text -> typed processed rows, quarantined rejects with reasons, and
-the failures the contract asks for (wrong header, missing partition) before anything is written."""
+"""The ingest job: landing text -> typed rows in table processed.<dataset>, rejects with their reason
+in quarantine.<dataset>, each table one commit for the dates ingested; and the failures the contract
+asks for (wrong header, missing partition, a failed write) commit nothing.
+
+The tables are read back through pyiceberg (tests/lake_tables.py), not through the jobs' Spark code.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,9 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
+from spark_jobs import stock_daily, tables
 from spark_jobs.cli import EXIT_BAD_INPUT, main, parse_args
-from spark_jobs.common import partition_path
+from spark_jobs.common import JobInputError
 from spark_jobs.ingest import (
     CORRUPT,
     deduplicated_by_key,
@@ -23,20 +28,51 @@ from spark_jobs.ingest import (
 )
 from spark_jobs.schemas import LANDING_COLUMNS, PROCESSED, QUARANTINE
 from tests.conftest import lake_dir
-from tests.helpers import fail_parquet_writes_to, write_landing_csv, write_landing_jsonl
+from tests.helpers import fail_table_writes, write_landing_csv, write_landing_jsonl
+from tests.lake_tables import dates_with_rows, load, read_table, snapshot_ids, table_exists
 
 DS = "2024-06-30"
 SALES = LANDING_COLUMNS["sales"]
 TICKS = LANDING_COLUMNS["stock_ticks"]
+ZONES = ("processed", "quarantine")
 
 
-def _ingest(spark, lake, dataset, *dates):
+def _ingest(session, lake, dataset, *dates):
+    """The job in-process, on a session bound to `lake`."""
     dates_args = ["--ds", dates[0]] if len(dates) == 1 else ["--start-ds", dates[0], "--end-ds", dates[-1]]
-    return run(spark, parse_args(["ingest", "--dataset", dataset, *dates_args, "--lake", lake]))
+    return run(session, parse_args(["ingest", "--dataset", dataset, *dates_args, "--lake", lake]))
 
 
-def _read(spark, lake, zone, dataset, ds=DS):
-    return spark.read.parquet(partition_path(lake, zone, dataset, ds))
+def _read(lake, zone, dataset, ds=DS):
+    """One date's rows of a table, as pandas through pyiceberg."""
+    return read_table(lake, zone, dataset, ds)
+
+
+def _columns(session, zone, dataset):
+    """The table's columns as Spark reads them, without dt (to compare with the contract)."""
+    return tables.read(session, zone, dataset).drop("dt").schema
+
+
+def _counts(metrics):
+    return {k: v for k, v in metrics.items() if k != "tables"}
+
+
+def _commits(lake, dataset, dates):
+    """What the metrics' "tables" entry must say, read back with pyiceberg: each table's current
+    snapshot and the rows it holds on the dates ingested."""
+    return {
+        f"{zone}.{dataset}": {
+            "snapshot_id": load(lake, zone, dataset).current_snapshot().snapshot_id,
+            "rows": sum(len(read_table(lake, zone, dataset, day)) for day in dates),
+        }
+        for zone in ZONES
+    }
+
+
+def _rows(lake, zone, dataset):
+    """Every row of a table (dt included), in a canonical order."""
+    frame = read_table(lake, zone, dataset).astype(str)
+    return sorted(frame.itertuples(index=False, name=None))
 
 
 @pytest.fixture
@@ -209,7 +245,7 @@ def test_deduplication_keeps_the_row_sorting_first_whatever_the_input_order(spar
 
 
 # ---- the job, on landing files ---------------------------------------------------------------
-def test_good_rows_are_typed_as_pandas_parses_the_same_csv(spark, lake):
+def test_good_rows_are_typed_as_pandas_parses_the_same_csv(lake_spark, lake):
     rows = [
         ("t1", "c1", "p1", "2", "10.50", "2024-06-30T10:00:00Z"),
         ("t2", "c2", "p2", "+7", "0", "2024-06-30T00:00:00.123456Z"),
@@ -219,33 +255,44 @@ def test_good_rows_are_typed_as_pandas_parses_the_same_csv(spark, lake):
     ]
     path = write_landing_csv(lake, "sales", DS, SALES, rows)
 
-    metrics = _ingest(spark, lake, "sales", DS)
+    metrics = _ingest(lake_spark, lake, "sales", DS)
 
     oracle = pd.read_csv(path, dtype=str)
     oracle["quantity"] = oracle["quantity"].astype(int)
     oracle["total_amount"] = [Decimal(v).quantize(Decimal("0.01")) for v in oracle["total_amount"]]
     oracle["transaction_ts"] = pd.to_datetime(oracle["transaction_ts"], utc=True, format="ISO8601")
-    oracle["us"] = oracle["transaction_ts"].map(lambda t: t.value // 1000)
-    expected = sorted(
-        oracle[["transaction_id", "customer_id", "product_id", "quantity", "total_amount", "us"]].itertuples(
-            index=False, name=None
-        )
-    )
-    processed = _read(spark, lake, "processed", "sales")
-    got = processed.select(*SALES[:5], F.unix_micros("transaction_ts").alias("us")).collect()
+    processed = _read(lake, "processed", "sales")
+    for frame in (oracle, processed):  # instants as microseconds since the epoch, UTC
+        frame["us"] = frame["transaction_ts"].map(lambda t: t.value // 1000)
+    columns = ["transaction_id", "customer_id", "product_id", "quantity", "total_amount", "us"]
 
-    assert sorted(tuple(r) for r in got) == expected
-    assert processed.schema == PROCESSED["sales"]
-    assert _read(spark, lake, "quarantine", "sales").count() == 0
+    assert sorted(processed[columns].itertuples(index=False, name=None)) == sorted(
+        oracle[columns].itertuples(index=False, name=None)
+    )
+    # the table's types, as any Iceberg reader sees them (by hand, from the contract)
+    assert {f.name: str(f.field_type) for f in load(lake, "processed", "sales").schema().fields} == {
+        "transaction_id": "string",
+        "customer_id": "string",
+        "product_id": "string",
+        "quantity": "int",
+        "total_amount": "decimal(12, 2)",
+        "transaction_ts": "timestamptz",
+        "dt": "date",
+    }
+    assert _columns(lake_spark, "processed", "sales") == PROCESSED["sales"]
+    assert len(_read(lake, "quarantine", "sales")) == 0
+    assert dt.date.fromisoformat(DS) in tables.written_dates(lake_spark, "quarantine", "sales")
     assert metrics == {
         "rows_in": {"sales": 5},
         "rows_out": {"sales": 5},
         "rows_quarantined": 0,
         "duplicates_dropped": 0,
+        "tables": _commits(lake, "sales", [DS]),
     }
+    assert metrics["tables"]["processed.sales"]["rows"] == 5
 
 
-def test_rejects_go_to_quarantine_as_text_and_duplicates_are_dropped_not_quarantined(spark, lake):
+def test_rejects_go_to_quarantine_as_text_and_duplicates_are_dropped_not_quarantined(lake_spark, lake):
     good = ("t1", "c1", "p1", "2", "10.50", "2024-06-30T10:00:00Z")
     write_landing_csv(
         lake, "sales", DS, SALES, [good, ("t2", "c1", "p1", "-1", "5.00", "2024-06-30T11:00:00Z")]
@@ -261,26 +308,31 @@ def test_rejects_go_to_quarantine_as_text_and_duplicates_are_dropped_not_quarant
     ).open("a") as fh:
         fh.write("t3,c1,p1,1,2.00\n")
 
-    metrics = _ingest(spark, lake, "sales", DS)
+    metrics = _ingest(lake_spark, lake, "sales", DS)
 
-    kept = _read(spark, lake, "processed", "sales").collect()
-    assert [(r.transaction_id, r.customer_id) for r in kept] == [("t1", "c0")]  # "c0" < "c1"
-    quarantine = _read(spark, lake, "quarantine", "sales")
-    assert quarantine.schema == QUARANTINE["sales"]
-    got = sorted((r.transaction_id, r.quantity, r.reject_reason, r.raw_record) for r in quarantine.collect())
+    kept = _read(lake, "processed", "sales")
+    assert list(zip(kept.transaction_id, kept.customer_id, strict=True)) == [("t1", "c0")]  # "c0" < "c1"
+    assert _columns(lake_spark, "quarantine", "sales") == QUARANTINE["sales"]
+    quarantine = _read(lake, "quarantine", "sales")
+    got = sorted(
+        quarantine[["transaction_id", "quantity", "reject_reason", "raw_record"]].itertuples(
+            index=False, name=None
+        )
+    )
     assert got == [
         ("t2", "-1", "quantity: must be > 0: '-1'", None),
         ("t3", "1", "malformed CSV row (not 6 fields)", "t3,c1,p1,1,2.00"),
     ]
-    assert metrics == {
+    assert _counts(metrics) == {
         "rows_in": {"sales": 4},
         "rows_out": {"sales": 1},
         "rows_quarantined": 2,
         "duplicates_dropped": 1,
     }
+    assert metrics["tables"] == _commits(lake, "sales", [DS])
 
 
-def test_malformed_json_lines_are_quarantined_verbatim_and_extra_fields_are_ignored(spark, lake):
+def test_malformed_json_lines_are_quarantined_verbatim_and_extra_fields_are_ignored(lake_spark, lake):
     good = {
         "event_id": "e1",
         "user_id": "u1",
@@ -297,14 +349,16 @@ def test_malformed_json_lines_are_quarantined_verbatim_and_extra_fields_are_igno
     ]
     write_landing_jsonl(lake, "clickstream", DS, records)
 
-    metrics = _ingest(spark, lake, "clickstream", DS)
+    metrics = _ingest(lake_spark, lake, "clickstream", DS)
 
-    processed = _read(spark, lake, "processed", "clickstream")
-    assert processed.schema == PROCESSED["clickstream"]
-    assert [(r.event_id, r.user_id, r.page) for r in processed.collect()] == [("e1", "u1", "home")]
+    assert _columns(lake_spark, "processed", "clickstream") == PROCESSED["clickstream"]
+    processed = _read(lake, "processed", "clickstream")
+    assert list(processed[["event_id", "user_id", "page"]].itertuples(index=False, name=None)) == [
+        ("e1", "u1", "home")
+    ]
+    quarantine = _read(lake, "quarantine", "clickstream")
     got = sorted(
-        (r.event_id or "", r.reject_reason, r.raw_record or "")
-        for r in _read(spark, lake, "quarantine", "clickstream").collect()
+        (r.event_id or "", r.reject_reason, r.raw_record or "") for r in quarantine.itertuples(index=False)
     )
     assert got == [
         ("", "malformed JSON", "[1, 2]"),
@@ -315,17 +369,15 @@ def test_malformed_json_lines_are_quarantined_verbatim_and_extra_fields_are_igno
     assert metrics["rows_quarantined"] == 3
 
 
-def test_a_wrong_header_exits_2_with_one_line_and_writes_nothing(spark, lake, cli, capsys):
+def test_a_wrong_header_exits_2_with_one_line_and_writes_nothing(lake_spark, lake, cli, capsys):
     other_day = "2024-06-29"
     write_landing_csv(
         lake, "sales", other_day, SALES, [("t0", "c1", "p1", "1", "1.00", f"{other_day}T10:00:00Z")]
     )
-    _ingest(spark, lake, "sales", other_day)
+    _ingest(lake_spark, lake, "sales", other_day)
     write_landing_csv(lake, "sales", DS, SALES, [("t1", "c1", "p1", "1", "1.00", "2024-06-30T10:00:00Z")])
-    _ingest(spark, lake, "sales", DS)
-    before = sorted(
-        p.relative_to(lake_dir(lake)) for p in lake_dir(lake).rglob("*") if "landing" not in p.parts
-    )
+    _ingest(lake_spark, lake, "sales", DS)
+    before = {zone: (snapshot_ids(lake, zone, "sales"), _rows(lake, zone, "sales")) for zone in ZONES}
     # the second file of the partition has its columns swapped
     swapped = ("transaction_id", "customer_id", "product_id", "total_amount", "quantity", "transaction_ts")
     bad_file = write_landing_csv(
@@ -346,11 +398,9 @@ def test_a_wrong_header_exits_2_with_one_line_and_writes_nothing(spark, lake, cl
     assert bad_file.name in err
     assert "transaction_id,customer_id,product_id,total_amount,quantity,transaction_ts" in err
     assert ",".join(SALES) in err
-    after = sorted(
-        p.relative_to(lake_dir(lake)) for p in lake_dir(lake).rglob("*") if "landing" not in p.parts
-    )
-    assert after == before  # neither date was rewritten, though 2024-06-29's own header is fine
-    assert [r.transaction_id for r in _read(spark, lake, "processed", "sales").collect()] == ["t1"]
+    # no commit to either table, though 2024-06-29's own header is fine
+    assert {zone: (snapshot_ids(lake, zone, "sales"), _rows(lake, zone, "sales")) for zone in ZONES} == before
+    assert _read(lake, "processed", "sales").transaction_id.tolist() == ["t1"]
 
 
 def test_a_missing_landing_partition_fails_with_a_clear_message(lake, cli, capsys):
@@ -359,49 +409,66 @@ def test_a_missing_landing_partition_fails_with_a_clear_message(lake, cli, capsy
     err = capsys.readouterr().err
     assert code == EXIT_BAD_INPUT
     assert f"missing landing partition {lake}/landing/sales/dt={DS}" in err
-    assert not (lake_dir(lake) / "processed").exists()
+    assert not any(table_exists(lake, zone, "sales") for zone in ZONES)
+    assert not (lake_dir(lake) / "warehouse").exists()
 
 
-def test_a_day_without_stock_ticks_writes_empty_partitions_and_says_so(spark, lake, caplog):
+def test_a_day_without_stock_ticks_is_written_empty_and_says_so(lake_spark, lake, caplog):
     with caplog.at_level(logging.WARNING, logger="spark_jobs.ingest"):
-        metrics = _ingest(spark, lake, "stock_ticks", DS)
+        metrics = _ingest(lake_spark, lake, "stock_ticks", DS)
 
     assert "no landing data for stock_ticks dt=2024-06-30 (market closed / no traffic)" in caplog.text
-    processed = _read(spark, lake, "processed", "stock_ticks")
-    quarantine = _read(spark, lake, "quarantine", "stock_ticks")
-    assert (processed.count(), quarantine.count()) == (0, 0)
-    assert processed.schema == PROCESSED["stock_ticks"]
-    assert quarantine.schema == QUARANTINE["stock_ticks"]
+    for zone, schema in (("processed", PROCESSED), ("quarantine", QUARANTINE)):
+        assert len(_read(lake, zone, "stock_ticks")) == 0
+        assert dates_with_rows(lake, zone, "stock_ticks") == []
+        # written with no rows: a day without data, not a day ingest has not run for
+        assert tables.written_dates(lake_spark, zone, "stock_ticks") == {dt.date.fromisoformat(DS)}
+        assert load(lake, zone, "stock_ticks").current_snapshot().summary["pipeline.dates"] == DS
+        assert _columns(lake_spark, zone, "stock_ticks") == schema["stock_ticks"]
     assert metrics == {
         "rows_in": {"stock_ticks": 0},
         "rows_out": {"stock_ticks": 0},
         "rows_quarantined": 0,
         "duplicates_dropped": 0,
+        "tables": _commits(lake, "stock_ticks", [DS]),
     }
 
 
-def test_a_rerun_replaces_its_own_date_clears_stale_rejects_and_leaves_other_dates(spark, lake):
+def _data_files(lake, zone, dataset, day):
+    """The data files holding a date's rows in the table's current snapshot."""
+    scan = load(lake, zone, dataset).scan(row_filter=f"dt = '{day}'")
+    return sorted(task.file.file_path for task in scan.plan_files())
+
+
+def test_a_rerun_replaces_its_own_date_clears_stale_rejects_and_leaves_other_dates(lake_spark, lake):
     other = "2024-06-29"
     write_landing_csv(lake, "stock_ticks", other, TICKS, [("ACME", f"{other}T14:00:00Z", "10.0", "5")])
     write_landing_csv(lake, "stock_ticks", DS, TICKS, [("ACME", "2024-06-30T14:00:00Z", "n/a", "5")])
-    _ingest(spark, lake, "stock_ticks", other, DS)
-    assert _read(spark, lake, "quarantine", "stock_ticks").count() == 1
-    other_files = sorted((lake_dir(lake) / "processed" / "stock_ticks" / f"dt={other}").iterdir())
+    _ingest(lake_spark, lake, "stock_ticks", other, DS)
+    assert len(_read(lake, "quarantine", "stock_ticks")) == 1
+    other_files = _data_files(lake, "processed", "stock_ticks", other)
+    other_rows = _read(lake, "processed", "stock_ticks", other)
+    assert len(other_files) == 1
 
     # upstream fixed the file; run ds again, twice
     write_landing_csv(lake, "stock_ticks", DS, TICKS, [("ACME", "2024-06-30T14:00:00Z", "11.0", "5")])
-    first = _ingest(spark, lake, "stock_ticks", DS)
-    first_rows = _read(spark, lake, "processed", "stock_ticks").collect()
-    second = _ingest(spark, lake, "stock_ticks", DS)
+    first = _ingest(lake_spark, lake, "stock_ticks", DS)
+    first_rows = _rows(lake, "processed", "stock_ticks")
+    second = _ingest(lake_spark, lake, "stock_ticks", DS)
 
-    assert first == second
-    assert _read(spark, lake, "processed", "stock_ticks").collect() == first_rows
-    assert [(r.ticker, r.close_price) for r in first_rows] == [("ACME", 11.0)]
-    assert _read(spark, lake, "quarantine", "stock_ticks").count() == 0
-    assert sorted((lake_dir(lake) / "processed" / "stock_ticks" / f"dt={other}").iterdir()) == other_files
+    assert _counts(first) == _counts(second)
+    assert _rows(lake, "processed", "stock_ticks") == first_rows
+    ds_rows = _read(lake, "processed", "stock_ticks")
+    assert list(zip(ds_rows.ticker, ds_rows.close_price, strict=True)) == [("ACME", 11.0)]
+    assert len(_read(lake, "quarantine", "stock_ticks")) == 0
+    # the other date: its very data files, untouched by either rerun
+    assert _data_files(lake, "processed", "stock_ticks", other) == other_files
+    pd.testing.assert_frame_equal(_read(lake, "processed", "stock_ticks", other), other_rows)
+    # each run is one commit per table: the range, then the two reruns
+    assert [len(snapshot_ids(lake, zone, "stock_ticks")) for zone in ZONES] == [3, 3]
 
 
-def test_a_range_ingests_every_day_including_a_day_without_traffic(spark, lake):
+def test_a_range_ingests_every_day_including_a_day_without_traffic(lake_spark, lake):
     days = ["2024-06-28", "2024-06-29", "2024-06-30"]
     for day, n in ((days[0], 2), (days[2], 3)):
         events = [
@@ -410,16 +477,26 @@ def test_a_range_ingests_every_day_including_a_day_without_traffic(spark, lake):
         ]
         write_landing_jsonl(lake, "clickstream", day, events)
 
-    metrics = _ingest(spark, lake, "clickstream", days[0], days[-1])
+    metrics = _ingest(lake_spark, lake, "clickstream", days[0], days[-1])
 
-    counts = [_read(spark, lake, "processed", "clickstream", day).count() for day in days]
-    assert counts == [2, 0, 3]
-    assert _read(spark, lake, "quarantine", "clickstream", days[1]).count() == 0
+    assert [len(_read(lake, "processed", "clickstream", day)) for day in days] == [2, 0, 3]
+    assert len(_read(lake, "quarantine", "clickstream", days[1])) == 0
+    dates = [dt.date.fromisoformat(day) for day in days]
+    assert dates_with_rows(lake, "processed", "clickstream") == [dates[0], dates[2]]
+    for zone in ZONES:
+        # one commit for the whole range, and the day without traffic reads as written
+        (snapshot,) = load(lake, zone, "clickstream").snapshots()
+        assert (snapshot.summary["pipeline.job"], snapshot.summary["pipeline.dates"]) == (
+            "ingest",
+            f"{days[0]}..{days[-1]}",
+        )
+        assert tables.written_dates(lake_spark, zone, "clickstream") == set(dates)
     assert metrics["rows_in"] == {"clickstream": 5}
     assert metrics["rows_out"] == {"clickstream": 5}
+    assert metrics["tables"] == _commits(lake, "clickstream", days)
 
 
-# ---- a range in one pass: the same partitions as one day at a time ---------------------------
+# ---- a range in one pass: the same rows per date as one day at a time -------------------------
 def _sales_landing_over_three_days(lake):
     """Per-day rules that a single pass over a range could get wrong, each on its own day."""
     a, b, c = "2024-06-28", "2024-06-29", "2024-06-30"
@@ -451,33 +528,45 @@ def _sales_landing_over_three_days(lake):
     return [a, b, c]
 
 
-def _partition_frame(lake, zone, day):
-    """A partition as pandas (read without Spark), rows in a canonical order."""
-    frame = pd.read_parquet(lake_dir(lake) / zone / "sales" / f"dt={day}")
-    return frame.astype(str).sort_values(list(frame.columns)).reset_index(drop=True), frame.dtypes
+def _day_frame(lake, zone, day):
+    """A date's rows of a table as pandas (pyiceberg, no Spark), in a canonical order."""
+    frame = read_table(lake, zone, "sales", day)
+    return frame.sort_values(list(frame.columns), na_position="first").reset_index(drop=True)
 
 
-def test_a_range_writes_exactly_the_partitions_of_each_day_ingested_alone(spark, lake, tmp_path, caplog):
+def _day_counts(caplog):
+    """The per-day count lines ingest logged."""
+    return sorted(r.getMessage() for r in caplog.records if " rows in, " in r.getMessage())
+
+
+def test_a_range_writes_exactly_the_rows_of_each_day_ingested_alone_in_one_commit(
+    spark, lake_spark, lake, tmp_path, caplog
+):
     alone = (tmp_path / "alone").as_uri()
     days = _sales_landing_over_three_days(lake)
     _sales_landing_over_three_days(alone)
 
     with caplog.at_level(logging.INFO, logger="spark_jobs.ingest"):
-        ranged = _ingest(spark, lake, "sales", days[0], days[-1])
-    each = [_ingest(spark, alone, "sales", day) for day in days]
+        ranged = _ingest(lake_spark, lake, "sales", days[0], days[-1])
+        ranged_counts = _day_counts(caplog)
+        caplog.clear()
+        alone_session = tables.bind(spark, alone)
+        each = [_ingest(alone_session, alone, "sales", day) for day in days]
+        each_counts = _day_counts(caplog)
 
-    for zone in ("processed", "quarantine"):
+    for zone in ZONES:
         for day in days:
-            (got, got_types), (want, want_types) = (_partition_frame(x, zone, day) for x in (lake, alone))
-            pd.testing.assert_frame_equal(got, want)
-            assert (got_types == want_types).all(), (zone, day)
-    # and what those partitions are, by hand: keys are unique within a day, not across days
-    ids = {day: sorted(_partition_frame(lake, "processed", day)[0].transaction_id) for day in days}
+            # values and pandas dtypes alike
+            pd.testing.assert_frame_equal(_day_frame(lake, zone, day), _day_frame(alone, zone, day))
+        # the range: one commit per table, recording the whole range; the days alone: one each
+        (snapshot,) = load(lake, zone, "sales").snapshots()
+        assert snapshot.summary["pipeline.dates"] == f"{days[0]}..{days[-1]}"
+        assert len(snapshot_ids(alone, zone, "sales")) == 3
+    # and what those rows are, by hand: keys are unique within a day, not across days
+    ids = {day: sorted(_day_frame(lake, "processed", day).transaction_id) for day in days}
     assert ids == {days[0]: ["t1", "t2"], days[1]: ["t1", "t3"], days[2]: []}
-    assert _partition_frame(lake, "processed", days[0])[0].customer_id.tolist() == ["c0", "c2"]
-    reasons = {
-        day: sorted(_partition_frame(lake, "quarantine", day)[0].reject_reason.tolist()) for day in days
-    }
+    assert _day_frame(lake, "processed", days[0]).customer_id.tolist() == ["c0", "c2"]
+    reasons = {day: sorted(_day_frame(lake, "quarantine", day).reject_reason) for day in days}
     assert reasons == {
         days[0]: [
             "malformed CSV row (not 6 fields)",
@@ -486,7 +575,10 @@ def test_a_range_writes_exactly_the_partitions_of_each_day_ingested_alone(spark,
         days[1]: ["quantity: must be > 0: '0'"],
         days[2]: ["total_amount: must be >= 0: '-1.00'"],
     }
-    assert ranged == {
+    # per-day counts: the range's are each day's alone; totals too
+    assert ranged_counts == each_counts
+    assert len(ranged_counts) == 3
+    assert _counts(ranged) == {
         "rows_in": {"sales": sum(m["rows_in"]["sales"] for m in each)},
         "rows_out": {"sales": sum(m["rows_out"]["sales"] for m in each)},
         "rows_quarantined": sum(m["rows_quarantined"] for m in each),
@@ -494,20 +586,19 @@ def test_a_range_writes_exactly_the_partitions_of_each_day_ingested_alone(spark,
     }
     assert ranged["rows_in"] == {"sales": 9}
     assert ranged["duplicates_dropped"] == 1
-    assert f"sales dt={days[0]}: 5 rows in, 2 out, 2 quarantined, 1 duplicates dropped" in caplog.text
-    assert f"sales dt={days[2]}: 1 rows in, 0 out, 1 quarantined, 0 duplicates dropped" in caplog.text
+    assert f"sales dt={days[0]}: 5 rows in, 2 out, 2 quarantined, 1 duplicates dropped" in ranged_counts
+    assert f"sales dt={days[2]}: 1 rows in, 0 out, 1 quarantined, 0 duplicates dropped" in ranged_counts
+    assert ranged["tables"] == _commits(lake, "sales", days)
 
 
-def _lake_files(lake, zone):
-    root = lake_dir(lake) / zone
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def test_a_range_whose_quarantine_write_fails_leaves_every_partition_as_it_was(spark, lake, monkeypatch):
+# ---- a failed write commits nothing ----------------------------------------------------------
+def test_a_range_whose_quarantine_write_fails_leaves_both_tables_as_they_were(lake_spark, lake, monkeypatch):
     days = _sales_landing_over_three_days(lake)
-    _ingest(spark, lake, "sales", days[0], days[-1])
-    before = {zone: _lake_files(lake, zone) for zone in ("processed", "quarantine")}
-    # new data for every day: the failed run would change every partition of both zones
+    _ingest(lake_spark, lake, "sales", days[0], days[-1])
+    snapshots = {zone: snapshot_ids(lake, zone, "sales") for zone in ZONES}
+    rows = {zone: _rows(lake, zone, "sales") for zone in ZONES}
+    written = {zone: tables.written_dates(lake_spark, zone, "sales") for zone in ZONES}
+    # new data for every day: the failed run would change every date of both tables
     for day in days:
         write_landing_csv(
             lake,
@@ -517,11 +608,40 @@ def test_a_range_whose_quarantine_write_fails_leaves_every_partition_as_it_was(s
             [(f"n-{day}", "c1", "p1", "1", "1.00", f"{day}T08:00:00Z")],
             name="b.csv",
         )
-    fail_parquet_writes_to(monkeypatch, "/quarantine/")
+    fail_table_writes(monkeypatch, "quarantine")
     with pytest.raises(OSError, match="injected"):
-        _ingest(spark, lake, "sales", days[0], days[-1])
+        _ingest(lake_spark, lake, "sales", days[0], days[-1])
     monkeypatch.undo()
 
-    assert {zone: _lake_files(lake, zone) for zone in ("processed", "quarantine")} == before
-    staging = lake_dir(lake) / "_staging"
-    assert [p for p in staging.rglob("*") if p.is_file() or p.name.startswith("dt")] == []
+    # quarantine: no commit at all; processed: its commit was taken back (rolled back to the
+    # snapshot it had, which readers see again)
+    assert snapshot_ids(lake, "quarantine", "sales") == snapshots["quarantine"]
+    assert load(lake, "processed", "sales").current_snapshot().snapshot_id == snapshots["processed"][-1]
+    assert {zone: _rows(lake, zone, "sales") for zone in ZONES} == rows
+    assert {zone: tables.written_dates(lake_spark, zone, "sales") for zone in ZONES} == written
+
+
+@pytest.mark.parametrize("earlier_day", [True, False], ids=["table-had-a-day", "first-run"])
+def test_a_failed_ingest_is_not_mistaken_for_a_day_without_data(lake_spark, lake, monkeypatch, earlier_day):
+    """A taken-back commit must not leave its dates recorded as written (empty): stock_daily
+    would then publish "market closed" for a day whose ticks were never ingested."""
+    other = "2024-06-29"
+    if earlier_day:
+        write_landing_csv(lake, "stock_ticks", other, TICKS, [("ACME", f"{other}T14:00:00Z", "10.0", "5")])
+        _ingest(lake_spark, lake, "stock_ticks", other)
+    write_landing_csv(lake, "stock_ticks", DS, TICKS, [("ACME", "2024-06-30T14:00:00Z", "11.0", "5")])
+    fail_table_writes(monkeypatch, "quarantine")
+    with pytest.raises(OSError, match="injected"):
+        _ingest(lake_spark, lake, "stock_ticks", DS)
+    monkeypatch.undo()
+
+    expected = {dt.date.fromisoformat(other)} if earlier_day else set()
+    assert table_exists(lake, "processed", "stock_ticks")  # the failed run did commit, then took it back
+    assert set(dates_with_rows(lake, "processed", "stock_ticks")) == expected
+    for zone in ZONES:
+        assert tables.written_dates(lake_spark, zone, "stock_ticks") == expected
+    with pytest.raises(JobInputError, match=f"nothing written for {DS}"):
+        tables.read_date(lake_spark, "processed", "stock_ticks", dt.date.fromisoformat(DS))
+    with pytest.raises(JobInputError, match=f"has nothing written for {DS}"):
+        stock_daily.run(lake_spark, parse_args(["stock_daily", "--ds", DS, "--lake", lake]))
+    assert not table_exists(lake, "curated", "stock_daily")

@@ -9,17 +9,18 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 import pytest
-from pyspark.sql.types import DateType, StructField, StructType
 
-from spark_jobs.common import JobInputError, dataset_path, partition_path, write_partition
+from spark_jobs import tables
+from spark_jobs.common import JobInputError
 from spark_jobs.sales_rolling import OUTPUT, run
 from spark_jobs.schemas import CURATED, PROCESSED
+from tests.lake_tables import load, read_table, seed_rows, table_exists
 
 D0 = dt.date(2024, 5, 1)
 DAYS = [D0 + dt.timedelta(days=i) for i in range(40)]
 DS = DAYS[34]  # window [DAYS[5], DAYS[34]]; DAYS[35:] are after ds
-NO_PARTITION_DAY = DAYS[30]  # no sales partition at all
-EMPTY_PARTITION_DAY = DAYS[31]  # a partition without rows
+NOT_WRITTEN_DAY = DAYS[30]  # ingest wrote nothing for it
+EMPTY_DAY = DAYS[31]  # written by ingest, without rows
 REGIONS = ["EU", "NA", "APAC"]
 CUSTOMERS = [f"c{i:02d}" for i in range(12)]
 
@@ -36,7 +37,7 @@ def _random_sales(rng) -> list[tuple]:
     """Random sales on every day but the two without sales, plus the deliberate edge cases."""
     rows = []
     for day in DAYS:
-        if day in (NO_PARTITION_DAY, EMPTY_PARTITION_DAY):
+        if day in (NOT_WRITTEN_DAY, EMPTY_DAY):
             continue
         for _ in range(int(rng.integers(1, 6))):
             rows.append(
@@ -69,27 +70,18 @@ def _customer_snapshots() -> dict[dt.date, list[tuple]]:
     return {DAYS[0]: old + extra, DAYS[20]: latest + extra, DAYS[36]: future + extra}
 
 
-def _write_processed(spark, lake: str, dataset: str, rows: list[tuple], empty_days=()) -> None:
-    """Processed partitions as ingest lays them out (dt=YYYY-MM-DD/ Parquet); rows end with dt.
-
-    The days with rows go in one partitioned write (one write_partition per day costs about a
-    second each on a busy machine); the empty days, which only write_partition can produce, use it.
-    """
-    schema = PROCESSED[dataset]
-    with_dt = StructType([*schema.fields, StructField("dt", DateType())])
-    spark.createDataFrame(rows, with_dt).write.partitionBy("dt").parquet(
-        dataset_path(lake, "processed", dataset)
-    )
-    for day in empty_days:
-        write_partition(spark.createDataFrame([], schema), lake, "processed", dataset, day)
-
-
 def _write_customers(spark, lake: str, snapshots: dict[dt.date, list[tuple]]) -> None:
-    _write_processed(spark, lake, "customers", [(*r, day) for day, rows in snapshots.items() for r in rows])
+    seed_rows(
+        spark, lake, "processed", "customers", [(*r, day) for day, rows in snapshots.items() for r in rows]
+    )
 
 
 def _write_lake(spark, lake: str, sales: list[tuple]) -> None:
-    _write_processed(spark, lake, "sales", sales, empty_days=[EMPTY_PARTITION_DAY])
+    """Sales in two commits, as two ingest ranges that leave NOT_WRITTEN_DAY out (EMPTY_DAY is in
+    the second one, without rows); customer snapshots in one."""
+    for first, last in ((DAYS[0], NOT_WRITTEN_DAY - dt.timedelta(days=1)), (EMPTY_DAY, DAYS[-1])):
+        days = [d for d in DAYS if first <= d <= last]
+        seed_rows(spark, lake, "processed", "sales", [r for r in sales if first <= r[-1] <= last], dates=days)
     _write_customers(spark, lake, _customer_snapshots())
 
 
@@ -119,11 +111,17 @@ def _as_rows(frame: pd.DataFrame) -> dict:
 
 
 def _run(spark, lake, ds):
-    return run(spark, argparse.Namespace(ds=ds, lake=lake))
+    return run(tables.bind(spark, lake), argparse.Namespace(ds=ds, lake=lake))
 
 
-def _read(spark, lake, ds):
-    return spark.read.parquet(partition_path(lake, "curated", OUTPUT, ds))
+def _read(lake, ds) -> list[dict]:
+    """The rows of ds as plain Python values (pandas reads a null string as None)."""
+    return read_table(lake, "curated", OUTPUT, ds).to_dict("records")
+
+
+def _schema(spark, lake) -> str:
+    session = tables.bind(spark, lake)
+    return session.table(tables.identifier(session, "curated", OUTPUT)).schema.simpleString()
 
 
 @pytest.fixture(scope="module")
@@ -134,29 +132,30 @@ def random_lake(spark, tmp_path_factory):
     runs = {}
 
     def result(ds):
-        """The job's metrics and output rows by region for ds, run once per ds for the module."""
+        """metrics, the snapshot and the rows by region of the run for ds (once per ds for the module)."""
         if ds not in runs:
             metrics = _run(spark, lake, ds)
-            got = _read(spark, lake, ds)
-            runs[ds] = (metrics, got.schema, {r["region"]: r for r in got.collect()})
+            snapshot = load(lake, "curated", OUTPUT).current_snapshot().snapshot_id
+            runs[ds] = (metrics, snapshot, {r["region"]: r for r in _read(lake, ds)})
         return runs[ds]
 
-    return sales, result
+    return lake, sales, result
 
 
 @pytest.mark.parametrize(
     "ds",
-    [DS, NO_PARTITION_DAY, EMPTY_PARTITION_DAY, DAYS[5]],
-    ids=["ds", "day-without-partition", "day-with-empty-partition", "first-days"],
+    [DS, NOT_WRITTEN_DAY, EMPTY_DAY, DAYS[5]],
+    ids=["ds", "day-never-written", "day-written-empty", "first-days"],
 )
-def test_every_column_matches_pandas_for_random_sales(random_lake, ds):
-    sales, result = random_lake
-    metrics, schema, rows = result(ds)
+def test_every_column_matches_pandas_for_random_sales(spark, random_lake, ds):
+    lake, sales, result = random_lake
+    metrics, snapshot, rows = result(ds)
 
-    assert schema == CURATED[OUTPUT]
+    assert _schema(spark, lake) == tables.with_dt(CURATED[OUTPUT]).simpleString()
     want = _as_rows(_oracle(sales, ds))
     assert set(rows) == set(want)
     assert metrics["rows_out"][OUTPUT] == len(want)
+    assert metrics["tables"] == {f"curated.{OUTPUT}": {"snapshot_id": snapshot, "rows": len(want)}}
     for region, w in want.items():
         r = rows[region]
         assert r["date"] == ds
@@ -167,9 +166,10 @@ def test_every_column_matches_pandas_for_random_sales(random_lake, ds):
         assert r["rolling_30d_avg"] == pytest.approx(w["rolling_cents"] / 100 / w["rolling_30d_count"])
 
 
-def test_a_day_without_sales_has_zero_daily_values_but_keeps_the_rolling_ones(random_lake):
-    _, result = random_lake
-    rows = list(result(NO_PARTITION_DAY)[2].values())
+@pytest.mark.parametrize("ds", [NOT_WRITTEN_DAY, EMPTY_DAY], ids=["never-written", "written-empty"])
+def test_a_day_without_sales_has_zero_daily_values_but_keeps_the_rolling_ones(random_lake, ds):
+    _, _, result = random_lake
+    rows = list(result(ds)[2].values())
 
     assert rows
     assert all(r["daily_count"] == 0 and r["daily_amount"] == Decimal("0.00") for r in rows)
@@ -177,7 +177,7 @@ def test_a_day_without_sales_has_zero_daily_values_but_keeps_the_rolling_ones(ra
 
 
 def test_region_membership_follows_the_window_and_the_latest_snapshot(random_lake):
-    sales, result = random_lake
+    _, sales, result = random_lake
     rows = result(DS)[2]
 
     # LATAM sold only before the window; FUTURE is the region of a snapshot dated after DS.
@@ -201,7 +201,7 @@ def test_hand_computed_window_ignores_later_sales_and_uses_the_latest_snapshot(s
         _sale("d", "u1", ds, 125),
         _sale("e", "u1", dt.date(2024, 3, 31), 9_999),  # after ds
     ]
-    _write_processed(spark, lake, "sales", sales)
+    seed_rows(spark, lake, "processed", "sales", sales)
     snapshots = {
         dt.date(2024, 1, 1): [("u1", "OLD", D0), ("u2", "OLD", D0)],
         dt.date(2024, 3, 15): [("u1", "EU", D0), ("u2", "NA", D0)],
@@ -211,27 +211,33 @@ def test_hand_computed_window_ignores_later_sales_and_uses_the_latest_snapshot(s
 
     _run(spark, lake, ds)
 
-    got = sorted((tuple(r) for r in _read(spark, lake, ds).collect()), key=lambda r: r[0])
+    got = sorted((tuple(r.values()) for r in _read(lake, ds)), key=lambda r: r[0])
     assert got == [
         ("EU", ds, Decimal("1.25"), 1, Decimal("11.25"), 2, pytest.approx(5.625)),
         ("NA", ds, Decimal("2.50"), 1, Decimal("2.50"), 1, pytest.approx(2.5)),
     ]
 
 
-def test_sales_history_only_before_the_window_gives_an_empty_partition(spark, lake):
+def test_sales_history_only_before_the_window_writes_ds_without_rows(spark, lake):
     old = dt.date(2024, 1, 1)
-    _write_processed(spark, lake, "sales", [_sale("a", "u1", old, 100)])
+    seed_rows(spark, lake, "processed", "sales", [_sale("a", "u1", old, 100)])
     _write_customers(spark, lake, {old: [("u1", "EU", old)]})
+    ds = dt.date(2024, 3, 1)
 
-    metrics = _run(spark, lake, dt.date(2024, 3, 1))
+    metrics = _run(spark, lake, ds)
 
     assert metrics["rows_out"][OUTPUT] == 0
-    assert _read(spark, lake, dt.date(2024, 3, 1)).schema == CURATED[OUTPUT]
+    assert _read(lake, ds) == []
+    session = tables.bind(spark, lake)
+    assert tables.written_dates(session, "curated", OUTPUT) == {ds}  # an empty day, not a missing one
+    assert _schema(spark, lake) == tables.with_dt(CURATED[OUTPUT]).simpleString()
 
 
 def test_missing_sales_history_is_an_input_error(spark, lake):
     later = dt.date(2024, 3, 2)
-    _write_processed(spark, lake, "sales", [_sale("a", "u1", later, 100)])
+    seed_rows(spark, lake, "processed", "sales", [_sale("a", "u1", later, 100)])
+    _write_customers(spark, lake, {later: [("u1", "EU", later)]})
 
-    with pytest.raises(JobInputError, match="processed/sales on or before 2024-03-01"):
+    with pytest.raises(JobInputError, match=r"processed\.sales has nothing written on or before 2024-03-01"):
         _run(spark, lake, dt.date(2024, 3, 1))
+    assert not table_exists(lake, "curated", OUTPUT)

@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 from decimal import Decimal
+from urllib.parse import urlparse
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from sklearn.cluster import KMeans
 
-from spark_jobs.common import JobInputError, partition_path, write_partition
+from spark_jobs import tables
+from spark_jobs.common import JobInputError
 from spark_jobs.schemas import CURATED, SEGMENT_K, SEGMENT_SEED
 from spark_jobs.segments import OUTPUT, customer_segments, run
-from tests.conftest import lake_dir
+from tests.lake_tables import load, read_table, seed_rows, snapshot_ids, table_exists
 
 DS = dt.date(2024, 6, 30)
 # Blob centres in standard units of the four features (total_spent, num_purchases,
@@ -84,7 +87,11 @@ def _segment_of(df) -> dict[str, int]:
 
 
 def _run(spark, lake: str, ds: dt.date) -> dict:
-    return run(spark, argparse.Namespace(ds=ds, lake=lake))
+    return run(tables.bind(spark, lake), argparse.Namespace(ds=ds, lake=lake))
+
+
+def _read(lake: str, ds: dt.date) -> dict[str, dict]:
+    return {r["customer_id"]: r for r in read_table(lake, "curated", OUTPUT, ds).to_dict("records")}
 
 
 @pytest.fixture(scope="module")
@@ -92,19 +99,22 @@ def clear_blobs_run(spark, tmp_path_factory):
     """Three well separated blobs written as customer_features of DS; the job runs once."""
     lake = (tmp_path_factory.mktemp("segments") / "lake").as_uri()
     rows = _blobs(np.random.default_rng(1), per_blob=20, spread=0.3)
-    write_partition(_features_df(spark, rows), lake, "curated", "customer_features", DS)
+    seed_rows(spark, lake, "curated", "customer_features", [(*r, DS) for r in rows])
     metrics = _run(spark, lake, DS)
-    out = spark.read.parquet(partition_path(lake, "curated", OUTPUT, DS))
-    return lake, rows, metrics, out.schema.simpleString(), {r["customer_id"]: r for r in out.collect()}
+    session = tables.bind(spark, lake)
+    schema = session.table(tables.identifier(session, "curated", OUTPUT)).schema.simpleString()
+    snapshot = load(lake, "curated", OUTPUT).current_snapshot().snapshot_id
+    return lake, rows, metrics, (schema, snapshot), _read(lake, DS)
 
 
 def test_every_customer_is_in_exactly_one_segment_with_the_contract_columns(clear_blobs_run):
-    _, rows, metrics, schema, got = clear_blobs_run
+    _, rows, metrics, (schema, snapshot), got = clear_blobs_run
 
-    assert schema == CURATED[OUTPUT].simpleString()
+    assert schema == tables.with_dt(CURATED[OUTPUT]).simpleString()
     assert sorted(got) == sorted(r[0] for r in rows)  # keys of a dict: each customer once
     assert metrics["rows_out"][OUTPUT] == len(rows)
     assert metrics["rows_in"]["customer_features"] == len(rows)
+    assert metrics["tables"] == {f"curated.{OUTPUT}": {"snapshot_id": snapshot, "rows": len(rows)}}
     for customer, spent, purchases, basket, recency in ((r[0], r[2], r[3], r[4], r[7]) for r in rows):
         g = got[customer]
         assert (g["total_spent"], g["num_purchases"], g["recency_days"]) == (spent, purchases, recency)
@@ -137,27 +147,46 @@ def test_segment_ids_are_ordered_by_mean_total_spent(clear_blobs_run):
     assert (by_spend[0]["segment"], by_spend[-1]["segment"]) == (0, SEGMENT_K - 1)
 
 
-def test_output_is_partitioned_by_segment_on_disk(clear_blobs_run, spark):
+def test_the_table_is_partitioned_by_dt_and_segment(clear_blobs_run):
     lake, _, _, _, got = clear_blobs_run
-    root = lake_dir(lake) / "curated" / OUTPUT / f"dt={DS}"
+    table = load(lake, "curated", OUTPUT)
 
-    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == [f"segment={k}" for k in range(SEGMENT_K)]
-    for k in range(SEGMENT_K):
-        files = [str(p) for p in (root / f"segment={k}").glob("*.parquet")]
-        part = spark.read.parquet(*files)  # the files alone: segment lives in the directory name
-        assert "segment" not in part.columns
-        assert sorted(r["customer_id"] for r in part.collect()) == sorted(
-            c for c, r in got.items() if r["segment"] == k
+    assert [(f.name, str(f.transform)) for f in table.spec().fields] == [
+        ("dt", "identity"),
+        ("segment", "identity"),
+    ]
+    # every data file holds one segment's customers, and its partition says which
+    customers: dict[tuple, list[str]] = {}
+    for task in table.scan(row_filter=f"dt = '{DS}'").plan_files():
+        key = (task.file.partition[0], task.file.partition[1])
+        customers.setdefault(key, []).extend(
+            pq.read_table(urlparse(task.file.file_path).path, columns=["customer_id"])[
+                "customer_id"
+            ].to_pylist()
         )
+    assert sorted(customers) == [(DS, k) for k in range(SEGMENT_K)]
+    for (_, k), ids in customers.items():
+        assert sorted(ids) == sorted(c for c, r in got.items() if r["segment"] == k)
 
 
 def test_rerun_of_the_same_ds_gives_the_same_segments(clear_blobs_run, spark):
     lake, _, _, _, got = clear_blobs_run
+    before = snapshot_ids(lake, "curated", OUTPUT)
 
     _run(spark, lake, DS)
 
-    again = spark.read.parquet(partition_path(lake, "curated", OUTPUT, DS))
-    assert {r["customer_id"]: r for r in again.collect()} == got
+    assert _read(lake, DS) == got
+    assert len(snapshot_ids(lake, "curated", OUTPUT)) == len(before) + 1  # rewritten, not skipped
+
+
+def test_missing_customer_features_of_ds_is_an_input_error(spark, lake):
+    rows = _blobs(np.random.default_rng(3), per_blob=2, spread=0.3)
+    yesterday = DS - dt.timedelta(days=1)
+    seed_rows(spark, lake, "curated", "customer_features", [(*r, yesterday) for r in rows])
+
+    with pytest.raises(JobInputError, match=r"customer_features has nothing written for 2024-06-30"):
+        _run(spark, lake, DS)
+    assert not table_exists(lake, "curated", OUTPUT)
 
 
 def test_noisy_blobs_reach_scikit_learns_within_cluster_sum_of_squares(spark):

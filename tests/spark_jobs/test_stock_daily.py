@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 
 import numpy as np
 import pandas as pd
 import pytest
-from pyspark.sql.types import DateType, StructField, StructType
 
-from spark_jobs.common import JobInputError, dataset_path, partition_path, write_partition
-from spark_jobs.schemas import CURATED, PROCESSED
+from spark_jobs import tables
+from spark_jobs.common import JobInputError
+from spark_jobs.schemas import CURATED
 from spark_jobs.stock_daily import OUTPUT, run
+from tests.lake_tables import load, read_table, seed_rows, table_exists
 
 D0 = dt.date(2024, 4, 29)  # a Monday
 DAYS = [D0 + dt.timedelta(days=i) for i in range(37)]  # .. Tuesday 2024-06-04
@@ -50,17 +52,10 @@ def _random_ticks(rng) -> list[tuple]:
     return rows
 
 
-def _write_ticks(spark, lake: str, ticks: list[tuple], empty_days=()) -> None:
-    """Processed stock_ticks partitions as ingest lays them out: dt=YYYY-MM-DD/ Parquet.
-
-    The days with ticks go in one partitioned write (one write_partition per day costs about a
-    second each on a busy machine); the empty days, which only write_partition can produce, use it.
-    """
-    schema = PROCESSED["stock_ticks"]
-    with_dt = spark.createDataFrame(ticks, StructType([*schema.fields, StructField("dt", DateType())]))
-    with_dt.write.partitionBy("dt").parquet(dataset_path(lake, "processed", "stock_ticks"))
-    for day in empty_days:
-        write_partition(spark.createDataFrame([], schema), lake, "processed", "stock_ticks", day)
+def _write_ticks(spark, lake: str, ticks: list[tuple]) -> None:
+    """Processed stock_ticks of every day from the first tick's to the last one's, in one commit
+    as an ingest of the range writes them: a day without ticks (weekend) is written without rows."""
+    seed_rows(spark, lake, "processed", "stock_ticks", ticks)
 
 
 def _oracle(ticks: list[tuple], ds: dt.date) -> pd.DataFrame:
@@ -89,11 +84,16 @@ def _oracle(ticks: list[tuple], ds: dt.date) -> pd.DataFrame:
 
 
 def _run(spark, lake, ds):
-    return run(spark, argparse.Namespace(ds=ds, lake=lake))
+    return run(tables.bind(spark, lake), argparse.Namespace(ds=ds, lake=lake))
 
 
-def _read(spark, lake, ds):
-    return spark.read.parquet(partition_path(lake, "curated", OUTPUT, ds))
+def _read(lake, ds) -> pd.DataFrame:
+    return read_table(lake, "curated", OUTPUT, ds)
+
+
+def _schema(spark, lake) -> str:
+    session = tables.bind(spark, lake)
+    return session.table(tables.identifier(session, "curated", OUTPUT)).schema.simpleString()
 
 
 def _assert_same(got: pd.DataFrame, want: pd.DataFrame) -> None:
@@ -106,16 +106,21 @@ def _assert_same(got: pd.DataFrame, want: pd.DataFrame) -> None:
 def random_lake(spark, tmp_path_factory):
     lake = (tmp_path_factory.mktemp("stock_daily") / "lake").as_uri()
     ticks = _random_ticks(np.random.default_rng(11))
-    _write_ticks(spark, lake, ticks, empty_days=[SATURDAY])
+    _write_ticks(spark, lake, ticks)
     runs = {}
 
     def result(ds):
-        """The job's metrics and output for ds, run once per ds for the whole module."""
+        """metrics, the snapshot and the output of the run for ds (once per ds for the whole module)."""
         if ds not in runs:
-            runs[ds] = (_run(spark, lake, ds), _read(spark, lake, ds))
+            metrics = _run(spark, lake, ds)
+            runs[ds] = (
+                metrics,
+                load(lake, "curated", OUTPUT).current_snapshot().snapshot_id,
+                _read(lake, ds),
+            )
         return runs[ds]
 
-    return ticks, result
+    return lake, ticks, result
 
 
 @pytest.mark.parametrize(
@@ -123,20 +128,22 @@ def random_lake(spark, tmp_path_factory):
     [LAST, CCC_FIRST, CCC_FIRST + dt.timedelta(days=1), dt.date(2024, 5, 31)],
     ids=["last-day", "ccc-first-day", "ccc-second-day", "friday"],
 )
-def test_every_column_matches_pandas(random_lake, ds):
-    ticks, result = random_lake
-    metrics, got = result(ds)
+def test_every_column_matches_pandas(spark, random_lake, ds):
+    lake, ticks, result = random_lake
+    metrics, snapshot, got = result(ds)
 
-    assert got.schema == CURATED[OUTPUT]
+    assert _schema(spark, lake) == tables.with_dt(CURATED[OUTPUT]).simpleString()
     want = _oracle(ticks, ds)
-    _assert_same(got.toPandas(), want)
+    _assert_same(got, want)
     assert metrics["rows_out"][OUTPUT] == len(want)
     assert metrics["rows_in"]["stock_ticks"] == sum(1 for t in ticks if t[4] == ds)
+    assert metrics["tables"] == {f"curated.{OUTPUT}": {"snapshot_id": snapshot, "rows": len(want)}}
 
 
 def test_twenty_day_statistics_cover_only_the_last_twenty_trading_days(random_lake):
-    ticks, result = random_lake
-    aaa = result(LAST)[1].filter("ticker = 'AAA'").first()
+    _, ticks, result = random_lake
+    got = result(LAST)[2]
+    aaa = got[got["ticker"] == "AAA"].iloc[0]
     closes = pd.DataFrame(ticks, columns=["ticker", "trade_ts", "close_price", "volume", "dt"])
     closes = closes[closes["ticker"] == "AAA"].sort_values("trade_ts").groupby("dt")["close_price"].last()
     assert len(closes) > 21  # more trading days than the window
@@ -146,17 +153,20 @@ def test_twenty_day_statistics_cover_only_the_last_twenty_trading_days(random_la
 
 
 def test_a_ticker_that_did_not_trade_on_ds_has_no_row(random_lake):
-    _, result = random_lake
-    assert sorted(r.ticker for r in result(LAST)[1].collect()) == ["AAA", "CCC"]
+    _, _, result = random_lake
+    assert sorted(result(LAST)[2]["ticker"]) == ["AAA", "CCC"]
 
 
-def test_a_closed_market_day_writes_an_empty_partition(random_lake):
-    _, result = random_lake
-    metrics, got = result(SATURDAY)
+def test_a_closed_market_day_is_written_without_rows(spark, random_lake):
+    lake, _, result = random_lake
+    metrics, snapshot, got = result(SATURDAY)
 
-    assert got.count() == 0
-    assert got.schema == CURATED[OUTPUT]
+    assert got.empty
+    assert list(got.columns) == COLUMNS
     assert metrics["rows_out"][OUTPUT] == 0
+    # the run's commit names the day it replaced: a day without rows, not a missing day
+    assert load(lake, "curated", OUTPUT).snapshot_by_id(snapshot).summary["pipeline.dates"] == str(SATURDAY)
+    assert SATURDAY in tables.written_dates(tables.bind(spark, lake), "curated", OUTPUT)
 
 
 def test_hand_computed_day_with_tied_ticks_and_a_return_beyond_the_lookback(spark, lake):
@@ -174,7 +184,12 @@ def test_hand_computed_day_with_tied_ticks_and_a_return_beyond_the_lookback(spar
 
     _run(spark, lake, ds)
 
-    got = {r.ticker: r.asDict() for r in _read(spark, lake, ds).collect()}
+    # pandas reads a null double as NaN: back to None
+    rows = [
+        {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
+        for r in _read(lake, ds).to_dict("records")
+    ]
+    got = {r["ticker"]: r for r in rows}
     assert got["XYZ"] == {
         "ticker": "XYZ",
         "date": ds,
@@ -192,9 +207,10 @@ def test_hand_computed_day_with_tied_ticks_and_a_return_beyond_the_lookback(spar
     assert (got["OLD"]["return_1d"], got["OLD"]["sma_20"], got["OLD"]["volatility_20d"]) == (None, 55.0, None)
 
 
-def test_missing_tick_partition_for_ds_is_an_input_error(spark, lake):
+def test_missing_tick_history_for_ds_is_an_input_error(spark, lake):
     day = dt.date(2024, 3, 1)
     _write_ticks(spark, lake, [("XYZ", _ts(day, 1), 1.0, 1, day)])
 
-    with pytest.raises(JobInputError, match=r"missing input partition .*stock_ticks/dt=2024-03-02"):
+    with pytest.raises(JobInputError, match=r"processed\.stock_ticks has nothing written for 2024-03-02"):
         _run(spark, lake, dt.date(2024, 3, 2))
+    assert not table_exists(lake, "curated", OUTPUT)

@@ -1,0 +1,217 @@
+"""The lake's Iceberg tables without Spark: read a date, list a table's commits, roll an output back.
+
+pyiceberg opens the same catalog the jobs write through: the SQLite file of a local lake
+(`LAKE/_catalog/iceberg.db`), or the Glue Data Catalog of an s3:// lake (credentials from the
+usual AWS chain). Used by `make demo`'s summary, the run report's charts, and people:
+
+    python -m include.lake snapshots curated.customer_features [--lake LAKE]
+    python -m include.lake rollback curated.customer_features --before-run RUN_ID [--lake LAKE] [--apply]
+
+`rollback` puts a table back to the snapshot it had before a run's first commit (the jobs record
+the Airflow run id on every commit). Without --apply it only says what it would do, including
+the later commits that rolling back would take away.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+from spark_jobs.catalog import CATALOG, CATALOG_FILE, WAREHOUSE, is_s3, local_path, namespaces
+
+PROPERTY = "pipeline."  # the snapshot properties spark_jobs/tables.py writes
+
+
+def open_catalog(lake: str, *, properties: Mapping[str, str] | None = None):
+    """pyiceberg's catalog of a lake: SqlCatalog on the local file, GlueCatalog for s3://."""
+    if is_s3(lake):
+        from pyiceberg.catalog.glue import GlueCatalog
+
+        return GlueCatalog(CATALOG, **{"warehouse": f"{lake.rstrip('/')}/{WAREHOUSE}", **(properties or {})})
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    root = local_path(lake)
+    return SqlCatalog(CATALOG, uri=f"sqlite:///{root}/{CATALOG_FILE}", warehouse=f"file://{root}/{WAREHOUSE}")
+
+
+def table_id(lake: str, zone_table: str, glue_prefix: str | None = None) -> str:
+    """`zone.name` (as the contract names tables) -> the catalog's `namespace.name`."""
+    zone, _, name = zone_table.partition(".")
+    spaces = namespaces(lake, glue_prefix) if glue_prefix else namespaces(lake)
+    if zone not in spaces or not name:
+        raise SystemExit(f"{zone_table!r}: name a table as <zone>.<name>, zone one of {sorted(spaces)}")
+    return f"{spaces[zone]}.{name}"
+
+
+def local_catalog_exists(lake: str) -> bool:
+    return not is_s3(lake) and os.path.exists(f"{local_path(lake)}/{CATALOG_FILE}")
+
+
+def read_date(lake: str | os.PathLike, zone: str, name: str, ds: str):
+    """One date's rows as pandas (without `dt`), or None when no job wrote that date."""
+    lake = str(lake) if "://" in str(lake) else f"file://{os.path.abspath(lake)}"
+    if not local_catalog_exists(lake):
+        return None
+    catalog = open_catalog(lake)
+    ident = f"{namespaces(lake)[zone]}.{name}"
+    if not catalog.table_exists(ident):
+        return None
+    table = catalog.load_table(ident)
+    rows = table.scan(row_filter=f"dt = '{ds}'").to_pandas()
+    if rows.empty and dt.date.fromisoformat(ds) not in written_dates(table):
+        return None
+    return rows.drop(columns=["dt"]).reset_index(drop=True)
+
+
+def written_dates(table: Any) -> set[dt.date]:
+    """Dates the kept snapshots say a job replaced (rows or not)."""
+    dates: set[dt.date] = set()
+    for snapshot in table.snapshots():
+        label = (snapshot.summary.additional_properties if snapshot.summary else {}).get(f"{PROPERTY}dates")
+        if label:
+            first, _, last = label.partition("..")
+            start, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last or first)
+            dates.update(start + dt.timedelta(days=i) for i in range((end - start).days + 1))
+    return dates
+
+
+# ---- commits and rollback --------------------------------------------------------------------
+@dataclass(frozen=True)
+class Commit:
+    snapshot_id: int
+    parent_id: int | None
+    committed_at: dt.datetime
+    operation: str
+    job: str
+    dates: str
+    run_id: str
+
+    def line(self) -> str:
+        when = self.committed_at.strftime("%Y-%m-%d %H:%M:%S")
+        fields = (
+            f"{self.snapshot_id:>20}",
+            when,
+            f"{self.operation:<9}",
+            f"{self.job:<14}",
+            f"{self.dates:<23}",
+        )
+        return "  ".join((*fields, self.run_id))
+
+
+def main_history(table: Any) -> list[Commit]:
+    """The commits readers have seen, oldest first (main's current snapshot and its ancestors)."""
+    by_id = {s.snapshot_id: s for s in table.snapshots()}
+    current = table.current_snapshot()
+    chain = []
+    snapshot = current
+    while snapshot is not None:
+        chain.append(snapshot)
+        snapshot = by_id.get(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
+    commits = []
+    for s in reversed(chain):
+        props = s.summary.additional_properties if s.summary else {}
+        commits.append(
+            Commit(
+                snapshot_id=s.snapshot_id,
+                parent_id=s.parent_snapshot_id,
+                committed_at=dt.datetime.fromtimestamp(s.timestamp_ms / 1000, tz=dt.UTC),
+                operation=str(s.summary.operation.value) if s.summary else "",
+                job=props.get(f"{PROPERTY}job", ""),
+                dates=props.get(f"{PROPERTY}dates", ""),
+                run_id=props.get(f"{PROPERTY}run-id", ""),
+            )
+        )
+    return commits
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    table: str
+    target: int | None  # the snapshot before the run (None: the table was created by the run)
+    undone: list[Commit]  # every commit the rollback takes away, the run's and any later ones
+    later_runs: list[str]  # other runs whose commits go too
+
+    def describe(self) -> str:
+        lines = [f"{self.table}: back to snapshot {self.target}, taking away {len(self.undone)} commit(s):"]
+        lines += ["  " + c.line() for c in self.undone]
+        if self.later_runs:
+            lines.append(f"  later runs whose commits go too: {', '.join(self.later_runs)}")
+        return "\n".join(lines)
+
+
+def plan_rollback(table: Any, table_name: str, run_id: str) -> RollbackPlan:
+    history = main_history(table)
+    first = next((i for i, c in enumerate(history) if c.run_id == run_id), None)
+    if first is None:
+        raise SystemExit(f"{table_name}: no commit of run {run_id!r} among the snapshots readers have seen")
+    undone = history[first:]
+    later = sorted({c.run_id for c in undone if c.run_id and c.run_id != run_id})
+    return RollbackPlan(table_name, history[first].parent_id, undone, later)
+
+
+def rollback(table: Any, plan: RollbackPlan) -> None:
+    if plan.target is None:
+        raise SystemExit(f"{plan.table} was created by that run: nothing to go back to (drop it instead)")
+    table.manage_snapshots().rollback_to_snapshot(plan.target).commit()
+
+
+def _lake_default() -> str:
+    from include.settings import load_settings
+
+    return load_settings().lake
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m include.lake", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--lake", help="lake URI (default: PIPELINE_LAKE, as the DAGs see it)")
+    parser.add_argument(
+        "--glue-prefix", help="Glue database prefix (s3:// lakes; default PIPELINE_GLUE_DATABASE_PREFIX)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    show = sub.add_parser("snapshots", help="the commits readers have seen, oldest first")
+    show.add_argument("table", help="<zone>.<name>, e.g. curated.customer_features")
+    back = sub.add_parser("rollback", help="put a table back to its snapshot before a run")
+    back.add_argument("table", help="<zone>.<name>, e.g. curated.customer_features")
+    back.add_argument("--before-run", required=True, help="the Airflow run_id whose commits to take away")
+    back.add_argument("--apply", action="store_true", help="do it (without: say what it would do)")
+    args = parser.parse_args(argv)
+
+    lake = (args.lake or _lake_default()).rstrip("/")
+    if "://" not in lake:
+        lake = f"file://{os.path.abspath(lake)}"
+    prefix = args.glue_prefix or os.environ.get("PIPELINE_GLUE_DATABASE_PREFIX") or None
+    if not is_s3(lake) and not local_catalog_exists(lake):
+        print(
+            f"no catalog at {urlparse(lake).path}/{CATALOG_FILE}: nothing has been written yet",
+            file=sys.stderr,
+        )
+        return 2
+    catalog = open_catalog(lake)
+    ident = table_id(lake, args.table, prefix)
+    if not catalog.table_exists(ident):
+        print(f"no table {ident} in the catalog of {lake}", file=sys.stderr)
+        return 2
+    table = catalog.load_table(ident)
+    if args.command == "snapshots":
+        for commit in main_history(table):
+            print(commit.line())
+        return 0
+    plan = plan_rollback(table, args.table, args.before_run)
+    print(plan.describe())
+    if not args.apply:
+        print("(nothing changed: add --apply to roll back)")
+        return 0
+    rollback(table, plan)
+    print(f"{args.table} now reads snapshot {plan.target}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
