@@ -165,7 +165,7 @@ def run_job(path: str | os.PathLike, argv: list[str], on_line: Callable[[str], N
 
 
 def start(path: str | os.PathLike, *, s3: bool = False, env: dict[str, str] | None = None,
-          log: str | os.PathLike | None = None) -> int:  # fmt: skip
+          log: str | os.PathLike | None = None, cwd: str | os.PathLike | None = None) -> int:  # fmt: skip
     """Start a server in its own process (it outlives the caller) and wait until it accepts jobs."""
     if is_running(path):
         return 0
@@ -180,7 +180,7 @@ def start(path: str | os.PathLike, *, s3: bool = False, env: dict[str, str] | No
     ]
     out = open(log or os.devnull, "ab")  # noqa: SIM115 (handed to the child)
     proc = subprocess.Popen(  # noqa: S603 (our own module, an argument list)
-        command, env={**os.environ, **(env or {})}, stdout=out, stderr=out, start_new_session=True
+        command, env={**os.environ, **(env or {})}, cwd=cwd, stdout=out, stderr=out, start_new_session=True
     )
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:

@@ -18,8 +18,10 @@ import datetime as dt
 import logging
 import os
 import re
+import sqlite3
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -71,7 +73,35 @@ def bind(spark: SparkSession, lake: str) -> SparkSession:
     session = spark.newSession()
     for key, value in catalog_conf(lake, glue_prefix=_glue_prefix(), endpoints=_aws_endpoints(lake)).items():
         session.conf.set(key, value)
+    if not is_s3(lake):
+        _create_catalog_tables_once(session, lake)
     return session
+
+
+def _create_catalog_tables_once(session: SparkSession, lake: str) -> None:
+    """Start the JDBC catalog only without its "do my tables exist?" check, once they exist.
+
+    Iceberg 1.10's JdbcCatalog runs that check when it starts and leaves its ResultSet open when
+    the tables are there (apache/iceberg#15462, fixed after 1.10). On SQLite an open statement is
+    an open read transaction, held until the JVM happens to collect it: with a rollback journal
+    every other connection's commit waits on it (SQLITE_BUSY after busy_timeout); in WAL mode
+    this session keeps reading the catalog as it was when it started (stale tables, and
+    SQLITE_BUSY_SNAPSHOT on its commits). Every new session and every streaming query (a clone
+    of its session) starts a catalog of its own, so this happened on any lake used twice in one
+    JVM. The tables are therefore created by a catalog started while they are missing (its check
+    finds nothing and finishes), and no catalog of this session or its clones checks again.
+    """
+    if not _catalog_tables_exist(f"{local_path(lake)}/{CATALOG_FILE}"):
+        session.sql(f"SHOW NAMESPACES IN {CATALOG}").collect()  # starts the catalog: it creates its tables
+    session.conf.set(f"spark.sql.catalog.{CATALOG}.jdbc.init-catalog-tables", "false")
+
+
+def _catalog_tables_exist(path: str) -> bool:
+    if not os.path.exists(path):
+        return False
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as db:
+        names = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return {"iceberg_tables", "iceberg_namespace_properties"} <= names
 
 
 def _glue_prefix() -> str:
@@ -396,7 +426,8 @@ def undo(spark: SparkSession, written: Written) -> None:
     """Take back a commit of this job after a later write of the same job failed.
 
     Rolls the table back to the snapshot it had before, if nothing was committed since; a new
-    table (no previous snapshot) gets its written dates emptied instead.
+    table (no previous snapshot) gets its written dates emptied instead, by a commit naming the
+    one it undoes (`pipeline.undoes`), so that `written_dates` does not count them as written.
     """
     current = current_snapshot_id(spark, written.table)
     if current != written.snapshot_id:

@@ -4,6 +4,10 @@ moto never runs EMR steps, so `EmrStepPlayer` does: a thread that moves each sub
 COMPLETED (or FAILED, for the step names it is told to fail) a moment after it appears, in the
 order they were submitted, by reaching into moto's EMR backend (same process as the server).
 A step it is told to hold stays RUNNING until a deferred trigger (aiobotocore) has polled it.
+
+Given `run`, the player runs each step's job command line for real (local Spark against moto's
+S3 and Glue, see `StepRunner`) and the step ends as the job did. Without it, a completed step
+leaves what a job that committed nothing leaves: its metrics record for the run.
 """
 
 from __future__ import annotations
@@ -120,6 +124,7 @@ class EmrStepPlayer:
     """
 
     aws: FakeAws
+    run: Callable[[list[str]], int] | None = None  # the job's command line -> its exit code
     fail: Callable[[str], bool] = lambda name: False
     delay: Callable[[str], float] = lambda name: 0.2
     hold: Callable[[str], bool] = lambda name: False
@@ -157,6 +162,88 @@ class EmrStepPlayer:
                         continue
                     if self.hold(step.name) and step.id not in self.aws.async_polled_steps():
                         continue
-                    step.state = "FAILED" if self.fail(step.name) else "COMPLETED"
+                    step.state = "FAILED" if self.fail(step.name) else self._play(step)
                     self.finished.append((step.name, step.state))
                     self.ended_round[step.name] = rounds
+
+    def _play(self, step: Any) -> str:
+        args = job_args(step.args)
+        if self.run is not None:
+            step.state = "RUNNING"
+            return "COMPLETED" if self.run(args) == 0 else "FAILED"
+        self._report(args)
+        return "COMPLETED"
+
+    def _report(self, args: list[str]) -> None:
+        """The metrics record a job leaves (spark_jobs/cli.py), here of a job that committed nothing."""
+        from spark_jobs.cli import metrics_uri, parse_args
+
+        parsed = parse_args(args)
+        uri = metrics_uri(parsed.lake, parsed.job, parsed.ds, parsed.dataset)
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        record = {"job": parsed.job, "ds": str(parsed.ds), "run_id": parsed.run_id}
+        self.aws.s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(record).encode())
+
+
+def job_args(step_args: list[str]) -> list[str]:
+    """What follows the entrypoint in a command-runner spark-submit step: the job's command line."""
+    assert step_args[:5] == ["spark-submit", "--deploy-mode", "cluster", "--py-files", step_args[4]]
+    return list(step_args[6:])
+
+
+class StepRunner:
+    """Runs EMR steps' job command lines as the cluster would, on moto's S3 and Glue.
+
+    The code is what the steps name: the zip and entrypoint the DAG uploaded, fetched from S3 at
+    the first step, on the path of one warm local Spark application (spark_jobs.server, started
+    from the zip in an empty directory, s3:// through s3a and Iceberg's S3FileIO at moto).
+    """
+
+    def __init__(self, aws: FakeAws, workdir: Path) -> None:
+        self.aws, self.workdir = aws, workdir
+        self.socket = str(workdir / "spark.sock")
+        self.output: dict[str, list[str]] = {}  # step's job + dates -> its output lines
+        self.started = False
+
+    def _start(self, py_files: str) -> None:
+        from spark_jobs import server
+
+        code = self.workdir / "code"
+        code.mkdir(exist_ok=True)
+        bucket, _, key = py_files.removeprefix("s3://").partition("/")
+        zip_path = code / Path(key).name
+        zip_path.write_bytes(self.aws.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        empty = self.workdir / "empty"
+        empty.mkdir(exist_ok=True)
+        env = {
+            "PYTHONPATH": str(zip_path),  # nothing of the project importable but the zip
+            "SPARK_JOBS_JARS_DIR": str(Path(__file__).resolve().parents[2] / ".cache" / "jars"),
+            "SPARK_LOCAL_IP": "127.0.0.1",
+            "SPARK_MASTER": "local[2]",
+            "SPARK_SHUFFLE_PARTITIONS": "4",
+        }
+        server.start(self.socket, s3=True, env=env, log=self.workdir / "spark.log", cwd=empty)
+        self.started = True
+
+    def __call__(self, args: list[str], py_files: str | None = None) -> int:
+        from spark_jobs import server
+
+        if not self.started:
+            self._start(py_files or self._code_of_the_run())
+        lines: list[str] = []
+        code = server.run_job(self.socket, args, lines.append)
+        self.output[" ".join(args[:4])] = lines
+        return code
+
+    def _code_of_the_run(self) -> str:
+        backend = self.aws.emr_backend()
+        for cluster in backend.clusters.values():
+            for step in cluster.steps:
+                return step.args[4]
+        raise LookupError("no step on any cluster names the code")
+
+    def stop(self) -> None:
+        from spark_jobs import server
+
+        if self.started:
+            server.stop(self.socket)

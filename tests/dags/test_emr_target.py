@@ -1,33 +1,34 @@
 """The emr target end to end: dag.test() against moto, asserting on what the DAG asked of AWS.
 
 moto runs as a server in this process so the deferrable sensors' triggers (aiobotocore) reach
-it too; EmrStepPlayer completes or fails the steps. Then the step commands the DAG sent are run
-for real with local Spark on a lake directory: what the cluster would run must work.
+it too. In the nightly run the EmrStepPlayer runs every step the DAG added for real, as the
+cluster would: the command line from the step, the code from the zip the DAG uploaded, local
+Spark against moto's S3 and Glue. The jobs create their Iceberg tables in moto's Glue and S3;
+pyiceberg's Glue catalog (another reader, no Spark) reads rows equal to the local target's run
+of the same landing data. The other runs (a failed step, a backfill) only play the steps.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from include import pipeline as P
 from include.packaging import build_bundle
-from tests.dags.aws_fakes import EmrStepPlayer, FakeAws
-from tests.dags.conftest import EMR_ENV
-from tests.dags.dag_runs import DagRunRecord, rows_written, run_pipeline_dag
+from tests.dags.aws_fakes import EmrStepPlayer, FakeAws, StepRunner, job_args
+from tests.dags.conftest import EMR_ENV, demo_landing
+from tests.dags.conftest import NIGHTLY_DS as DS
+from tests.dags.conftest import NIGHTLY_HISTORY_START as HISTORY_START
+from tests.dags.dag_runs import DagRunRecord, run_pipeline_dag
 
 pytestmark = pytest.mark.slow
 
 LAKE = EMR_ENV["PIPELINE_LAKE"]
-DS = "2024-06-28"  # a Friday: the market was open, so stock_daily has rows too
-HISTORY_START = "2024-06-26"
+PREFIX = EMR_ENV["PIPELINE_GLUE_DATABASE_PREFIX"]
 
 
 @dataclass
@@ -40,7 +41,7 @@ class EmrRun:
     step_calls: list[list[dict]]  # the AddJobFlowSteps calls themselves
     clusters: dict[str, str]  # cluster id -> state
     s3_objects: dict[str, bytes]
-    glue: dict[str, dict[str, Any]]  # table -> {"table": ..., "partitions": [...]}
+    glue: dict[str, dict[str, Any]]  # "<database>.<table>" -> GetTable's Table
     async_polls: list[str]  # user agents of the DescribeStep/ListSteps calls made by aiobotocore
     finished_steps: list[tuple[str, str]]
     seen_round: dict[str, int]  # step name -> player round it was first seen on the cluster
@@ -52,12 +53,12 @@ def snapshot(aws: FakeAws, run: DagRunRecord, player: EmrStepPlayer) -> EmrRun:
     objects = {}
     for obj in s3.list_objects_v2(Bucket="lake-bucket").get("Contents", []):
         objects[obj["Key"]] = s3.get_object(Bucket="lake-bucket", Key=obj["Key"])["Body"].read()
-    glue, db = aws.client("glue"), EMR_ENV["PIPELINE_GLUE_DATABASE_PREFIX"] + "_curated"
-    tables = {}
-    if any(d["Name"] == db for d in glue.get_databases()["DatabaseList"]):
-        for table in glue.get_tables(DatabaseName=db)["TableList"]:
-            parts = glue.get_partitions(DatabaseName=db, TableName=table["Name"])["Partitions"]
-            tables[table["Name"]] = {"table": table, "partitions": parts}
+    glue = aws.client("glue")
+    tables = {
+        f"{db['Name']}.{t['Name']}": t
+        for db in glue.get_databases()["DatabaseList"]
+        for t in glue.get_tables(DatabaseName=db["Name"])["TableList"]
+    }
     emr = aws.client("emr")
     clusters = {c["Id"]: c["Status"]["State"] for c in emr.list_clusters()["Clusters"]}
     step_calls = [body["Steps"] for body in aws.calls("ElasticMapReduce.AddJobFlowSteps")]
@@ -81,31 +82,54 @@ def snapshot(aws: FakeAws, run: DagRunRecord, player: EmrStepPlayer) -> EmrRun:
     )
 
 
-def run_emr(aws: FakeAws, which: str, ds: str | None, conf: dict, **player: Any) -> EmrRun:
+def run_emr(
+    aws: FakeAws, which: str, ds: str | None, conf: dict, landing: Path | None = None, **player: Any
+) -> EmrRun:
     aws.reset()
     aws.s3.create_bucket(Bucket="lake-bucket")
+    if landing is not None:  # what upstream systems delivered to the lake
+        for path in sorted(landing.rglob("*")):
+            if path.is_file():
+                key = f"lake/landing/{path.relative_to(landing).as_posix()}"
+                aws.s3.put_object(Bucket="lake-bucket", Key=key, Body=path.read_bytes())
     with EmrStepPlayer(aws, **player) as emr:
-        run = run_pipeline_dag(which, ds, conf)
+        run = run_pipeline_dag(which, ds, conf, xcom_tasks=tuple(f"register_{o}" for o in P.OUTPUTS))
     return snapshot(aws, run, emr)
 
 
 @pytest.fixture(scope="module")
-def nightly(fake_aws) -> EmrRun:
+def steps_run(fake_aws, tmp_path_factory):
+    runner = StepRunner(fake_aws, tmp_path_factory.mktemp("emr-steps"))
+    yield runner
+    runner.stop()
+
+
+@pytest.fixture(scope="module")
+def nightly(fake_aws, steps_run, tmp_path_factory) -> EmrRun:
+    landing = demo_landing(tmp_path_factory.mktemp("emr-landing") / "lake") / "landing"
     # segments keeps running until its sensor's trigger polled it: that sensor certainly deferred
     return run_emr(
         fake_aws,
         "nightly",
         DS,
         {"cluster_profile": "dev", "ingest_start_ds": HISTORY_START},
+        landing=landing,
+        run=steps_run,
         hold=lambda name: "|segments|" in name,
     )
 
 
 def _job_args(step: dict) -> list[str]:
-    """What follows the entrypoint in a command-runner spark-submit step: the job's command line."""
-    args = step["HadoopJarStep"]["Args"]
-    assert args[:5] == ["spark-submit", "--deploy-mode", "cluster", "--py-files", args[4]]
-    return args[6:]
+    return job_args(step["HadoopJarStep"]["Args"])
+
+
+def _glue_catalog(aws: FakeAws):
+    """pyiceberg's Glue catalog on moto: a reader that shares no code with the jobs' Spark."""
+    from include.lake import open_catalog
+
+    keys = {"access-key-id": "testing", "secret-access-key": "testing", "region": "us-east-1"}
+    properties = {f"{svc}.{k}": v for svc in ("glue", "s3") for k, v in keys.items()}
+    return open_catalog(LAKE, properties={**properties, "glue.endpoint": aws.url, "s3.endpoint": aws.url})
 
 
 def test_nightly_run_succeeds_and_terminates_its_cluster(nightly):
@@ -167,7 +191,7 @@ def test_nightly_step_arguments_come_from_the_logical_date(nightly):
         args = _job_args(step)
         spec = P.STEPS[name]
         dates = ["--start-ds", HISTORY_START, "--end-ds", DS] if spec.ranged else ["--ds", DS]
-        assert args == [spec.job, *spec.options, *dates, "--lake", LAKE]
+        assert args == [spec.job, *spec.options, *dates, "--lake", LAKE, "--run-id", nightly.run.run_id]
         assert step["ActionOnFailure"] == "CONTINUE"
         assert step["HadoopJarStep"]["Jar"] == "command-runner.jar"
 
@@ -184,31 +208,55 @@ def test_nightly_uploads_the_versioned_code_the_steps_run(nightly):
         assert args[5] == f"s3://lake-bucket/{entry_key}"
 
 
-def test_nightly_registers_every_curated_output_in_glue_with_its_partition(nightly):
-    assert set(nightly.glue) == set(P.OUTPUTS)
-    for output, found in nightly.glue.items():
-        table = found["table"]
-        assert table["StorageDescriptor"]["Location"] == f"{LAKE}/curated/{output}"
-        assert table["PartitionKeys"][0] == {"Name": "dt", "Type": "string"}
-        locations = sorted(p["StorageDescriptor"]["Location"] for p in found["partitions"])
-        if output == "customer_segments":
-            assert locations == [f"{LAKE}/curated/{output}/dt={DS}/segment={k}" for k in range(3)]
-        else:
-            assert locations == [f"{LAKE}/curated/{output}/dt={DS}"]
-    features = {
-        c["Name"]: c["Type"]
-        for c in nightly.glue["customer_features"]["table"]["StorageDescriptor"]["Columns"]
+def test_every_step_ran_for_real_and_the_jobs_registered_their_tables_in_glue(nightly, steps_run):
+    assert {state for _, state in nightly.finished_steps} == {"COMPLETED"}, steps_run.output
+    expected = {
+        f"{PREFIX}_{zone}.{name}"
+        for zone, names in (
+            ("processed", ("customers", "sales", "referrals", "stock_ticks", "clickstream")),
+            ("quarantine", ("customers", "sales", "referrals", "stock_ticks", "clickstream")),
+            ("curated", P.OUTPUTS),
+        )
+        for name in names
     }
-    assert features["features"] == "array<double>"
-    assert features["lifetime_value"] == "decimal(22,2)"
-    assert features["last_purchase_date"] == "date"
-    segments = nightly.glue["customer_segments"]["table"]
-    assert "segment" not in {c["Name"] for c in segments["StorageDescriptor"]["Columns"]}
-    assert segments["PartitionKeys"][1] == {"Name": "segment", "Type": "int"}
+    assert set(nightly.glue) == expected
+    for ident, table in nightly.glue.items():
+        zone, name = ident.split(".")[0].removeprefix(f"{PREFIX}_"), ident.split(".")[1]
+        # Iceberg tables of the Glue catalog, their files under the lake's warehouse in S3
+        assert table["Parameters"]["table_type"].upper() == "ICEBERG", ident
+        metadata = table["Parameters"]["metadata_location"]
+        assert metadata.startswith(f"{LAKE}/warehouse/{zone}/{name}/metadata/"), ident
+        assert metadata.removeprefix("s3://lake-bucket/") in nightly.s3_objects, ident
 
 
-def test_nightly_marks_every_curated_output_asset(nightly):
-    assert nightly.run.asset_events == sorted(f"{LAKE}/curated/{out}" for out in P.OUTPUTS)
+def test_pyiceberg_reads_from_glue_and_s3_the_rows_the_local_run_wrote(nightly, fake_aws, local_nightly):
+    from include.lake import read_date
+
+    catalog = _glue_catalog(fake_aws)
+    for output in P.OUTPUTS:
+        on_s3 = catalog.load_table(f"{PREFIX}_curated.{output}").scan(row_filter=f"dt = '{DS}'").to_pandas()
+        local = read_date(local_nightly.lake, "curated", output, DS)
+        assert len(on_s3) > 0, output
+        on_s3 = on_s3.drop(columns=["dt"])
+        key = list(local.columns[:2])
+        pd.testing.assert_frame_equal(
+            on_s3[list(local.columns)].sort_values(key).reset_index(drop=True),
+            local.sort_values(key).reset_index(drop=True),
+            check_exact=False,
+            rtol=1e-9,
+            obj=output,
+        )
+
+
+def test_nightly_marks_every_curated_output_asset_with_the_snapshot_its_step_committed(nightly, fake_aws):
+    catalog = _glue_catalog(fake_aws)
+    uris = {out: f"{LAKE}/warehouse/curated/{out}" for out in P.OUTPUTS}
+    assert nightly.run.asset_events == sorted(uris.values())
+    for out, uri in uris.items():
+        extra = nightly.run.asset_extras[uri]
+        table = catalog.load_table(f"{PREFIX}_curated.{out}")
+        assert extra["snapshot_id"] == table.current_snapshot().snapshot_id, out
+        assert table.current_snapshot().summary.additional_properties["pipeline.run-id"] == nightly.run.run_id
 
 
 def test_a_failed_step_fails_the_run_and_the_cluster_is_still_terminated(fake_aws):
@@ -231,7 +279,7 @@ def test_a_failed_step_fails_the_run_and_the_cluster_is_still_terminated(fake_aw
     assert states["add_graph"] == "skipped"
     assert states["terminate_cluster"] == "success"
     assert list(failed.clusters.values()) == ["TERMINATED"]
-    assert "stock_daily" not in failed.glue or not failed.glue["stock_daily"]["partitions"]
+    assert failed.run.asset_events == []  # nothing new to announce
 
 
 def test_a_backfill_runs_the_whole_range_on_one_prod_cluster_date_after_date(fake_aws):
@@ -266,76 +314,15 @@ def test_a_backfill_runs_the_whole_range_on_one_prod_cluster_date_after_date(fak
         assert len({ds for ds, _ in here}) == 1
         for ds, step in here:
             assert all((ds, dep) in seen for dep in P.STEPS[step].depends_on if not P.STEPS[dep].ranged)
-            assert _job_args(next(s for s in batch if f"|{step}|" in s["Name"]))[-4:-2] == ["--ds", ds]
+            args = _job_args(next(s for s in batch if f"|{step}|" in s["Name"]))
+            assert args[args.index("--ds") + 1] == ds
         seen.extend(here)
     daily = [s.name for s in P.PIPELINE if not s.ranged]
     assert seen == [(ds, step) for ds in dates for step in _by_wave(daily)]
-    for output, found in backfill.glue.items():
-        assert {p["Values"][0] for p in found["partitions"]} == set(dates), output
-    assert set(backfill.glue) == set(P.OUTPUTS)
+    # every output announced once, after the whole range ran
+    assert backfill.run.asset_events == sorted(f"{LAKE}/warehouse/curated/{out}" for out in P.OUTPUTS)
+    assert {backfill.run.task_states[f"register_{out}"] for out in P.OUTPUTS} == {"success"}
 
 
 def _by_wave(names: list[str]) -> list[str]:
     return [s.name for wave in P.waves([P.STEPS[n] for n in names]) for s in wave]
-
-
-# The steps' own entrypoint, run the way spark-submit would, for each command in one Python
-# process (one JVM: the steps share nothing but the lake, so this only saves start-up time).
-REPLAY = """
-import json, runpy, sys
-entrypoint, commands = sys.argv[1], json.loads(sys.argv[2])
-for args in commands:
-    sys.argv = [entrypoint, *args]
-    try:
-        runpy.run_path(entrypoint, run_name="__main__")
-    except SystemExit as exc:
-        if exc.code:
-            print("REPLAY FAILED:", args, flush=True)
-            raise
-"""
-
-
-def test_the_commands_sent_to_emr_run_with_local_spark_on_a_lake_directory(nightly, tmp_path):
-    from include.demo_data import generate
-    from include.lake_summary import read_partition
-
-    lake_dir, code_dir, empty = tmp_path / "lake", tmp_path / "code", tmp_path / "empty"
-    code_dir.mkdir()
-    empty.mkdir()
-    generate(str(lake_dir), HISTORY_START, DS, scale=0.002, seed=3)
-    # the code exactly as the steps fetch it from S3
-    py_files, entrypoint = nightly.added_steps[0]["HadoopJarStep"]["Args"][4:6]
-    zip_path, entry_path = code_dir / Path(py_files).name, code_dir / Path(entrypoint).name
-    zip_path.write_bytes(nightly.s3_objects[py_files.removeprefix("s3://lake-bucket/")])
-    entry_path.write_bytes(nightly.s3_objects[entrypoint.removeprefix("s3://lake-bucket/")])
-    # the S3 lake mapped to the directory
-    commands = [[lake_dir.as_uri() if a == LAKE else a for a in _job_args(s)] for s in nightly.added_steps]
-
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(zip_path),
-        "SPARK_LOCAL_IP": "127.0.0.1",
-        "SPARK_MASTER": "local[2]",
-    }
-    proc = subprocess.run(
-        [sys.executable, "-c", REPLAY, str(entry_path), json.dumps(commands)],
-        cwd=empty,  # nothing of the project importable but the zip
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    metrics = [
-        json.loads(line.split(" ", 1)[1])
-        for line in proc.stdout.splitlines()
-        if line.startswith("SPARK_JOBS_METRICS ")
-    ]
-    assert [m["job"] for m in metrics] == [c[0] for c in commands]
-    rows_out = {out: n for m in metrics for out, n in m.get("rows_out", {}).items()}
-    for output in P.OUTPUTS:
-        df = read_partition(lake_dir, "curated", output, DS)
-        assert df is not None, f"no curated/{output}/dt={DS}"
-        assert len(df) > 0, output
-        assert rows_out[output] == rows_written(lake_dir, output, DS), output

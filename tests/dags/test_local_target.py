@@ -1,8 +1,9 @@
 """The local target end to end: the nightly DAG under dag.test() runs every Spark job on a demo lake.
 
-One run builds every curated output (asserted by several tests); two more show that a bad
-request is refused before any job starts: by the Param schema when the run is created, or by
-the plan task for what a schema cannot express (a history start after the run's date).
+One run builds every curated output (the session's `local_nightly`, asserted by several tests);
+more runs on the same lake show that a subset builds only what it needs and that a bad request is
+refused before any job starts: by the Param schema when the run is created, or by the plan task
+for what a schema cannot express (a history start after the run's date).
 """
 
 from __future__ import annotations
@@ -12,33 +13,27 @@ from pathlib import Path
 import pytest
 
 from include import pipeline as P
+from tests.dags.conftest import NIGHTLY_DS as DS
+from tests.dags.conftest import NIGHTLY_HISTORY_START as HISTORY_START
 from tests.dags.dag_runs import DagRunRecord, rows_written, run_pipeline_dag
 
 pytestmark = pytest.mark.slow
 
-DS = "2024-06-28"  # a Friday: the market was open, so stock_daily has rows
-HISTORY_START = "2024-06-26"
 RUN_TASKS = tuple(f"run_{step.name}" for step in P.PIPELINE)
 
 
 @pytest.fixture(scope="module")
-def demo_lake(tmp_path_factory, module_monkeypatch, airflow_db) -> Path:
-    """A few days of seeded landing data; the local target's settings point at it."""
-    from include.demo_data import generate
-
-    root = tmp_path_factory.mktemp("local-target") / "lake"
-    generate(str(root), HISTORY_START, DS, scale=0.002, seed=5)
+def demo_lake(local_nightly, module_monkeypatch) -> Path:
+    """The shared nightly run's lake; the local target's settings point at it for this module's runs."""
     module_monkeypatch.setenv("PIPELINE_TARGET", "local")
-    module_monkeypatch.setenv("PIPELINE_LAKE", root.as_uri())
+    module_monkeypatch.setenv("PIPELINE_LAKE", local_nightly.lake.as_uri())
     module_monkeypatch.setenv("PIPELINE_RETRIES", "0")  # a failed job shows at once, not after a delay
-    return root
+    return local_nightly.lake
 
 
 @pytest.fixture(scope="module")
-def nightly(demo_lake) -> DagRunRecord:
-    return run_pipeline_dag(
-        "nightly", DS, {"ingest_start_ds": HISTORY_START}, xcom_tasks=(*RUN_TASKS, "plan")
-    )
+def nightly(local_nightly) -> DagRunRecord:
+    return local_nightly.run
 
 
 def test_nightly_local_run_succeeds_with_every_job(nightly):
