@@ -41,7 +41,7 @@ $(JARS_DIR)/.fetched: jars/pom.xml
 
 jars: $(JARS_DIR)/.fetched
 
-demo-data: venv
+demo-data: venv jars
 	$(PY) -m include.demo_data --lake $(DEMO_LAKE) --start $(DEMO_START) --end $(DEMO_DS) --scale $(DEMO_SCALE)
 
 demo: demo-data
@@ -55,7 +55,7 @@ format: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: lint
+test: lint jars
 	$(PY) -m pytest
 
 package: venv
@@ -64,7 +64,7 @@ package: venv
 # Benchmarks (not tests: no timing is asserted anywhere). Data and raw results go to .bench/.
 # `make bench BENCH_ARGS="--quick"` for small sizes, `BENCH_ARGS="--only pagerank --repeat 5"`.
 BENCH_ARGS ?=
-bench: venv
+bench: venv jars
 	$(PY) -m bench $(BENCH_ARGS)
 
 lock: venv
@@ -79,7 +79,7 @@ AIRFLOW_PORT ?= 8080
 
 # api-server, scheduler, dag-processor, triggerer on localhost; PostgreSQL from Debian's
 # packages as the metadata DB (installed when missing). State and logs: .airflow/server/.
-airflow: venv
+airflow: venv jars
 	@test -d $(DEMO_LAKE)/landing || $(MAKE) --no-print-directory demo-data
 	$(PY) scripts/airflow_local.py start --port $(AIRFLOW_PORT) --lake $(DEMO_LAKE)
 
@@ -96,5 +96,5 @@ ops-prereqs:
 # The slow end-to-end tests: a real Airflow runs the nightly DAG, a backfill, and the UI in
 # headless Chromium (screenshots in docs/screenshots/). Not part of `make test` (they alone take
 # longer than its 15-minute budget on 2 cores); .ci/run calls this after `make test`.
-test-ops: venv ops-prereqs
+test-ops: venv jars ops-prereqs
 	OPS_TESTS=1 $(PY) -m pytest tests/ops -v -p no:cacheprovider --durations=0

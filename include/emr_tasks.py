@@ -109,7 +109,7 @@ def _register(settings: Settings, output: str, dates: Any):
         for ds in [dates] if isinstance(dates, str) else dates:
             text = read(metrics_uri(settings.lake, step, ds))
             record = json.loads(text) if text else None
-            if record is None or record.get("run_id") != ctx["run_id"]:
+            if record is None or record.get("run_id") != P.safe_name(ctx["run_id"]):
                 raise RuntimeError(f"step {step.name} left no metrics of this run for {ds}")
             found.append(record)
         add_asset_extras(ctx, assets, found)
@@ -168,3 +168,22 @@ def backfill_emr(settings: Settings, plan: Any) -> None:
     )
     [create, upload] >> run_steps >> terminate
     run_steps >> [_register(settings, out, plan["dates"]) for out in P.OUTPUTS]
+
+
+def single_step_emr(settings: Settings, plan: Any, step: str) -> None:
+    """One step on a transient cluster (the maintenance job): create, upload, add, wait, terminate."""
+    create, terminate = _emr_cluster(settings, plan)
+    upload = _upload_code_task(settings, plan["code"])
+    add = EmrIdempotentAddStepsOperator(
+        task_id=f"add_{step}", job_flow_id=create.output, steps=plan[f"step:{step}"], **_aws(settings)
+    )
+    wait = EmrRunStepSensor(
+        task_id=f"wait_{step}",
+        job_flow_id=create.output,
+        step_id=f"{{{{ ti.xcom_pull(task_ids='add_{step}')[0] }}}}",
+        deferrable=True,
+        poke_interval=settings.poll_seconds,
+        max_attempts=max(1, int(STEP_TIMEOUT.total_seconds()) // settings.poll_seconds),
+        **_aws(settings),
+    )
+    [create, upload] >> add >> wait >> terminate

@@ -37,6 +37,7 @@ def open_catalog(lake: str, *, properties: Mapping[str, str] | None = None):
     from pyiceberg.catalog.sql import SqlCatalog
 
     root = local_path(lake)
+    os.makedirs(os.path.dirname(f"{root}/{CATALOG_FILE}"), exist_ok=True)
     return SqlCatalog(CATALOG, uri=f"sqlite:///{root}/{CATALOG_FILE}", warehouse=f"file://{root}/{WAREHOUSE}")
 
 

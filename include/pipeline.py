@@ -68,6 +68,7 @@ PIPELINE: tuple[Step, ...] = (
 STEPS = {step.name: step for step in PIPELINE}
 OUTPUTS: tuple[str, ...] = tuple(out for step in PIPELINE for out in step.produces)
 PRODUCER = {out: step.name for step in PIPELINE for out in step.produces}
+DATASETS: tuple[str, ...] = tuple(step.options[1] for step in PIPELINE if step.job == "ingest")
 
 
 def _check_spec(pipeline: Sequence[Step]) -> None:
@@ -126,7 +127,8 @@ def job_args(
         dates = ["--start-ds", start_ds, "--end-ds", ds]
     else:
         dates = ["--ds", ds]
-    tail = ["--run-id", run_id] if run_id else []
+    # A run id comes from whoever triggered the run: only its EMR-safe form reaches a command line.
+    tail = ["--run-id", safe_name(run_id)] if run_id else []
     return [step.job, *step.options, *dates, "--lake", lake, *tail]
 
 

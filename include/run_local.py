@@ -22,6 +22,8 @@ DAGS_FOLDER = PROJECT_ROOT / "dags"
 DAG_FILES = {
     "nightly": DAGS_FOLDER / "customer_analytics_nightly.py",
     "backfill": DAGS_FOLDER / "customer_analytics_backfill.py",
+    "maintenance": DAGS_FOLDER / "customer_analytics_maintenance.py",
+    "rollback": DAGS_FOLDER / "customer_analytics_rollback.py",
 }
 
 
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         "--history-start", help="nightly: ingest landing from this date to ds (ingest_start_ds)"
     )
     parser.add_argument("--outputs", help="nightly: comma-separated outputs to build (default: all)")
-    parser.add_argument("--dag", choices=sorted(DAG_FILES), default="nightly")
+    parser.add_argument("--dag", choices=("nightly", "backfill"), default="nightly")
     parser.add_argument("--start-ds", help="backfill: first date")
     parser.add_argument("--end-ds", help="backfill: last date")
     parser.add_argument("--airflow-home", type=Path, default=PROJECT_ROOT / ".airflow")

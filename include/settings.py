@@ -48,6 +48,8 @@ class Settings:
     retry_delay_seconds: int = 60
     # local only: one warm Spark application per run runs every step (False: a process per step)
     local_spark_server: bool = True
+    # the maintenance DAG expires snapshots committed longer ago than this (rollback horizon)
+    snapshot_retention_days: int = 14
     # emr only
     code_uri: str = ""
     log_uri: str = ""
@@ -97,6 +99,7 @@ _ENV = {
     "PIPELINE_RETRIES": ("retries", int),
     "PIPELINE_RETRY_DELAY_SECONDS": ("retry_delay_seconds", int),
     "PIPELINE_LOCAL_SPARK_SERVER": ("local_spark_server", _boolean),
+    "PIPELINE_SNAPSHOT_RETENTION_DAYS": ("snapshot_retention_days", int),
     "PIPELINE_CODE_URI": ("code_uri", str),
     "PIPELINE_EMR_LOG_URI": ("log_uri", str),
     "PIPELINE_EMR_SUBNET_ID": ("subnet_id", str),
@@ -173,6 +176,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     for var, attr, low in (
         ("PIPELINE_RETRIES", "retries", 0),
         ("PIPELINE_RETRY_DELAY_SECONDS", "retry_delay_seconds", 1),
+        ("PIPELINE_SNAPSHOT_RETENTION_DAYS", "snapshot_retention_days", 1),
     ):
         if isinstance(values.get(attr), int) and values[attr] < low:  # type: ignore[operator]
             problems.append(f"{var} must be >= {low}")

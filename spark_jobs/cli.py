@@ -10,6 +10,7 @@ import argparse
 import importlib
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ JOBS = {
     "features": "spark_jobs.features",
     "segments": "spark_jobs.segments",
     "clickstream": "spark_jobs.clickstream",
+    "maintain": "spark_jobs.maintain",
 }
 
 EXIT_BAD_INPUT = 2
@@ -33,6 +35,7 @@ METRICS_PREFIX = "SPARK_JOBS_METRICS "
 METRICS_DIR = "_runs/metrics"  # under LAKE; read by include/run_report.py
 
 log = logging.getLogger("spark_jobs")
+_RUN_ID = re.compile(r"^[A-Za-z0-9_.:+=@-]{1,250}$")  # what the orchestrator's run ids become
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="clickstream: checkpoint location (default LAKE/_checkpoints/clickstream_checkouts/dt=DS)",
     )
     parser.add_argument(
+        "--keep-days",
+        type=int,
+        help="maintain: expire snapshots committed more than this many days before --ds (default 14)",
+    )
+    parser.add_argument(
         "--run-id",
         help="the orchestrator's run (Airflow run_id), recorded on every commit the job makes",
     )
@@ -64,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     args.lake = normalize_lake(args.lake)
+    if args.run_id is not None and not _RUN_ID.match(args.run_id):
+        raise JobInputError(f"--run-id {args.run_id!r}: letters, digits and _ . : + = @ - only")
+    if args.keep_days is not None and (args.job != "maintain" or not 1 <= args.keep_days <= 3650):
+        raise JobInputError("--keep-days is maintain's, between 1 and 3650")
     ranged = args.start_ds is not None or args.end_ds is not None
     if args.job == "ingest":
         if args.dataset is None:

@@ -29,6 +29,7 @@ def catalog(lake: str):
 def _catalog(root: str):
     from pyiceberg.catalog.sql import SqlCatalog
 
+    Path(root, CATALOG_FILE).parent.mkdir(parents=True, exist_ok=True)
     return SqlCatalog(CATALOG, uri=f"sqlite:///{root}/{CATALOG_FILE}", warehouse=f"file://{root}/{WAREHOUSE}")
 
 
@@ -112,3 +113,19 @@ def seed_rows(
 
 def with_dt(df: DataFrame, ds: dt.date) -> DataFrame:
     return df.withColumn("dt", F.lit(ds))
+
+
+def append_rows(lake: str, zone: str, name: str, rows: pd.DataFrame, ds: dt.date | str) -> None:
+    """Add pandas rows as date ds of a table, with pyiceberg alone (no Spark): for tests of readers."""
+    import pyarrow as pa
+    from pyiceberg.exceptions import NamespaceAlreadyExistsError
+
+    Path(_root(lake), CATALOG_FILE).parent.mkdir(parents=True, exist_ok=True)
+    frame = pa.Table.from_pandas(rows.assign(dt=dt.date.fromisoformat(str(ds))), preserve_index=False)
+    cat = catalog(lake)
+    try:
+        cat.create_namespace(zone)
+    except NamespaceAlreadyExistsError:
+        pass
+    table = cat.create_table_if_not_exists(f"{zone}.{name}", schema=frame.schema)
+    table.append(frame)

@@ -24,12 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.config import Config
 from moto.backends import get_backend
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.moto_api import recorder
 from moto.server import ThreadedMotoServer
 
 REGION = "us-east-1"
+# The user agent of what the stand-in cluster itself does in S3 (a job's metrics record): the
+# cluster's requests, not the DAG's, so the IAM tests leave them out of the Airflow role's.
+CLUSTER_AGENT = "stand-in-emr-cluster"
 
 
 def start_moto_server() -> tuple[ThreadedMotoServer, str]:
@@ -182,7 +186,10 @@ class EmrStepPlayer:
         uri = metrics_uri(parsed.lake, parsed.job, parsed.ds, parsed.dataset)
         bucket, _, key = uri.removeprefix("s3://").partition("/")
         record = {"job": parsed.job, "ds": str(parsed.ds), "run_id": parsed.run_id}
-        self.aws.s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(record).encode())
+        cluster_s3 = boto3.client(
+            "s3", region_name=REGION, endpoint_url=self.aws.url, config=Config(user_agent_extra=CLUSTER_AGENT)
+        )
+        cluster_s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(record).encode())
 
 
 def job_args(step_args: list[str]) -> list[str]:

@@ -24,6 +24,7 @@ from include.settings import PROJECT_ROOT
 from tests.dags.conftest import EMR_ENV
 
 NIGHTLY, BACKFILL = "customer_analytics_nightly", "customer_analytics_backfill"
+MAINTENANCE, ROLLBACK = "customer_analytics_maintenance", "customer_analytics_rollback"
 # Different from the defaults, so a value that did not come from the settings shows.
 RETRIES, RETRY_DELAY = 4, 45
 TARGET_ENV = {
@@ -121,7 +122,7 @@ def test_the_local_target_parses_without_loading_the_aws_sdk():
         .stdout.strip()
         .splitlines()[-1]
     )
-    assert out == f"{sorted([NIGHTLY, BACKFILL])} []"
+    assert out == f"{sorted([NIGHTLY, BACKFILL, MAINTENANCE, ROLLBACK])} []"
 
 
 def _upstream(dag: Any, task_id: str, prefix: str) -> set[str]:

@@ -9,10 +9,11 @@ import sys
 import zipfile
 from pathlib import Path
 
-import pandas as pd
-
 from include.packaging import ENTRYPOINT_NAME, PACKAGE_DIR, build_bundle
+from spark_jobs.catalog import EXTENSIONS, catalog_conf
+from spark_jobs.common import local_jars
 from tests.helpers import write_landing_csv
+from tests.lake_tables import read_table
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -51,6 +52,10 @@ def test_spark_submit_runs_a_job_from_the_zip_in_an_empty_directory(tmp_path):
     )
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "PYSPARK_PYTHON", "SPARK_HOME"}}
     env.update(SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable, PYTHONNOUSERSITE="1")
+    # What an EMR cluster's configuration gives every spark-submit: Iceberg on the classpath and
+    # the catalog `lake` (here the local lake's, from the same function the cluster's comes from).
+    conf = {"spark.jars": ",".join(local_jars()), "spark.sql.extensions": EXTENSIONS, **catalog_conf(lake)}
+    (lake_root / "_catalog").mkdir(parents=True)
 
     proc = subprocess.run(
         [
@@ -59,6 +64,7 @@ def test_spark_submit_runs_a_job_from_the_zip_in_an_empty_directory(tmp_path):
             "local[1]",
             "--conf",
             "spark.ui.enabled=false",
+            *[a for key, value in conf.items() for a in ("--conf", f"{key}={value}")],
             "--py-files",
             str(zip_path),
             str(entrypoint),
@@ -80,6 +86,6 @@ def test_spark_submit_runs_a_job_from_the_zip_in_an_empty_directory(tmp_path):
 
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert entrypoint.name == ENTRYPOINT_NAME
-    out = pd.read_parquet(lake_root / "processed" / "customers" / "dt=2024-06-30")
+    out = read_table(lake, "processed", "customers", "2024-06-30")
     assert sorted(out["customer_id"]) == ["c1", "c2"]
     assert "SPARK_JOBS_METRICS" in proc.stdout

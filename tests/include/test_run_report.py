@@ -18,6 +18,7 @@ from include import run_report as R
 from include.cluster_profiles import PROFILES
 from spark_jobs.cli import METRICS_PREFIX, main
 from tests.helpers import write_landing_csv
+from tests.lake_tables import append_rows
 
 DS = "2024-06-08"
 UTC = dt.UTC
@@ -282,17 +283,15 @@ def test_emr_usage_and_step_timings_are_read_through_boto3():
 
 
 # ---- the HTML page --------------------------------------------------------------------------
-def _write(lake: Path, output: str, ds: str, df: pd.DataFrame, sub: str = "") -> None:
-    folder = lake / "curated" / output / f"dt={ds}" / sub
-    folder.mkdir(parents=True, exist_ok=True)
-    df.to_parquet(folder / "part-0.parquet", index=False)
+def _write(lake: Path, output: str, ds: str, df: pd.DataFrame) -> None:
+    append_rows(lake.as_uri(), "curated", output, df, ds)
 
 
 def test_html_page_charts_segments_rolling_sales_and_pagerank_leaders_without_network(tmp_path):
     for k, spent in ((0, [10.0, 30.0]), (1, [100.0]), (2, [5.0, 5.0, 8.0])):
         ids = [f"c{k}{i}" for i in range(len(spent))]
-        _write(tmp_path, "customer_segments", DS, pd.DataFrame({"customer_id": ids, "total_spent": spent}),
-               f"segment={k}")  # fmt: skip
+        _write(tmp_path, "customer_segments", DS,
+               pd.DataFrame({"customer_id": ids, "total_spent": spent, "segment": k}))  # fmt: skip
     for ds, north, south in (("2024-06-07", 100.0, 50.0), (DS, 120.0, 40.0), ("2024-05-01", 1.0, 1.0)):
         _write(tmp_path, "sales_rolling_30d", ds,
                pd.DataFrame({"region": ["north", "south"], "rolling_30d_sum": [north, south]}))  # fmt: skip
@@ -300,7 +299,7 @@ def test_html_page_charts_segments_rolling_sales_and_pagerank_leaders_without_ne
     graph = pd.DataFrame({"customer_id": list(ranks), "pagerank": list(ranks.values())})
     _write(tmp_path, "referral_graph", DS, graph)
 
-    charts = R.chart_data(tmp_path, DS)
+    charts = R.chart_data(tmp_path.as_uri(), DS)
     assert charts["segments"] == [("segment 0", 2, 20.0), ("segment 1", 1, 100.0), ("segment 2", 3, 6.0)]
     # 2024-05-01 is outside the 30 days up to ds
     assert charts["rolling"] == {

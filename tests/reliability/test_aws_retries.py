@@ -102,7 +102,7 @@ def test_every_aws_task_of_the_dags_has_the_retry_config_and_exponential_task_re
     settings = load_settings({**EMR_ENV, "PIPELINE_RETRIES": "3"})
     for dag in (build_nightly_dag(settings), build_backfill_dag(settings)):
         aws_tasks = [t for t in dag.tasks if isinstance(t, AwsBaseOperator | AwsBaseSensor)]
-        assert len(aws_tasks) > 5
+        assert len(aws_tasks) >= 3  # create, steps, terminate at least
         for task in aws_tasks:
             assert task.botocore_config == AWS_RETRY_CONFIG, task.task_id
             if task.task_id.startswith(("add_", "wait_", "create_", "run_steps")):

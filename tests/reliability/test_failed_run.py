@@ -1,6 +1,6 @@
 """A step fails in a whole nightly run (dag.test() against moto): no later step is added, the
-cluster is terminated, nothing of the failed branch is registered for the date, an earlier date's
-outputs are untouched, the run fails, and the log says where the step's stderr lies.
+cluster is terminated, nothing of the failed branch is announced (asset event) for the date, what
+the lake held before is untouched, the run fails, and the log says where the step's stderr lies.
 """
 
 from __future__ import annotations
@@ -18,41 +18,20 @@ from tests.dags.dag_runs import run_pipeline_dag
 pytestmark = pytest.mark.slow
 
 DS, EARLIER = "2024-07-02", "2024-07-01"
-DB = EMR_ENV["PIPELINE_GLUE_DATABASE_PREFIX"] + "_curated"
 STDERR = b"INFO starting\nspark_jobs.common.JobInputError: no landing partition clickstream/dt=2024-07-02\n"
+EARLIER_TABLE = "lake/warehouse/curated/stock_daily/metadata/00000-earlier.metadata.json"
 
 
-def _earlier_outputs(aws) -> dict:
-    """Yesterday's stock_daily: a Glue partition and its data file, as a good run left them."""
-    key = f"lake/curated/stock_daily/dt={EARLIER}/part-0.parquet"
-    aws.s3.put_object(Bucket="lake-bucket", Key=key, Body=b"yesterday")
-    glue = aws.client("glue")
-    glue.create_database(DatabaseInput={"Name": DB})
-    location = f"{EMR_ENV['PIPELINE_LAKE']}/curated/stock_daily"
-    glue.create_table(
-        DatabaseName=DB,
-        TableInput={
-            "Name": "stock_daily",
-            "StorageDescriptor": {"Columns": [{"Name": "ticker", "Type": "string"}], "Location": location},
-            "PartitionKeys": [{"Name": "dt", "Type": "string"}],
-        },
-    )
-    glue.create_partition(
-        DatabaseName=DB,
-        TableName="stock_daily",
-        PartitionInput={"Values": [EARLIER], "StorageDescriptor": {"Location": f"{location}/dt={EARLIER}"}},
-    )
-    return {"key": key, "partitions": _partitions(aws)}
+def _earlier_outputs(aws) -> dict[str, bytes]:
+    """What a good run of an earlier date left in the lake: a table's metadata file."""
+    aws.s3.put_object(Bucket="lake-bucket", Key=EARLIER_TABLE, Body=b'{"format-version": 2}')
+    return _objects(aws)
 
 
-def _partitions(aws) -> dict[str, list[list[str]]]:
-    glue = aws.client("glue")
-    return {
-        t["Name"]: sorted(
-            p["Values"] for p in glue.get_partitions(DatabaseName=DB, TableName=t["Name"])["Partitions"]
-        )
-        for t in glue.get_tables(DatabaseName=DB)["TableList"]
-    }
+def _objects(aws) -> dict[str, bytes]:
+    s3 = aws.s3
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="lake-bucket").get("Contents", [])]
+    return {k: s3.get_object(Bucket="lake-bucket", Key=k)["Body"].read() for k in keys if "/warehouse/" in k}
 
 
 def test_a_failed_step_stops_its_branch_cleans_up_and_logs_its_stderr(aws, airflow_db, monkeypatch, capfd):
@@ -85,16 +64,16 @@ def test_a_failed_step_stops_its_branch_cleans_up_and_logs_its_stderr(aws, airfl
     steps = {P.parse_emr_step_name(n)["step"]: s for n, s in emr.finished}
     assert steps["ingest_clickstream"] == "FAILED"
     assert "clickstream" not in {P.parse_emr_step_name(s["Name"])["step"] for s in _added(aws)}
-    # nothing registered for the failed branch; the cluster is gone
+    # nothing announced for the failed branch (the other one only if it finished before the failed
+    # step cancelled the run's other steps); the cluster is gone
     assert states["register_clickstream_checkouts"] == "upstream_failed"
+    assert set(run.asset_events) <= {f"{EMR_ENV['PIPELINE_LAKE']}/warehouse/curated/stock_daily"}
     assert states["terminate_cluster"] == "success"
     assert [c.state for c in aws.emr_backend().clusters.values()] == ["TERMINATED"]
-    partitions = _partitions(aws)
-    assert "clickstream_checkouts" not in partitions
-    # yesterday's partition and data untouched (today's stock_daily is its own partition)
-    assert [EARLIER] in partitions["stock_daily"]
-    assert set(map(tuple, partitions["stock_daily"])) <= {(EARLIER,), (DS,)}
-    assert aws.s3.get_object(Bucket="lake-bucket", Key=earlier["key"])["Body"].read() == b"yesterday"
+    # the lake's tables untouched by Airflow (only the jobs, here the stand-in cluster, write them)
+    assert _objects(aws) == earlier
+    # Airflow asked Glue nothing: the tables register themselves when a job commits
+    assert not [r for r in aws.requests() if r.action.startswith("AWSGlue.")]
     # the failing task's log: where stderr lies and its first error line
     assert re.search(r"step stderr: s3://lake-bucket/lake/_emr_logs/j-\w+/steps/s-\w+/stderr\.gz", log)
     assert "JobInputError: no landing partition clickstream/dt=2024-07-02" in log

@@ -19,7 +19,7 @@ from include.iam.evaluate import Request, UnsupportedPolicy, granted_actions, is
 from include.pipeline import PROJECT
 from include.run_local import load_dag, run_dag_test
 from include.settings import PROJECT_ROOT, SettingsError, load_settings
-from tests.dags.aws_fakes import REGION, AwsRequest, EmrStepPlayer
+from tests.dags.aws_fakes import CLUSTER_AGENT, REGION, AwsRequest, EmrStepPlayer
 from tests.dags.conftest import EMR_ENV
 from tests.dags.dag_runs import run_pipeline_dag
 
@@ -48,7 +48,6 @@ NOT_EXERCISED = {
     "elasticmapreduce:ListClusters": "the janitor DAG finds clusters that outlived their run",
     "kms:Decrypt": "S3 decrypts SSE-KMS objects (logs) with the caller's permission",
     "kms:GenerateDataKey": "S3 encrypts uploads (the code zip) with the caller's permission",
-    "glue:UpdateTable": "a curated output's columns changed: the registration brings the table up to date",
 }
 
 
@@ -171,16 +170,13 @@ def test_the_airflow_role_writes_only_the_code_folder_and_passes_only_the_cluste
     [
         ("landing", False),
         ("_code", False),
-        ("processed", True),
-        ("quarantine", True),
-        ("curated", True),
-        ("_staging", True),
+        ("warehouse", True),  # the Iceberg tables: data and metadata files
         ("_checkpoints", True),
         ("_emr_logs", True),
     ],
 )
-def test_the_nodes_read_the_whole_lake_and_write_only_the_zones_the_jobs_write(zone, writes):
-    obj = f"arn:aws:s3:::lake-bucket/lake/{zone}/sales/dt=2024-06-30/part-0.parquet"
+def test_the_nodes_read_the_whole_lake_and_write_only_what_the_jobs_write(zone, writes):
+    obj = f"arn:aws:s3:::lake-bucket/lake/{zone}/sales/data/dt=2024-06-30/part-0.parquet"
     assert is_allowed(INSTANCE, Request("s3:GetObject", obj))
     for action in ("s3:PutObject", "s3:DeleteObject"):  # a rename on S3 is copy + delete
         assert is_allowed(INSTANCE, Request(action, obj)) is writes
@@ -192,6 +188,20 @@ def test_the_nodes_read_the_whole_lake_and_write_only_the_zones_the_jobs_write(z
     )
     assert is_allowed(INSTANCE, Request("s3:GetObject", "arn:aws:s3:::security-bucket/emr/certs.zip"))
     assert not is_allowed(INSTANCE, Request("s3:GetObject", "arn:aws:s3:::security-bucket/emr/other.zip"))
+
+
+def test_the_nodes_keep_their_tables_in_the_zones_glue_databases_and_nowhere_else():
+    base = f"arn:aws:glue:{REGION}:{ACCOUNT}"
+    prefix = EMR_ENV["PIPELINE_GLUE_DATABASE_PREFIX"]
+    for zone in ("processed", "quarantine", "curated"):
+        table = f"{base}:table/{prefix}_{zone}/sales"
+        for action in ("glue:GetTable", "glue:CreateTable", "glue:UpdateTable"):
+            assert is_allowed(INSTANCE, Request(action, table)), (action, zone)
+        assert is_allowed(INSTANCE, Request("glue:GetDatabase", f"{base}:database/{prefix}_{zone}"))
+    for action in ("glue:GetTable", "glue:UpdateTable"):
+        assert not is_allowed(INSTANCE, Request(action, f"{base}:table/someone_elses_db/sales"))
+    # a job never drops a table (the catalog is the registration: a lost table is data lost)
+    assert not is_allowed(INSTANCE, Request("glue:DeleteTable", f"{base}:table/{prefix}_curated/sales"))
 
 
 # ---- what the DAGs really ask of AWS -------------------------------------------------------
@@ -284,8 +294,9 @@ def _leaked_and_foreign_clusters(fake_aws) -> None:
 @pytest.fixture(scope="module")
 def recorded(fake_aws) -> list[Request]:
     """Every authorization question of two nightly runs of the same date (the first creates the
-    cluster, uploads the code and catalogs the output while a sensor defers to its trigger; the
-    second finds the code, table and partition already there), then of the janitor DAG."""
+    cluster and uploads the code while a sensor defers to its trigger, then reads the step's
+    metrics for the asset event; the second finds the code already there), then of the janitor
+    DAG. What the stand-in cluster itself writes (a job's metrics) is not the DAG's."""
     slow = lambda name: 4.0 if "|stock_daily|" in name else 0.2  # noqa: E731
     recorder.reset_recording()  # the fixture's own bucket creation is not the DAG's
     recorder.start_recording()
@@ -293,7 +304,7 @@ def recorded(fake_aws) -> list[Request]:
         with EmrStepPlayer(fake_aws, delay=slow):
             run = run_pipeline_dag("nightly", "2024-06-28", {"outputs": ["stock_daily"]})
         assert run.state == "success", run.task_states
-    requests = fake_aws.requests()
+    requests = [r for r in fake_aws.requests() if CLUSTER_AGENT not in r.user_agent]
     if JANITOR_DAG.exists():
         _leaked_and_foreign_clusters(fake_aws)
         recorder.reset_recording()
@@ -317,9 +328,10 @@ def test_every_aws_call_of_the_dags_is_allowed_by_the_airflow_role(recorded):
         "elasticmapreduce:TerminateJobFlows",
         "iam:PassRole",
         "s3:PutObject",
-        "glue:CreateTable",
-        "glue:CreatePartition",
+        "s3:GetObject",  # the step's metrics: the asset event's snapshot
     } <= actions
+    # the jobs register their tables (Iceberg's Glue catalog): Airflow makes no Glue call at all
+    assert not {a for a in actions if a.startswith("glue:")}
     denied = sorted({(q.action, q.resource) for q in recorded if not is_allowed(AIRFLOW, q)})
     assert denied == [], "\n".join(map(str, denied))
 

@@ -213,6 +213,9 @@ def late_lake(spark, tmp_path_factory):
         *_random_events(rng, "b", 20, _at(D1, 11, 1), _at(D1, 12, 30)),  # late, but within the hour
         *copies,  # already counted by the first run
         _event("e2", "u9", "checkout", NOON - dt.timedelta(minutes=30)),  # within the hour: counted
+        _event(
+            "e1-again", "u9", "checkout", NOON + dt.timedelta(seconds=20)
+        ),  # a window the first run counted
         too_old,
     ]
     _land(lake, D1, "part-0000.json", first)
@@ -247,7 +250,7 @@ def test_events_older_than_the_watermark_are_dropped_and_counted(late_lake):
     assert (m1["rows_dropped_late"], m2["rows_dropped_late"]) == (0, 1)
     assert {row for row in out2 if row[0] == "u9"} == {
         ("u9", "2024-06-01 11:30:00", "2024-06-01 11:31:00", 1),
-        ("u9", "2024-06-01 12:00:00", "2024-06-01 12:01:00", 1),
+        ("u9", "2024-06-01 12:00:00", "2024-06-01 12:01:00", 2),  # e1, then e1-again
     }
 
 

@@ -337,3 +337,39 @@ def test_missing_referral_graph_of_ds_is_an_input_error(spark, lake):
         _run(spark, lake, DAYS[1])
     assert not table_exists(lake, "curated", OUTPUT)
     assert not table_exists(lake, "curated", CORRELATION)
+
+
+def test_a_failed_correlation_write_takes_back_the_customer_features_commit(spark, lake, monkeypatch):
+    sales = [_sale("a", "c01", DAYS[0], 100), _sale("b", "c02", DAYS[1], 250)]
+    _write_inputs(spark, lake, sales, {DAYS[1]: [("c01", 1.0, "c01")]})
+    earlier = (
+        "old",
+        "EU",
+        Decimal("1.00"),
+        1,
+        1.0,
+        None,
+        DAYS[0],
+        0,
+        None,
+        None,
+        [1.0, 1.0, 1.0, 0.0, 0.0, 0.0],
+    )
+    seeded = seed_rows(spark, lake, "curated", OUTPUT, [(*earlier, DAYS[0])])
+    real = tables.replace_date
+
+    def correlation_fails(df, zone, name, *args, **kwargs):
+        if name == CORRELATION:
+            raise OSError("injected: the feature_correlation write failed")
+        return real(df, zone, name, *args, **kwargs)
+
+    monkeypatch.setattr(tables, "replace_date", correlation_fails)
+    with pytest.raises(OSError, match="injected"):
+        _run(spark, lake, DAYS[1])
+
+    # customer_features of DAYS[1] was committed, then taken back: readers see the seeded snapshot
+    assert len(snapshot_ids(lake, "curated", OUTPUT)) > 1
+    assert load(lake, "curated", OUTPUT).current_snapshot().snapshot_id == seeded.snapshot_id
+    assert read_table(lake, "curated", OUTPUT, DAYS[1]).empty
+    assert [r["customer_id"] for r in _rows(lake, OUTPUT, DAYS[0])] == ["old"]
+    assert not table_exists(lake, "curated", CORRELATION)

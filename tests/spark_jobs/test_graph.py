@@ -75,11 +75,11 @@ def _label_propagation_oracle(pairs, iterations: int = 5) -> dict[str, str]:
 
 
 # ---- PageRank ------------------------------------------------------------------------------
-# Each PageRank iteration is a Spark job (about a second on a busy 2-core machine), so the cost
-# of a case is its iteration count. This one graph holds every shape the contract names and
-# converges in 11 iterations (the five separate graphs it replaces took 13 to 40 each). The
-# slow case, closed cycles whose error decays only at the damping rate (where a too loose
-# stopping rule would show), is the job's own input below, checked against networkx too.
+# Each PageRank iteration is a few Spark jobs (seconds on a busy 2-core machine), so a case costs
+# its iteration count. This one graph holds every shape the contract names and converges in 11
+# iterations (the five separate graphs it replaces took 13 to 40 each). The slow case, closed
+# cycles whose error decays only at the damping rate (where a too loose stopping rule would
+# show), is the job's own input below, checked against networkx too.
 EVERY_SHAPE = [
     *[("hub", f"leaf{i}") for i in range(6)],  # a star; leaf1..leaf5 are dangling
     ("hub", "leaf0"),  # the same referral delivered twice: one edge
@@ -134,8 +134,8 @@ def test_label_propagation_one_step_ties_go_to_the_smallest_label(spark):
 
 def test_label_propagation_counts_opposite_edges_twice_and_duplicates_once(spark):
     # b: z -> b and b -> z are two distinct edges (two votes for z); a -> b is one vote.
-    # y -> b delivered twice is still one edge: a tie between a and y, so a. (Two components
-    # of one run: labels only travel along edges.)
+    # b2: y -> b2 delivered twice is still one edge: a tie between a2 and y, so a2. (Two
+    # components of one run: labels only travel along edges.)
     labels = _labels(spark, [("z", "b"), ("b", "z"), ("a", "b"), ("y", "b2"), ("y", "b2"), ("a2", "b2")], 1)
     assert (labels["b"], labels["b2"]) == ("z", "a2")
 

@@ -167,9 +167,12 @@ def test_every_column_matches_pandas_for_random_sales(spark, random_lake, ds):
 
 
 @pytest.mark.parametrize("ds", [NOT_WRITTEN_DAY, EMPTY_DAY], ids=["never-written", "written-empty"])
-def test_a_day_without_sales_has_zero_daily_values_but_keeps_the_rolling_ones(random_lake, ds):
-    _, _, result = random_lake
+def test_a_day_without_sales_has_zero_daily_values_but_keeps_the_rolling_ones(spark, random_lake, ds):
+    lake, _, result = random_lake
     rows = list(result(ds)[2].values())
+
+    written = tables.written_dates(tables.bind(spark, lake), "processed", "sales")
+    assert (ds in written) == (ds == EMPTY_DAY)  # the two cases really differ
 
     assert rows
     assert all(r["daily_count"] == 0 and r["daily_amount"] == Decimal("0.00") for r in rows)
