@@ -11,7 +11,7 @@ carries the *full* current count of every (user_id, window_start) it touched, ne
 sink replaces those rows of date ds in one Iceberg commit (read the day, replace by key, write
 the day). Applying a batch twice therefore gives the same table; a rerun whose checkpoint has
 seen every file commits nothing; a rerun after deleting the checkpoint recounts the day from
-its files and writes the same counts.
+its files, and its first batch replaces the day instead of merging into it.
 
 Late data: the watermark is 1 hour behind the latest event time seen. A checkout arriving in a
 later file whose event_ts is within that hour is counted in its window; an event older than the
@@ -107,9 +107,11 @@ class CheckoutSink:
             if n == 0:
                 return
             table = tables.identifier(spark, "curated", OUTPUT)
-            if spark.catalog.tableExists(table):
+            if batch_id > 0 and spark.catalog.tableExists(table):
                 existing = tables.read(spark, "curated", OUTPUT, since=self.ds, upto=self.ds).drop("dt")
             else:
+                # The first batch of a checkpoint counts the day from its files: it replaces the
+                # day rather than merging into it (after a deleted checkpoint, a full recount).
                 existing = spark.createDataFrame([], CURATED[OUTPUT])
             written = tables.replace_date(
                 merged_counts(existing, updates),

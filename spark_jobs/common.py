@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 import os
 import re
+import sys
 from pathlib import Path
 
 from pyspark.sql import Column, SparkSession
@@ -87,6 +88,9 @@ def local_builder(app_name: str, *, master: str | None = None, s3: bool = False)
     """A local-mode session with what EMR gives a cluster by configuration: Iceberg and its SQL."""
     from spark_jobs.catalog import EXTENSIONS
 
+    # Python workers (pandas UDFs) run the driver's interpreter and packages unless told otherwise;
+    # PySpark reads this when the SparkContext starts.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = (
         SparkSession.builder.appName(app_name)
         .master(master or os.environ.get("SPARK_MASTER", "local[*]"))
