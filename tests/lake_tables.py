@@ -7,6 +7,7 @@ code the jobs write with, so inputs look exactly like a job's output.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Sequence
 from functools import cache
@@ -123,9 +124,7 @@ def append_rows(lake: str, zone: str, name: str, rows: pd.DataFrame, ds: dt.date
     Path(_root(lake), CATALOG_FILE).parent.mkdir(parents=True, exist_ok=True)
     frame = pa.Table.from_pandas(rows.assign(dt=dt.date.fromisoformat(str(ds))), preserve_index=False)
     cat = catalog(lake)
-    try:
+    with contextlib.suppress(NamespaceAlreadyExistsError):
         cat.create_namespace(zone)
-    except NamespaceAlreadyExistsError:
-        pass
     table = cat.create_table_if_not_exists(f"{zone}.{name}", schema=frame.schema)
     table.append(frame)
