@@ -59,6 +59,34 @@ def _upload_code_task(settings: Settings, code: Any):
     return upload_code(code)
 
 
+def _preflight_task(settings: Settings):
+    @task(task_id="preflight", retries=0)
+    def preflight() -> list[str]:
+        """Check with read-only calls that everything a cluster needs exists (include/preflight.py);
+        fail the run before RunJobFlow with one line per missing piece. No retry: a missing
+        piece does not come back by itself (throttling and 5xx are retried inside each call)."""
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from include.preflight import SERVICES, report, run_checks
+
+        if not settings.preflight:
+            log.warning("PIPELINE_EMR_PREFLIGHT=false: nothing checked before creating the cluster")
+            return []
+        hook = AwsBaseHook(
+            aws_conn_id=settings.aws_conn_id, region_name=settings.region, config=AWS_RETRY_CONFIG
+        )
+        clients = {name: hook.get_client_type(name) for name in SERVICES}
+        findings = run_checks(settings, clients)
+        passed, text = report(findings)
+        if not passed:
+            raise AirflowFailException(text)
+        log.info("%s", text)
+        return [f.line() for f in findings]
+
+    return preflight()
+
+
 def _aws(settings: Settings) -> dict[str, Any]:
     # botocore retries throttling and transient errors with backoff inside a try; task retries
     # (default_args, exponential) take over when those are exhausted.
@@ -115,7 +143,9 @@ def nightly_emr(settings: Settings, plan: Any) -> None:
     create, terminate = _emr_cluster(settings, plan)
     upload = _upload_code_task(settings, plan["code"])
     database = _glue_database(settings)
-    plan >> database  # nothing reaches AWS before the plan accepted the run's parameters
+    # nothing reaches AWS before the plan accepted the run's parameters; nothing is created
+    # before preflight found everything a cluster needs
+    plan >> _preflight_task(settings) >> [create, upload.operator, database]
     waits: dict[str, EmrRunStepSensor] = {}
     for step in P.PIPELINE:
         # Idempotent (a retry follows the step already added) and cancels its step when killed.
@@ -154,7 +184,8 @@ def backfill_emr(settings: Settings, plan: Any) -> None:
     create, terminate = _emr_cluster(settings, plan)
     upload = _upload_code_task(settings, plan["code"])
     database = _glue_database(settings)
-    plan >> database  # nothing reaches AWS before the plan accepted the parameters
+    # parameters first, then preflight, then anything that creates
+    plan >> _preflight_task(settings) >> [create, upload.operator, database]
     run_steps = EmrStepBatchesOperator(
         task_id="run_steps",
         job_flow_id=create.output,

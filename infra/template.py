@@ -183,18 +183,20 @@ def _storage() -> dict[str, Any]:
                     "Description": f"{PROJECT}: the lake (SSE-KMS) and the EMR nodes' disks",
                     "EnableKeyRotation": True,
                     # IAM policies of this account decide who uses the key (include/iam grants it).
-                    "KeyPolicy": {
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Sid": "IamPoliciesOfThisAccountDecide",
-                                "Effect": "Allow",
-                                "Principal": {"AWS": sub("arn:aws:iam::${Account}:root")},
-                                "Action": "kms:*",
-                                "Resource": "*",
-                            }
-                        ],
-                    },
+                    "KeyPolicy": as_json(
+                        {
+                            "Version": "2012-10-17",
+                            "Statement": [
+                                {
+                                    "Sid": "IamPoliciesOfThisAccountDecide",
+                                    "Effect": "Allow",
+                                    "Principal": {"AWS": sub("arn:aws:iam::${Account}:root")},
+                                    "Action": "kms:*",
+                                    "Resource": "*",
+                                }
+                            ],
+                        }
+                    ),
                     # tagged `project` by the stack's own tags (make aws-deploy sets them)
                 },
             }
