@@ -105,8 +105,10 @@ def apply_by_api(
     parameters: Mapping[str, str],
     *,
     bucket_policy: bool = False,
+    types: set[str] | None = None,
 ) -> list[str]:
-    """Create what moto's CloudFormation skipped; returns the API calls made, for the tests to show."""
+    """Create what moto's CloudFormation skipped (of `types`, default all); returns the API calls
+    made, for the tests to show."""
     resolve = Resolver(client, stack, region, parameters)
     s3, glue, iam = client("s3", region), client("glue", region), client("iam", region)
     ec2 = client("ec2", region)
@@ -114,6 +116,8 @@ def apply_by_api(
     for logical, resource in build_template()["Resources"].items():
         if resource.get("Condition") == "CreateNetwork" and resolve.refs["CreateNetwork"] != "true":
             continue  # the only condition on resources: the optional network
+        if types is not None and resource["Type"] not in types:
+            continue
         kind, props = resource["Type"], resolve(resource.get("Properties", {}))
         physical = resolve.refs.get(logical, "")
         if kind == "AWS::Glue::Database":
