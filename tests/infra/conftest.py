@@ -1,4 +1,4 @@
-"""Fixtures of the infrastructure tests: moto as an account, the stack of infra/ deployed into it."""
+"""Fixtures of the infrastructure tests: moto in this process as an account, stacks of infra/ in it."""
 
 from __future__ import annotations
 
@@ -9,26 +9,24 @@ import boto3
 import pytest
 
 import tests.conftest_airflow  # noqa: F401  (first: sets up Airflow's home before Airflow is imported)
-from tests.dags.conftest import airflow_db, fake_aws, moto_url
 from tests.infra.stack import deploy_stack
 
-__all__ = ["airflow_db", "fake_aws", "moto_url"]
 
-
-@pytest.fixture(scope="module")
-def moto_account(module_monkeypatch):
-    """moto in this process, with AWS's managed policies (AmazonEMRServicePolicy_v2 is attached)."""
+@pytest.fixture(scope="package")
+def moto_account():
+    """moto in this process for the package's tests (starting it costs seconds: AWS's managed
+    policies, which attach AmazonEMRServicePolicy_v2, and each region's EC2)."""
     from moto import mock_aws
 
-    for key, value in {
-        "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-    }.items():
-        module_monkeypatch.setenv(key, value)
-    module_monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    module_monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    with warnings.catch_warnings():
+    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
+        for key, value in {
+            "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }.items():
+            mp.setenv(key, value)
+        mp.delenv("AWS_ENDPOINT_URL", raising=False)
+        mp.delenv("AWS_SESSION_TOKEN", raising=False)
         # moto names each resource type it skips; tests/infra/stack.py creates those by API
         warnings.filterwarnings("ignore", message="Tried to parse AWS::")
         logging.getLogger("moto.cloudformation.parsing").setLevel(logging.ERROR)
@@ -37,7 +35,7 @@ def moto_account(module_monkeypatch):
 
 
 class Account:
-    """The moto account of a module: its clients, and the regions its tests deployed into."""
+    """The moto account of the package: its clients, and the regions its tests deployed into."""
 
     def __init__(self, client) -> None:
         self.client = client

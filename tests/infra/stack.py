@@ -38,6 +38,10 @@ IGNORED_PROPERTIES = {
     ("AWS::EC2::RouteTable", "Tags"): "ec2:CreateTags",
 }
 
+# Types moto models but whose resource has no effect: its association is not visible to
+# DescribeRouteTables, so the subnet would fall back to the VPC's main table.
+INERT_TYPES = {"AWS::EC2::SubnetRouteTableAssociation": "ec2:AssociateRouteTable"}
+
 ClientFactory = Callable[[str, str], Any]  # (service, region) -> boto3 client
 
 
@@ -153,6 +157,9 @@ def apply_by_api(
                 SubnetId=physical, MapPublicIpOnLaunch={"Value": props["MapPublicIpOnLaunch"]}
             )
             made.append(f"ec2:ModifySubnetAttribute {physical} MapPublicIpOnLaunch")
+        elif kind == "AWS::EC2::SubnetRouteTableAssociation":
+            ec2.associate_route_table(RouteTableId=props["RouteTableId"], SubnetId=props["SubnetId"])
+            made.append(f"ec2:AssociateRouteTable {props['RouteTableId']} {props['SubnetId']}")
         elif kind == "AWS::EC2::RouteTable":
             ec2.create_tags(Resources=[physical], Tags=props["Tags"])
             made.append(f"ec2:CreateTags {physical}")

@@ -212,6 +212,12 @@ def test_the_network_is_private_tagged_and_reaches_s3_glue_and_kms_through_endpo
         assert managed in group["Tags"]
         assert group["VpcId"] == subnet["VpcId"]
         assert group["IpPermissions"] == []  # EMR writes the rules of its managed groups
+    own = [{"Name": "association.subnet-id", "Values": [subnet_id]}]
+    table = ec2.describe_route_tables(Filters=own)["RouteTables"][0]
+    assert next(r.get("GatewayId", "") for r in table["Routes"]) == "local"  # no internet gateway, no NAT
+    assert all(
+        not r.get("GatewayId", "").startswith("igw-") and "NatGatewayId" not in r for r in table["Routes"]
+    )
     endpoints = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [subnet["VpcId"]]}])
     by_service = {e["ServiceName"].rsplit(".", 1)[-1]: e for e in endpoints["VpcEndpoints"]}
     assert set(by_service) == {"s3", "glue", "kms"}
