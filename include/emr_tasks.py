@@ -73,10 +73,19 @@ def _preflight_task(settings: Settings):
         if not settings.preflight:
             log.warning("PIPELINE_EMR_PREFLIGHT=false: nothing checked before creating the cluster")
             return []
-        hook = AwsBaseHook(
-            aws_conn_id=settings.aws_conn_id, region_name=settings.region, config=AWS_RETRY_CONFIG
-        )
-        clients = {name: hook.get_client_type(name) for name in SERVICES}
+        from botocore.config import Config
+
+        # one session (one AssumeRole when the connection names a role), a client per service
+        hook = AwsBaseHook(aws_conn_id=settings.aws_conn_id, region_name=settings.region)
+        session = hook.get_session(region_name=settings.region)
+        clients = {
+            name: session.client(
+                name,
+                endpoint_url=hook.conn_config.get_service_endpoint_url(service_name=name),
+                config=Config(**AWS_RETRY_CONFIG),
+            )
+            for name in SERVICES
+        }
         findings = run_checks(settings, clients)
         passed, text = report(findings)
         if not passed:
