@@ -4,6 +4,7 @@ it holds what the template declares, named by outputs that are exactly the DAGs'
 from __future__ import annotations
 
 import json
+import subprocess
 import zipfile
 from io import BytesIO
 
@@ -14,7 +15,7 @@ from moto.cloudformation.parsing import get_model_map
 from include import emr_security, iam
 from include.emr_security import network_problems
 from include.iam.evaluate import Request, is_allowed
-from include.settings import ENV_VARS, load_settings
+from include.settings import ENV_VARS, PROJECT_ROOT, load_settings
 from infra import deploy as infra_deploy
 from infra import template as T
 from infra import tls_certs
@@ -277,3 +278,23 @@ def test_ignored_properties_are_really_ignored_by_moto(moto_account):
         "ManagedPolicyArns",
         "EnableDnsHostnames",
     }
+
+
+def test_make_refuses_without_a_stack_and_region_and_deploys_then_uploads_the_certificates():
+    make = ["make", "--no-print-directory", "-C", str(PROJECT_ROOT)]
+    for target in ("aws-deploy", "aws-certs", "aws-destroy"):
+        refused = subprocess.run(
+            [*make, target, "REGION=eu-west-1"], capture_output=True, text=True, check=False
+        )
+        assert refused.returncode != 0
+        assert f"usage: make {target} STACK=<stack name> REGION=<aws region>" in refused.stderr
+    planned = subprocess.run(
+        [*make, "-n", "aws-deploy", "STACK=cma", "REGION=eu-west-1", "AWS_PARAMETERS=CreateNetwork=false"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    deploy = planned.index(
+        "-m infra.deploy deploy --stack cma --region eu-west-1 --parameter CreateNetwork=false"
+    )
+    assert planned.index("-m infra.tls_certs --stack cma --region eu-west-1 --if-missing") > deploy
