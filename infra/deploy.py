@@ -24,8 +24,9 @@ from infra.template import TEMPLATE_FILE, render, settings_of_outputs
 
 _STACK = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
-# The roles have fixed names (include.iam.ROLE_NAMES): CloudFormation wants that acknowledged.
-CAPABILITIES = ["CAPABILITY_NAMED_IAM"]
+# The roles have fixed names (include.iam.ROLE_NAMES) and the template uses a transform
+# (AWS::LanguageExtensions, for Fn::ToJsonString): CloudFormation wants both acknowledged.
+CAPABILITIES = ["CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
 # Waiting is CloudFormation's business; these bound it (a private subnet's endpoints take minutes).
 _WAIT = {"Delay": 10, "MaxAttempts": 180}
 
