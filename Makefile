@@ -21,6 +21,8 @@ help:
 	@echo "make bench    - benchmarks, written to docs/BENCHMARKS.md"
 	@echo "make airflow  - a real Airflow on localhost (PostgreSQL); make airflow-stop ends it"
 	@echo "make test-ops - end-to-end: real Airflow runs + headless Chromium screenshots (slow; .ci/run)"
+	@echo "make aws-deploy STACK=name REGION=region - the AWS stack (infra/), its TLS certificates, the .env settings"
+	@echo "make aws-destroy STACK=name REGION=region - delete the stack (the lake bucket and its key stay)"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -98,3 +100,37 @@ ops-prereqs:
 # longer than its 15-minute budget on 2 cores); .ci/run calls this after `make test`.
 test-ops: venv jars ops-prereqs
 	OPS_TESTS=1 $(PY) -m pytest tests/ops -v -p no:cacheprovider --durations=0
+
+# ---- AWS (the emr target) ------------------------------------------------------------------
+.PHONY: aws-check-target aws-deploy aws-certs aws-preflight aws-destroy aws-template
+# Never defaulted: a stack in the wrong account or region is what these refuse to make.
+STACK ?=
+REGION ?=
+# Extra CloudFormation parameters, e.g. AWS_PARAMETERS="CreateNetwork=false ExistingSubnetId=subnet-..."
+AWS_PARAMETERS ?=
+
+aws-check-target:
+	@test -n "$(STACK)" -a -n "$(REGION)" || { echo "usage: make $(MAKECMDGOALS) STACK=<stack name> REGION=<aws region>" >&2; exit 2; }
+
+# With the deployer's AWS credentials (profile, SSO or environment): the stack (created or
+# updated), then the TLS certificates where it says (kept when already there), then the
+# settings to paste into .env.
+aws-deploy: aws-check-target venv
+	$(PY) -m infra.deploy deploy --stack $(STACK) --region $(REGION) $(addprefix --parameter ,$(AWS_PARAMETERS)) > .aws-settings.tmp || { rm -f .aws-settings.tmp; exit 1; }
+	$(PY) -m infra.tls_certs --stack $(STACK) --region $(REGION) --if-missing
+	@cat .aws-settings.tmp && rm -f .aws-settings.tmp
+
+# New self-signed certificates (e.g. before the year's validity runs out).
+aws-certs: aws-check-target venv
+	$(PY) -m infra.tls_certs --stack $(STACK) --region $(REGION)
+
+# Preflight with the PIPELINE_* settings exported in this shell: what a cluster would find missing.
+aws-preflight: venv
+	$(PY) -m include.preflight
+
+aws-destroy: aws-check-target venv
+	$(PY) -m infra.deploy destroy --stack $(STACK) --region $(REGION)
+
+# Regenerate infra/customer-analytics.template.json from include/iam and include/emr_security.
+aws-template: venv
+	$(PY) -m infra.template

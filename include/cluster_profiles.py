@@ -11,6 +11,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from include.emr_release import DEFAULT_RELEASE, RELEASES
 from include.pipeline import PROJECT, safe_name
 from include.settings import Settings
 from spark_jobs.catalog import EXTENSIONS, catalog_conf
@@ -40,40 +41,64 @@ PROFILES: dict[str, dict[str, Any]] = {
         "SparkDefaults": {"spark.sql.shuffle.partitions": "64"},
     },
     "prod": {
-        "description": "master m5.2xlarge, 5 core r5.4xlarge on demand, "
-        "c5.4xlarge task nodes on spot, managed scaling",
+        "description": "instance fleets on Graviton: primary m7g.2xlarge, 5 core r7g/r6g.4xlarge on "
+        "demand, task nodes on spot over six types (capacity-optimized, on-demand fallback), "
+        "managed scaling",
         "StepConcurrencyLevel": 5,
-        "InstanceGroups": [
+        "InstanceFleets": [
             {
-                "Name": "master",
-                "InstanceRole": "MASTER",
-                "Market": "ON_DEMAND",
-                "InstanceType": "m5.2xlarge",
-                "InstanceCount": 1,
+                "Name": "primary",
+                "InstanceFleetType": "MASTER",
+                "TargetOnDemandCapacity": 1,
+                "InstanceTypeConfigs": [{"InstanceType": "m7g.2xlarge"}, {"InstanceType": "m6g.2xlarge"}],
             },
             {
+                # Core nodes hold HDFS and shuffle data: on demand, fixed, memory-heavy.
                 "Name": "core",
-                "InstanceRole": "CORE",
-                "Market": "ON_DEMAND",
-                "InstanceType": "r5.4xlarge",
-                "InstanceCount": 5,
+                "InstanceFleetType": "CORE",
+                "TargetOnDemandCapacity": 5,
+                "InstanceTypeConfigs": [
+                    {"InstanceType": "r7g.4xlarge", "WeightedCapacity": 1},
+                    {"InstanceType": "r6g.4xlarge", "WeightedCapacity": 1},
+                ],
+                "LaunchSpecifications": {"OnDemandSpecification": {"AllocationStrategy": "lowest-price"}},
             },
             {
+                # Spot capacity from the deepest pools of several types and generations (AWS's
+                # advice: the more pools, the fewer interruptions); on demand when spot cannot be
+                # had within the timeout. All 16 vCPUs, so one unit is one node whichever type.
                 "Name": "task-spot",
-                "InstanceRole": "TASK",
-                "Market": "SPOT",
-                "InstanceType": "c5.4xlarge",
-                "InstanceCount": 2,
+                "InstanceFleetType": "TASK",
+                "TargetSpotCapacity": 2,
+                "TargetOnDemandCapacity": 0,
+                "InstanceTypeConfigs": [
+                    {"InstanceType": t, "WeightedCapacity": 1}
+                    for t in (
+                        "c7g.4xlarge",
+                        "c6g.4xlarge",
+                        "m7g.4xlarge",
+                        "m6g.4xlarge",
+                        "r7g.4xlarge",
+                        "r6g.4xlarge",
+                    )
+                ],
+                "LaunchSpecifications": {
+                    "SpotSpecification": {
+                        "AllocationStrategy": "capacity-optimized",
+                        "TimeoutDurationMinutes": 10,
+                        "TimeoutAction": "SWITCH_TO_ON_DEMAND",
+                    }
+                },
             },
         ],
-        # Core nodes hold HDFS and shuffle data, so they stay on demand and fixed; scaling adds or
-        # removes spot task nodes only (limits count core + task instances, not the master).
+        # Scaling adds or removes task capacity only (limits count core + task units, not the
+        # primary); on-demand room above the core's 5 units is for the task fleet's fallback.
         "ManagedScalingPolicy": {
             "ComputeLimits": {
-                "UnitType": "Instances",
+                "UnitType": "InstanceFleetUnits",
                 "MinimumCapacityUnits": 5,
                 "MaximumCapacityUnits": 25,
-                "MaximumOnDemandCapacityUnits": 5,
+                "MaximumOnDemandCapacityUnits": 7,
                 "MaximumCoreCapacityUnits": 5,
             }
         },
@@ -83,6 +108,14 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 # Every cluster, whatever its size.
 _SPARK_DEFAULTS = {"spark.sql.session.timeZone": "UTC"}
+
+
+def instance_types(profile: str) -> set[str]:
+    """Every instance type a profile's cluster may run (a fleet's choices included)."""
+    spec = PROFILES[profile]
+    groups = {g["InstanceType"] for g in spec.get("InstanceGroups", [])}
+    fleets = {c["InstanceType"] for f in spec.get("InstanceFleets", []) for c in f["InstanceTypeConfigs"]}
+    return groups | fleets
 
 
 def cluster_tags(
@@ -110,18 +143,37 @@ def iceberg_configurations(settings: Settings, spark_defaults: Mapping[str, str]
     local runs name them (spark_jobs/catalog.py is the one source).
     """
     catalog = catalog_conf(settings.lake, glue_prefix=settings.glue_database_prefix)
+    python = cluster_python(settings.release_label)
     return [
         {"Classification": "iceberg-defaults", "Properties": {"iceberg.enabled": "true"}},
+        # PySpark on the release's system Python, named rather than left to PATH: spark_jobs/ is
+        # kept to that version (make test checks it with vermin, tests/include/test_emr_release.py).
+        {
+            "Classification": "spark-env",
+            "Configurations": [{"Classification": "export", "Properties": {"PYSPARK_PYTHON": python}}],
+            "Properties": {},
+        },
         {
             "Classification": "spark-defaults",
             "Properties": {
                 **_SPARK_DEFAULTS,
                 "spark.sql.extensions": EXTENSIONS,
+                # cluster deploy mode: the driver runs in YARN's application master
+                "spark.yarn.appMasterEnv.PYSPARK_PYTHON": python,
+                "spark.executorEnv.PYSPARK_PYTHON": python,
                 **catalog,
                 **spark_defaults,
             },
         },
     ]
+
+
+def cluster_python(release_label: str) -> str:
+    """The interpreter PySpark runs on in `release_label`: its system Python (every EMR 7.x
+    release's is Amazon Linux 2023's; a release missing from include/emr_release.py is taken
+    to ship what the default release does)."""
+    release = RELEASES.get(release_label, RELEASES[DEFAULT_RELEASE])
+    return f"/usr/bin/python{release.pythons[0]}"
 
 
 def job_flow_overrides(
@@ -132,8 +184,10 @@ def job_flow_overrides(
         raise ValueError(f"unknown cluster profile {profile!r}; choose from {sorted(PROFILES)}")
     spec = copy.deepcopy(PROFILES[profile])
 
+    # a profile is on instance groups (one type per role) or instance fleets (several types)
+    collection = "InstanceFleets" if "InstanceFleets" in spec else "InstanceGroups"
     instances: dict[str, Any] = {
-        "InstanceGroups": spec["InstanceGroups"],
+        collection: spec[collection],
         # Steps are added after creation, one branch at a time: an idle cluster must not end
         # itself between two steps. The teardown terminates it; AutoTerminationPolicy is the net.
         "KeepJobFlowAliveWhenNoSteps": True,

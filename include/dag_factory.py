@@ -85,7 +85,7 @@ def _profile_param(settings: Settings) -> Param:
         type="string",
         enum=sorted(PROFILES),
         title="Cluster profile",
-        description="EMR cluster size: dev (3 x m5.xlarge) or prod (r5/c5 with spot task nodes). "
+        description="EMR cluster size: dev (3 x m5.xlarge) or prod (Graviton fleets, spot task nodes). "
         "Ignored by the local target.",
     )
 

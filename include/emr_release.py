@@ -43,6 +43,10 @@ RELEASES: dict[str, Release] = {
     )
 }
 
+# Graviton (arm64) instance families every EMR 7.x release runs on (EMR Management Guide,
+# "Supported instance types"); the prod profile's fleets choose among these.
+GRAVITON_FAMILIES = frozenset({"m6g", "c6g", "r6g", "m7g", "c7g", "r7g"})
+
 # emr-7.14.0 (2026-09-08) ships Iceberg 1.10.1-amzn-1; its Spark build could not be confirmed
 # from the release guide when this was written, so 7.13.0 stays the default until it is.
 DEFAULT_RELEASE = "emr-7.13.0"

@@ -62,6 +62,43 @@ def _upload_code_task(settings: Settings, code: Any):
     return upload_code(code)
 
 
+def _preflight_task(settings: Settings):
+    @task(task_id="preflight", retries=0)
+    def preflight() -> list[str]:
+        """Check with read-only calls that everything a cluster needs exists (include/preflight.py);
+        fail the run before RunJobFlow with one line per missing piece. No retry: a missing
+        piece does not come back by itself (throttling and 5xx are retried inside each call)."""
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from include.preflight import SERVICES, report, run_checks
+
+        if not settings.preflight:
+            log.warning("PIPELINE_EMR_PREFLIGHT=false: nothing checked before creating the cluster")
+            return []
+        from botocore.config import Config
+
+        # one session (one AssumeRole when the connection names a role), a client per service
+        hook = AwsBaseHook(aws_conn_id=settings.aws_conn_id, region_name=settings.region)
+        session = hook.get_session(region_name=settings.region)
+        clients = {
+            name: session.client(
+                name,
+                endpoint_url=hook.conn_config.get_service_endpoint_url(service_name=name),
+                config=Config(**AWS_RETRY_CONFIG),
+            )
+            for name in SERVICES
+        }
+        findings = run_checks(settings, clients)
+        passed, text = report(findings)
+        if not passed:
+            raise AirflowFailException(text)
+        log.info("%s", text)
+        return [f.line() for f in findings]
+
+    return preflight()
+
+
 def _aws(settings: Settings) -> dict[str, Any]:
     # botocore retries throttling and transient errors with backoff inside a try; task retries
     # (default_args, exponential) take over when those are exhausted.
@@ -121,6 +158,9 @@ def _register(settings: Settings, output: str, dates: Any):
 def nightly_emr(settings: Settings, plan: Any) -> None:
     create, terminate = _emr_cluster(settings, plan)
     upload = _upload_code_task(settings, plan["code"])
+    # nothing reaches AWS before the plan accepted the run's parameters; nothing is created
+    # before preflight found everything a cluster needs
+    plan >> _preflight_task(settings) >> [create, upload.operator]
     waits: dict[str, EmrRunStepSensor] = {}
     for step in P.PIPELINE:
         # Idempotent (a retry follows the step already added) and cancels its step when killed.
@@ -157,6 +197,8 @@ def backfill_emr(settings: Settings, plan: Any) -> None:
     """A date range on one cluster: batches of steps, then every output's asset event."""
     create, terminate = _emr_cluster(settings, plan)
     upload = _upload_code_task(settings, plan["code"])
+    # parameters first, then preflight, then anything that creates
+    plan >> _preflight_task(settings) >> [create, upload.operator]
     run_steps = EmrStepBatchesOperator(
         task_id="run_steps",
         job_flow_id=create.output,

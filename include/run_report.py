@@ -3,7 +3,7 @@ the cluster's normalized instance hours and estimated cost; written to the lake,
 
 The jobs leave their numbers in `LAKE/_runs/metrics/dt=<ds>/<job>[-<dataset>].json` (spark_jobs/cli.py);
 the DAGs' last task, `run_report`, joins them with the tasks' states (and on EMR the steps' timings
-and the cluster's instance groups) into `LAKE/_runs/reports/dag_id=<dag>/dt=<ds>/report.json`.
+and the instances the cluster ran) into `LAKE/_runs/reports/dag_id=<dag>/dt=<ds>/report.json`.
 On a local lake it also writes `report.html` beside it: charts of the run's outputs, no network.
 Everything except `add_run_report` and the I/O helpers is pure and tested without Airflow.
 """
@@ -177,16 +177,19 @@ def _hours(start: dt.datetime, end: dt.datetime) -> float:
 
 def cluster_usage(
     cluster: Mapping[str, Any],
-    instance_groups: Sequence[Mapping[str, Any]],
+    instances: Sequence[Mapping[str, Any]],
     steps: Sequence[Mapping[str, Any]],
     prices: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Normalized instance hours and estimated cost of a cluster, from boto3's DescribeCluster
-    `Cluster`, ListInstanceGroups `InstanceGroups` and ListSteps `Steps`.
+    `Cluster`, ListInstances `Instances` and ListSteps `Steps`.
 
-    runtime = creation -> end of the cluster (or, while it is still terminating, the end of its
-    last step); per group: normalized hours = instances x runtime x factor, cost = normalized
-    hours x (hourly price / factor), i.e. instances x runtime x hourly price.
+    Every instance the cluster ran counts, whichever group or fleet launched it: a fleet picks
+    its instance types and its spot/on-demand mix when it launches, and managed scaling adds and
+    removes task instances during the run. Each instance counts from its creation to its end
+    (without one: the cluster's end, or while the cluster is still terminating the end of its
+    last step); per instance type and market: normalized hours = instance hours x factor,
+    cost = normalized hours x (hourly price / factor), i.e. instance hours x hourly price.
     """
     timeline = cluster.get("Status", {}).get("Timeline", {})
     start, end = timeline.get("CreationDateTime"), timeline.get("EndDateTime")
@@ -198,26 +201,31 @@ def cluster_usage(
         )
     runtime = _hours(start, end) if start is not None and end is not None else None
     table = prices.get("instances", {})
-    groups, total_nih, total_cost, unpriced = [], 0.0, 0.0, []
-    for g in instance_groups:
-        itype = g["InstanceType"]
-        count = int(g.get("RequestedInstanceCount") or g.get("RunningInstanceCount") or 0)
+    hours: dict[tuple[str, str], list[float | None]] = {}
+    for instance in instances:
+        life = instance.get("Status", {}).get("Timeline", {})
+        created = life.get("CreationDateTime") or start
+        ended = life.get("EndDateTime") or end
+        key = (instance["InstanceType"], instance.get("Market") or "ON_DEMAND")
+        hours.setdefault(key, []).append(_hours(created, ended) if created and ended else None)
+    rows, total_nih, total_cost, unpriced = [], 0.0, 0.0, []
+    for (itype, market), spans in sorted(hours.items()):
+        known = None if None in spans else sum(h for h in spans if h is not None)
         factor = normalization_factor(itype)
         price = table.get(itype)
         hourly = price["ec2"] + price["emr"] if price else None
-        nih = count * runtime * factor if runtime is not None and factor is not None else None
+        nih = known * factor if known is not None and factor is not None else None
         cost = nih * hourly / factor if nih is not None and hourly is not None and factor else None
         if cost is None:
             unpriced.append(itype)
         total_nih += nih or 0
         total_cost += cost or 0
-        groups.append(
+        rows.append(
             {
-                "name": g.get("Name"),
-                "role": g.get("InstanceGroupType"),
-                "market": g.get("Market"),
                 "instance_type": itype,
-                "instances": count,
+                "market": market,
+                "instances": len(spans),
+                "instance_hours": _round(known, 4),
                 "normalization_factor": factor,
                 "hourly_price": hourly,
                 "normalized_instance_hours": _round(nih),
@@ -229,7 +237,7 @@ def cluster_usage(
         "state": cluster.get("Status", {}).get("State"),
         "runtime_hours": _round(runtime, 4),
         "runtime_source": source,
-        "instance_groups": groups,
+        "instance_types": rows,
         "normalized_instance_hours": _round(total_nih) if runtime is not None else None,
         # EMR's own figure (whole hours per instance, so usually above ours); reported as is.
         "emr_normalized_instance_hours": cluster.get("NormalizedInstanceHours"),
@@ -260,17 +268,17 @@ def emr_step_timings(steps: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, 
 
 
 def read_emr(client: Any, cluster_id: str) -> tuple[dict, list[dict], list[dict]]:
-    """DescribeCluster, ListInstanceGroups and ListSteps of one cluster (boto3 EMR client)."""
+    """DescribeCluster, ListInstances (groups' and fleets' alike) and ListSteps of one cluster."""
     cluster = client.describe_cluster(ClusterId=cluster_id)["Cluster"]
-    groups = [
-        g
-        for page in client.get_paginator("list_instance_groups").paginate(ClusterId=cluster_id)
-        for g in page["InstanceGroups"]
+    instances = [
+        i
+        for page in client.get_paginator("list_instances").paginate(ClusterId=cluster_id)
+        for i in page["Instances"]
     ]
     steps = [
         s for page in client.get_paginator("list_steps").paginate(ClusterId=cluster_id) for s in page["Steps"]
     ]
-    return cluster, groups, steps
+    return cluster, instances, steps
 
 
 # ---- reading it ----------------------------------------------------------------------------
@@ -312,7 +320,7 @@ def format_table(report: Mapping[str, Any]) -> str:
     c = report.get("emr_cluster")
     if c:
         groups = ", ".join(
-            f"{g['instances']} x {g['instance_type']} ({g['market']})" for g in c["instance_groups"]
+            f"{g['instances']} x {g['instance_type']} ({g['market']})" for g in c["instance_types"]
         )
         cost = "unknown" if c["estimated_cost"] is None else f"{c['estimated_cost']:.2f} {c['currency']}"
         lines.append(
@@ -592,8 +600,8 @@ def _emr_part(settings: Any, cluster_id: str | None) -> tuple[dict | None, dict 
 
     client = EmrHook(aws_conn_id=settings.aws_conn_id, region_name=settings.region).conn
     try:
-        cluster, groups, steps = read_emr(client, cluster_id)
+        cluster, instances, steps = read_emr(client, cluster_id)
     except Exception:  # the numbers are worth having, not worth failing a run for
         log.exception("could not read EMR cluster %s for the report", cluster_id)
         return None, None
-    return emr_step_timings(steps), cluster_usage(cluster, groups, steps, load_prices())
+    return emr_step_timings(steps), cluster_usage(cluster, instances, steps, load_prices())

@@ -72,6 +72,9 @@ class Settings:
     kms_key_arn: str = ""  # local disk (and S3 with SSE-KMS) encryption key
     s3_encryption: str = "SSE-KMS"
     tls_certificates_uri: str = ""  # s3://.../certs.zip: PEM files for in-transit TLS
+    # The `preflight` task checks that everything a cluster needs exists before RunJobFlow
+    # (include/preflight.py); off only where the caller may not read IAM, EC2 or EMR configuration.
+    preflight: bool = True
     extra_tags: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -119,6 +122,7 @@ _ENV = {
     "PIPELINE_EMR_KMS_KEY_ARN": ("kms_key_arn", str),
     "PIPELINE_EMR_S3_ENCRYPTION": ("s3_encryption", str),
     "PIPELINE_EMR_TLS_CERTIFICATES_URI": ("tls_certificates_uri", str),
+    "PIPELINE_EMR_PREFLIGHT": ("preflight", str),
 }
 ENV_VARS = tuple(_ENV)
 # Settings that changed meaning: set, they fail the import with the new name rather than be ignored.
@@ -180,6 +184,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     ):
         if isinstance(values.get(attr), int) and values[attr] < low:  # type: ignore[operator]
             problems.append(f"{var} must be >= {low}")
+
+    if "preflight" in values:
+        flag = str(values["preflight"]).lower()
+        if flag not in ("true", "false"):
+            problems.append(f"PIPELINE_EMR_PREFLIGHT={values['preflight']!r}: true or false")
+        values["preflight"] = flag != "false"
 
     if target == "emr":
         _check_emr(values, problems)

@@ -43,6 +43,20 @@ RESOURCE_STAR_ACTIONS = {
     "elasticmapreduce:RunJobFlow",
     # lists clusters of the account (the janitor); EMR has no resource-level permission for it
     "elasticmapreduce:ListClusters",
+    # preflight: reading a security configuration, subnets, route tables and security groups has
+    # no resource-level permission in EMR and EC2 (every Describe* is account-wide)
+    "elasticmapreduce:DescribeSecurityConfiguration",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeRouteTables",
+    "ec2:DescribeSecurityGroups",
+}
+
+# The names infra/ gives the three roles (the instance profile is named like its role, as EMR's
+# own EMR_EC2_DefaultRole is): one stack per account and region, so the region keeps them apart.
+ROLE_NAMES = {
+    "airflow": "${Project}-airflow-${Region}",
+    "emr-service": "${Project}-emr-service-${Region}",
+    "emr-instance-profile": "${Project}-emr-nodes-${Region}",
 }
 
 PLACEHOLDERS = (
@@ -52,6 +66,7 @@ PLACEHOLDERS = (
     "LakeBucket",
     "LakePrefix",
     "GlueDatabasePrefix",
+    "AirflowRoleName",
     "EmrServiceRoleName",
     "EmrInstanceRoleName",
     "KmsKeyArn",
@@ -78,6 +93,11 @@ def render(doc: Any, values: Mapping[str, str]) -> Any:
     # Values are substituted into JSON strings: escape them as JSON string content.
     escaped = {k: json.dumps(str(v))[1:-1] for k, v in values.items()}
     return json.loads(Template(json.dumps(doc)).substitute(escaped))
+
+
+def role_name(role: str, region: str) -> str:
+    """The name infra/ gives `role` (a key of ROLES) in `region`."""
+    return Template(ROLE_NAMES[role]).substitute(Project=PROJECT, Region=region)
 
 
 def _bucket_and_key(uri: str) -> tuple[str, str]:
@@ -107,6 +127,8 @@ def values_from_settings(settings: Settings, account: str) -> dict[str, str]:
         "LakeBucket": lake_bucket,
         "LakePrefix": lake_prefix,
         "GlueDatabasePrefix": settings.glue_database_prefix,
+        # the role preflight reads its own policies of: the one infra/ creates for Airflow
+        "AirflowRoleName": role_name("airflow", settings.region or ""),
         "EmrServiceRoleName": settings.service_role.rsplit("/", 1)[-1],
         "EmrInstanceRoleName": settings.instance_profile.rsplit("/", 1)[-1],
         "KmsKeyArn": settings.kms_key_arn,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import threading
 import time
 import urllib.request
@@ -52,6 +53,7 @@ class AwsRequest:
     method: str
     url: str
     user_agent: str
+    service: str = ""  # signing name of the request's credential scope: ec2, iam, sts, s3, ...
 
 
 class FakeAws:
@@ -98,7 +100,17 @@ class FakeAws:
             target = headers.get("x-amz-target", "")
             if target:
                 body = json.loads(body or b"{}")
-            out.append(AwsRequest(target, body, entry["method"], entry["url"], headers.get("user-agent", "")))
+            scope = re.search(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/", headers.get("authorization", ""))
+            out.append(
+                AwsRequest(
+                    target,
+                    body,
+                    entry["method"],
+                    entry["url"],
+                    headers.get("user-agent", ""),
+                    scope.group(1) if scope else "",
+                )
+            )
         return out
 
     def calls(self, action: str) -> list[Any]:

@@ -20,6 +20,9 @@ EMR_ENV = {
     "PIPELINE_EMR_POLL_SECONDS": "1",
     "PIPELINE_RETRIES": "0",  # a retry delay would stall dag.test(); retries are checked on the structure
     "PIPELINE_GLUE_DATABASE_PREFIX": "analytics_test",
+    # These runs are about the DAG, in an account holding only the lake bucket; preflight is
+    # tested against the deployed stack of infra/ (tests/infra/).
+    "PIPELINE_EMR_PREFLIGHT": "false",
 }
 
 

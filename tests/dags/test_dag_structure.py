@@ -200,6 +200,17 @@ def test_the_local_spark_application_is_started_as_a_setup_and_stopped_as_a_tear
     assert steps <= stop.upstream_task_ids
 
 
+@pytest.mark.parametrize("bag", ["emr"], indirect=True)
+@pytest.mark.parametrize("dag_id", [NIGHTLY, BACKFILL])
+def test_preflight_follows_the_plan_and_comes_before_anything_that_creates(bag, dag_id):
+    dag = bag.dags[dag_id]
+    preflight = dag.task_dict["preflight"]
+    assert preflight.upstream_task_ids == {"plan"}
+    assert preflight.retries == 0  # a missing piece does not come back by itself
+    for creator in ("create_cluster", "upload_code"):
+        assert "preflight" in dag.task_dict[creator].get_flat_relative_ids(upstream=True), creator
+
+
 @pytest.mark.parametrize("dag_id", [NIGHTLY, BACKFILL])
 def test_retries_and_retry_delay_come_from_the_settings(bag, dag_id):
     dag = bag.dags[dag_id]

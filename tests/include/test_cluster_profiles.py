@@ -6,7 +6,8 @@ import copy
 
 import pytest
 
-from include.cluster_profiles import PROFILES, cluster_tags, job_flow_overrides
+from include.cluster_profiles import PROFILES, cluster_tags, instance_types, job_flow_overrides
+from include.emr_release import GRAVITON_FAMILIES
 from include.settings import load_settings
 
 SETTINGS = load_settings(
@@ -33,18 +34,44 @@ def test_dev_is_one_master_and_two_core_m5_xlarge_on_demand():
     assert "ManagedScalingPolicy" not in req
 
 
-def test_prod_has_r5_core_nodes_spot_c5_task_nodes_and_managed_scaling():
+def test_prod_runs_instance_fleets_of_graviton_types_with_spot_task_capacity_over_six_types():
     req = job_flow_overrides("prod", SETTINGS, name="n", tags=TAGS)
-    assert _groups(req) == {
-        "MASTER": ("m5.2xlarge", 1, "ON_DEMAND"),
-        "CORE": ("r5.4xlarge", 5, "ON_DEMAND"),
-        "TASK": ("c5.4xlarge", 2, "SPOT"),
-    }
+    assert "InstanceGroups" not in req["Instances"]
+    fleets = {f["InstanceFleetType"]: f for f in req["Instances"]["InstanceFleets"]}
+    assert set(fleets) == {"MASTER", "CORE", "TASK"}
+    assert fleets["MASTER"]["TargetOnDemandCapacity"] == 1
+    assert fleets["CORE"]["TargetOnDemandCapacity"] == 5
+    assert "TargetSpotCapacity" not in fleets["CORE"]  # HDFS and shuffle data stay on demand
+    task = fleets["TASK"]
+    assert task["TargetSpotCapacity"] == 2
+    assert task["TargetOnDemandCapacity"] == 0
+    types = [c["InstanceType"] for c in task["InstanceTypeConfigs"]]
+    assert len(set(types)) >= 4  # AWS's advice for spot: many capacity pools
+    assert len({t.split(".")[0] for t in types}) >= 4  # of several families and generations
+    spot = task["LaunchSpecifications"]["SpotSpecification"]
+    assert spot["AllocationStrategy"] == "capacity-optimized"
+    assert spot["TimeoutAction"] == "SWITCH_TO_ON_DEMAND"  # the fallback
+    assert {t.split(".")[0] for t in instance_types("prod")} <= GRAVITON_FAMILIES
     limits = req["ManagedScalingPolicy"]["ComputeLimits"]
+    assert limits["UnitType"] == "InstanceFleetUnits"
     assert limits["MinimumCapacityUnits"] == 5  # the core nodes
-    assert limits["MaximumCoreCapacityUnits"] == 5  # scaling adds task (spot) nodes only
-    assert limits["MaximumOnDemandCapacityUnits"] == 5
-    assert limits["MaximumCapacityUnits"] > 5
+    assert limits["MaximumCoreCapacityUnits"] == 5  # scaling adds task capacity only
+    assert limits["MaximumOnDemandCapacityUnits"] > 5  # room for the task fleet's on-demand fallback
+    assert limits["MaximumCapacityUnits"] > limits["MaximumOnDemandCapacityUnits"]
+
+
+def test_every_profile_names_pyspark_s_python_the_release_s_system_python():
+    for profile in PROFILES:
+        by_class = {
+            c["Classification"]: c
+            for c in job_flow_overrides(profile, SETTINGS, name="n", tags=TAGS)["Configurations"]
+        }
+        exported = by_class["spark-env"]["Configurations"][0]
+        assert exported["Classification"] == "export"
+        assert exported["Properties"] == {"PYSPARK_PYTHON": "/usr/bin/python3.9"}
+        spark = by_class["spark-defaults"]["Properties"]
+        assert spark["spark.yarn.appMasterEnv.PYSPARK_PYTHON"] == "/usr/bin/python3.9"
+        assert spark["spark.executorEnv.PYSPARK_PYTHON"] == "/usr/bin/python3.9"
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
@@ -85,7 +112,7 @@ def test_security_groups_are_passed_when_configured():
 def test_a_request_is_a_fresh_copy_changing_it_changes_neither_the_profile_nor_the_next_request():
     before = copy.deepcopy(PROFILES)
     first = job_flow_overrides("prod", SETTINGS, name="n", tags=TAGS)
-    first["Instances"]["InstanceGroups"][1]["InstanceCount"] = 99
+    first["Instances"]["InstanceFleets"][1]["TargetOnDemandCapacity"] = 99
     first["ManagedScalingPolicy"]["ComputeLimits"]["MaximumCapacityUnits"] = 0
     first["Configurations"][0]["Properties"]["x"] = "y"
     assert before == PROFILES

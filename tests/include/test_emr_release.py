@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 from include.cluster_profiles import job_flow_overrides
 from include.emr_release import DEFAULT_RELEASE, RELEASES
+from include.packaging import ENTRYPOINT_NAME, ENTRYPOINT_SOURCE
 from include.settings import PROJECT_ROOT, Settings, load_settings
 
 POM = PROJECT_ROOT / "jars" / "pom.xml"
@@ -66,3 +70,33 @@ def test_emr_enables_its_own_iceberg_and_names_the_glue_catalog_as_local_runs_na
     }
     # nothing is shipped to the cluster for Iceberg: no jars, no packages
     assert not {"spark.jars", "spark.jars.packages"} & set(spark)
+
+
+# ---- the cluster's Python ------------------------------------------------------------------
+def _vermin(*paths: str) -> subprocess.CompletedProcess:
+    """vermin's verdict: does the code run on the oldest system Python of the releases we list?"""
+    oldest = min((r.pythons[0] for r in RELEASES.values()), key=lambda v: tuple(map(int, v.split("."))))
+    vermin = Path(sys.executable).with_name("vermin")
+    return subprocess.run(
+        [str(vermin), f"-t={oldest}-", "--violations", "--no-tips", "--no-parse-comments", *paths],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_the_spark_jobs_and_their_entrypoint_run_on_the_releases_system_python(tmp_path):
+    # PySpark on the nodes runs /usr/bin/python3.9 (cluster_profiles names it): neither the jobs
+    # nor the step entrypoint may use what a later Python added
+    entrypoint = tmp_path / ENTRYPOINT_NAME
+    entrypoint.write_text(ENTRYPOINT_SOURCE)
+    verdict = _vermin(str(PROJECT_ROOT / "spark_jobs"), str(entrypoint))
+    assert verdict.returncode == 0, verdict.stdout + verdict.stderr
+
+
+def test_vermin_would_catch_a_job_written_for_a_later_python(tmp_path):
+    later = tmp_path / "later.py"
+    later.write_text("def f(xs, ys):\n    return list(zip(xs, ys, strict=True))\n")  # 3.10
+    verdict = _vermin(str(later))
+    assert verdict.returncode != 0
+    assert "zip(strict)" in verdict.stdout

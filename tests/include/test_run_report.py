@@ -15,7 +15,7 @@ from moto import mock_aws
 
 from include import pipeline as P
 from include import run_report as R
-from include.cluster_profiles import PROFILES
+from include.cluster_profiles import PROFILES, instance_types
 from spark_jobs.cli import METRICS_PREFIX, main
 from tests.helpers import write_landing_csv
 from tests.lake_tables import append_rows
@@ -183,9 +183,12 @@ PRICES = {
 }
 
 
-def _group(role, itype, count, market="ON_DEMAND"):
-    return {"Name": role.lower(), "InstanceGroupType": role, "Market": market, "InstanceType": itype,
-            "RequestedInstanceCount": count, "RunningInstanceCount": 0}  # fmt: skip
+def _instances(itype, count, market="ON_DEMAND", created=None, ended=None, fleet=""):
+    """ListInstances items: `count` instances of one type, with their own life times when given."""
+    timeline = ({"CreationDateTime": created} if created else {}) | ({"EndDateTime": ended} if ended else {})
+    return [{"Id": f"ci-{itype}-{i}", "InstanceType": itype, "Market": market, "InstanceFleetId": fleet,
+             "Status": {"State": "TERMINATED" if ended else "RUNNING", "Timeline": timeline}}
+            for i in range(count)]  # fmt: skip
 
 
 def _cluster(created, ended=None):
@@ -206,14 +209,14 @@ def test_normalization_factor_follows_emr_sizes(instance_type, factor):
 def test_cost_is_normalized_instance_hours_times_the_price_per_normalized_hour():
     t0 = dt.datetime(2024, 6, 9, 2, 0, tzinfo=UTC)
     cluster = _cluster(t0, t0 + dt.timedelta(hours=1, minutes=30))
-    groups = [_group("MASTER", "m5.xlarge", 1), _group("CORE", "m5.xlarge", 2)]  # the dev profile
-    usage = R.cluster_usage(cluster, groups, [], PRICES)
+    instances = _instances("m5.xlarge", 3)  # the dev profile: 1 primary + 2 core, the cluster's life long
+    usage = R.cluster_usage(cluster, instances, [], PRICES)
     assert usage["runtime_hours"] == 1.5
     assert usage["runtime_source"] == "cluster end"
     # 3 instances x 1.5 h x factor 8 = 36 normalized hours; 36 x (0.24 / 8) = 3 x 1.5 x 0.24 = 1.08
     assert usage["normalized_instance_hours"] == 36.0
     assert usage["estimated_cost"] == pytest.approx(1.08)
-    assert [g["normalized_instance_hours"] for g in usage["instance_groups"]] == [12.0, 24.0]
+    assert [(t["instances"], t["instance_hours"]) for t in usage["instance_types"]] == [(3, 4.5)]
     assert usage["emr_normalized_instance_hours"] == 48
 
 
@@ -224,19 +227,52 @@ def test_a_terminating_cluster_is_counted_to_its_last_step_and_unknown_types_lea
         {"Name": "b", "Status": {"Timeline": {"EndDateTime": t0 + dt.timedelta(minutes=45)}}},
         {"Name": "c", "Status": {"Timeline": {}}},  # cancelled, never ran
     ]
-    groups = [_group("CORE", "r5.4xlarge", 5), _group("TASK", "x9.huge", 2, "SPOT")]
-    usage = R.cluster_usage(_cluster(t0), groups, steps, PRICES)
+    instances = _instances("r5.4xlarge", 5) + _instances("x9.huge", 2, "SPOT")
+    usage = R.cluster_usage(_cluster(t0), instances, steps, PRICES)
     assert usage["runtime_hours"] == 0.75
     assert usage["runtime_source"].startswith("last step end")
-    assert usage["instance_groups"][0]["normalized_instance_hours"] == 5 * 0.75 * 32
-    assert usage["instance_groups"][0]["estimated_cost"] == pytest.approx(5 * 0.75 * 1.26)
+    assert usage["instance_types"][0]["normalized_instance_hours"] == 5 * 0.75 * 32
+    assert usage["instance_types"][0]["estimated_cost"] == pytest.approx(5 * 0.75 * 1.26)
     assert usage["estimated_cost"] is None
     assert usage["unpriced_instance_types"] == ["x9.huge"]
 
 
+def test_a_fleets_cost_follows_the_instances_it_really_ran_each_for_its_own_life():
+    t0 = dt.datetime(2024, 6, 9, 2, 0, tzinfo=UTC)
+    at = lambda minutes: t0 + dt.timedelta(minutes=minutes)  # noqa: E731
+    cluster = _cluster(t0, at(120))
+    instances = (
+        _instances("m7g.2xlarge", 1, fleet="if-primary")  # the cluster's life: 2 h
+        + _instances("r7g.4xlarge", 3, fleet="if-core")
+        + _instances("r6g.4xlarge", 2, fleet="if-core")
+        # spot task capacity: one c7g for the first hour, a c6g added by scaling for the last 30 min,
+        # and one on demand after spot could not be had
+        + _instances("c7g.4xlarge", 1, "SPOT", created=t0, ended=at(60), fleet="if-task")
+        + _instances("c6g.4xlarge", 1, "SPOT", created=at(90), ended=at(120), fleet="if-task")
+        + _instances("c7g.4xlarge", 1, "ON_DEMAND", created=at(30), fleet="if-task")
+    )
+    prices = R.load_prices()["instances"]
+    hourly = {t: p["ec2"] + p["emr"] for t, p in prices.items()}
+    usage = R.cluster_usage(cluster, instances, [], R.load_prices())
+    rows = {(t["instance_type"], t["market"]): t for t in usage["instance_types"]}
+    assert {k: (r["instances"], r["instance_hours"]) for k, r in rows.items()} == {
+        ("m7g.2xlarge", "ON_DEMAND"): (1, 2.0),
+        ("r7g.4xlarge", "ON_DEMAND"): (3, 6.0),
+        ("r6g.4xlarge", "ON_DEMAND"): (2, 4.0),
+        ("c7g.4xlarge", "SPOT"): (1, 1.0),
+        ("c6g.4xlarge", "SPOT"): (1, 0.5),
+        ("c7g.4xlarge", "ON_DEMAND"): (1, 1.5),  # no end of its own: to the cluster's end
+    }
+    expected = (2 * hourly["m7g.2xlarge"] + 6 * hourly["r7g.4xlarge"] + 4 * hourly["r6g.4xlarge"]
+                + 2.5 * hourly["c7g.4xlarge"] + 0.5 * hourly["c6g.4xlarge"])  # fmt: skip
+    assert usage["estimated_cost"] == pytest.approx(expected, abs=1e-4)
+    # normalized hours: 2xlarge = 16 per hour, 4xlarge = 32
+    assert usage["normalized_instance_hours"] == 2 * 16 + (6 + 4 + 1 + 0.5 + 1.5) * 32
+
+
 def test_the_price_table_in_include_prices_every_instance_type_of_the_profiles():
     prices = R.load_prices()
-    types = {g["InstanceType"] for p in PROFILES.values() for g in p["InstanceGroups"]}
+    types = {t for profile in PROFILES for t in instance_types(profile)}
     assert types <= set(prices["instances"])
     assert all(R.normalization_factor(t) for t in prices["instances"])
 
@@ -257,13 +293,12 @@ def test_emr_usage_and_step_timings_are_read_through_boto3():
     client.add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])
     client.terminate_job_flows(JobFlowIds=[cluster_id])
 
-    cluster, groups, steps = R.read_emr(client, cluster_id)
-    usage = R.cluster_usage(cluster, groups, steps, PRICES)
+    cluster, instances, steps = R.read_emr(client, cluster_id)
+    usage = R.cluster_usage(cluster, instances, steps, PRICES)
     timeline = cluster["Status"]["Timeline"]
     hours = (timeline["EndDateTime"] - timeline["CreationDateTime"]).total_seconds() / 3600
-    assert sorted((g["role"], g["instance_type"], g["instances"]) for g in usage["instance_groups"]) == [
-        ("CORE", "m5.xlarge", 2),
-        ("MASTER", "m5.xlarge", 1),
+    assert [(t["instance_type"], t["market"], t["instances"]) for t in usage["instance_types"]] == [
+        ("m5.xlarge", "ON_DEMAND", 3)
     ]
     assert usage["cluster_id"] == cluster_id
     assert usage["normalized_instance_hours"] == round(3 * hours * 8, 3)

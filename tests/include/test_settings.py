@@ -92,3 +92,14 @@ def test_security_groups_for_master_and_core_go_together():
 def test_the_local_target_refuses_an_s3_lake():
     with pytest.raises(SettingsError, match="PIPELINE_LAKE"):
         load_settings({"PIPELINE_LAKE": "s3://bucket/lake"})
+
+
+@pytest.mark.parametrize(("value", "checked"), [("", True), ("true", True), ("TRUE", True), ("false", False)])
+def test_preflight_is_on_unless_switched_off(value, checked):
+    env = {"PIPELINE_EMR_PREFLIGHT": value} if value else {}
+    assert load_settings(env).preflight is checked
+
+
+def test_preflight_takes_only_true_or_false():
+    with pytest.raises(SettingsError, match="PIPELINE_EMR_PREFLIGHT='no'"):
+        load_settings({"PIPELINE_EMR_PREFLIGHT": "no"})

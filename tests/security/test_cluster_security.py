@@ -44,7 +44,9 @@ def test_every_cluster_names_the_security_configuration_runs_in_the_subnet_and_h
     # only EMR-managed groups: no extra groups with rules EMR does not control
     assert "AdditionalMasterSecurityGroups" not in inst
     assert "AdditionalSlaveSecurityGroups" not in inst
-    assert all("AdditionalSecurityGroups" not in g for g in inst["InstanceGroups"])
+    nodes = inst.get("InstanceGroups", []) + inst.get("InstanceFleets", [])
+    assert nodes
+    assert all("AdditionalSecurityGroups" not in g for g in nodes)
 
 
 def test_the_security_configuration_defaults_to_the_projects_name():

@@ -1,0 +1,1 @@
+"""Infrastructure of the emr target: the CloudFormation stack, its deployment and the TLS certificates."""

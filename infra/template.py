@@ -1,0 +1,521 @@
+"""The CloudFormation stack of the emr target, generated from the project's own definitions.
+
+One stack holds everything a run needs: the lake bucket, its KMS key, the EMR security
+configuration, the three roles (EMR service, the nodes' instance profile, Airflow's), the zones'
+Glue databases and, optionally, a private subnet with S3/Glue/KMS endpoints and the EMR-managed
+security groups. Its outputs are the `PIPELINE_*` settings (and the Airflow connection) to paste
+into `.env`.
+
+Nothing here is written twice: the policies are `include/iam/*.json` and the security
+configuration is `include.emr_security.security_configuration`, their `${Placeholders}` turned
+into `Fn::Sub` (the same syntax); Glue database and role names come from the same functions the
+DAGs and `python -m include.iam` use. `python -m infra.template` writes the template file;
+`--check` fails when the committed file is not what the sources generate (make test runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from include import iam
+from include.emr_security import security_configuration
+from include.pipeline import PROJECT
+from include.settings import ENV_VARS, Settings
+from spark_jobs.catalog import namespaces
+
+TEMPLATE_FILE = Path(__file__).with_name("customer-analytics.template.json")
+# Outside the lake prefix: the nodes read the whole lake, and nobody else needs the private key.
+TLS_CERTIFICATES_KEY = "_security/emr-tls-certificates.zip"
+# AmazonEMRServicePolicy_v2 lets EMR create network interfaces and instances only in subnets and
+# security groups carrying this tag.
+EMR_MANAGED_TAG = {"Key": "for-use-with-amazon-emr-managed-policies", "Value": "true"}
+PROJECT_TAG = {"Key": "project", "Value": PROJECT}
+# Interface endpoints the nodes need in a subnet without a NAT: the Glue Data Catalog (Iceberg's
+# catalog) and KMS (local disk and SSE-KMS keys). S3 gets a gateway endpoint (free).
+INTERFACE_ENDPOINTS = ("glue", "kms")
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z]+)\}")
+_OUTPUT_KEY = re.compile(r"^[A-Za-z0-9]{1,255}$")
+
+
+# ---- include/iam's placeholders as CloudFormation values --------------------------------------
+def _text_placeholders() -> dict[str, str]:
+    """Placeholders that stand for a name made of other placeholders: expanded as text first."""
+    curated = namespaces("s3://bucket/prefix", "${GlueDatabasePrefix}")["curated"]
+    return {
+        "GlueDatabase": curated,
+        "AirflowRoleName": iam.ROLE_NAMES["airflow"],
+        "EmrServiceRoleName": iam.ROLE_NAMES["emr-service"],
+        "EmrInstanceRoleName": iam.ROLE_NAMES["emr-instance-profile"],
+    }
+
+
+def _values() -> dict[str, Any]:
+    """The remaining placeholders: a literal, or what Fn::Sub looks up for them."""
+    return {
+        "Account": {"Ref": "AWS::AccountId"},
+        "Region": {"Ref": "AWS::Region"},
+        "Project": PROJECT,
+        "LakeBucket": {"Ref": "LakeBucket"},
+        "LakePrefix": {"Ref": "LakePrefix"},
+        "GlueDatabasePrefix": {"Ref": "GlueDatabasePrefix"},
+        "KmsKeyArn": {"Fn::GetAtt": ["LakeKey", "Arn"]},
+        "TlsCertificatesBucket": {"Ref": "LakeBucket"},
+        "TlsCertificatesKey": TLS_CERTIFICATES_KEY,
+    }
+
+
+def sub(text: str) -> Any:
+    """`text` with include/iam's placeholders as CloudFormation: a plain string when every one is
+    a literal, else `Fn::Sub` with a variable map of exactly the placeholders it uses."""
+    for name, expansion in _text_placeholders().items():
+        text = text.replace("${" + name + "}", expansion)
+    values = _values()
+    unknown = set(_PLACEHOLDER.findall(text)) - set(values)
+    if unknown:
+        raise KeyError(f"no CloudFormation value for {sorted(unknown)} in {text!r}")
+    variables: dict[str, Any] = {}
+    for name in dict.fromkeys(_PLACEHOLDER.findall(text)):
+        if isinstance(values[name], str):
+            text = text.replace("${" + name + "}", values[name])
+        else:
+            variables[name] = values[name]
+    # include/ writes ARNs of the commercial partition; the stack deploys to any
+    partitioned = text.replace("arn:aws:", "arn:${AWS::Partition}:")
+    if variables:
+        return {"Fn::Sub": [partitioned, variables]}
+    return {"Fn::Sub": partitioned} if partitioned != text else text
+
+
+def cfn(doc: Any) -> Any:
+    """A JSON document of include/ with every string that holds a placeholder made CloudFormation."""
+    if isinstance(doc, dict):
+        return {k: cfn(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [cfn(v) for v in doc]
+    if isinstance(doc, str) and ("${" in doc or doc.startswith("arn:aws:")):
+        return sub(doc)
+    return doc
+
+
+def as_json(doc: Any) -> dict[str, Any]:
+    """`doc` passed on as the JSON text the service stores and returns (what EMR and IAM get from
+    their own APIs), still written as a structure here: Fn::ToJsonString (AWS::LanguageExtensions)."""
+    return {"Fn::ToJsonString": doc}
+
+
+def output_key(var: str) -> str:
+    """The stack output holding setting `var`: PIPELINE_EMR_SUBNET_ID -> PipelineEmrSubnetId."""
+    return "".join(part.capitalize() for part in var.lower().split("_"))
+
+
+# The outputs that are not PIPELINE_* settings, by the variable they are pasted as.
+CONNECTION_VAR = "AIRFLOW_CONN_AWS_DEFAULT"
+
+
+# ---- the template --------------------------------------------------------------------------
+def _parameters() -> dict[str, Any]:
+    return {
+        "LakePrefix": {
+            "Type": "String",
+            "Default": "lake",
+            "AllowedPattern": "^[A-Za-z0-9._=+-]+(/[A-Za-z0-9._=+-]+)*$",
+            "Description": "Prefix of the lake in the bucket (PIPELINE_LAKE is s3://<bucket>/<prefix>)",
+        },
+        "GlueDatabasePrefix": {
+            "Type": "String",
+            "Default": "customer_analytics",
+            "AllowedPattern": "^[a-z0-9_]{1,200}$",
+            "Description": "One Glue database per table zone: <prefix>_processed, _quarantine, _curated",
+        },
+        "AirflowPrincipalArn": {
+            "Type": "String",
+            "Default": "",
+            "Description": "Who may assume the Airflow role (e.g. the workers' own role); empty: principals "
+            "of this account whose own policies allow it",
+        },
+        "CreateNetwork": {
+            "Type": "String",
+            "Default": "true",
+            "AllowedValues": ["true", "false"],
+            "Description": "true: a VPC with a private subnet, S3/Glue/KMS endpoints and EMR-managed "
+            "security groups; false: clusters run in ExistingSubnetId",
+        },
+        "VpcCidr": {"Type": "String", "Default": "10.80.0.0/16", "Description": "CIDR of the new VPC"},
+        "SubnetCidr": {
+            "Type": "String",
+            "Default": "10.80.0.0/20",
+            "Description": "CIDR of the private subnet",
+        },
+        "ExistingSubnetId": {
+            "Type": "String",
+            "Default": "",
+            "Description": "With CreateNetwork=false: a private subnet tagged "
+            "for-use-with-amazon-emr-managed-policies=true",
+        },
+    }
+
+
+def _conditions() -> dict[str, Any]:
+    return {
+        "CreateNetwork": {"Fn::Equals": [{"Ref": "CreateNetwork"}, "true"]},
+        "HasAirflowPrincipal": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AirflowPrincipalArn"}, ""]}]},
+    }
+
+
+def _retained(resource: dict[str, Any]) -> dict[str, Any]:
+    """Data and the key that encrypts it outlive the stack: `make aws-destroy` keeps both."""
+    return {"DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain", **resource}
+
+
+def _storage() -> dict[str, Any]:
+    lake_objects = sub("arn:aws:s3:::${LakeBucket}/*")
+    return {
+        "LakeKey": _retained(
+            {
+                "Type": "AWS::KMS::Key",
+                "Properties": {
+                    "Description": f"{PROJECT}: the lake (SSE-KMS) and the EMR nodes' disks",
+                    "EnableKeyRotation": True,
+                    # IAM policies of this account decide who uses the key (include/iam grants it).
+                    "KeyPolicy": as_json(
+                        {
+                            "Version": "2012-10-17",
+                            "Statement": [
+                                {
+                                    "Sid": "IamPoliciesOfThisAccountDecide",
+                                    "Effect": "Allow",
+                                    "Principal": {"AWS": sub("arn:aws:iam::${Account}:root")},
+                                    "Action": "kms:*",
+                                    "Resource": "*",
+                                }
+                            ],
+                        }
+                    ),
+                    # tagged `project` by the stack's own tags (make aws-deploy sets them)
+                },
+            }
+        ),
+        "LakeBucket": _retained(
+            {
+                "Type": "AWS::S3::Bucket",
+                "Properties": {
+                    "BucketEncryption": {
+                        "ServerSideEncryptionConfiguration": [
+                            {
+                                "ServerSideEncryptionByDefault": {
+                                    "SSEAlgorithm": "aws:kms",
+                                    "KMSMasterKeyID": {"Fn::GetAtt": ["LakeKey", "Arn"]},
+                                },
+                                "BucketKeyEnabled": True,  # one KMS call per object batch, not per object
+                            }
+                        ]
+                    },
+                    "VersioningConfiguration": {"Status": "Enabled"},
+                    "PublicAccessBlockConfiguration": {
+                        "BlockPublicAcls": True,
+                        "BlockPublicPolicy": True,
+                        "IgnorePublicAcls": True,
+                        "RestrictPublicBuckets": True,
+                    },
+                    "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+                    # Versioning keeps overwritten and deleted objects: they go after 30 days.
+                    "LifecycleConfiguration": {
+                        "Rules": [
+                            {
+                                "Id": "ExpireOldVersionsAndAbandonedUploads",
+                                "Status": "Enabled",
+                                "NoncurrentVersionExpiration": {"NoncurrentDays": 30},
+                                "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
+                            }
+                        ]
+                    },
+                    "Tags": [PROJECT_TAG],
+                },
+            }
+        ),
+        "LakeBucketPolicy": {
+            "Type": "AWS::S3::BucketPolicy",
+            "Properties": {
+                "Bucket": {"Ref": "LakeBucket"},
+                "PolicyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "TlsOnly",
+                            "Effect": "Deny",
+                            "Principal": "*",
+                            "Action": "s3:*",
+                            "Resource": [sub("arn:aws:s3:::${LakeBucket}"), lake_objects],
+                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def _emr_security() -> dict[str, Any]:
+    # The document include/emr_security.py defines, with the stack's key and certificates.
+    placeholders = Settings(
+        target="emr",
+        kms_key_arn="${KmsKeyArn}",
+        s3_encryption="SSE-KMS",
+        tls_certificates_uri="s3://${TlsCertificatesBucket}/${TlsCertificatesKey}",
+    )
+    return {
+        # No Name: CloudFormation names it, so a changed document (EMR's are immutable) is a
+        # replacement under a new name, which the output then carries.
+        "SecurityConfiguration": {
+            "Type": "AWS::EMR::SecurityConfiguration",
+            "Properties": {"SecurityConfiguration": as_json(cfn(security_configuration(placeholders)))},
+        }
+    }
+
+
+def _roles() -> dict[str, Any]:
+    resources: dict[str, Any] = {}
+    logical = {
+        "airflow": "AirflowRole",
+        "emr-service": "EmrServiceRole",
+        "emr-instance-profile": "EmrInstanceRole",
+    }
+    for role, spec in iam.ROLES.items():
+        if spec["trust"]:
+            trust = cfn(iam.document(spec["trust"]))
+        else:  # Airflow's role: assumed by the principal the deployer names, or this account's
+            trust = {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "TheAirflowWorkers",
+                        "Effect": "Allow",
+                        "Principal": {
+                            "AWS": {
+                                "Fn::If": [
+                                    "HasAirflowPrincipal",
+                                    {"Ref": "AirflowPrincipalArn"},
+                                    sub("arn:aws:iam::${Account}:root"),
+                                ]
+                            }
+                        },
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        properties: dict[str, Any] = {
+            "RoleName": sub(iam.ROLE_NAMES[role]),
+            "Description": f"{PROJECT}: {role} (least privilege, include/iam/{spec['policy']})",
+            "AssumeRolePolicyDocument": trust,
+            "Policies": [
+                {"PolicyName": PROJECT, "PolicyDocument": as_json(cfn(iam.document(spec["policy"])))}
+            ],
+            "Tags": [PROJECT_TAG],
+        }
+        if spec["managed"]:
+            properties["ManagedPolicyArns"] = [sub(arn) for arn in spec["managed"]]
+        resources[logical[role]] = {"Type": "AWS::IAM::Role", "Properties": properties}
+    resources["EmrInstanceProfile"] = {
+        "Type": "AWS::IAM::InstanceProfile",
+        "Properties": {
+            # named like its role: include/iam (PassRole) and EMR's defaults assume so
+            "InstanceProfileName": sub(iam.ROLE_NAMES["emr-instance-profile"]),
+            "Roles": [{"Ref": "EmrInstanceRole"}],
+        },
+    }
+    return resources
+
+
+def _glue() -> dict[str, Any]:
+    resources = {}
+    for zone, database in namespaces("s3://bucket/prefix", "${GlueDatabasePrefix}").items():
+        resources[f"Glue{zone.capitalize()}Database"] = {
+            "Type": "AWS::Glue::Database",
+            "Properties": {
+                "CatalogId": {"Ref": "AWS::AccountId"},
+                "DatabaseInput": {
+                    "Name": sub(database),
+                    "Description": f"{PROJECT}: the lake's {zone} zone (Iceberg tables)",
+                },
+            },
+        }
+    return resources
+
+
+def _network() -> dict[str, Any]:
+    def tagged(name: str) -> list[dict[str, str]]:
+        return [EMR_MANAGED_TAG, PROJECT_TAG, {"Key": "Name", "Value": f"{PROJECT}-{name}"}]
+
+    vpc = {"Ref": "Vpc"}
+    resources: dict[str, Any] = {
+        "Vpc": {
+            "Type": "AWS::EC2::VPC",
+            "Properties": {
+                "CidrBlock": {"Ref": "VpcCidr"},
+                # EMR needs DNS hostnames; interface endpoints need both for their private DNS
+                "EnableDnsSupport": True,
+                "EnableDnsHostnames": True,
+                "Tags": tagged("vpc"),
+            },
+        },
+        "PrivateSubnet": {
+            "Type": "AWS::EC2::Subnet",
+            "Properties": {
+                "VpcId": vpc,
+                "CidrBlock": {"Ref": "SubnetCidr"},
+                "AvailabilityZone": {"Fn::Select": [0, {"Fn::GetAZs": ""}]},
+                "MapPublicIpOnLaunch": False,
+                "Tags": tagged("private"),
+            },
+        },
+        # no internet gateway and no NAT: the subnet reaches AWS through the endpoints only
+        "PrivateRouteTable": {
+            "Type": "AWS::EC2::RouteTable",
+            "Properties": {"VpcId": vpc, "Tags": tagged("private")},
+        },
+        "PrivateSubnetRouteTable": {
+            "Type": "AWS::EC2::SubnetRouteTableAssociation",
+            "Properties": {
+                "SubnetId": {"Ref": "PrivateSubnet"},
+                "RouteTableId": {"Ref": "PrivateRouteTable"},
+            },
+        },
+        "S3Endpoint": {
+            "Type": "AWS::EC2::VPCEndpoint",
+            "Properties": {
+                "VpcId": vpc,
+                "VpcEndpointType": "Gateway",
+                "ServiceName": {"Fn::Sub": "com.amazonaws.${AWS::Region}.s3"},
+                "RouteTableIds": [{"Ref": "PrivateRouteTable"}],
+            },
+        },
+        "EndpointSecurityGroup": {
+            "Type": "AWS::EC2::SecurityGroup",
+            "Properties": {
+                "GroupDescription": "HTTPS from the VPC to the interface endpoints",
+                "VpcId": vpc,
+                "SecurityGroupIngress": [
+                    {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "CidrIp": {"Ref": "VpcCidr"}}
+                ],
+                "Tags": tagged("endpoints"),
+            },
+        },
+    }
+    for service in INTERFACE_ENDPOINTS:
+        resources[f"{service.capitalize()}Endpoint"] = {
+            "Type": "AWS::EC2::VPCEndpoint",
+            "Properties": {
+                "VpcId": vpc,
+                "VpcEndpointType": "Interface",
+                "ServiceName": {"Fn::Sub": f"com.amazonaws.${{AWS::Region}}.{service}"},
+                "SubnetIds": [{"Ref": "PrivateSubnet"}],
+                "SecurityGroupIds": [{"Ref": "EndpointSecurityGroup"}],
+                "PrivateDnsEnabled": True,
+            },
+        }
+    # EMR-managed security groups: created empty, EMR writes their rules (and keeps them minimal).
+    for logical, what in (
+        ("EmrMasterSecurityGroup", "primary node"),
+        ("EmrCoreSecurityGroup", "core and task nodes"),
+        ("EmrServiceAccessSecurityGroup", "EMR service access (private subnet)"),
+    ):
+        resources[logical] = {
+            "Type": "AWS::EC2::SecurityGroup",
+            "Properties": {
+                "GroupDescription": f"EMR-managed: {what}",
+                "VpcId": vpc,
+                "Tags": tagged(logical.removeprefix("Emr").removesuffix("SecurityGroup").lower()),
+            },
+        }
+    return {name: {"Condition": "CreateNetwork", **resource} for name, resource in resources.items()}
+
+
+def _outputs() -> dict[str, Any]:
+    lake = {"Fn::Sub": "s3://${LakeBucket}/${LakePrefix}"}
+    settings: dict[str, tuple[Any, str | None]] = {
+        "PIPELINE_TARGET": ("emr", None),
+        "PIPELINE_LAKE": (lake, None),
+        "PIPELINE_AWS_REGION": ({"Ref": "AWS::Region"}, None),
+        "PIPELINE_GLUE_DATABASE_PREFIX": ({"Ref": "GlueDatabasePrefix"}, None),
+        "PIPELINE_EMR_SUBNET_ID": (
+            {"Fn::If": ["CreateNetwork", {"Ref": "PrivateSubnet"}, {"Ref": "ExistingSubnetId"}]},
+            None,
+        ),
+        "PIPELINE_EMR_MASTER_SG": ({"Ref": "EmrMasterSecurityGroup"}, "CreateNetwork"),
+        "PIPELINE_EMR_CORE_SG": ({"Ref": "EmrCoreSecurityGroup"}, "CreateNetwork"),
+        "PIPELINE_EMR_SERVICE_SG": ({"Ref": "EmrServiceAccessSecurityGroup"}, "CreateNetwork"),
+        "PIPELINE_EMR_SERVICE_ROLE": ({"Ref": "EmrServiceRole"}, None),
+        "PIPELINE_EMR_INSTANCE_PROFILE": ({"Ref": "EmrInstanceProfile"}, None),
+        "PIPELINE_EMR_SECURITY_CONFIGURATION": ({"Ref": "SecurityConfiguration"}, None),
+        "PIPELINE_EMR_S3_ENCRYPTION": ("SSE-KMS", None),
+        "PIPELINE_EMR_KMS_KEY_ARN": ({"Fn::GetAtt": ["LakeKey", "Arn"]}, None),
+        "PIPELINE_EMR_TLS_CERTIFICATES_URI": (
+            sub("s3://${TlsCertificatesBucket}/${TlsCertificatesKey}"),
+            None,
+        ),
+        # The connection the DAGs reach AWS with: Airflow's role, assumed by the workers.
+        CONNECTION_VAR: (
+            {
+                "Fn::Sub": '{"conn_type": "aws", "extra": {"region_name": "${AWS::Region}", '
+                '"role_arn": "${AirflowRole.Arn}"}}'
+            },
+            None,
+        ),
+    }
+    outputs = {}
+    for var, (value, condition) in settings.items():
+        output: dict[str, Any] = {"Description": var, "Value": value}
+        if condition:
+            output["Condition"] = condition
+        outputs[output_key(var)] = output
+    return outputs
+
+
+def build_template() -> dict[str, Any]:
+    """The whole template as a dict (JSON-able)."""
+    resources = {**_storage(), **_emr_security(), **_roles(), **_glue(), **_network()}
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Transform": "AWS::LanguageExtensions",  # Fn::ToJsonString
+        "Description": f"{PROJECT}: what a run of the emr target needs "
+        "(generated by python -m infra.template)",
+        "Parameters": _parameters(),
+        "Conditions": _conditions(),
+        "Resources": resources,
+        "Outputs": _outputs(),
+    }
+
+
+def settings_of_outputs(outputs: Sequence[dict[str, str]]) -> dict[str, str]:
+    """DescribeStacks `Outputs` -> {variable: value}: the PIPELINE_* settings and the connection."""
+    by_key = {output_key(var): var for var in (*ENV_VARS, CONNECTION_VAR)}
+    return {by_key[o["OutputKey"]]: o["OutputValue"] for o in outputs if o["OutputKey"] in by_key}
+
+
+def render() -> str:
+    return json.dumps(build_template(), indent=2) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.template", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail when the template file is out of date")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.check:
+        if not TEMPLATE_FILE.exists() or TEMPLATE_FILE.read_text() != text:
+            print(f"{TEMPLATE_FILE.name} is out of date: run python -m infra.template", file=sys.stderr)
+            return 1
+        return 0
+    TEMPLATE_FILE.write_text(text)
+    print(f"wrote {TEMPLATE_FILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
