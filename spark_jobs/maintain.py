@@ -58,7 +58,7 @@ def maintain_table(spark: SparkSession, zone: str, name: str, ds: dt.date, keep_
         f"CALL {CATALOG}.system.rewrite_data_files(table => '{short}', "
         f"options => map('min-input-files', '{MIN_INPUT_FILES}'))"
     ).first()
-    safe = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    safe = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
     orphan_cutoff = min(ds - dt.timedelta(days=ORPHAN_AGE_DAYS), safe)
     orphans = spark.sql(
         f"CALL {CATALOG}.system.remove_orphan_files(table => '{short}', "
