@@ -2,12 +2,19 @@
 
 Replaces date ds of `curated.referral_graph`: one row per customer named in any referral dated on or
 before ds.
+
+Both algorithms are iterative. A graph whose distinct edges fit comfortably in the driver's
+memory (up to LOCAL_MAX_EDGES, a Spark setting) is computed there with numpy: the same
+iterations, each a few vector operations instead of a Spark job of joins and shuffles (a few
+milliseconds instead of seconds). A larger graph is computed with Spark. Both paths follow the
+same rules and stop at the same tolerance; the tests hold both against networkx.
 """
 
 from __future__ import annotations
 
 import logging
 
+import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -29,6 +36,10 @@ MAX_ITERATIONS = 1000
 # iterations cuts it so planning time does not grow with the iteration count.
 CHECKPOINT_EVERY = 5
 LABEL_PROPAGATION_ITERATIONS = 5
+# Up to this many distinct edges the graph is computed on the driver (an edge is two ids and
+# a few numbers there: 5M edges is a few hundred MB); beyond, with Spark. Settable per session.
+LOCAL_MAX_EDGES_KEY = "spark.pipeline.graph.local-max-edges"
+LOCAL_MAX_EDGES = 5_000_000
 
 
 # ---- graph from referrals ------------------------------------------------------------------
@@ -208,12 +219,95 @@ def label_propagation(
     return labels
 
 
+# ---- the same, on the driver ------------------------------------------------------------------
+def pagerank_arrays(
+    n: int,
+    src: np.ndarray,
+    dst: np.ndarray,
+    damping: float = DAMPING,
+    tol: float = TOLERANCE,
+    max_iter: int = MAX_ITERATIONS,
+) -> np.ndarray:
+    """PageRank of nodes 0..n-1 over the distinct edges src -> dst (no self-loops), as `pagerank`.
+
+    Each step: rank = teleport + damping * inflow, where inflow sums rank/out_degree over
+    in-edges and the rank of dangling nodes is spread uniformly (so the ranks sum to 1); stop
+    when no rank moved by more than tol; renormalise once at the end.
+    """
+    out_degree = np.bincount(src, minlength=n).astype(float)
+    dangling = out_degree == 0
+    weight = 1.0 / out_degree[src] if len(src) else np.zeros(0)
+    rank = np.full(n, 1.0 / n)
+    delta = float("inf")
+    for iteration in range(1, max_iter + 1):
+        teleport = (1.0 - damping) / n + damping * rank[dangling].sum() / n
+        new = teleport + damping * np.bincount(dst, weights=rank[src] * weight, minlength=n)
+        delta = float(np.abs(new - rank).max())
+        rank = new
+        if delta < tol:
+            log.warning("pagerank: %d nodes converged after %d iterations on the driver", n, iteration)
+            break
+    else:
+        log.warning("pagerank: stopped after %d iterations, max delta %.3g >= %.3g", max_iter, delta, tol)
+    return rank / rank.sum()
+
+
+def label_propagation_arrays(
+    n: int, src: np.ndarray, dst: np.ndarray, iterations: int = LABEL_PROPAGATION_ITERATIONS
+) -> np.ndarray:
+    """Label propagation of nodes 0..n-1 over the distinct edges, as `label_propagation`.
+
+    Labels are node numbers, numbered in the order of the ids, so the smallest label is the
+    smallest id. Each distinct edge u -> v sends u's label to v and v's to u; a node takes the
+    label with the most votes, ties to the smallest; a node without neighbours keeps its own.
+    """
+    receivers = np.concatenate([dst, src])
+    senders = np.concatenate([src, dst])
+    labels = np.arange(n)
+    for _ in range(iterations):
+        if not len(receivers):
+            break
+        # count (receiver, label) pairs, then per receiver the most frequent, smallest label
+        pairs, counts = np.unique(np.stack([receivers, labels[senders]]), axis=1, return_counts=True)
+        order = np.lexsort((pairs[1], -counts, pairs[0]))  # by receiver, most votes, smallest label
+        firsts = np.ones(len(order), dtype=bool)
+        firsts[1:] = pairs[0][order][1:] != pairs[0][order][:-1]
+        best = order[firsts]
+        new = labels.copy()
+        new[pairs[0][best]] = pairs[1][best]
+        labels = new
+    return labels
+
+
+def referral_graph_on_driver(nodes: DataFrame, edges: DataFrame) -> DataFrame:
+    """The referral_graph rows of a graph small enough for the driver, computed with numpy."""
+    spark = nodes.sparkSession
+    ids = sorted(r.id for r in nodes.collect())
+    index = {customer: i for i, customer in enumerate(ids)}
+    pairs = edges.collect()
+    src = np.fromiter((index[r.src] for r in pairs), dtype=np.int64, count=len(pairs))
+    dst = np.fromiter((index[r.dst] for r in pairs), dtype=np.int64, count=len(pairs))
+    if not ids:
+        return spark.createDataFrame([], CURATED[OUTPUT])
+    ranks = pagerank_arrays(len(ids), src, dst)
+    labels = label_propagation_arrays(len(ids), src, dst)
+    rows = [(ids[i], float(ranks[i]), ids[int(labels[i])]) for i in range(len(ids))]
+    return spark.createDataFrame(rows, CURATED[OUTPUT])
+
+
 # ---- the output ----------------------------------------------------------------------------
 def referral_graph(referrals: DataFrame) -> DataFrame:
     """The referral_graph rows: customer_id, pagerank, community_id for every customer in `referrals`."""
     schema = CURATED[OUTPUT]
+    spark = referrals.sparkSession
     nodes = customers_from_referrals(referrals)
-    edges = edges_from_referrals(referrals)
+    edges = edges_from_referrals(referrals).cache()
+    limit = int(spark.conf.get(LOCAL_MAX_EDGES_KEY, str(LOCAL_MAX_EDGES)))
+    if edges.count() <= limit:
+        try:
+            return referral_graph_on_driver(nodes, edges)
+        finally:
+            edges.unpersist()
     ranks = pagerank(edges, nodes)
     communities = label_propagation(edges, nodes)
     return ranks.join(communities, "id").select(

@@ -7,16 +7,20 @@ import datetime as dt
 from collections import Counter
 
 import networkx as nx
+import numpy as np
 import pytest
 
 from spark_jobs import tables
 from spark_jobs.common import JobInputError
 from spark_jobs.graph import (
+    LOCAL_MAX_EDGES_KEY,
     OUTPUT,
     customers_from_referrals,
     edges_from_referrals,
     label_propagation,
+    label_propagation_arrays,
     pagerank,
+    pagerank_arrays,
     run,
 )
 from spark_jobs.schemas import CURATED, PROCESSED
@@ -118,6 +122,39 @@ def test_pagerank_of_an_empty_graph_is_empty(spark):
     assert ranks.collect() == []
 
 
+# ---- the driver's path: the same rules in numpy, for graphs that fit in memory ----------------
+def _arrays(pairs):
+    """The contract's graph as node numbers (in id order) and distinct edges, like the job builds it."""
+    graph = _networkx_graph(pairs)
+    ids = sorted(graph.nodes)
+    index = {n: i for i, n in enumerate(ids)}
+    src = np.array([index[u] for u, _ in graph.edges], dtype=np.int64)
+    dst = np.array([index[v] for _, v in graph.edges], dtype=np.int64)
+    return ids, src, dst
+
+
+@pytest.mark.parametrize(
+    "pairs", [EVERY_SHAPE, _random_pairs(300, 0.01, seed=11)], ids=["every-shape", "random-300"]
+)
+def test_pagerank_on_the_driver_equals_networkx_within_1e6_per_node(pairs):
+    ids, src, dst = _arrays(pairs)
+    got = dict(zip(ids, pagerank_arrays(len(ids), src, dst), strict=True))
+    expected = _networkx_pagerank(pairs)
+    assert max(abs(got[n] - expected[n]) for n in expected) < 1e-6
+    assert sum(got.values()) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_label_propagation_on_the_driver_equals_the_contract_rule():
+    pairs = [
+        tuple(None if x is None else f"{name}/{x}" for x in pair)
+        for name, graph in LP_GRAPHS.items()
+        for pair in graph
+    ]
+    ids, src, dst = _arrays(pairs)
+    got = {ids[i]: ids[label] for i, label in enumerate(label_propagation_arrays(len(ids), src, dst))}
+    assert got == _label_propagation_oracle(pairs, iterations=5)
+
+
 # ---- label propagation ---------------------------------------------------------------------
 def _labels(spark, pairs, iterations=5):
     referrals = _referrals(spark, pairs)
@@ -194,13 +231,15 @@ def _referral_rows(day: dt.date, pairs) -> list[tuple]:
     return [(u, v, ts + dt.timedelta(seconds=i), day) for i, (u, v) in enumerate(pairs)]
 
 
-@pytest.fixture(scope="module")
-def job_output(spark, tmp_path_factory):
-    """Referrals of D1..D3 (one commit); the job runs once for D2."""
+@pytest.fixture(scope="module", params=["on-the-driver", "with-spark"])
+def job_output(spark, tmp_path_factory, request):
+    """Referrals of D1..D3 (one commit); the job runs once for D2, on either path."""
     lake = (tmp_path_factory.mktemp("graph") / "lake").as_uri()
     rows = [r for day, pairs in ((D1, ON_D1), (D2, ON_D2), (D3, ON_D3)) for r in _referral_rows(day, pairs)]
     seed_rows(spark, lake, "processed", "referrals", rows)
     session = tables.bind(spark, lake)
+    if request.param == "with-spark":
+        session.conf.set(LOCAL_MAX_EDGES_KEY, "0")  # every graph is too large for the driver
     metrics = run(session, argparse.Namespace(ds=D2, lake=lake))
     schema = session.table(tables.identifier(session, "curated", OUTPUT)).schema.simpleString()
     return lake, metrics, schema, read_table(lake, "curated", OUTPUT, D2)
