@@ -178,7 +178,7 @@ def run(spark: SparkSession, args) -> dict:
     else:
         log.warning("clickstream %s: %s does not exist: no traffic that day", ds, landing)
 
-    if ds not in tables.written_dates(spark, "curated", OUTPUT):
+    if not tables.is_written(spark, "curated", OUTPUT, ds):
         log.warning("clickstream %s: no checkout on %s: the day is written empty", ds, ds)
         empty = tables.replace_date(
             spark.createDataFrame([], CURATED[OUTPUT]),

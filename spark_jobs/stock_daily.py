@@ -85,7 +85,7 @@ def run(spark: SparkSession, args) -> dict:
     ds = args.ds
     # Ingest records a day even when the market was closed (no rows); a day it never wrote means
     # ingest has not run for ds, and a result computed without it would be wrong.
-    if ds not in tables.written_dates(spark, "processed", "stock_ticks"):
+    if not tables.is_written(spark, "processed", "stock_ticks", ds):
         raise JobInputError(
             f"{tables.identifier(spark, 'processed', 'stock_ticks')} has nothing written for {ds}"
         )

@@ -252,9 +252,18 @@ def read(
     return df
 
 
+def is_written(spark: SparkSession, zone: str, name: str, ds: dt.date) -> bool:
+    """Whether a job wrote ds: rows there (one metadata query), else a kept commit says so."""
+    table = identifier(spark, zone, name)
+    if not spark.catalog.tableExists(table):
+        return False
+    on_ds = _metadata(spark, table, "partitions", "WHERE record_count > 0 AND partition.dt = :ds", ds=ds)
+    return bool(on_ds.limit(1).count()) or ds in written_dates(spark, zone, name)
+
+
 def read_date(spark: SparkSession, zone: str, name: str, ds: dt.date) -> DataFrame:
     """One date's rows (without `dt`); JobInputError unless a job wrote that date."""
-    if ds not in written_dates(spark, zone, name):
+    if not is_written(spark, zone, name, ds):
         raise JobInputError(f"{identifier(spark, zone, name)} has nothing written for {ds}")
     return read(spark, zone, name, since=ds, upto=ds).drop(DT)
 
@@ -302,7 +311,10 @@ def read_history(
     spark: SparkSession, zone: str, name: str, upto: dt.date, since: dt.date | None = None
 ) -> DataFrame:
     """Rows with since <= dt <= upto; JobInputError when nothing was written on or before `upto`."""
-    if not any(d <= upto for d in written_dates(spark, zone, name)):
+    with_rows = dates_with_rows(spark, zone, name)
+    if not (with_rows and with_rows[0] <= upto) and not any(
+        d <= upto for d in written_dates(spark, zone, name)
+    ):
         raise JobInputError(f"{identifier(spark, zone, name)} has nothing written on or before {upto}")
     return read(spark, zone, name, since=since, upto=upto)
 
@@ -376,24 +388,25 @@ def replace_dates(
         *[c for c in with_dt(schema).fieldNames() if c != DT],
         F.when(condition, F.col(DT)).otherwise(F.raise_error(outside)).alias(DT),
     )
-    previous = current_snapshot_id(spark, table)
     writer = checked.writeTo(table)
-    for key, value in {
-        "job": job,
-        "dates": label,
-        "write-id": write_id,
-        "run-id": spark.conf.get("spark.pipeline.run-id", None) or "",
-    }.items():
+    properties = {"job": job, "dates": label, "write-id": write_id}
+    run_id = spark.conf.get("spark.pipeline.run-id", None)
+    if run_id:
+        properties["run-id"] = run_id
+    for key, value in properties.items():
         writer = writer.option(f"snapshot-property.{PROPERTY}{key}", value)
     writer.overwrite(condition)
-    snapshot = _snapshot_of(spark, table, write_id)
+    snapshot, previous, added = _snapshot_of(spark, table, write_id)
     rows = dict.fromkeys(sorted(set(dates)), 0)
-    counts = _metadata(spark, table, "partitions", f"VERSION AS OF {int(snapshot)}")
-    for row in (
-        counts.groupBy(F.col("partition.dt").alias("dt")).agg(F.sum("record_count").alias("n")).collect()
-    ):
-        if row.dt in rows:
-            rows[row.dt] = int(row.n)
+    if len(rows) == 1:
+        # One date replaced: the commit's added rows are exactly that date's rows now.
+        rows[next(iter(rows))] = added
+    else:
+        counts = _metadata(spark, table, "partitions", f"VERSION AS OF {int(snapshot)}")
+        per_date = counts.groupBy(F.col("partition.dt").alias("dt")).agg(F.sum("record_count").alias("n"))
+        for row in per_date.collect():
+            if row.dt in rows:
+                rows[row.dt] = int(row.n)
     log.warning("%s: replaced %s with %d rows (snapshot %d)", table, label, sum(rows.values()), snapshot)
     return Written(table, snapshot, rows, previous)
 
@@ -414,12 +427,14 @@ def replace_date(
     )
 
 
-def _snapshot_of(spark: SparkSession, table: str, write_id: str) -> int:
+def _snapshot_of(spark: SparkSession, table: str, write_id: str) -> tuple[int, int | None, int]:
+    """(snapshot id, its parent, rows it added) of the commit that carries `write_id`."""
     snapshots = _metadata(spark, table, "snapshots")
     row = snapshots.where(F.col("summary")[f"{PROPERTY}write-id"] == F.lit(write_id)).first()
     if row is None:  # pragma: no cover - Iceberg returned from a commit it did not make
         raise RuntimeError(f"the commit of {table} (write {write_id}) is not in its snapshots")
-    return int(row.snapshot_id)
+    parent = int(row.parent_id) if row.parent_id is not None else None
+    return int(row.snapshot_id), parent, int(row.summary.get("added-records") or 0)
 
 
 def undo(spark: SparkSession, written: Written) -> None:
