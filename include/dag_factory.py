@@ -16,6 +16,7 @@ never loads the AWS SDK at parse time.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -58,15 +59,10 @@ def output_asset(settings: Settings, output: str) -> Asset:
     `LAKE/warehouse/curated/<output>` (s3:// or file://) on both targets. Airflow wants an asset's
     name and URI to be unique together: a fixed name with a per-lake URI would make the asset of
     one lake (or target) inactive once another is parsed. Each event carries the table's new
-    snapshot id (plugins.spark_job.table_asset_extra).
+    snapshot id (`register_output`).
     """
     uri = f"{settings.lake}/{WAREHOUSE}/curated/{output}"
     return Asset(name=uri, uri=uri, group="customer-analytics")
-
-
-def table_assets(settings: Settings, outputs: tuple[str, ...]) -> dict[str, Asset]:
-    """metrics table key (`curated.<output>`) -> the output's Asset."""
-    return {f"curated.{out}": output_asset(settings, out) for out in outputs}
 
 
 def default_args(settings: Settings) -> dict[str, Any]:
@@ -102,6 +98,16 @@ def _date_param(title: str, description: str, *, nullable: bool = False) -> Para
     return Param(None, **schema) if nullable else Param(**schema)
 
 
+def _publish_param() -> Param:
+    return Param(
+        True,
+        type="boolean",
+        title="Publish despite warnings",
+        description="On: a run whose audit found only warnings publishes (warnings are reported). "
+        "Off: any failed check keeps the run's output on its branch, unpublished, for a person to look at.",
+    )
+
+
 def nightly_params(settings: Settings) -> dict[str, Param]:
     return {
         "cluster_profile": _profile_param(settings),
@@ -120,6 +126,7 @@ def nightly_params(settings: Settings) -> dict[str, Param]:
             f"(at most {P.MAX_INGEST_HISTORY_DAYS} days) in one step per dataset.",
             nullable=True,
         ),
+        "publish_despite_warnings": _publish_param(),
     }
 
 
@@ -128,6 +135,7 @@ def backfill_params(settings: Settings) -> dict[str, Param]:
         "start_ds": _date_param("First date", "First date of the range (inclusive)."),
         "end_ds": _date_param("Last date", f"Last date (inclusive); at most {P.MAX_BACKFILL_DAYS} days."),
         "cluster_profile": _profile_param(settings),
+        "publish_despite_warnings": _publish_param(),
     }
 
 
@@ -175,23 +183,30 @@ def plan_nightly(
         start = P.check_ds(start, "ingest_start_ds")
         P.check_range(start, ds, max_days=P.MAX_INGEST_HISTORY_DAYS, what="ingest_start_ds .. ds")
     steps = P.steps_for(outputs)
-    plan: dict[str, Any] = {"ds": ds, "outputs": outputs, "steps": [s.name for s in steps]}
+    branch = P.audit_branch(run_id)
+    plan: dict[str, Any] = {"ds": ds, "outputs": outputs, "steps": [s.name for s in steps], "branch": branch}
     if not settings.is_emr:
         plan["spark_server"] = spark_server_socket(dag_id, run_id) if settings.local_spark_server else None
     # Every step has an entry; an empty one tells its task that no requested output needs it,
     # and the task skips (what follows it is skipped by the trigger rules).
     for step in P.PIPELINE:
         plan[f"step:{step.name}"] = []
-    for step in steps:
-        args = P.job_args(step, ds=ds, lake=settings.lake, start_ds=start, run_id=run_id)
+    commands = {
+        step.name: P.job_args(step, ds=ds, lake=settings.lake, start_ds=start, run_id=run_id, branch=branch)
+        for step in steps
+    }
+    # Write-audit-publish: every step commits to the run's branch; the audit checks what they
+    # wrote there; only then does publish make it what readers see.
+    commands.update(
+        wap_commands(settings, ds=ds, run_id=run_id, branch=branch, steps=list(commands), params=params)
+    )
+    for name, args in commands.items():
         if settings.is_emr:
             assert code is not None  # noqa: S101 (emr plans always get the code location)
-            name = P.emr_step_name(dag_id, run_id, ds, step.name)
-            plan[f"step:{step.name}"] = [
-                P.emr_step(name, args, py_files=code["py_files"], entrypoint=code["entrypoint"])
-            ]
+            step_name = P.emr_step_name(dag_id, run_id, ds, name)
+            plan[f"step:{name}"] = [P.emr_step(step_name, args, **_code_args(code))]
         else:
-            plan[f"step:{step.name}"] = [args]
+            plan[f"step:{name}"] = [args]
     if settings.is_emr:
         tags = cluster_tags(dag_id=dag_id, run_id=run_id, ds=ds, profile=profile, extra=settings.extra_tags)
         plan["job_flow_overrides"] = job_flow_overrides(profile, settings, name=f"{dag_id}-{ds}", tags=tags)
@@ -227,8 +242,24 @@ def plan_backfill(
     for ds in dates:
         for wave in P.waves(daily):
             batches.append([(ds, s, P.job_args(s, ds=ds, lake=lake, run_id=run_id)) for s in wave])
+    # Every step commits to the run's branch; then one audit of every date, then publish.
+    branch = P.audit_branch(run_id)
+    for batch in batches:
+        for _, _, args in batch:
+            args += ["--branch", branch]
+    wap = wap_commands(
+        settings,
+        ds=end,
+        run_id=run_id,
+        branch=branch,
+        steps=[s.name for s in P.PIPELINE],
+        params=params,
+        start_ds=start,
+    )
+    batches.append([(f"{start}..{end}", P.AUDIT, wap["audit"])])
+    batches.append([(end, P.PUBLISH, wap["publish"])])
 
-    plan: dict[str, Any] = {"dates": dates, "start_ds": start, "end_ds": end}
+    plan: dict[str, Any] = {"dates": dates, "start_ds": start, "end_ds": end, "branch": branch}
     if not settings.is_emr:
         plan["commands"] = [args for batch in batches for _, _, args in batch]
         plan["spark_server"] = spark_server_socket(dag_id, run_id) if settings.local_spark_server else None
@@ -249,6 +280,31 @@ def plan_backfill(
     )
     plan["code"] = code
     return plan
+
+
+def wap_commands(
+    settings: Settings,
+    *,
+    ds: str,
+    run_id: str,
+    branch: str,
+    steps: list[str],
+    params: dict[str, Any],
+    start_ds: str | None = None,
+) -> dict[str, list[str]]:
+    """The audit's and publish's command lines of a run whose `steps` write to `branch`."""
+    from include.checks import checks_json, tables_of
+
+    lake = settings.lake
+    audit = P.job_args(P.AUDIT, ds=ds, lake=lake, start_ds=start_ds, run_id=run_id, branch=branch)
+    audit += ["--checks", checks_json(settings.audit, tables_of(steps))]
+    despite = params.get("publish_despite_warnings", True)
+    if not isinstance(despite, bool):
+        raise P.RunParamError(f"publish_despite_warnings must be true or false, got {despite!r}")
+    if not despite:
+        audit.append("--warnings-block")  # the form asked for a clean audit
+    publish = P.job_args(P.PUBLISH, ds=ds, lake=lake, run_id=run_id, branch=branch)
+    return {"audit": audit, "publish": publish}
 
 
 def _code_args(code: dict[str, str]) -> dict[str, str]:
@@ -280,17 +336,69 @@ def _plan_task(settings: Settings, kind: str):
 
 
 def _local_job(
-    settings: Settings, task_id: str, commands: Any, outputs: tuple[str, ...], spark_server: Any
+    settings: Settings, task_id: str, commands: Any, spark_server: Any
 ) -> SparkJobSubprocessOperator:
     return SparkJobSubprocessOperator(
         task_id=task_id,
         commands=commands,
         cwd=str(PROJECT_ROOT),
         env={"SPARK_LOCAL_IP": "127.0.0.1"},
-        outlets=[output_asset(settings, out) for out in outputs],
-        table_assets=table_assets(settings, outputs),
         spark_server=spark_server,
     )
+
+
+def table_asset_extra(metrics: list[dict[str, Any]], table: str) -> dict[str, Any] | None:
+    """What an asset event says of a table's commits in the jobs' metrics.
+
+    The last commit is the table's new snapshot; a task that wrote several dates (a backfill)
+    lists each date's snapshot too. None when no job wrote the table.
+    """
+    commits = [(m.get("ds"), m["tables"][table]) for m in metrics if table in (m.get("tables") or {})]
+    if not commits:
+        return None
+    ds, last = commits[-1]
+    extra: dict[str, Any] = {
+        "table": table,
+        "snapshot_id": last["snapshot_id"],
+        "ds": ds,
+        "rows": last["rows"],
+    }
+    if len(commits) > 1:
+        extra["snapshots"] = {str(d): c["snapshot_id"] for d, c in commits}
+    return extra
+
+
+def register_output(settings: Settings, output: str, dates: Any):
+    """`register_<output>`: the output's asset event once the run published, with its new snapshot.
+
+    `dates` (the plan's ds, or the backfill's dates) name the metrics files of the producing step
+    (spark_jobs/cli.py) that hold its commits; a file left by another run does not count. The
+    table itself is registered by the catalog when the job commits (Glue on EMR): this only tells
+    Airflow (data-aware schedules, lineage) which snapshot is new.
+    """
+    from include.run_report import lake_io, metrics_uri
+
+    asset = output_asset(settings, output)
+    step = P.STEPS[P.PRODUCER[output]]
+    table = f"curated.{output}"
+
+    @task(task_id=f"register_{output}", outlets=[asset])
+    def register(dates: str | list[str]) -> dict[str, Any] | None:
+        ctx = get_current_context()
+        read, _ = lake_io(settings.aws_conn_id if settings.is_emr else None, settings.region)
+        found = []
+        for ds in [dates] if isinstance(dates, str) else dates:
+            text = read(metrics_uri(settings.lake, step, ds))
+            record = json.loads(text) if text else None
+            if record is None or record.get("run_id") != P.safe_name(ctx["run_id"]):
+                raise RuntimeError(f"step {step.name} left no metrics of this run for {ds}")
+            found.append(record)
+        extra = table_asset_extra(found, table)
+        if extra is not None:
+            ctx["outlet_events"][asset].extra.update(extra)
+        return extra
+
+    return register(dates)
 
 
 def spark_server_socket(dag_id: str, run_id: str) -> str:
@@ -366,12 +474,22 @@ def _nightly_local(settings: Settings, plan: Any) -> None:
     runs = {}
     for step in P.PIPELINE:
         runs[step.name] = _local_job(
-            settings, f"run_{step.name}", plan[f"step:{step.name}"], step.produces, plan["spark_server"]
+            settings, f"run_{step.name}", plan[f"step:{step.name}"], plan["spark_server"]
         )
-        if start is not None:
-            start >> runs[step.name] >> stop
         for dep in step.depends_on:
             runs[dep] >> runs[step.name]
+    # Write-audit-publish: the audit runs once every step ran or was skipped (none failed), on
+    # the run's branch; publish only after it passed; each output's asset event after that.
+    audit = _local_job(settings, "run_audit", plan["step:audit"], plan["spark_server"])
+    audit.trigger_rule = "none_failed_min_one_success"
+    publish = _local_job(settings, "run_publish", plan["step:publish"], plan["spark_server"])
+    list(runs.values()) >> audit >> publish
+    if start is not None:
+        start >> list(runs.values())
+        [*runs.values(), audit, publish] >> stop
+    for step in P.PIPELINE:
+        for output in step.produces:
+            [runs[step.name], publish] >> register_output(settings, output, plan["ds"])
 
 
 def build_backfill_dag(settings: Settings, dag_id: str = BACKFILL_DAG_ID, doc_md: str | None = None) -> DAG:
@@ -383,9 +501,11 @@ def build_backfill_dag(settings: Settings, dag_id: str = BACKFILL_DAG_ID, doc_md
 
             backfill_emr(settings, plan)
         else:
-            run = _local_job(settings, "run_steps", plan["commands"], P.OUTPUTS, plan["spark_server"])
+            # the steps, then the audit of every date, then publish: one command list
+            run = _local_job(settings, "run_steps", plan["commands"], plan["spark_server"])
             if settings.local_spark_server:
                 start, stop = _local_spark(settings, plan)
                 start >> run >> stop
+            run >> [register_output(settings, out, plan["dates"]) for out in P.OUTPUTS]
         add_run_report(settings, "backfill", dag)  # last: rows, durations, cost of the run
     return dag

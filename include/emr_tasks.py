@@ -10,14 +10,13 @@ never loads the AWS SDK (boto3 and the provider's hooks are most of a DAG file's
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
-from airflow.sdk import chain, get_current_context, task
+from airflow.sdk import chain, task
 
 from include import pipeline as P
-from include.dag_factory import STEP_TIMEOUT, table_assets
+from include.dag_factory import STEP_TIMEOUT, register_output
 from include.settings import Settings
 from plugins.emr_step_batches import EmrStepBatchesOperator
 from plugins.emr_steps import (
@@ -27,7 +26,6 @@ from plugins.emr_steps import (
     EmrRunStepSensor,
     EmrRunTeardownOperator,
 )
-from plugins.spark_job import add_asset_extras, table_asset_extra
 
 log = logging.getLogger(__name__)
 
@@ -127,32 +125,27 @@ def _emr_cluster(settings: Settings, plan: Any) -> tuple[EmrRunClusterOperator, 
     return create_cluster, terminate_cluster
 
 
-def _register(settings: Settings, output: str, dates: Any):
-    """`register_<output>`: the output's asset event, carrying the snapshot its step committed.
-
-    `dates` (the plan's ds, or the backfill's dates) name the metrics files of the producing step
-    (spark_jobs/cli.py) that hold its commits; a file left by another run does not count.
-    """
-    from include.run_report import lake_io, metrics_uri
-
-    assets = table_assets(settings, (output,))
-    step = P.STEPS[P.PRODUCER[output]]
-
-    @task(task_id=f"register_{output}", outlets=list(assets.values()))
-    def register(dates: str | list[str]) -> dict[str, Any]:
-        ctx = get_current_context()
-        read, _ = lake_io(settings.aws_conn_id, settings.region)
-        found = []
-        for ds in [dates] if isinstance(dates, str) else dates:
-            text = read(metrics_uri(settings.lake, step, ds))
-            record = json.loads(text) if text else None
-            if record is None or record.get("run_id") != P.safe_name(ctx["run_id"]):
-                raise RuntimeError(f"step {step.name} left no metrics of this run for {ds}")
-            found.append(record)
-        add_asset_extras(ctx, assets, found)
-        return {table: extra for table in assets if (extra := table_asset_extra(found, table))}
-
-    return register(dates)
+def _step_tasks(settings: Settings, plan: Any, create: Any, name: str) -> tuple[Any, EmrRunStepSensor]:
+    """add_<name> and wait_<name>: one step added once (idempotent, cancelled when killed) and
+    watched by a deferrable sensor (a failed step fails it at once, with its stderr, and cancels
+    the run's other steps). An empty step list skips the add, and with it what follows."""
+    add = EmrIdempotentAddStepsOperator(
+        task_id=f"add_{name}",
+        job_flow_id=create.output,
+        steps=plan[f"step:{name}"],
+        **_aws(settings),
+    )
+    wait = EmrRunStepSensor(
+        task_id=f"wait_{name}",
+        job_flow_id=create.output,
+        step_id=f"{{{{ ti.xcom_pull(task_ids='add_{name}')[0] }}}}",
+        deferrable=True,  # the triggerer polls EMR; no worker slot is held while the step runs
+        poke_interval=settings.poll_seconds,
+        max_attempts=max(1, int(STEP_TIMEOUT.total_seconds()) // settings.poll_seconds),
+        **_aws(settings),
+    )
+    add >> wait
+    return add, wait
 
 
 def nightly_emr(settings: Settings, plan: Any) -> None:
@@ -163,34 +156,23 @@ def nightly_emr(settings: Settings, plan: Any) -> None:
     plan >> _preflight_task(settings) >> [create, upload.operator]
     waits: dict[str, EmrRunStepSensor] = {}
     for step in P.PIPELINE:
-        # Idempotent (a retry follows the step already added) and cancels its step when killed.
-        add = EmrIdempotentAddStepsOperator(
-            task_id=f"add_{step.name}",
-            job_flow_id=create.output,
-            steps=plan[f"step:{step.name}"],
-            **_aws(settings),
-        )
-        # A failed step fails the task at once (no retry), logs its stderr and cancels the run's
-        # other steps; errors while waiting are retried; killing it cancels the step.
-        wait = EmrRunStepSensor(
-            task_id=f"wait_{step.name}",
-            job_flow_id=create.output,
-            step_id=f"{{{{ ti.xcom_pull(task_ids='add_{step.name}')[0] }}}}",
-            deferrable=True,  # the triggerer polls EMR; no worker slot is held while the step runs
-            poke_interval=settings.poll_seconds,
-            max_attempts=max(1, int(STEP_TIMEOUT.total_seconds()) // settings.poll_seconds),
-            **_aws(settings),
-        )
-        # An empty step list (no requested output needs the step) skips the add task, and with
-        # it the wait, the registration and every step after it.
-        [create, upload] >> add >> wait
+        add, wait = _step_tasks(settings, plan, create, step.name)
+        [create, upload] >> add
         for dep in step.depends_on:
             waits[dep] >> add
         waits[step.name] = wait
+    # Write-audit-publish on the same cluster: the audit once every step ended (none failed),
+    # publish only after it passed, each output's asset event after that.
+    add_audit, wait_audit = _step_tasks(settings, plan, create, "audit")
+    add_audit.trigger_rule = "none_failed_min_one_success"
+    add_publish, wait_publish = _step_tasks(settings, plan, create, "publish")
+    list(waits.values()) >> add_audit
+    wait_audit >> add_publish
+    for step in P.PIPELINE:
         for output in step.produces:
-            wait >> _register(settings, output, plan["ds"])
+            [waits[step.name], wait_publish] >> register_output(settings, output, plan["ds"])
     # Registering needs no cluster: the cluster goes as soon as the last step ended.
-    chain(list(waits.values()), terminate)
+    chain([*waits.values(), wait_audit, wait_publish], terminate)
 
 
 def backfill_emr(settings: Settings, plan: Any) -> None:
@@ -208,24 +190,15 @@ def backfill_emr(settings: Settings, plan: Any) -> None:
         # a retry follows the steps already on the cluster; a failed step fails without retry
         **_aws(settings),
     )
+    # the batches end with the audit of every date, then publish (plan_backfill)
     [create, upload] >> run_steps >> terminate
-    run_steps >> [_register(settings, out, plan["dates"]) for out in P.OUTPUTS]
+    run_steps >> [register_output(settings, out, plan["dates"]) for out in P.OUTPUTS]
 
 
 def single_step_emr(settings: Settings, plan: Any, step: str) -> None:
     """One step on a transient cluster (the maintenance job): create, upload, add, wait, terminate."""
     create, terminate = _emr_cluster(settings, plan)
     upload = _upload_code_task(settings, plan["code"])
-    add = EmrIdempotentAddStepsOperator(
-        task_id=f"add_{step}", job_flow_id=create.output, steps=plan[f"step:{step}"], **_aws(settings)
-    )
-    wait = EmrRunStepSensor(
-        task_id=f"wait_{step}",
-        job_flow_id=create.output,
-        step_id=f"{{{{ ti.xcom_pull(task_ids='add_{step}')[0] }}}}",
-        deferrable=True,
-        poke_interval=settings.poll_seconds,
-        max_attempts=max(1, int(STEP_TIMEOUT.total_seconds()) // settings.poll_seconds),
-        **_aws(settings),
-    )
-    [create, upload] >> add >> wait >> terminate
+    add, wait = _step_tasks(settings, plan, create, step)
+    [create, upload] >> add
+    wait >> terminate

@@ -65,6 +65,11 @@ PIPELINE: tuple[Step, ...] = (
     ),
 )
 
+# After the pipeline's steps, on the same cluster: check what the run wrote on its branch, then
+# make it what readers see (write-audit-publish). Not in PIPELINE: they run once per run.
+AUDIT = Step("audit", "audit", ranged=True)
+PUBLISH = Step("publish", "publish")
+
 STEPS = {step.name: step for step in PIPELINE}
 OUTPUTS: tuple[str, ...] = tuple(out for step in PIPELINE for out in step.produces)
 PRODUCER = {out: step.name for step in PIPELINE for out in step.produces}
@@ -116,12 +121,19 @@ def waves(steps: Sequence[Step]) -> list[list[Step]]:
 
 # ---- command lines -------------------------------------------------------------------------
 def job_args(
-    step: Step, *, ds: str, lake: str, start_ds: str | None = None, run_id: str | None = None
+    step: Step,
+    *,
+    ds: str,
+    lake: str,
+    start_ds: str | None = None,
+    run_id: str | None = None,
+    branch: str | None = None,
 ) -> list[str]:
     """The job's command line after `python -m spark_jobs` (or after the EMR entrypoint).
 
     A ranged step given `start_ds` loads [start_ds, ds] in one application; other steps ignore it.
-    `run_id` (the Airflow run) is recorded on every table commit the job makes and in its metrics.
+    `run_id` (the Airflow run) is recorded on every table commit the job makes and in its metrics;
+    `branch` is where the job commits (write-audit-publish), not main.
     """
     if start_ds is not None and step.ranged and start_ds != ds:
         dates = ["--start-ds", start_ds, "--end-ds", ds]
@@ -129,7 +141,14 @@ def job_args(
         dates = ["--ds", ds]
     # A run id comes from whoever triggered the run: only its EMR-safe form reaches a command line.
     tail = ["--run-id", safe_name(run_id)] if run_id else []
+    if branch:
+        tail += ["--branch", branch]
     return [step.job, *step.options, *dates, "--lake", lake, *tail]
+
+
+def audit_branch(run_id: str) -> str:
+    """The Iceberg branch a run writes to until its audit passes: `audit_<run id>`, EMR-safe."""
+    return f"audit_{safe_name(run_id)}"
 
 
 def emr_step(name: str, args: Sequence[str], *, py_files: str, entrypoint: str) -> dict:

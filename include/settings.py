@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from include.checks import AuditSettings, parse_band, parse_severities
 from include.emr_release import DEFAULT_RELEASE
 from spark_jobs.catalog import DEFAULT_GLUE_PREFIX, namespaces
 
@@ -50,6 +51,8 @@ class Settings:
     local_spark_server: bool = True
     # the maintenance DAG expires snapshots committed longer ago than this (rollback horizon)
     snapshot_retention_days: int = 14
+    # write-audit-publish: the checks' bands and severities (include/checks.py)
+    audit: AuditSettings = field(default_factory=AuditSettings)
     # emr only
     code_uri: str = ""
     log_uri: str = ""
@@ -151,6 +154,50 @@ def _local_lake(value: str) -> str:
     return (path if path.is_absolute() else PROJECT_ROOT / path).resolve().as_uri()
 
 
+# The audit's settings, read apart from _ENV: each has its own format and message.
+AUDIT_ENV = (
+    "PIPELINE_AUDIT_ROW_COUNT_BAND",
+    "PIPELINE_AUDIT_QUARANTINE_WARN",
+    "PIPELINE_AUDIT_QUARANTINE_ERROR",
+    "PIPELINE_AUDIT_SEVERITIES",
+)
+
+
+def _audit(env: Mapping[str, str], problems: list[str]) -> AuditSettings:
+    default = AuditSettings()
+    band, severities = default.row_count_band, dict(default.severities)
+    shares = {"warn": default.quarantine_warn, "error": default.quarantine_error}
+    raw = env.get("PIPELINE_AUDIT_ROW_COUNT_BAND", "").strip()
+    if raw:
+        try:
+            band = parse_band(raw)
+        except ValueError:
+            problems.append(
+                f"PIPELINE_AUDIT_ROW_COUNT_BAND={raw!r} is not a range LOW..HIGH of the median "
+                "with 0 < LOW < 1 < HIGH (e.g. 0.5..2.0)"
+            )
+    for level in ("warn", "error"):
+        var = f"PIPELINE_AUDIT_QUARANTINE_{level.upper()}"
+        raw = env.get(var, "").strip()
+        if not raw:
+            continue
+        try:
+            shares[level] = float(raw)
+            if not 0 <= shares[level] <= 1:
+                raise ValueError(raw)
+        except ValueError:
+            problems.append(f"{var}={raw!r} is not a share between 0 and 1 (e.g. 0.05)")
+    if shares["warn"] > shares["error"]:
+        problems.append("PIPELINE_AUDIT_QUARANTINE_WARN must not be above PIPELINE_AUDIT_QUARANTINE_ERROR")
+    raw = env.get("PIPELINE_AUDIT_SEVERITIES", "").strip()
+    if raw:
+        try:
+            severities = parse_severities(raw)
+        except ValueError as exc:
+            problems.append(f"PIPELINE_AUDIT_SEVERITIES: {exc}")
+    return AuditSettings(band, shares["warn"], shares["error"], severities)
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from `environ` (default os.environ); SettingsError names every bad variable."""
     env = os.environ if environ is None else environ
@@ -184,6 +231,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     ):
         if isinstance(values.get(attr), int) and values[attr] < low:  # type: ignore[operator]
             problems.append(f"{var} must be >= {low}")
+
+    values["audit"] = _audit(env, problems)
 
     if "preflight" in values:
         flag = str(values["preflight"]).lower()

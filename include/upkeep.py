@@ -116,7 +116,7 @@ def build_maintenance_dag(settings: Settings, doc_md: str | None = None) -> DAG:
 
             single_step_emr(settings, planned, MAINTAIN.name)
         else:
-            run = _local_job(settings, "run_maintain", planned["step:maintain"], (), planned["spark_server"])
+            run = _local_job(settings, "run_maintain", planned["step:maintain"], planned["spark_server"])
             if settings.local_spark_server:
                 start, stop = _local_spark(settings, planned)
                 start >> run >> stop

@@ -3,8 +3,9 @@
 The local twin of an EMR step: the same argument list, run with Spark in local mode. Output is
 streamed to the task log; a `<METRICS_PREFIX>{json}` line is collected and returned (XCom);
 a non-zero exit fails the task with the job's own one-line reason. Exit code 2 (bad input)
-fails without retry, since running the same input again cannot help. The tables a job
-committed (its metrics' "tables": snapshot id and rows) go into the task's asset events.
+fails without retry, since running the same input again cannot help; so does exit code 3 (an
+audit that found a blocking problem). With `spark_server` (the run's warm local Spark
+application, spark_jobs/server.py) the commands run there instead of in a process each.
 """
 
 from __future__ import annotations
@@ -21,40 +22,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 EXIT_BAD_INPUT = 2
-
-
-def table_asset_extra(metrics: Sequence[Mapping[str, Any]], table: str) -> dict[str, Any] | None:
-    """What an asset event says of a table's commits in a task's job metrics.
-
-    The last commit is the table's new snapshot; a task that wrote several dates (a backfill)
-    lists each date's snapshot too. None when no job of the task wrote the table.
-    """
-    commits = [(m.get("ds"), m["tables"][table]) for m in metrics if table in (m.get("tables") or {})]
-    if not commits:
-        return None
-    ds, last = commits[-1]
-    extra: dict[str, Any] = {
-        "table": table,
-        "snapshot_id": last["snapshot_id"],
-        "ds": ds,
-        "rows": last["rows"],
-    }
-    if len(commits) > 1:
-        extra["snapshots"] = {str(d): c["snapshot_id"] for d, c in commits}
-    return extra
-
-
-def add_asset_extras(
-    context: Any, table_assets: Mapping[str, Any], metrics: Sequence[Mapping[str, Any]]
-) -> None:
-    """Put each table's new snapshot on the event of its Asset (outlet) for this task."""
-    events = context.get("outlet_events") if hasattr(context, "get") else None
-    if events is None:
-        return
-    for table, asset in table_assets.items():
-        extra = table_asset_extra(metrics, table)
-        if extra is not None:
-            events[asset].extra.update(extra)
+EXIT_AUDIT_FAILED = 3
 
 
 class SparkJobSubprocessOperator(BaseOperator):
@@ -66,8 +34,6 @@ class SparkJobSubprocessOperator(BaseOperator):
     :param cwd: working directory; also put first on PYTHONPATH so `module` is importable
     :param env: extra environment variables for the jobs (on top of the worker's)
     :param metrics_prefix: line prefix of the job's machine-readable metrics
-    :param table_assets: metrics table key (e.g. "curated.stock_daily") -> the outlet Asset whose
-        event gets that table's new snapshot id
     :param spark_server: socket of the run's warm Spark application (spark_jobs.server), templated;
         when it answers, the commands run there instead of in a new process each
     """
@@ -85,7 +51,6 @@ class SparkJobSubprocessOperator(BaseOperator):
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
         metrics_prefix: str = "SPARK_JOBS_METRICS ",
-        table_assets: Mapping[str, Any] | None = None,
         spark_server: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -96,7 +61,6 @@ class SparkJobSubprocessOperator(BaseOperator):
         self.cwd = cwd
         self.env = dict(env or {})
         self.metrics_prefix = metrics_prefix
-        self.table_assets = dict(table_assets or {})
         self.spark_server = spark_server
 
     def _environment(self) -> dict[str, str]:
@@ -117,9 +81,7 @@ class SparkJobSubprocessOperator(BaseOperator):
             # The plan gives a step no command when no requested output needs it.
             raise AirflowSkipException("nothing to run: the run's outputs do not need this step")
         env = self._environment()
-        metrics = [self._run(cmd, env) for cmd in commands]
-        add_asset_extras(context, self.table_assets, metrics)
-        return metrics
+        return [self._run(cmd, env) for cmd in commands]
 
     def _run(self, args: list[str], env: dict[str, str]) -> dict[str, Any]:
         tail: deque[str] = deque(maxlen=30)
@@ -144,7 +106,7 @@ class SparkJobSubprocessOperator(BaseOperator):
         if code != 0:
             reason = _reason(tail, self.module)
             message = f"{' '.join(args[:1])} exited with code {code}: {reason}"
-            if code == EXIT_BAD_INPUT:
+            if code in (EXIT_BAD_INPUT, EXIT_AUDIT_FAILED):  # the same input gives the same no
                 raise AirflowFailException(message)
             raise AirflowException(message)
         return metrics

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from spark_jobs.common import JobInputError, date_range, normalize_lake, parse_ds
 from spark_jobs.schemas import DATASETS
+from spark_jobs.tables import WAP_BRANCH
 
 # job name -> module with `run(spark, args) -> dict` (imported only when that job runs)
 JOBS = {
@@ -28,9 +29,13 @@ JOBS = {
     "segments": "spark_jobs.segments",
     "clickstream": "spark_jobs.clickstream",
     "maintain": "spark_jobs.maintain",
+    "audit": "spark_jobs.audit",
+    "publish": "spark_jobs.publish",
 }
+RANGED_JOBS = ("ingest", "audit")  # jobs that also take --start-ds/--end-ds
 
 EXIT_BAD_INPUT = 2
+EXIT_AUDIT_FAILED = 3  # the audit ran and an `error` check failed: nothing is published
 METRICS_PREFIX = "SPARK_JOBS_METRICS "
 METRICS_DIR = "_runs/metrics"  # under LAKE; read by include/run_report.py
 
@@ -63,6 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="maintain: expire snapshots committed more than this many days before --ds (default 14)",
     )
     parser.add_argument(
+        "--checks",
+        help="audit: the checks to run, as JSON (include/checks.py writes it)",
+    )
+    parser.add_argument(
+        "--warnings-block",
+        action="store_true",
+        help="audit: a failed `warn` check fails the audit too (nothing is published)",
+    )
+    parser.add_argument(
+        "--branch",
+        help="write-audit-publish: commit to this branch of each table (not main); reads see it too",
+    )
+    parser.add_argument(
         "--run-id",
         help="the orchestrator's run (Airflow run_id), recorded on every commit the job makes",
     )
@@ -74,12 +92,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.lake = normalize_lake(args.lake)
     if args.run_id is not None and not _RUN_ID.match(args.run_id):
         raise JobInputError(f"--run-id {args.run_id!r}: letters, digits and _ . : + = @ - only")
+    if args.branch is not None and (not _RUN_ID.match(args.branch) or args.branch == "main"):
+        raise JobInputError(f"--branch {args.branch!r}: letters, digits and _ . : + = @ - only, not main")
+    if (args.checks is not None) != (args.job == "audit") or (args.warnings_block and args.job != "audit"):
+        raise JobInputError("--checks and --warnings-block are audit's, and audit needs --checks")
     if args.keep_days is not None and (args.job != "maintain" or not 1 <= args.keep_days <= 3650):
         raise JobInputError("--keep-days is maintain's, between 1 and 3650")
     ranged = args.start_ds is not None or args.end_ds is not None
-    if args.job == "ingest":
-        if args.dataset is None:
+    if args.job in RANGED_JOBS:
+        if args.job == "ingest" and args.dataset is None:
             raise JobInputError("ingest needs --dataset")
+        if args.job != "ingest" and args.dataset is not None:
+            raise JobInputError("--dataset is ingest's")
         if ranged and args.ds is not None:
             raise JobInputError("give either --ds or --start-ds/--end-ds, not both")
         if ranged:
@@ -89,11 +113,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         elif args.ds is not None:
             args.dates = [parse_ds(args.ds)]
         else:
-            raise JobInputError("ingest needs --ds or --start-ds/--end-ds")
+            raise JobInputError(f"{args.job} needs --ds or --start-ds/--end-ds")
         args.ds = args.dates[-1]
     else:
         if ranged or args.dataset is not None:
             raise JobInputError(f"{args.job} takes --ds only (--dataset/--start-ds/--end-ds are ingest's)")
+        args.dates = [parse_ds(args.ds)] if args.ds is not None else []
         if args.ds is None:
             raise JobInputError(f"{args.job} needs --ds")
         args.ds = parse_ds(args.ds)
@@ -124,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     spark = get_spark(f"{args.job}-{args.ds}", args.lake)
     if args.run_id:
         spark.conf.set("spark.pipeline.run-id", args.run_id)
+    if args.branch:
+        spark.conf.set(WAP_BRANCH, args.branch)
     log.info("%s --ds %s: Spark ready after %.1fs; running", args.job, args.ds, time.monotonic() - started)
     try:
         metrics = module.run(spark, args) or {}
@@ -144,4 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # the outputs are written: missing numbers must not fail the step
         log.warning("could not write the run metrics to %s: %s", uri, exc)
     log.info("%s --ds %s: done in %.1fs", args.job, args.ds, record["duration_seconds"])
-    return 0
+    code = int(record.get("exit_code") or 0)
+    if code:  # the job ran, and its verdict is no (an audit that found a blocking problem)
+        failed = record.get("failed_checks") or []
+        print(f"spark_jobs {args.job} --ds {args.ds}: {len(failed)} check(s) failed: {'; '.join(failed)}",
+              file=sys.stderr)  # fmt: skip
+    return code

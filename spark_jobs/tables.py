@@ -6,6 +6,11 @@ one, never a mixture; a rerun gives the same table content; a job that fails com
 Every commit carries snapshot properties (`pipeline.*`: job, dates, run id, a write id) so a
 run's snapshots can be found again (rollback, the run report, Airflow's asset events).
 
+Write-audit-publish: a session whose `spark.wap.branch` is set (the jobs' `--branch`) commits to
+that branch of each table (Iceberg creates it from main at the first write) and reads the branch
+where it exists, main elsewhere; readers of main (Athena, the next run) see nothing until the
+branch is published (`publish`, a fast-forward of main).
+
 Tables are created on first write with the contract's columns plus `dt` (partition column), at
 `LAKE/warehouse/<zone>/<name>` on both targets. An existing table is never replaced: columns the
 code added since are added to it (schema evolution: no rewrite, old snapshots still read), and
@@ -47,6 +52,7 @@ log = logging.getLogger("spark_jobs.tables")
 
 DT = "dt"
 PROPERTY = "pipeline."
+WAP_BRANCH = "spark.wap.branch"
 _NAME = re.compile(r"^[A-Za-z0-9_]{1,255}$")
 _TABLE = re.compile(
     rf"^{CATALOG}\.[A-Za-z0-9_]+\.[A-Za-z0-9_]+$"
@@ -257,7 +263,9 @@ def is_written(spark: SparkSession, zone: str, name: str, ds: dt.date) -> bool:
     table = identifier(spark, zone, name)
     if not spark.catalog.tableExists(table):
         return False
-    on_ds = _metadata(spark, table, "partitions", "WHERE record_count > 0 AND partition.dt = :ds", ds=ds)
+    on_ds = _partitions(spark, table).where(
+        (F.col("record_count") > 0) & (F.col("partition.dt") == F.lit(ds))
+    )
     return bool(on_ds.limit(1).count()) or ds in written_dates(spark, zone, name)
 
 
@@ -273,7 +281,7 @@ def dates_with_rows(spark: SparkSession, zone: str, name: str) -> list[dt.date]:
     table = identifier(spark, zone, name)
     if not spark.catalog.tableExists(table):
         return []
-    rows = _metadata(spark, table, "partitions", "WHERE record_count > 0").select("partition.dt").distinct()
+    rows = _partitions(spark, table).where("record_count > 0").select("partition.dt").distinct()
     return sorted(r.dt for r in rows.collect() if r.dt is not None)
 
 
@@ -292,7 +300,7 @@ def written_dates(spark: SparkSession, zone: str, name: str) -> set[dt.date]:
         "snapshot_id", "parent_id", *(summary[PROPERTY + key].alias(key) for key in ("dates", "undoes"))
     )
     snapshots = {row.snapshot_id: row for row in rows.collect()}
-    seen, undone, snapshot = [], set(), current_snapshot_id(spark, table)
+    seen, undone, snapshot = [], set(), head(spark, table)
     while snapshot in snapshots:  # newest first: an undo comes before the commit it undoes
         row = snapshots[snapshot]
         if row.undoes:
@@ -355,9 +363,30 @@ def _date_filter(dates: Sequence[dt.date]) -> tuple[Column, str]:
 
 
 def current_snapshot_id(spark: SparkSession, table: str, ref: str = "main") -> int | None:
-    """The snapshot a branch (default: main, what readers see) points at; None for an empty table."""
+    """The snapshot a branch (default: main, what readers see) points at; None without that branch."""
     row = _metadata(spark, table, "refs", "WHERE name = :ref", ref=ref).first()
     return int(row.snapshot_id) if row else None
+
+
+def wap_branch(spark: SparkSession) -> str | None:
+    """The branch this session writes to (write-audit-publish), or None: it writes main."""
+    return spark.conf.get(WAP_BRANCH, None) or None
+
+
+def head(spark: SparkSession, table: str) -> int | None:
+    """The snapshot this session reads: its branch's head where the branch exists, else main's."""
+    branch = wap_branch(spark)
+    found = current_snapshot_id(spark, table, branch) if branch else None
+    return found if found is not None else current_snapshot_id(spark, table)
+
+
+def _partitions(spark: SparkSession, table: str) -> DataFrame:
+    """The `partitions` metadata of the snapshot this session reads (by id: Iceberg 1.10 cannot
+    time-travel a metadata table by branch name)."""
+    snapshot = head(spark, table)
+    if snapshot is None:
+        return _metadata(spark, table, "partitions").limit(0)
+    return _metadata(spark, table, "partitions", f"VERSION AS OF {int(snapshot)}")
 
 
 def replace_dates(
@@ -444,12 +473,17 @@ def undo(spark: SparkSession, written: Written) -> None:
     table (no previous snapshot) gets its written dates emptied instead, by a commit naming the
     one it undoes (`pipeline.undoes`), so that `written_dates` does not count them as written.
     """
-    current = current_snapshot_id(spark, written.table)
+    branch = wap_branch(spark)
+    current = current_snapshot_id(spark, written.table, branch or "main")
     if current != written.snapshot_id:
         log.error("%s moved on since snapshot %d; not rolling it back", written.table, written.snapshot_id)
         return
     short = written.table.removeprefix(f"{CATALOG}.")
-    if written.previous_snapshot_id is not None:
+    if written.previous_snapshot_id is not None and branch:
+        # the branch goes back to where it was (readers of main never saw the commit anyway)
+        version = int(written.previous_snapshot_id)
+        spark.sql(f"ALTER TABLE {written.table} REPLACE BRANCH `{branch}` AS OF VERSION {version}")
+    elif written.previous_snapshot_id is not None:
         spark.sql(f"CALL {CATALOG}.system.rollback_to_snapshot('{short}', {written.previous_snapshot_id})")
     else:
         condition, _ = _date_filter(list(written.rows))

@@ -1,0 +1,270 @@
+"""Job `audit`: the checks of a run's outputs, on the run's branch, before anyone can read them.
+
+    python -m spark_jobs audit --ds DS --lake LAKE --branch BRANCH --checks JSON
+        [--warnings-block] (or --start-ds A --end-ds B for a backfill's range)
+
+`--checks` is the declaration of include/checks.py, as JSON: for each table (`zone.name`) a list
+of {name, kind, severity, params}. Only tables the run wrote (those with the branch) are
+checked, each on each date. Every check ends `pass`, `fail` or `skipped` (with why), with its
+numbers and up to 10 offending rows; a failed check of severity `error` fails the audit (exit
+code 3), one of severity `warn` only reports (with --warnings-block it fails the audit too). The
+results go to the metrics line and to `LAKE/_runs/audits/dt=<ds>/<branch>.json`, where the run
+report reads them.
+
+History is what readers see: main, the published dates (the last HISTORY_DAYS with rows before
+the date checked).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+import statistics
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from spark_jobs import tables
+from spark_jobs.common import JobInputError, write_text
+
+log = logging.getLogger("spark_jobs.audit")
+
+EXIT_AUDIT_FAILED = 3
+OFFENDING_ROWS = 10
+HISTORY_DAYS = 7
+
+
+@dataclass
+class Result:
+    table: str
+    check: str
+    severity: str  # error | warn
+    ds: str
+    status: str  # pass | fail | skipped
+    numbers: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+    rows: list[dict[str, Any]] = field(default_factory=list)  # up to OFFENDING_ROWS
+
+    @property
+    def blocks(self) -> bool:
+        return self.status == "fail" and self.severity == "error"
+
+    def line(self) -> str:
+        numbers = ", ".join(f"{k}={v}" for k, v in self.numbers.items())
+        why = f" ({self.note})" if self.note else ""
+        return (
+            f"{self.status.upper():7} {self.severity:5} {self.table} {self.ds} {self.check}: {numbers}{why}"
+        )
+
+
+@dataclass
+class Context:
+    """What a check looks at: the table's rows of ds on the branch, and what main holds."""
+
+    spark: SparkSession
+    zone: str
+    name: str
+    ds: dt.date
+
+    def rows(self, zone: str | None = None, name: str | None = None) -> DataFrame:
+        return tables.read(self.spark, zone or self.zone, name or self.name, since=self.ds, upto=self.ds)
+
+    def published_counts(self) -> dict[dt.date, int]:
+        """Rows per date on main (what readers see), dates before ds."""
+        table = tables.identifier(self.spark, self.zone, self.name)
+        main = tables.current_snapshot_id(self.spark, table)
+        if main is None:
+            return {}
+        parts = tables._metadata(self.spark, table, "partitions", f"VERSION AS OF {int(main)}")
+        per_date = parts.groupBy(F.col("partition.dt").alias("dt")).agg(F.sum("record_count").alias("n"))
+        return {r.dt: int(r.n) for r in per_date.collect() if r.dt is not None and r.dt < self.ds}
+
+
+def _offending(df: DataFrame) -> list[dict[str, Any]]:
+    return [
+        {k: (str(v) if v is not None else None) for k, v in r.asDict().items()}
+        for r in df.limit(OFFENDING_ROWS).collect()
+    ]
+
+
+# ---- the checks --------------------------------------------------------------------------------
+def key_unique_not_null(
+    ctx: Context, columns: list[str], nullable: list[str] = ()
+) -> tuple[bool, dict, list, str]:
+    rows = ctx.rows()
+    required = [c for c in columns if c not in nullable]
+    nulls = rows.filter(" OR ".join(f"`{c}` IS NULL" for c in required)) if required else rows.limit(0)
+    dupes = rows.groupBy(*columns).count().filter("count > 1")
+    n_nulls, n_dupes = nulls.count(), dupes.count()
+    numbers = {"rows": rows.count(), "null_keys": n_nulls, "duplicated_keys": n_dupes}
+    bad = _offending(nulls.select(*columns)) + _offending(dupes)
+    return n_nulls == 0 and n_dupes == 0, numbers, bad[:OFFENDING_ROWS], ""
+
+
+def row_count_vs_history(ctx: Context, band: list[float], allow_empty: bool = False, min_history: int = 3):
+    today = ctx.rows().count()
+    history = ctx.published_counts()
+    recent = [history[d] for d in sorted(history)[-HISTORY_DAYS:] if history[d] > 0 or not allow_empty]
+    if allow_empty:
+        recent = [n for n in recent if n > 0]
+        if today == 0:
+            return None, {"rows": 0}, [], "a day without data is allowed for this table"
+    if len(recent) < min_history:
+        return (
+            None,
+            {"rows": today, "history_days": len(recent)},
+            [],
+            f"fewer than {min_history} published dates",
+        )
+    median = statistics.median(recent)
+    low, high = band[0] * median, band[1] * median
+    numbers = {"rows": today, "median_last_7": median, "low": round(low, 3), "high": round(high, 3)}
+    return low <= today <= high, numbers, [], ""
+
+
+def pagerank_sums_to_one(ctx: Context, tolerance: float):
+    total = ctx.rows().agg(F.sum("pagerank")).first()[0] or 0.0
+    return abs(total - 1.0) <= tolerance, {"sum": total, "tolerance": tolerance}, [], ""
+
+
+def rolling_avg_is_sum_over_count(ctx: Context, tolerance: float):
+    rows = ctx.rows()
+    expected = F.col("rolling_30d_sum").cast("double") / F.col("rolling_30d_count")
+    bad = rows.filter(
+        (F.col("rolling_30d_count") == 0)
+        | (F.abs(F.col("rolling_30d_avg") - expected) > F.lit(tolerance) * F.abs(expected))
+    )
+    n = bad.count()
+    cols = ["region", "rolling_30d_sum", "rolling_30d_count", "rolling_30d_avg"]
+    return n == 0, {"rows": rows.count(), "wrong": n}, _offending(bad.select(*cols)), ""
+
+
+def k_segments_none_empty(ctx: Context, k: int):
+    sizes = {r.segment: int(r["count"]) for r in ctx.rows().groupBy("segment").count().collect()}
+    numbers = {"segments": len(sizes), "k": k, "sizes": {str(s): n for s, n in sorted(sizes.items())}}
+    ok = sorted(sizes) == list(range(k)) and all(n > 0 for n in sizes.values())
+    return ok, numbers, [], ""
+
+
+def return_1d_finite(ctx: Context):
+    rows = ctx.rows()
+    value = F.col("return_1d")
+    bad = rows.filter(value.isNotNull() & (F.isnan(value) | (F.abs(value) == float("inf"))))
+    n = bad.count()
+    return n == 0, {"rows": rows.count(), "not_finite": n}, _offending(bad.select("ticker", "return_1d")), ""
+
+
+def customers_in_features(ctx: Context):
+    segments = ctx.rows().select("customer_id")
+    features = ctx.rows("curated", "customer_features").select("customer_id")
+    missing = segments.join(features, "customer_id", "left_anti")
+    n = missing.count()
+    return n == 0, {"customers": segments.count(), "missing_from_features": n}, _offending(missing), ""
+
+
+def quarantine_share(ctx: Context, warn: float, error: float):
+    kept = ctx.rows().count()
+    rejected = ctx.rows("quarantine", ctx.name).count() if ctx.zone == "processed" else 0
+    total = kept + rejected
+    share = rejected / total if total else 0.0
+    numbers = {
+        "rows": total,
+        "quarantined": rejected,
+        "share": round(share, 6),
+        "warn_above": warn,
+        "error_above": error,
+    }
+    if share > error:
+        return False, numbers, [], "error"
+    if share > warn:
+        return False, numbers, [], "warn"
+    return True, numbers, [], ""
+
+
+KINDS: dict[str, Callable[..., tuple]] = {
+    "key_unique_not_null": key_unique_not_null,
+    "row_count_vs_history": row_count_vs_history,
+    "pagerank_sums_to_one": pagerank_sums_to_one,
+    "rolling_avg_is_sum_over_count": rolling_avg_is_sum_over_count,
+    "k_segments_none_empty": k_segments_none_empty,
+    "return_1d_finite": return_1d_finite,
+    "customers_in_features": customers_in_features,
+    "quarantine_share": quarantine_share,
+}
+
+
+def run_check(ctx: Context, check: dict[str, Any]) -> Result:
+    result = Result(f"{ctx.zone}.{ctx.name}", check["name"], check["severity"], str(ctx.ds), "pass")
+    passed, numbers, rows, note = KINDS[check["kind"]](ctx, **check.get("params", {}))
+    result.numbers, result.rows = numbers, rows
+    if passed is None:
+        result.status, result.note = "skipped", note
+    elif not passed:
+        result.status = "fail"
+        if note in ("warn", "error"):  # a check with its own thresholds says how bad it is
+            result.severity = note if check["severity"] == "error" else check["severity"]
+        else:
+            result.note = note
+    return result
+
+
+def audit(spark: SparkSession, spec: dict[str, list[dict[str, Any]]], dates: list[dt.date]) -> list[Result]:
+    """Every check of every table the branch holds, on each date."""
+    branch = tables.wap_branch(spark)
+    results = []
+    for table_name, checks in sorted(spec.items()):
+        zone, name = table_name.split(".", 1)
+        ident = tables.identifier(spark, zone, name)
+        if not spark.catalog.tableExists(ident) or tables.current_snapshot_id(spark, ident, branch) is None:
+            continue  # this run did not write it
+        for ds in dates:
+            ctx = Context(spark, zone, name, ds)
+            for check in checks:
+                result = run_check(ctx, check)
+                log.warning("audit: %s", result.line())
+                results.append(result)
+    return results
+
+
+def audit_uri(lake: str, ds: dt.date, branch: str) -> str:
+    """Where a run's audit results go (the branch's name with a file name's characters only)."""
+    return f"{lake}/_runs/audits/dt={ds}/{re.sub(r'[^A-Za-z0-9_.=-]', '_', branch)}.json"
+
+
+def run(spark: SparkSession, args) -> dict:
+    branch = tables.wap_branch(spark)
+    if not branch:
+        raise JobInputError("audit needs --branch (the run's branch holds what it checks)")
+    try:
+        spec = json.loads(args.checks)
+        unknown = {c["kind"] for checks in spec.values() for c in checks} - set(KINDS)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise JobInputError(f"--checks is not the checks' JSON: {exc}") from None
+    if unknown:
+        raise JobInputError(f"--checks names unknown kinds of check: {sorted(unknown)}")
+    results = audit(spark, spec, list(args.dates))
+    record = [asdict(r) | {"blocks": r.blocks} for r in results]
+    write_text(
+        spark,
+        audit_uri(args.lake, args.ds, branch),
+        json.dumps(record, indent=2, sort_keys=True, default=str),
+    )
+    strict = bool(getattr(args, "warnings_block", False))
+    failed = [r for r in results if r.blocks or (strict and r.status == "fail")]
+    summary = {
+        "checks": len(results),
+        "passed": sum(r.status == "pass" for r in results),
+        "warnings": sum(r.status == "fail" and r.severity == "warn" for r in results),
+        "errors": len(failed),
+        "skipped": sum(r.status == "skipped" for r in results),
+    }
+    metrics = {"rows_in": {}, "rows_out": {}, "rows_quarantined": 0, "audit": summary, "branch": branch}
+    if failed:
+        metrics["failed_checks"] = [r.line() for r in failed]
+        metrics["exit_code"] = EXIT_AUDIT_FAILED
+    return metrics
