@@ -25,14 +25,17 @@ OUTPUT = "customer_segments"
 # these are cheap at customer scale and make the result the converged local optimum.
 MAX_ITER = 100
 TOL = 1e-6
+PARTITIONS = 8  # the layout KMeans sees, the same on every target (see segment_inputs)
 
 
 def segment_inputs(features: DataFrame) -> DataFrame:
     """customer_id and the four segment features, typed as in customer_segments, in a fixed order.
 
     KMeans' k-means|| initialisation samples per partition, so the same customers in another
-    partition layout or row order could give other clusters: hash-partitioning and sorting by
-    customer_id makes a rerun on the same data give the same assignment.
+    partition layout or row order could give other clusters: hash-partitioning into a fixed
+    number of partitions (not the session's shuffle setting, which differs between a laptop and
+    a cluster) and sorting by customer_id makes every run on the same data, on either target,
+    give the same assignment.
     """
     schema = CURATED[OUTPUT]
     source = {
@@ -43,8 +46,7 @@ def segment_inputs(features: DataFrame) -> DataFrame:
     }
     cols = [F.col("customer_id").cast(schema["customer_id"].dataType).alias("customer_id")]
     cols += [F.col(source[name]).cast(schema[name].dataType).alias(name) for name in SEGMENT_FEATURES]
-    partitions = int(features.sparkSession.conf.get("spark.sql.shuffle.partitions"))
-    return features.select(*cols).repartition(partitions, "customer_id").sortWithinPartitions("customer_id")
+    return features.select(*cols).repartition(PARTITIONS, "customer_id").sortWithinPartitions("customer_id")
 
 
 def _ordered_by_spend(assigned: DataFrame) -> DataFrame:
