@@ -23,7 +23,9 @@ FIGURES = {
     "pagerank": "bench.fig_pagerank",
     "local_dag": "bench.fig_local_dag",
     "emr": "bench.fig_emr",
+    "commit": "bench.fig_commit",
 }
+SIZED = ("features", "commit")  # the figures that take --sizes
 
 
 def run_figure(name: str, args: argparse.Namespace, work: Path) -> core.FigureResult:
@@ -32,7 +34,7 @@ def run_figure(name: str, args: argparse.Namespace, work: Path) -> core.FigureRe
         cmd.append("--quick")
     if args.repeat:
         cmd += ["--repeat", str(args.repeat)]
-    if name == "features" and args.sizes:
+    if name in SIZED and args.sizes:
         cmd += ["--sizes", args.sizes]
     log = work / "logs" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -65,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, for development")
     parser.add_argument("--only", action="append", default=[], help=f"figures to run: {', '.join(FIGURES)}")
     parser.add_argument("--repeat", type=int, default=None, help="runs per measurement (default per figure)")
-    parser.add_argument("--sizes", default=None, help="figure 2's two sales row counts, e.g. 100000,1000000")
+    parser.add_argument(
+        "--sizes",
+        default=None,
+        help="figures 2 and 6: two row counts, e.g. 100000,1000000",
+    )
     parser.add_argument("--work", type=Path, default=None, help="work directory (default .bench/)")
     parser.add_argument("--out", type=Path, default=None, help="document to write")
     parser.add_argument(

@@ -146,6 +146,7 @@ class FigureResult:
     rows: list[Row] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
     ok: bool | None = None  # every target met (None: no target)
+    method: str = ""  # what is measured and how (markdown), printed with the figure
 
     def emit(self) -> None:
         print(RESULT_PREFIX + json.dumps(asdict(self), default=str), flush=True)
@@ -154,6 +155,14 @@ class FigureResult:
     def from_dict(cls, data: dict[str, Any]) -> FigureResult:
         rows = [Row(**r) for r in data.pop("rows", [])]
         return cls(rows=rows, **data)
+
+
+def method(doc: str | None) -> str:
+    """A figure module's docstring without its title paragraph: the figure's method, as markdown."""
+    import inspect
+
+    _, _, rest = inspect.cleandoc(doc or "").partition("\n\n")
+    return rest.strip()
 
 
 def check(value: float | None, limit: float) -> bool | None:

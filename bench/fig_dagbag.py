@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> core.FigureResult:
         rows=rows,
         details={**details, "runs": n, "import_errors": errors},
         ok=ok,
+        method=core.method(__doc__),
     )
 
 

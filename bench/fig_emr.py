@@ -185,6 +185,7 @@ def run(args: argparse.Namespace) -> core.FigureResult:
         rows=rows,
         details={"probes": probes, "runs": n},
         ok=all(r.met for r in rows if r.met is not None) and all(s == "success" for s in states),
+        method=core.method(__doc__),
     )
 
 

@@ -60,6 +60,7 @@ def render(results: list[FigureResult], machine: dict[str, Any], mode: str, find
             "",
             f"## Figure {r.figure}: {r.title}",
             "",
+            *([r.method, ""] if r.method else []),
             f"Load average at start: {r.load_start}.",
             "",
             "| measure | min | median | unit | target | met | note |",

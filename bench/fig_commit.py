@@ -1,0 +1,327 @@
+"""Figure 6: replacing one date of processed.sales, the Iceberg commit against the old Parquet swap.
+
+The same cached DataFrame of N processed-sales rows of one date (generated, repartitioned to
+the session's cores, cached and counted before any timing) replaces that date three ways, side
+by side in one Spark session, interleaved run by run so that load hits all three alike:
+
+- **Parquet swap (before the Iceberg tables)**: the jobs' old `write_partition`, reimplemented
+  here: Spark writes and commits the rows into a staging directory (snappy, as the old session
+  set), counts them from the staged files, renames the current `dt=` directory aside, renames
+  the staged one into its place and deletes the old one (Hadoop FileSystem calls).
+- **the same swap with zstd**: the tables' codec (`write.parquet.compression-codec`), so the gap
+  between this one and the Iceberg commit is the commit mechanism, not the codec.
+- **Iceberg commit**: `spark_jobs.tables.replace_dates`, what every job calls now: the table
+  check (`ensure_table`), one `overwrite(dt = ds)` that writes the data files and commits them
+  as one snapshot, then the snapshot's row counts from the table's metadata. The
+  `overwrite` call alone (write + commit) is timed too; the rest is that bookkeeping.
+
+Each size gets one untimed warm-up of each way (which also creates the date, so every timed
+run replaces an existing one, as a rerun does), then `--repeat` runs (default 3), min and
+median. After the runs both the `dt=` directory and the table's date are read back and must
+hold the generated rows (count and money total). On S3 the comparison changes, and this local
+figure cannot show it: S3 has no rename, so each of the swap's renames is a copy and a delete of
+every object of the date (and a reader can list a half-moved directory), while the Iceberg
+commit writes its data files once, in place, plus a few small metadata files and one catalog
+update (Glue UpdateTable), whatever the data size. No S3 time is given here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench import cli, core, data
+
+DS = dt.date(2024, 6, 30)
+FULL_SIZES = (1_000_000, 10_000_000)
+QUICK_SIZES = (50_000, 200_000)
+WAYS = {
+    "parquet_swap": "Parquet swap (old: staged write, 2 renames, delete)",
+    "parquet_swap_zstd": "Parquet swap with zstd (the tables' codec)",
+    "iceberg": "Iceberg commit (tables.replace_dates)",
+}
+
+
+def prepare(work: Path, rows: int) -> Path:
+    """The generated rows of DS as one Parquet file (kept between runs)."""
+    path = work / "fig6" / f"sales_{rows}_{DS}.parquet"
+    if not path.exists():
+        data.one_day_of_sales(path, rows, DS)
+    return path
+
+
+def partition_dir(lake: str, ds: dt.date) -> str:
+    return f"{lake}/processed/sales/dt={ds}"
+
+
+def parquet_swap(df, lake: str, ds: dt.date, compression: str = "snappy") -> dict[str, Any]:
+    """Replace `LAKE/processed/sales/dt=ds/` with df the old way; seconds of each part and the rows.
+
+    The jobs' `write_partition` before the Iceberg tables: write and commit into a staging
+    directory, count the staged rows, move the current partition aside, move the staged one into
+    place (restoring the old one if that fails), then delete the old one.
+    """
+    from spark_jobs.common import hadoop_fs
+
+    spark = df.sparkSession
+    target = partition_dir(lake, ds)
+    staging = f"{lake}/_staging/processed/sales/dt={ds}.{uuid.uuid4().hex[:12]}"
+    backup = f"{staging}.previous"
+    start = time.perf_counter()
+    df.write.mode("errorifexists").option("compression", compression).parquet(staging)
+    rows = spark.read.parquet(staging).count()
+    written = time.perf_counter()
+    fs, target_path = hadoop_fs(spark, target)
+    _, staged_path = hadoop_fs(spark, staging)
+    _, backup_path = hadoop_fs(spark, backup)
+    fs.mkdirs(target_path.getParent())
+    had_previous = bool(fs.exists(target_path))
+    if had_previous and not fs.rename(target_path, backup_path):
+        raise OSError(f"could not move {target} aside; it is unchanged")
+    if not fs.rename(staged_path, target_path):
+        if had_previous and not fs.rename(backup_path, target_path):
+            raise OSError(f"could not move the new {target} into place nor restore it; it is at {backup}")
+        raise OSError(f"could not move the new {target} into place; the previous one is restored")
+    swapped = time.perf_counter()
+    if had_previous:
+        fs.delete(backup_path, True)
+    done = time.perf_counter()
+    return {
+        "total": done - start,
+        "write": written - start,
+        "swap": swapped - written,
+        "delete": done - swapped,
+        "rows": rows,
+    }
+
+
+class _OverwriteTimer:
+    """Times DataFrameWriterV2.overwrite (Iceberg's write + commit) inside replace_dates."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def __enter__(self) -> _OverwriteTimer:
+        from pyspark.sql.readwriter import DataFrameWriterV2
+
+        self._original = original = DataFrameWriterV2.overwrite
+        timer = self
+
+        def overwrite(writer, condition):
+            start = time.perf_counter()
+            try:
+                return original(writer, condition)
+            finally:
+                timer.seconds.append(time.perf_counter() - start)
+
+        DataFrameWriterV2.overwrite = overwrite
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from pyspark.sql.readwriter import DataFrameWriterV2
+
+        DataFrameWriterV2.overwrite = self._original
+
+
+def iceberg_commit(df, ds: dt.date) -> dict[str, Any]:
+    """Replace date ds of processed.sales with df (rows with `dt`) as every job does now."""
+    from spark_jobs import tables
+    from spark_jobs.schemas import PROCESSED
+
+    with _OverwriteTimer() as timer:
+        seconds, written = core.timed(
+            lambda: tables.replace_dates(
+                df, "processed", "sales", PROCESSED["sales"], [ds], job="bench.commit"
+            )
+        )
+    return {
+        "total": seconds,
+        "overwrite": sum(timer.seconds),
+        "bookkeeping": seconds - sum(timer.seconds),
+        "rows": written.total,
+        "snapshot_id": written.snapshot_id,
+    }
+
+
+def check(lake_dir: Path, parquet_lake: Path, ds: dt.date, source: Path) -> dict[str, Any]:
+    """Both places hold exactly the generated rows: count and money total, read without Spark."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+    import pyarrow.parquet as pq
+
+    generated = pq.read_table(source, columns=["transaction_id", "total_amount"])
+    swapped = pads.dataset(parquet_lake / "processed" / "sales" / f"dt={ds}", format="parquet").to_table(
+        columns=["transaction_id", "total_amount"]
+    )
+    table = data.catalog(lake_dir).load_table("processed.sales")
+    committed = table.scan(
+        row_filter=f"dt = '{ds}'", selected_fields=("transaction_id", "total_amount")
+    ).to_arrow()
+    summary = table.current_snapshot().summary.additional_properties
+
+    def facts(t) -> dict[str, Any]:
+        return {
+            "rows": t.num_rows,
+            "ids": pc.count_distinct(t.column("transaction_id")).as_py(),
+            "total": str(pc.sum(t.column("total_amount")).as_py()),
+        }
+
+    want, got_swap, got_ice = facts(generated), facts(swapped), facts(committed)
+    leftovers = sorted(p.name for p in (parquet_lake / "_staging" / "processed" / "sales").glob("*"))
+    return {
+        "agree": want == got_swap == got_ice and not leftovers,
+        "generated": want,
+        "parquet_swap": got_swap,
+        "iceberg": got_ice,
+        "staging_leftovers": leftovers,
+        "parquet_files": len(list((parquet_lake / "processed" / "sales" / f"dt={ds}").glob("*.parquet"))),
+        "iceberg_files_added": int(summary.get("added-data-files", 0)),
+    }
+
+
+def measure(spark, work: Path, rows: int, n: int) -> dict[str, Any]:
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from spark_jobs import tables
+
+    source = prepare(work, rows)
+    root = work / "fig6" / f"rows_{rows}"
+    if root.exists():
+        shutil.rmtree(root)  # fresh lakes: no earlier run's snapshots or directories
+    lake_dir, parquet_lake = root / "lake", root / "parquet_lake"
+    lake_dir.mkdir(parents=True)
+    parquet_lake.mkdir(parents=True)
+    session = tables.bind(spark, data.lake_uri(lake_dir))
+    cores = spark.sparkContext.defaultParallelism
+    df = (
+        session.read.parquet(source.resolve().as_uri())
+        .repartition(cores)
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    cached = df.count()
+    with_dt = df.withColumn("dt", F.lit(DS))
+    plake = data.lake_uri(parquet_lake)
+    ways = {
+        "parquet_swap": lambda: parquet_swap(df, plake, DS, "snappy"),
+        "parquet_swap_zstd": lambda: parquet_swap(df, plake, DS, "zstd"),
+        "iceberg": lambda: iceberg_commit(with_dt, DS),
+    }
+    load = core.load_average()
+    warmup = {name: way() for name, way in ways.items()}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in ways}
+    for _ in range(n):
+        for name, way in ways.items():
+            runs[name].append(way())
+    df.unpersist()
+    result = {
+        "rows": rows,
+        "cached_rows": cached,
+        "load_start": load,
+        "warmup": warmup,
+        "runs": runs,
+        "check": check(lake_dir, parquet_lake, DS, source),
+    }
+    # the data is not needed afterwards; the source file is kept for the next run
+    shutil.rmtree(root, ignore_errors=True)
+    return result
+
+
+def _timing(runs: list[dict[str, Any]], part: str) -> core.Timing:
+    return core.Timing([r[part] for r in runs])
+
+
+def run(args: argparse.Namespace) -> core.FigureResult:
+    from spark_jobs.common import get_spark
+
+    load = core.load_average()
+    work = core.work_dir(args.work)
+    sizes = tuple(args.sizes) if args.sizes else QUICK_SIZES if args.quick else FULL_SIZES
+    n = cli.runs(args, full=3, quick=3)
+    startup, spark = core.timed(lambda: get_spark("bench_commit"))
+    per_size = {rows: measure(spark, work, rows, n) for rows in sizes}
+    spark.stop()
+
+    rows_out: list[core.Row] = []
+    medians: dict[int, dict[str, float]] = {}
+    for rows, r in per_size.items():
+        label = f"{rows / 1e6:g}M rows"
+        note = f"load {r['load_start']}"
+        medians[rows] = {}
+        for name, title in WAYS.items():
+            total = _timing(r["runs"][name], "total")
+            medians[rows][name] = total.median
+            rows_out.append(core.Row(f"{label}: {title}", total.min, total.median, note=note))
+            parts = ("write", "swap", "delete") if name != "iceberg" else ("overwrite", "bookkeeping")
+            for part in parts:
+                t = _timing(r["runs"][name], part)
+                what = {
+                    "write": "of which staged write + count",
+                    "swap": "of which the two renames",
+                    "delete": "of which deleting the old directory",
+                    "overwrite": "of which overwrite(dt = ds): write + commit",
+                    "bookkeeping": "of which table check + snapshot lookups + row counts",
+                }[part]
+                rows_out.append(core.Row(f"{label}: {title}, {what}", t.min, t.median))
+        ratio = medians[rows]["iceberg"] / medians[rows]["parquet_swap"]
+        ratio_zstd = medians[rows]["iceberg"] / medians[rows]["parquet_swap_zstd"]
+        rows_out.append(core.Row(f"{label}: Iceberg / Parquet swap (median)", None, ratio, unit="x"))
+        rows_out.append(
+            core.Row(f"{label}: Iceberg / Parquet swap with zstd (median)", None, ratio_zstd, unit="x")
+        )
+        c = r["check"]
+        rows_out.append(
+            core.Row(
+                f"{label}: both hold the generated rows",
+                None,
+                None,
+                unit="",
+                target="identical",
+                met=c["agree"],
+                note=(
+                    f"{c['generated']['rows']:,} rows, total {c['generated']['total']}; files: Parquet "
+                    f"{c['parquet_files']}, Iceberg {c['iceberg_files_added']}; "
+                    f"staging left: {len(c['staging_leftovers'])}"
+                ),
+            )
+        )
+    rows_out.append(core.Row("Spark session start-up (once, not in the times)", startup, startup))
+    big = max(sizes)
+    m = medians[big]
+    agree = all(r["check"]["agree"] for r in per_size.values())
+    summary = (
+        f"replace one date of {big:,} rows: Iceberg commit {m['iceberg']:.1f}s vs Parquet swap "
+        f"{m['parquet_swap']:.1f}s (zstd {m['parquet_swap_zstd']:.1f}s), medians of {n}; "
+        f"same rows: {agree}; local disk (on S3 each rename is a copy + delete), load {load}"
+    )
+    return core.FigureResult(
+        figure=6,
+        name="commit",
+        title="Replacing a date: Iceberg commit vs the old Parquet directory swap",
+        summary=summary,
+        load_start=load,
+        rows=rows_out,
+        details={"sizes": {str(k): v for k, v in per_size.items()}, "runs": n},
+        ok=agree,
+        method=core.method(__doc__),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = cli.parser(__doc__)
+    p.add_argument(
+        "--sizes",
+        type=lambda v: sorted(int(x) for x in v.split(",")),
+        default=None,
+        help="two row counts, small,big (default 1000000,10000000)",
+    )
+    run(p.parse_args(argv)).emit()
+
+
+if __name__ == "__main__":
+    main()
