@@ -221,8 +221,8 @@ def airflow_env(inst: Instance) -> dict[str, str]:
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "true",
         # Off by default: the demo lake holds 2024 data, so the nightly cron run for yesterday
-        # (created as soon as the DAG is unpaused) could only fail. Triggered runs and backfills
-        # run either way.
+        # (created as soon as the DAG is unpaused) could only fail. On, an unpaused maintenance DAG
+        # also runs every Sunday on the lake. Triggered runs and backfills run either way.
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(inst.cron_schedules),
         # A task's execution-API token is issued when it is queued; on 2 cores a task can wait
         # longer than the 10-minute default for a worker slot and would then fail "Invalid auth
@@ -343,7 +343,10 @@ def start(args: argparse.Namespace) -> Instance:
         pg_user=pg_user,
         lake=lake,
         # Secrets persist across restarts: connections encrypted with the Fernet key stay readable.
-        jwt_secret=previous.jwt_secret if previous else secrets.token_urlsafe(32),
+        # The API signs its tokens with HS512: a key of at least 64 bytes (RFC 7518, 3.2).
+        jwt_secret=previous.jwt_secret
+        if previous and len(previous.jwt_secret) >= 64
+        else secrets.token_urlsafe(64),
         fernet_key=previous.fernet_key if previous else _fernet_key(),
         worker_log_port=_free_port(8793),
         trigger_log_port=_free_port(8794),
@@ -468,7 +471,8 @@ def main(argv: list[str] | None = None) -> int:
         "--cron-schedules",
         choices=("on", "off"),
         default="off",
-        help="let the scheduler create runs from DAG schedules (off: only triggered runs and backfills)",
+        help="let the scheduler create runs from DAG schedules: the nightly run, the weekly maintenance "
+        "(off: only triggered runs and backfills)",
     )
     parser.add_argument("--wait", type=float, default=240, help="seconds to wait for health (0: do not wait)")
     args = parser.parse_args(argv)

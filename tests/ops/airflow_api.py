@@ -36,10 +36,13 @@ class AirflowApi:
         return self.request("GET", path, params=params)
 
     # ---- what the UI does ----------------------------------------------------------------
-    def trigger_like_the_ui_form(self, dag_id: str, logical_date: str, overrides: dict[str, Any]) -> dict:
+    def trigger_like_the_ui_form(
+        self, dag_id: str, logical_date: str | None, overrides: dict[str, Any]
+    ) -> dict:
         """The trigger form: it shows every Param with its default (from the DAG details), the
         user changes some, and on submit the UI unpauses the DAG ("Unpause on trigger", checked
-        by default) and POSTs the whole form as conf with the logical date."""
+        by default) and POSTs the whole form as conf with the logical date (none for a DAG
+        without a schedule, whose form leaves it empty)."""
         params = self.get(f"/dags/{dag_id}/details")["params"]
         conf = {name: spec.get("value") for name, spec in params.items()}
         unknown = set(overrides) - set(conf)

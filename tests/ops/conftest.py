@@ -39,6 +39,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "airflow_local.py"
 DAG_ID = "customer_analytics_nightly"
+MAINTENANCE_DAG_ID = "customer_analytics_maintenance"  # weekly
+ROLLBACK_DAG_ID = "customer_analytics_rollback"  # manual
 # Demo landing data for HISTORY_START..BACKFILL_DATES[-1]; the triggered run loads the history up
 # to RUN_DS, then the backfill runs the three days after it. All weekdays (Mon 3 June to Thu 13
 # June 2024): on a weekend the market is closed and stock_daily is rightly empty.

@@ -13,6 +13,7 @@ import compose
 import pytest
 
 from include.settings import ENV_VARS
+from spark_jobs.common import JARS_DIR_VAR
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yaml"
@@ -130,10 +131,22 @@ def test_image_is_the_official_airflow_plus_java_and_our_pinned_requirements(con
         for line in (ROOT / "docker" / "Dockerfile.dockerignore").read_text().splitlines()
         if line.startswith("!")
     }
-    for line in re.findall(r"^COPY (?:--\S+ )*(.+) \S+$", text, re.M):
+    for line in re.findall(r"^COPY (?!.*--from=)(?:--\S+ )*(.+) \S+$", text, re.M):
         for src in line.split():
             assert (ROOT / src).is_file(), src
             assert src in allowed, src
+    # The local target's Spark packages (Iceberg, the SQLite catalog's driver): the artifacts of
+    # jars/pom.xml, fetched in a build stage, where spark_jobs looks for them.
+    stage = re.search(r"^FROM maven:\S+ AS (\w+)$", text, re.M)
+    assert stage, "a Maven stage fetches jars/pom.xml's artifacts"
+    assert re.search(
+        r"^COPY jars/pom\.xml (\S+)/pom\.xml\nRUN mvn .*-f \1/pom\.xml dependency:copy-dependencies",
+        text,
+        re.M,
+    )
+    copied = re.search(rf"^COPY --from={stage.group(1)} (?:--\S+ )*\S+ (\S+)$", text, re.M)
+    assert copied, "the image copies the fetched jars"
+    assert re.search(rf"^ENV {JARS_DIR_VAR}={re.escape(copied.group(1))}$", text, re.M)
     services = config["services"]
     assert all(services[name]["build"] == build for name in AIRFLOW_SERVICES)
 

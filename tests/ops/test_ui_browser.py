@@ -1,5 +1,6 @@
 """The Airflow UI in headless Chromium (Debian's chromium + chromium-driver), as a user sees it:
-log in, open the nightly DAG, open its trigger form with the Params, open the finished run's grid.
+log in, list the DAGs, open the nightly DAG, open its trigger form with the Params, open the
+finished run's grid.
 Each page is saved to docs/screenshots/. Slow: `make test-ops` (after the triggered run)."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from urllib.parse import quote
 import pytest
 
 from include import pipeline as P
-from tests.ops.conftest import DAG_ID, ROOT
+from tests.ops.conftest import DAG_ID, MAINTENANCE_DAG_ID, ROLLBACK_DAG_ID, ROOT
 
 pytestmark = pytest.mark.ops
 
@@ -92,9 +93,19 @@ def logged_in(browser, airflow_server):
     return browser
 
 
+def test_dag_list_shows_the_pipeline_and_its_upkeep_dags(logged_in, airflow_server, nightly_run):
+    logged_in.get(f"{airflow_server.url}/dags")
+    # The nightly run (daily 02:00), weekly maintenance (Sunday 04:00), rollback (manual only).
+    _wait_text(logged_in, DAG_ID, "0 2 * * *", MAINTENANCE_DAG_ID, "0 4 * * 0", ROLLBACK_DAG_ID)
+    _shot(logged_in, "00-dag-list.png")
+
+
 def test_dag_page_shows_the_nightly_dag_with_its_tasks(logged_in, airflow_server, nightly_run):
     logged_in.get(f"{airflow_server.url}/dags/{DAG_ID}")
-    _wait_text(logged_in, DAG_ID, "Schedule", "0 2 * * *", "plan", "run_ingest_sales", "run_segments")
+    _wait_text(
+        logged_in, DAG_ID, "Schedule", "0 2 * * *", "plan", "start_spark", "run_ingest_sales",
+        "run_segments", "stop_spark",
+    )  # fmt: skip
     _shot(logged_in, "01-nightly-dag.png")
 
 
@@ -123,7 +134,11 @@ def test_trigger_form_shows_every_param_with_its_title_and_default(logged_in, ai
 def test_grid_of_the_finished_run_shows_every_task(logged_in, airflow_server, nightly_run):
     run_id = nightly_run["dag_run_id"]
     logged_in.get(f"{airflow_server.url}/dags/{DAG_ID}/runs/{quote(run_id, safe='')}")
-    # plan, one task per step, run_report
-    tasks = f"{len(P.PIPELINE) + 2} Task Instances"
-    _wait_text(logged_in, run_id, "Success", tasks, "run_ingest_sales", "run_segments", "run_report")
+    # plan, start_spark, one task per step, run_audit, run_publish, one register_ per output,
+    # stop_spark, run_report
+    tasks = f"{len(P.PIPELINE) + len(P.OUTPUTS) + 6} Task Instances"
+    _wait_text(
+        logged_in, run_id, "Success", tasks, "start_spark", "run_ingest_sales", "run_segments",
+        "stop_spark", "run_report",
+    )  # fmt: skip
     _shot(logged_in, "03-finished-run-grid.png")
