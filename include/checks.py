@@ -3,7 +3,7 @@
 `error` blocks publishing (the run fails, main stays as it was, the branch is kept for a
 person to look at); `warn` only reports, unless the run's form asks for a clean audit
 (`publish_despite_warnings` off). The checks run in Spark on the run's branch (spark_jobs/audit.py
-implements each kind); `checks_json` is what the audit step's command line carries.
+implements each kind); `checks_json` is what the plan writes for the audit step to read (`--checks-uri`).
 
 Every table gets its key check (unique, not null, as the data contract names keys) and its row
 count against history; the processed datasets their quarantine share; some outputs an invariant
@@ -109,7 +109,7 @@ def tables_of(steps: list[str]) -> list[str]:
 
 
 def checks_json(audit: AuditSettings, tables: list[str]) -> str:
-    """The audit step's `--checks` argument: the declared checks of `tables`."""
+    """The run's checks file (the audit reads it by `--checks-uri`): the declared checks of `tables`."""
     spec = declared(audit)
     return json.dumps({t: [asdict(c) for c in spec[t]] for t in tables if t in spec}, sort_keys=True)
 

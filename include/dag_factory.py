@@ -35,10 +35,11 @@ from airflow.sdk import (
 
 from include import pipeline as P
 from include.cluster_profiles import PROFILES, cluster_tags, job_flow_overrides
-from include.run_report import add_run_report
+from include.run_report import add_run_report, lake_io
 from include.settings import PROJECT_ROOT, Settings
 from plugins.spark_job import SparkJobSubprocessOperator
 from spark_jobs.catalog import WAREHOUSE
+from spark_jobs.paths import audit_uri
 
 NIGHTLY_DAG_ID = "customer_analytics_nightly"
 BACKFILL_DAG_ID = "customer_analytics_backfill"
@@ -197,9 +198,9 @@ def plan_nightly(
     }
     # Write-audit-publish: every step commits to the run's branch; the audit checks what they
     # wrote there; only then does publish make it what readers see.
-    commands.update(
-        wap_commands(settings, ds=ds, run_id=run_id, branch=branch, steps=list(commands), params=params)
-    )
+    wap = wap_commands(settings, ds=ds, run_id=run_id, branch=branch, steps=list(commands), params=params)
+    plan["checks"] = wap.pop("checks")
+    commands.update(wap)
     for name, args in commands.items():
         if settings.is_emr:
             assert code is not None  # noqa: S101 (emr plans always get the code location)
@@ -259,7 +260,13 @@ def plan_backfill(
     batches.append([(f"{start}..{end}", P.AUDIT, wap["audit"])])
     batches.append([(end, P.PUBLISH, wap["publish"])])
 
-    plan: dict[str, Any] = {"dates": dates, "start_ds": start, "end_ds": end, "branch": branch}
+    plan: dict[str, Any] = {
+        "dates": dates,
+        "start_ds": start,
+        "end_ds": end,
+        "branch": branch,
+        "checks": wap["checks"],
+    }
     if not settings.is_emr:
         plan["commands"] = [args for batch in batches for _, _, args in batch]
         plan["spark_server"] = spark_server_socket(dag_id, run_id) if settings.local_spark_server else None
@@ -292,19 +299,23 @@ def wap_commands(
     params: dict[str, Any],
     start_ds: str | None = None,
 ) -> dict[str, list[str]]:
-    """The audit's and publish's command lines of a run whose `steps` write to `branch`."""
+    """The audit's and publish's command lines of a run whose `steps` write to `branch`, and the
+    run's checks (`checks`: the JSON and where the audit reads it)."""
     from include.checks import checks_json, tables_of
 
     lake = settings.lake
+    checks_uri = audit_uri(lake, ds, branch, "checks")
     audit = P.job_args(P.AUDIT, ds=ds, lake=lake, start_ds=start_ds, run_id=run_id, branch=branch)
-    audit += ["--checks", checks_json(settings.audit, tables_of(steps))]
+    audit += ["--checks-uri", checks_uri]
     despite = params.get("publish_despite_warnings", True)
     if not isinstance(despite, bool):
         raise P.RunParamError(f"publish_despite_warnings must be true or false, got {despite!r}")
     if not despite:
         audit.append("--warnings-block")  # the form asked for a clean audit
     publish = P.job_args(P.PUBLISH, ds=ds, lake=lake, run_id=run_id, branch=branch)
-    return {"audit": audit, "publish": publish}
+    # the plan task writes the checks where the audit reads them
+    checks = {"uri": checks_uri, "json": checks_json(settings.audit, tables_of(steps))}
+    return {"audit": audit, "publish": publish, "checks": checks}
 
 
 def _code_args(code: dict[str, str]) -> dict[str, str]:
@@ -329,8 +340,14 @@ def _plan_task(settings: Settings, kind: str):
             "code": code,
         }
         if kind == "nightly":
-            return plan_nightly(settings, ds=_run_ds(ctx.get("logical_date")), **common)
-        return plan_backfill(settings, **common)
+            plan = plan_nightly(settings, ds=_run_ds(ctx.get("logical_date")), **common)
+        else:
+            plan = plan_backfill(settings, **common)
+        # the run's checks, where its audit step reads them (validated above, written once)
+        _, write = lake_io(settings.aws_conn_id, settings.region)
+        write(plan["checks"]["uri"], plan["checks"]["json"])
+        plan["checks"] = plan["checks"]["uri"]
+        return plan
 
     return plan()
 

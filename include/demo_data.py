@@ -183,6 +183,13 @@ class DayFiles:
     bad: dict[str, int] = field(default_factory=dict)
 
 
+def _one_kind_a_day(kinds: dict[str, list[str]], day: dt.date) -> dict[str, list[str]]:
+    """One kind of bad row a day, taking turns: every kind shows over two days, and the day's
+    quarantine share of the small datasets (referrals, clickstream) stays under the audit's 1 %."""
+    name = sorted(kinds)[day.toordinal() % len(kinds)]
+    return {name: kinds[name]}
+
+
 def _csv_day(name: str, lines: np.ndarray, duplicates: int, bad: dict[str, list[str]], rng) -> DayFiles:
     header = ",".join(LANDING_COLUMNS[name])
     body, dups = _with_extra_lines(rng, lines, duplicates, [line for rows in bad.values() for line in rows])
@@ -268,11 +275,11 @@ def referrals_day(pop: Population, i: int, day: dt.date, n: int, seed: int) -> D
     ts = _iso_utc(day, seconds, "s", rng)
     lines = _cat(pop.ids[referrer], ",", pop.ids[referred], ",", ts)
     someone = pop.ids[referrer[0]] if len(referrer) else pop.ids[0]
-    bad = {
+    kinds = {
         "referred_id: self-referral": [f"{someone},{someone},{day}T10:00:00Z"],
         "referral_ts: timestamp without zone": [f"{pop.ids[0]},{pop.ids[1]},{day}T10:00:00"],
     }
-    return _csv_day("referrals", lines, 1, bad, rng)
+    return _csv_day("referrals", lines, 1, _one_kind_a_day(kinds, day), rng)
 
 
 class StockMarket:
@@ -330,17 +337,21 @@ def clickstream_day(pop: Population, i: int, day: dt.date, n: int, seed: int) ->
     duplicates = max(1, n // 100)
     copies = lines[rng.choice(n, size=duplicates, replace=False)]
     half = duplicates // 2
-    bad = [
-        f'{{"event_id":"E{day:%Y%m%d}-BAD1","user_id":"{pop.ids[0]}","page":"ho',  # truncated line
-        f'{{"event_id":"E{day:%Y%m%d}-BAD2","user_id":"{pop.ids[0]}","page":"home",'
-        f'"event_ts":"{day}T12:00:00.000"}}',
-    ]
-    on_time, _ = _with_extra_lines(rng, lines[~late], 0, [*copies[:half], *bad])
+    kinds = {
+        "malformed JSON": [f'{{"event_id":"E{day:%Y%m%d}-BAD1","user_id":"{pop.ids[0]}","page":"ho'],  # cut
+        "event_ts: timestamp without zone": [
+            f'{{"event_id":"E{day:%Y%m%d}-BAD2","user_id":"{pop.ids[0]}","page":"home",'
+            f'"event_ts":"{day}T12:00:00.000"}}'
+        ],
+    }
+    bad = _one_kind_a_day(kinds, day)
+    bad_lines = [line for rows in bad.values() for line in rows]
+    on_time, _ = _with_extra_lines(rng, lines[~late], 0, [*copies[:half], *bad_lines])
     return DayFiles(
         files={"part-0000.json": on_time, "late-0000.json": np.concatenate([lines[late], copies[half:]])},
-        rows=n + duplicates + len(bad),
+        rows=n + duplicates + len(bad_lines),
         duplicates=duplicates,
-        bad={"malformed JSON": 1, "event_ts: timestamp without zone": 1},
+        bad={kind: len(rows) for kind, rows in bad.items()},
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import chain, task
 
 from include import pipeline as P
@@ -163,10 +164,11 @@ def nightly_emr(settings: Settings, plan: Any) -> None:
         waits[step.name] = wait
     # Write-audit-publish on the same cluster: the audit once every step ended (none failed),
     # publish only after it passed, each output's asset event after that.
+    # (Airflow wants a setup's direct followers on all_success: the join carries the rule.)
+    steps_done = EmptyOperator(task_id="steps_done", trigger_rule="none_failed_min_one_success")
     add_audit, wait_audit = _step_tasks(settings, plan, create, "audit")
-    add_audit.trigger_rule = "none_failed_min_one_success"
     add_publish, wait_publish = _step_tasks(settings, plan, create, "publish")
-    list(waits.values()) >> add_audit
+    list(waits.values()) >> steps_done >> add_audit
     wait_audit >> add_publish
     for step in P.PIPELINE:
         for output in step.produces:

@@ -6,16 +6,19 @@ usual AWS chain). Used by `make demo`'s summary, the run report's charts, and pe
 
     python -m include.lake snapshots curated.customer_features [--lake LAKE]
     python -m include.lake rollback curated.customer_features --before-run RUN_ID [--lake LAKE] [--apply]
+    python -m include.lake publish --branch audit_RUN_ID --ds DS [--dag-id DAG] [--lake LAKE] [--apply]
 
 `rollback` puts a table back to the snapshot it had before a run's first commit (the jobs record
-the Airflow run id on every commit). Without --apply it only says what it would do, including
-the later commits that rolling back would take away.
+the Airflow run id on every commit). `publish` makes a branch a run left unpublished (its audit
+failed, a person looked and accepts it) what readers see, in every table that has it, and
+records that in the run's report. Without --apply both only say what they would do.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import sys
 from collections.abc import Mapping
@@ -162,6 +165,53 @@ def rollback(table: Any, plan: RollbackPlan) -> None:
     table.manage_snapshots().rollback_to_snapshot(plan.target).commit()
 
 
+def branch_tables(catalog: Any, lake: str, branch: str) -> list[tuple[str, Any]]:
+    """(zone.name, table) of every table of the lake that has `branch`."""
+    found = []
+    for zone, namespace in namespaces(lake, _glue_prefix()).items():
+        if (namespace,) not in catalog.list_namespaces():
+            continue
+        for ident in catalog.list_tables(namespace):
+            table = catalog.load_table(ident)
+            if branch in table.metadata.refs:
+                found.append((f"{zone}.{ident[-1]}", table))
+    return sorted(found, key=lambda pair: pair[0])
+
+
+def publish_branch(table: Any, branch: str) -> int:
+    """Fast-forward main to `branch` (refused unless main is the branch's ancestor); drop the branch."""
+    head = table.metadata.refs[branch].snapshot_id
+    main = table.current_snapshot()
+    ancestors, snapshot = set(), table.snapshot_by_id(head)
+    while snapshot is not None:
+        ancestors.add(snapshot.snapshot_id)
+        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
+    if main is not None and main.snapshot_id not in ancestors:
+        raise SystemExit(f"main of {table.name()} moved since {branch} was made: not a fast-forward")
+    # main moves to the branch's head (the commit asserts main is still where it was read)
+    table.manage_snapshots().set_current_snapshot(snapshot_id=head).remove_branch(branch).commit()
+    return head
+
+
+def _glue_prefix() -> str:
+    return os.environ.get("PIPELINE_GLUE_DATABASE_PREFIX") or "customer_analytics"
+
+
+def record_publish_by_hand(lake: str, dag_id: str, ds: str, entry: dict[str, Any]) -> str | None:
+    """Add `entry` to the run report of (dag_id, ds), when there is one; returns its URI."""
+    from include.run_report import lake_io, report_uri
+
+    read, write = lake_io(None, None)
+    uri = report_uri(lake, dag_id, ds)
+    text = read(uri)
+    if text is None:
+        return None
+    report = json.loads(text)
+    report.setdefault("published_by_hand", []).append(entry)
+    write(uri, json.dumps(report, indent=2, sort_keys=True, default=str))
+    return uri
+
+
 def _lake_default() -> str:
     from include.settings import load_settings
 
@@ -182,6 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     back.add_argument("table", help="<zone>.<name>, e.g. curated.customer_features")
     back.add_argument("--before-run", required=True, help="the Airflow run_id whose commits to take away")
     back.add_argument("--apply", action="store_true", help="do it (without: say what it would do)")
+    pub = sub.add_parser("publish", help="make a kept audit branch what readers see (after a person looked)")
+    pub.add_argument("--branch", required=True, help="the run's branch: audit_<run id>")
+    pub.add_argument("--ds", required=True, help="the run's date (its report gets a record of this)")
+    pub.add_argument("--dag-id", default="customer_analytics_nightly", help="the run's DAG (its report)")
+    pub.add_argument("--apply", action="store_true", help="do it (without: say what it would do)")
     args = parser.parse_args(argv)
 
     lake = (args.lake or _lake_default()).rstrip("/")
@@ -195,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     catalog = open_catalog(lake)
+    if args.command == "publish":
+        return _publish_command(catalog, lake, args)
     ident = table_id(lake, args.table, prefix)
     if not catalog.table_exists(ident):
         print(f"no table {ident} in the catalog of {lake}", file=sys.stderr)
@@ -211,6 +268,28 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rollback(table, plan)
     print(f"{args.table} now reads snapshot {plan.target}")
+    return 0
+
+
+def _publish_command(catalog: Any, lake: str, args: argparse.Namespace) -> int:
+    found = branch_tables(catalog, lake, args.branch)
+    if not found:
+        print(f"no table of {lake} has branch {args.branch}", file=sys.stderr)
+        return 2
+    for name, table in found:
+        print(f"{name}: main -> {table.metadata.refs[args.branch].snapshot_id} ({args.branch})")
+    if not args.apply:
+        print("(nothing changed: add --apply to publish)")
+        return 0
+    published = {name: publish_branch(table, args.branch) for name, table in found}
+    entry = {
+        "branch": args.branch,
+        "tables": published,
+        "by": os.environ.get("USER") or "unknown",
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),  # when a person acted: a record
+    }
+    where = record_publish_by_hand(lake, args.dag_id, args.ds, entry)
+    print(f"published {len(published)} table(s); recorded in {where or 'no report (none for that run)'}")
     return 0
 
 

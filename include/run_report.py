@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from include import pipeline as P
+from spark_jobs import paths
 
 REPORTS_DIR = "_runs/reports"
-METRICS_DIR = "_runs/metrics"  # the same folder spark_jobs/cli.py writes to
 PRICES_FILE = Path(__file__).with_name("instance_prices.json")
 FAILED_STATES = ("failed", "upstream_failed")
 # EMR's normalization factors by instance size (small = 1); "<n>xlarge" is 8 * n.
@@ -54,7 +54,9 @@ def metrics_name(step: P.Step) -> str:
 
 
 def metrics_uri(lake: str, step: P.Step, ds: str) -> str:
-    return f"{lake}/{METRICS_DIR}/dt={ds}/{metrics_name(step)}.json"
+    """The metrics file the step's job writes for ds (spark_jobs/paths.py)."""
+    dataset = step.options[step.options.index("--dataset") + 1] if "--dataset" in step.options else None
+    return paths.metrics_uri(lake, step.job, ds, dataset)
 
 
 def report_uri(lake: str, dag_id: str, ds: str, name: str = "report.json") -> str:
@@ -63,9 +65,11 @@ def report_uri(lake: str, dag_id: str, ds: str, name: str = "report.json") -> st
 
 
 def nightly_steps(ds: str, selected: Sequence[str], *, emr: bool) -> list[PlannedStep]:
-    """Every pipeline step for `ds`; those the run's outputs did not need are marked unselected."""
+    """Every pipeline step for `ds` (those the run's outputs did not need marked unselected),
+    then the audit and publish of what the run wrote."""
     prefix = "wait_" if emr else "run_"
-    return [PlannedStep(s, ds, ds, f"{prefix}{s.name}", selected=s.name in selected) for s in P.PIPELINE]
+    steps = [PlannedStep(s, ds, ds, f"{prefix}{s.name}", selected=s.name in selected) for s in P.PIPELINE]
+    return steps + [PlannedStep(s, ds, ds, f"{prefix}{s.name}") for s in (P.AUDIT, P.PUBLISH)]
 
 
 def backfill_steps(start_ds: str, end_ds: str, dates: Sequence[str], *, emr: bool) -> list[PlannedStep]:
@@ -73,6 +77,10 @@ def backfill_steps(start_ds: str, end_ds: str, dates: Sequence[str], *, emr: boo
     task_id = "run_steps"
     ranged = [PlannedStep(s, f"{start_ds}..{end_ds}", end_ds, task_id) for s in P.PIPELINE if s.ranged]
     daily = [PlannedStep(s, ds, ds, task_id) for ds in dates for s in P.PIPELINE if not s.ranged]
+    daily += [
+        PlannedStep(P.AUDIT, f"{start_ds}..{end_ds}", end_ds, task_id),
+        PlannedStep(P.PUBLISH, end_ds, end_ds, task_id),
+    ]
     return ranged + daily
 
 
@@ -103,6 +111,7 @@ def build_report(
     metrics: Mapping[tuple[str, str], Mapping[str, Any] | None],
     emr_steps: Mapping[str, Mapping[str, Any]] | None = None,
     cluster: Mapping[str, Any] | None = None,
+    checks: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The run report as plain JSON-able data.
 
@@ -153,6 +162,21 @@ def build_report(
         "steps": steps,
         "totals": totals,
         "emr_cluster": dict(cluster) if cluster is not None else None,
+        "checks": checks_section(checks),
+    }
+
+
+def checks_section(checks: Sequence[Mapping[str, Any]] | None) -> dict[str, Any] | None:
+    """The audit's results (spark_jobs/audit.py) as the report shows them: every check, and counts."""
+    if checks is None:
+        return None
+    results = [dict(c) for c in checks]
+    return {
+        "passed": sum(c["status"] == "pass" for c in results),
+        "warnings": sum(c["status"] == "fail" and c["severity"] == "warn" for c in results),
+        "errors": sum(c["status"] == "fail" and c["severity"] == "error" for c in results),
+        "skipped": sum(c["status"] == "skipped" for c in results),
+        "results": results,
     }
 
 
@@ -317,6 +341,18 @@ def format_table(report: Mapping[str, Any]) -> str:
     )
     if report["failed_tasks"]:
         lines.append(f"failed: {', '.join(report['failed_tasks'])}")
+    checks = report.get("checks")
+    if checks:
+        lines.append(
+            f"checks: {checks['passed']} passed, {checks['warnings']} warnings, {checks['errors']} errors, "
+            f"{checks['skipped']} skipped"
+        )
+        for c in checks["results"]:
+            numbers = ", ".join(f"{k}={v}" for k, v in c["numbers"].items())
+            lines.append(f"  {c['status']:<7} {c['severity']:<5} {c['table']:<30} {c['check']}: {numbers}"
+                         + (f" ({c['note']})" if c.get("note") else ""))  # fmt: skip
+            for row in c.get("rows") or []:
+                lines.append(f"      {row}")
     c = report.get("emr_cluster")
     if c:
         groups = ", ".join(
@@ -456,6 +492,23 @@ def html_page(report: Mapping[str, Any], charts: Mapping[str, Any]) -> str:
         "<table><tr><th>step</th><th>ds</th><th>state</th><th>rows in</th><th>rows out</th>"
         f"<th>quarantined</th><th>seconds</th></tr>{rows}</table>",
     ]
+    checks = report.get("checks")
+    if checks:
+        parts.append(
+            f"<h2>Checks</h2><p>{checks['passed']} passed, {checks['warnings']} warnings, "
+            f"{checks['errors']} errors, {checks['skipped']} skipped</p>"
+        )
+        lines = "".join(
+            f'<tr class="{"failed" if c["status"] == "fail" else ""}"><td>{esc(c["table"])}</td>'
+            f"<td>{esc(c['check'])}</td><td>{esc(c['severity'])}</td><td>{esc(c['status'])}</td>"
+            f"<td>{esc(', '.join(f'{k}={v}' for k, v in c['numbers'].items()))}</td>"
+            f"<td>{esc(c.get('note') or '')}</td></tr>"
+            for c in checks["results"]
+        )
+        parts.append(
+            "<table><tr><th>table</th><th>check</th><th>severity</th><th>result</th><th>numbers</th>"
+            f"<th>note</th></tr>{lines}</table>"
+        )
     if "segments" in charts:
         labels = [label for label, _, _ in charts["segments"]]
         parts.append("<h2>Customer segments</h2><p>customers per segment</p>")
@@ -519,6 +572,14 @@ def _s3(aws_conn_id: str | None, region: str | None) -> Any:
     return S3Hook(aws_conn_id=aws_conn_id, region_name=region)
 
 
+def read_checks(read: Callable[[str], str | None], lake: str, ds: str, branch: str | None) -> list | None:
+    """The run's audit results, None when its audit did not run (or left none)."""
+    if not branch:
+        return None
+    text = read(paths.audit_uri(lake, ds, branch))
+    return json.loads(text) if text else None
+
+
 def gather_metrics(
     read: Callable[[str], str | None], lake: str, planned: Sequence[PlannedStep]
 ) -> dict[tuple[str, str], dict | None]:
@@ -542,7 +603,8 @@ def add_run_report(settings: Any, kind: str, dag: Any) -> Any:
         ctx = get_current_context()
         ti, dag = ctx["ti"], ctx["dag"]
         plan = {
-            k: ti.xcom_pull(task_ids="plan", key=k) for k in ("ds", "steps", "dates", "start_ds", "end_ds")
+            k: ti.xcom_pull(task_ids="plan", key=k)
+            for k in ("ds", "steps", "dates", "start_ds", "end_ds", "branch")
         }
         if kind == "nightly":
             ds = plan["ds"]
@@ -569,6 +631,7 @@ def add_run_report(settings: Any, kind: str, dag: Any) -> Any:
             metrics=gather_metrics(read, settings.lake, planned),
             emr_steps=emr_steps,
             cluster=cluster,
+            checks=read_checks(read, settings.lake, ds, plan["branch"]),
         )
         uri = report_uri(settings.lake, dag.dag_id, ds)
         write(uri, json.dumps(report, indent=2, sort_keys=True, default=str))

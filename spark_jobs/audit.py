@@ -1,15 +1,16 @@
 """Job `audit`: the checks of a run's outputs, on the run's branch, before anyone can read them.
 
-    python -m spark_jobs audit --ds DS --lake LAKE --branch BRANCH --checks JSON
+    python -m spark_jobs audit --ds DS --lake LAKE --branch BRANCH --checks-uri URI
         [--warnings-block] (or --start-ds A --end-ds B for a backfill's range)
 
-`--checks` is the declaration of include/checks.py, as JSON: for each table (`zone.name`) a list
-of {name, kind, severity, params}. Only tables the run wrote (those with the branch) are
-checked, each on each date. Every check ends `pass`, `fail` or `skipped` (with why), with its
-numbers and up to 10 offending rows; a failed check of severity `error` fails the audit (exit
-code 3), one of severity `warn` only reports (with --warnings-block it fails the audit too). The
-results go to the metrics line and to `LAKE/_runs/audits/dt=<ds>/<branch>.json`, where the run
-report reads them.
+`--checks-uri` names the declaration of include/checks.py as the run's plan wrote it (JSON, with
+the settings applied; a file, so the command line stays a list of plain tokens): for each table
+(`zone.name`) a list of {name, kind, severity, params}. Only tables the run wrote (those with
+the branch) are checked, each on each date the branch's commits replaced. Every check ends
+`pass`, `fail` or `skipped` (with why), with its numbers and up to 10 offending rows; a failed
+check of severity `error` fails the audit (exit code 3), one of severity `warn` only reports
+(with --warnings-block it fails the audit too). The results go to the metrics line and to
+`LAKE/_runs/audits/dt=<ds>/<branch>.results.json`, where the run report reads them.
 
 History is what readers see: main, the published dates (the last HISTORY_DAYS with rows before
 the date checked).
@@ -20,7 +21,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import re
 import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -30,7 +30,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs import tables
-from spark_jobs.common import JobInputError, write_text
+from spark_jobs.common import JobInputError, path_exists, read_text, write_text
+from spark_jobs.paths import audit_uri
 
 log = logging.getLogger("spark_jobs.audit")
 
@@ -213,41 +214,41 @@ def run_check(ctx: Context, check: dict[str, Any]) -> Result:
     return result
 
 
-def audit(spark: SparkSession, spec: dict[str, list[dict[str, Any]]], dates: list[dt.date]) -> list[Result]:
-    """Every check of every table the branch holds, on each date."""
+def audit(spark: SparkSession, spec: dict[str, list[dict[str, Any]]]) -> list[Result]:
+    """Every check of every table the branch holds, on each date the branch's commits replaced
+    (a nightly run's history ingest and a backfill's range included)."""
     branch = tables.wap_branch(spark)
     results = []
     for table_name, checks in sorted(spec.items()):
         zone, name = table_name.split(".", 1)
         ident = tables.identifier(spark, zone, name)
-        if not spark.catalog.tableExists(ident) or tables.current_snapshot_id(spark, ident, branch) is None:
+        if not spark.catalog.tableExists(ident):
             continue  # this run did not write it
-        for ds in dates:
+        for ds in tables.branch_dates(spark, ident, branch):
             ctx = Context(spark, zone, name, ds)
             for check in checks:
                 result = run_check(ctx, check)
                 log.warning("audit: %s", result.line())
+                for row in result.rows if result.status == "fail" else ():
+                    log.warning("audit:   offending row: %s", json.dumps(row, sort_keys=True))
                 results.append(result)
     return results
-
-
-def audit_uri(lake: str, ds: dt.date, branch: str) -> str:
-    """Where a run's audit results go (the branch's name with a file name's characters only)."""
-    return f"{lake}/_runs/audits/dt={ds}/{re.sub(r'[^A-Za-z0-9_.=-]', '_', branch)}.json"
 
 
 def run(spark: SparkSession, args) -> dict:
     branch = tables.wap_branch(spark)
     if not branch:
         raise JobInputError("audit needs --branch (the run's branch holds what it checks)")
+    if not path_exists(spark, args.checks_uri):
+        raise JobInputError(f"--checks-uri {args.checks_uri}: cannot read the run's checks (no such file)")
     try:
-        spec = json.loads(args.checks)
+        spec = json.loads(read_text(spark, args.checks_uri))
         unknown = {c["kind"] for checks in spec.values() for c in checks} - set(KINDS)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise JobInputError(f"--checks is not the checks' JSON: {exc}") from None
+        raise JobInputError(f"{args.checks_uri} is not the checks' JSON: {exc}") from None
     if unknown:
-        raise JobInputError(f"--checks names unknown kinds of check: {sorted(unknown)}")
-    results = audit(spark, spec, list(args.dates))
+        raise JobInputError(f"{args.checks_uri} names unknown kinds of check: {sorted(unknown)}")
+    results = audit(spark, spec)
     record = [asdict(r) | {"blocks": r.blocks} for r in results]
     write_text(
         spark,

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 
 from spark_jobs.common import JobInputError, date_range, normalize_lake, parse_ds
+from spark_jobs.paths import metrics_uri
 from spark_jobs.schemas import DATASETS
 from spark_jobs.tables import WAP_BRANCH
 
@@ -37,7 +38,6 @@ RANGED_JOBS = ("ingest", "audit")  # jobs that also take --start-ds/--end-ds
 EXIT_BAD_INPUT = 2
 EXIT_AUDIT_FAILED = 3  # the audit ran and an `error` check failed: nothing is published
 METRICS_PREFIX = "SPARK_JOBS_METRICS "
-METRICS_DIR = "_runs/metrics"  # under LAKE; read by include/run_report.py
 
 log = logging.getLogger("spark_jobs")
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.:+=@-]{1,250}$")  # what the orchestrator's run ids become
@@ -68,8 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="maintain: expire snapshots committed more than this many days before --ds (default 14)",
     )
     parser.add_argument(
-        "--checks",
-        help="audit: the checks to run, as JSON (include/checks.py writes it)",
+        "--checks-uri",
+        help="audit: the run's checks, a JSON file (the plan writes _runs/audits/dt=DS/BRANCH.checks.json)",
     )
     parser.add_argument(
         "--warnings-block",
@@ -94,8 +94,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         raise JobInputError(f"--run-id {args.run_id!r}: letters, digits and _ . : + = @ - only")
     if args.branch is not None and (not _RUN_ID.match(args.branch) or args.branch == "main"):
         raise JobInputError(f"--branch {args.branch!r}: letters, digits and _ . : + = @ - only, not main")
-    if (args.checks is not None) != (args.job == "audit") or (args.warnings_block and args.job != "audit"):
-        raise JobInputError("--checks and --warnings-block are audit's, and audit needs --checks")
+    audit_only = args.checks_uri is not None or args.warnings_block
+    if (args.checks_uri is None and args.job == "audit") or (audit_only and args.job != "audit"):
+        raise JobInputError("--checks-uri and --warnings-block are audit's, and audit needs --checks-uri")
     if args.keep_days is not None and (args.job != "maintain" or not 1 <= args.keep_days <= 3650):
         raise JobInputError("--keep-days is maintain's, between 1 and 3650")
     ranged = args.start_ds is not None or args.end_ds is not None
@@ -123,16 +124,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             raise JobInputError(f"{args.job} needs --ds")
         args.ds = parse_ds(args.ds)
     return args
-
-
-def metrics_uri(lake: str, job: str, ds: object, dataset: str | None = None) -> str:
-    """Where a job run's metrics land: LAKE/_runs/metrics/dt=<ds>/<job>[-<dataset>].json.
-
-    One file per job (and dataset) and date, replaced by a rerun, so it always describes the
-    last successful run of that step for that date. A ranged ingest files under its last date.
-    """
-    name = f"{job}-{dataset}" if dataset else job
-    return f"{lake}/{METRICS_DIR}/dt={ds}/{name}.json"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

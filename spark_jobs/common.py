@@ -180,6 +180,17 @@ def delete_path(spark: SparkSession, uri: str) -> None:
         fs.delete(path, True)
 
 
+def read_text(spark: SparkSession, uri: str) -> str:
+    """A small text object, through Hadoop's FileSystem (FileNotFoundException when absent)."""
+    fs, path = hadoop_fs(spark, uri)
+    stream = fs.open(path)
+    try:
+        jvm = spark.sparkContext._jvm
+        return jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+    finally:
+        stream.close()
+
+
 def write_text(spark: SparkSession, uri: str, text: str) -> None:
     """Write (replace) a small text object, through Hadoop's FileSystem."""
     fs, path = hadoop_fs(spark, uri)

@@ -1,6 +1,8 @@
 """Job `maintain`: the upkeep of every table of the lake, as Iceberg's Spark procedures do it.
 
 For each table of the processed, quarantine and curated namespaces:
+- drop the branches of runs whose audit failed (kept unpublished for a person to look at) once
+  their last commit is older than `ds - keep_days`;
 - expire snapshots committed before `ds - keep_days` (the newest RETAIN_LAST always stay, and the
   snapshots branches and tags still point at), deleting the files only they referenced;
 - compact small data files into larger ones (rewrite_data_files, same rows, one new snapshot);
@@ -29,6 +31,7 @@ DEFAULT_KEEP_DAYS = 14
 RETAIN_LAST = 5  # snapshots every table keeps however old, for rollback and time travel
 ORPHAN_AGE_DAYS = 3
 MIN_INPUT_FILES = 5  # compact a partition once it holds this many small files
+AUDIT_BRANCH_PREFIX = "audit_"  # the branches runs write to (include/pipeline.py audit_branch)
 
 
 def _timestamp(day: dt.date) -> str:
@@ -47,9 +50,25 @@ def table_names(spark: SparkSession) -> list[tuple[str, str]]:
     return sorted(found)
 
 
+def drop_old_audit_branches(spark: SparkSession, table: str, before: dt.date) -> list[str]:
+    """Drop the branches runs left unpublished (their audit failed: kept for a person to look at)
+    whose last commit is older than `before`; their snapshots can then expire like the others."""
+    heads = {r.snapshot_id: r.committed_at for r in tables._metadata(spark, table, "snapshots").collect()}
+    dropped = []
+    for ref in tables._metadata(spark, table, "refs", "WHERE type = 'BRANCH'").collect():
+        if not ref.name.startswith(AUDIT_BRANCH_PREFIX):
+            continue
+        committed = heads.get(ref.snapshot_id)
+        if committed is not None and committed.date() < before:
+            spark.sql(f"ALTER TABLE {table} DROP BRANCH `{ref.name}`")
+            dropped.append(ref.name)
+    return dropped
+
+
 def maintain_table(spark: SparkSession, zone: str, name: str, ds: dt.date, keep_days: int) -> dict:
     table = tables.identifier(spark, zone, name)
     short = table.removeprefix(f"{CATALOG}.")
+    branches = drop_old_audit_branches(spark, table, ds - dt.timedelta(days=keep_days))
     expired = spark.sql(
         f"CALL {CATALOG}.system.expire_snapshots(table => '{short}', "
         f"older_than => {_timestamp(ds - dt.timedelta(days=keep_days))}, retain_last => {RETAIN_LAST})"
@@ -65,6 +84,7 @@ def maintain_table(spark: SparkSession, zone: str, name: str, ds: dt.date, keep_
         f"older_than => {_timestamp(orphan_cutoff)})"
     ).collect()
     result = {
+        "audit_branches_dropped": len(branches),
         "expired_data_files": int(expired.deleted_data_files_count),
         "expired_manifest_files": int(expired.deleted_manifest_files_count),
         "rewritten_data_files": int(rewritten.rewritten_data_files_count),

@@ -179,8 +179,16 @@ def start(path: str | os.PathLike, *, s3: bool = False, env: dict[str, str] | No
         *(["--s3"] if s3 else []),
     ]
     out = open(log or os.devnull, "ab")  # noqa: SIM115 (handed to the child)
+    # stdin from /dev/null: the caller's stdin may be a channel its parent waits on to close (an
+    # Airflow 3 task's is its supervisor's socket), and the server outlives the caller.
     proc = subprocess.Popen(  # noqa: S603 (our own module, an argument list)
-        command, env={**os.environ, **(env or {})}, cwd=cwd, stdout=out, stderr=out, start_new_session=True
+        command,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=out,
+        start_new_session=True,
     )
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:

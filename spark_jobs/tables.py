@@ -368,6 +368,39 @@ def current_snapshot_id(spark: SparkSession, table: str, ref: str = "main") -> i
     return int(row.snapshot_id) if row else None
 
 
+def parse_dates_label(label: str | None) -> list[dt.date]:
+    """The dates of a commit's `dates` property (`A` or `A..B`, as `_date_filter` labels them)."""
+    if not label:
+        return []
+    first, _, last = label.partition("..")
+    start, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last or first)
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def branch_dates(spark: SparkSession, table: str, branch: str) -> list[dt.date]:
+    """The dates the commits of `branch` replaced since it left main (what a run wrote and an
+    audit must look at), ascending; [] when the table has no such branch."""
+    head_id = current_snapshot_id(spark, table, branch)
+    if head_id is None:
+        return []
+    rows = _metadata(spark, table, "snapshots").select(
+        "snapshot_id", "parent_id", F.col("summary")[PROPERTY + "dates"].alias("dates")
+    )
+    snapshots = {r.snapshot_id: (r.parent_id, r.dates) for r in rows.collect()}
+    on_main: set[int] = set()
+    snapshot = current_snapshot_id(spark, table)
+    while snapshot is not None and snapshot not in on_main:
+        on_main.add(snapshot)
+        snapshot = snapshots.get(snapshot, (None, None))[0]
+    dates: set[dt.date] = set()
+    snapshot = head_id
+    while snapshot is not None and snapshot not in on_main:
+        parent, label = snapshots.get(snapshot, (None, None))
+        dates.update(parse_dates_label(label))
+        snapshot = parent
+    return sorted(dates)
+
+
 def wap_branch(spark: SparkSession) -> str | None:
     """The branch this session writes to (write-audit-publish), or None: it writes main."""
     return spark.conf.get(WAP_BRANCH, None) or None

@@ -56,7 +56,7 @@ def fake_aws(moto_url, module_monkeypatch, airflow_db):
 # what it did (tests/dags/test_local_target.py) and the emr target's run of the same commands on
 # S3 (tests/dags/test_emr_target.py, which compares its tables with these).
 NIGHTLY_DS = "2024-06-28"  # a Friday: the market was open, so stock_daily has rows
-NIGHTLY_HISTORY_START = "2024-06-26"
+NIGHTLY_HISTORY_START = "2024-06-25"  # three published dates before NIGHTLY_DS: the audit has history
 NIGHTLY_SEED = 5
 NIGHTLY_SCALE = 0.002
 

@@ -137,6 +137,13 @@ def test_nightly_task_order_is_the_specs_dependencies(bag):
             # its command comes from the plan (an empty one skips it); it runs on the run's Spark
             assert dag.task_dict[f"run_{step.name}"].upstream_task_ids >= {"plan", "start_spark"}
             assert "stop_spark" in dag.task_dict[f"run_{step.name}"].downstream_task_ids
+            for output in step.produces:
+                assert _upstream(dag, f"register_{output}", "run_") == {f"run_{step.name}", "run_publish"}
+        # write-audit-publish: the audit after every step, publish after the audit
+        assert _upstream(dag, "run_audit", "run_") == {f"run_{s.name}" for s in P.PIPELINE}
+        assert dag.task_dict["run_audit"].trigger_rule == "none_failed_min_one_success"
+        assert _upstream(dag, "run_publish", "run_") == {"run_audit"}
+        assert {"run_audit", "run_publish"} <= dag.task_dict["stop_spark"].upstream_task_ids
     else:
         for step in P.PIPELINE:
             # a step is added once what it needs has finished on the cluster, then waited on
@@ -151,8 +158,16 @@ def test_nightly_task_order_is_the_specs_dependencies(bag):
                 "create_cluster",  # the cluster id it polls
             }
             for output in step.produces:
-                # the asset event once the step committed; its job registered the table itself
-                assert dag.task_dict[f"register_{output}"].upstream_task_ids == {f"wait_{step.name}", "plan"}
+                # the asset event once the run published what the step wrote to its branch
+                assert dag.task_dict[f"register_{output}"].upstream_task_ids == {
+                    f"wait_{step.name}",
+                    "wait_publish",
+                    "plan",
+                }
+        # write-audit-publish: the audit once every step has finished, publish once it passed
+        assert dag.task_dict["steps_done"].upstream_task_ids == {f"wait_{s.name}" for s in P.PIPELINE}
+        assert _upstream(dag, "add_audit", "") >= {"steps_done", "create_cluster", "plan"}
+        assert _upstream(dag, "add_publish", "wait_") == {"wait_audit"}
     # everything hangs off the plan task
     assert all(
         "plan" in dag.task_dict[t].get_flat_relative_ids(upstream=True) for t in dag.task_ids if t != "plan"
@@ -182,7 +197,10 @@ def test_terminate_cluster_is_a_teardown_that_runs_whatever_happened(bag, dag_id
     # its success does not hide a failed step: the run's state is the steps' state
     assert terminate.on_failure_fail_dagrun is False
     if dag_id == NIGHTLY:
-        assert _upstream(dag, "terminate_cluster", "wait_") == {f"wait_{s.name}" for s in P.PIPELINE}
+        assert _upstream(dag, "terminate_cluster", "wait_") == {f"wait_{s.name}" for s in P.PIPELINE} | {
+            "wait_audit",
+            "wait_publish",
+        }
     else:
         assert "run_steps" in terminate.upstream_task_ids
 
@@ -195,9 +213,11 @@ def test_the_local_spark_application_is_started_as_a_setup_and_stopped_as_a_tear
     assert start.is_setup
     assert stop.is_teardown
     assert stop.trigger_rule == "all_done_setup_success"  # it stops the JVM after failed steps too
-    steps = {t for t in dag.task_ids if t.startswith("run_") and t != "run_report"}
-    assert steps <= start.downstream_task_ids
-    assert steps <= stop.upstream_task_ids
+    jobs = {t for t in dag.task_ids if t.startswith("run_") and t != "run_report"}
+    first = {t for t in jobs if not dag.task_dict[t].upstream_task_ids & jobs}  # what starts the run
+    assert first
+    assert first <= start.downstream_task_ids
+    assert jobs <= stop.upstream_task_ids  # audit and publish included: all in the application's life
 
 
 @pytest.mark.parametrize("bag", ["emr"], indirect=True)

@@ -19,6 +19,7 @@ import pytest
 
 from include import pipeline as P
 from include.packaging import build_bundle
+from spark_jobs.paths import audit_uri
 from tests.dags.aws_fakes import EmrStepPlayer, FakeAws, StepRunner, job_args
 from tests.dags.conftest import EMR_ENV, demo_landing
 from tests.dags.conftest import NIGHTLY_DS as DS
@@ -83,10 +84,17 @@ def snapshot(aws: FakeAws, run: DagRunRecord, player: EmrStepPlayer) -> EmrRun:
 
 
 def run_emr(
-    aws: FakeAws, which: str, ds: str | None, conf: dict, landing: Path | None = None, **player: Any
+    aws: FakeAws,
+    which: str,
+    ds: str | None,
+    conf: dict,
+    landing: Path | None = None,
+    reset: bool = True,
+    **player: Any,
 ) -> EmrRun:
-    aws.reset()
-    aws.s3.create_bucket(Bucket="lake-bucket")
+    if reset:  # a fresh account (otherwise: the same lake, a later run)
+        aws.reset()
+        aws.s3.create_bucket(Bucket="lake-bucket")
     if landing is not None:  # what upstream systems delivered to the lake
         for path in sorted(landing.rglob("*")):
             if path.is_file():
@@ -163,7 +171,9 @@ def test_nightly_asks_for_the_dev_cluster_with_tags_concurrency_and_idle_timeout
 def test_nightly_adds_each_step_once_its_dependencies_completed(nightly):
     names = [P.parse_emr_step_name(s["Name"]) for s in nightly.added_steps]
     order = [n["step"] for n in names]
-    assert sorted(order) == sorted(s.name for s in P.PIPELINE)
+    # every step, then the audit of what they wrote to the run's branch, then its publish
+    assert sorted(order[:-2]) == sorted(s.name for s in P.PIPELINE)
+    assert order[-2:] == ["audit", "publish"]
     for step in P.PIPELINE:
         for dep in step.depends_on:
             assert order.index(dep) < order.index(step.name), (dep, step.name, order)
@@ -171,8 +181,9 @@ def test_nightly_adds_each_step_once_its_dependencies_completed(nightly):
     assert all(len(call) == 1 for call in nightly.step_calls)
     assert {state for _, state in nightly.finished_steps} == {"COMPLETED"}
     full_name = {P.parse_emr_step_name(s["Name"])["step"]: s["Name"] for s in nightly.added_steps}
-    for step in P.PIPELINE:
-        for dep in step.depends_on:
+    for step in [*P.PIPELINE, P.AUDIT, P.PUBLISH]:
+        depends_on = {P.AUDIT: [s.name for s in P.PIPELINE], P.PUBLISH: ["audit"]}.get(step, step.depends_on)
+        for dep in depends_on:
             # on the cluster only after its dependency had ended there
             assert nightly.seen_round[full_name[step.name]] > nightly.ended_round[full_name[dep]], (
                 dep,
@@ -186,14 +197,21 @@ def test_nightly_adds_each_step_once_its_dependencies_completed(nightly):
 
 
 def test_nightly_step_arguments_come_from_the_logical_date(nightly):
+    run = ["--run-id", nightly.run.run_id, "--branch", P.audit_branch(nightly.run.run_id)]
+    by_name = {P.parse_emr_step_name(s["Name"])["step"]: s for s in nightly.added_steps}
     for step in nightly.added_steps:
-        name = P.parse_emr_step_name(step["Name"])["step"]
-        args = _job_args(step)
-        spec = P.STEPS[name]
-        dates = ["--start-ds", HISTORY_START, "--end-ds", DS] if spec.ranged else ["--ds", DS]
-        assert args == [spec.job, *spec.options, *dates, "--lake", LAKE, "--run-id", nightly.run.run_id]
         assert step["ActionOnFailure"] == "CONTINUE"
         assert step["HadoopJarStep"]["Jar"] == "command-runner.jar"
+    for spec in P.PIPELINE:  # each step writes the run's branch
+        dates = ["--start-ds", HISTORY_START, "--end-ds", DS] if spec.ranged else ["--ds", DS]
+        assert _job_args(by_name[spec.name]) == [spec.job, *spec.options, *dates, "--lake", LAKE, *run]
+    branch = P.audit_branch(nightly.run.run_id)
+    checks = audit_uri(LAKE, DS, branch, "checks")  # written by the plan task (below)
+    assert checks.startswith(f"{LAKE}/_runs/audits/dt={DS}/audit_")
+    assert checks.endswith(".checks.json")
+    assert checks.removeprefix("s3://lake-bucket/") in nightly.s3_objects
+    assert _job_args(by_name["audit"]) == ["audit", "--ds", DS, "--lake", LAKE, *run, "--checks-uri", checks]
+    assert _job_args(by_name["publish"]) == ["publish", "--ds", DS, "--lake", LAKE, *run]
 
 
 def test_nightly_uploads_the_versioned_code_the_steps_run(nightly):
@@ -259,6 +277,54 @@ def test_nightly_marks_every_curated_output_asset_with_the_snapshot_its_step_com
         assert table.current_snapshot().summary.additional_properties["pipeline.run-id"] == nightly.run.run_id
 
 
+def test_a_failed_audit_on_emr_publishes_nothing_and_the_cluster_is_still_terminated(
+    nightly, fake_aws, steps_run
+):
+    """Issue #13 on the emr target, on the nightly run's lake (moto's S3 and Glue): the sales feed
+    of DS delivers 5 % of its rows; the audit step (on the same cluster) fails the row count of
+    processed.sales against its three published dates. main stays where the nightly run left it
+    in Glue, the branch is kept, no asset event, the cluster is terminated."""
+    import json
+
+    catalog = _glue_catalog(fake_aws)
+    touched = [
+        f"{PREFIX}_processed.sales",
+        f"{PREFIX}_processed.customers",
+        f"{PREFIX}_curated.sales_rolling_30d",
+    ]
+    before = {t: catalog.load_table(t).current_snapshot().snapshot_id for t in touched}
+    key = next(k for k in nightly.s3_objects if k.startswith(f"lake/landing/sales/dt={DS}/"))
+    whole = nightly.s3_objects[key]
+    header, *lines = whole.decode().splitlines()
+    kept = lines[: max(1, len(lines) // 20)]
+    fake_aws.s3.put_object(Bucket="lake-bucket", Key=key, Body="\n".join([header, *kept, ""]).encode())
+    try:
+        failed = run_emr(
+            fake_aws, "nightly", DS, {"cluster_profile": "dev", "outputs": ["sales_rolling_30d"]},
+            reset=False, run=steps_run,
+        )  # fmt: skip
+    finally:
+        fake_aws.s3.put_object(Bucket="lake-bucket", Key=key, Body=whole)
+
+    states = failed.run.task_states
+    assert failed.run.state == "failed"
+    assert (states["wait_audit"], states["add_publish"]) == ("failed", "upstream_failed")
+    assert states["register_sales_rolling_30d"] == "upstream_failed"
+    assert states["terminate_cluster"] == "success"
+    assert set(failed.clusters.values()) == {"TERMINATED"}
+    assert failed.run.asset_events == []
+    branch = P.audit_branch(failed.run.run_id)
+    catalog = _glue_catalog(fake_aws)
+    for name in touched:  # Glue (and Athena) still point at what the nightly run published
+        table = catalog.load_table(name)
+        assert table.current_snapshot().snapshot_id == before[name], name
+        assert branch in table.metadata.refs, name
+    results = json.loads(failed.s3_objects[audit_uri(LAKE, DS, branch).removeprefix("s3://lake-bucket/")])
+    [count] = [r for r in results if (r["table"], r["check"]) == ("processed.sales", "row_count_vs_history")]
+    assert (count["status"], count["severity"]) == ("fail", "error")
+    assert count["numbers"]["rows"] <= len(kept) < count["numbers"]["low"]
+
+
 def test_a_failed_step_fails_the_run_and_the_cluster_is_still_terminated(fake_aws):
     failed = run_emr(
         fake_aws,
@@ -303,8 +369,9 @@ def test_a_backfill_runs_the_whole_range_on_one_prod_cluster_date_after_date(fak
     )
     assert all(_job_args(s)[3:7] == ["--start-ds", dates[0], "--end-ds", dates[1]] for s in first)
     # then each date's steps, dates in order, a step's dependencies in earlier batches
+    *days, audit, publish = backfill.step_calls[1:]
     seen: list[tuple[str, str]] = []
-    for batch in backfill.step_calls[1:]:
+    for batch in days:
         here = [
             (P.parse_emr_step_name(s["Name"])["ds"], P.parse_emr_step_name(s["Name"])["step"]) for s in batch
         ]
@@ -316,6 +383,9 @@ def test_a_backfill_runs_the_whole_range_on_one_prod_cluster_date_after_date(fak
         seen.extend(here)
     daily = [s.name for s in P.PIPELINE if not s.ranged]
     assert seen == [(ds, step) for ds in dates for step in _by_wave(daily)]
+    # then one audit of the whole range on the run's branch, then its publish
+    assert [P.parse_emr_step_name(s["Name"])["step"] for s in (*audit, *publish)] == ["audit", "publish"]
+    assert _job_args(audit[0])[1:5] == ["--start-ds", dates[0], "--end-ds", dates[1]]
     # every output announced once, after the whole range ran
     assert backfill.run.asset_events == sorted(f"{LAKE}/warehouse/curated/{out}" for out in P.OUTPUTS)
     assert {backfill.run.task_states[f"register_{out}"] for out in P.OUTPUTS} == {"success"}

@@ -79,7 +79,8 @@ def test_local_jobs_ran_in_the_specs_order_with_the_run_dates(nightly, demo_lake
     for step in P.PIPELINE:
         # one command per step: ingest loads [history start, ds] in one application, the rest ds
         dates = ["--start-ds", HISTORY_START, "--end-ds", DS] if step.ranged else ["--ds", DS]
-        run = ["--run-id", nightly.run_id]  # recorded on every commit the job makes
+        # recorded on every commit the job makes, which goes to the run's branch (write-audit-publish)
+        run = ["--run-id", nightly.run_id, "--branch", P.audit_branch(nightly.run_id)]
         assert plan[f"step:{step.name}"] == [[step.job, *step.options, *dates, "--lake", lake, *run]]
         (metrics,) = nightly.xcoms[f"run_{step.name}"]
         assert metrics["job"] == step.job
@@ -133,3 +134,83 @@ def test_a_history_start_after_the_run_date_fails_the_plan_before_any_job(demo_l
     from include.lake import read_date
 
     assert read_date(demo_lake, "curated", "stock_daily", "2024-06-26") is None
+
+
+def _asset_events(uri: str) -> int:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import func, select
+
+    with create_session() as session:
+        return session.scalar(
+            select(func.count())
+            .select_from(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.uri == uri)
+        )
+
+
+def test_a_failed_audit_publishes_nothing_and_the_next_good_run_publishes(nightly, demo_lake):
+    """Issue #13 end to end: the sales feed of DS delivers 5 % of its rows. The audit fails the
+    row count of processed.sales against its published history (three dates), so the run fails,
+    main of every table stays where it was, no asset event is emitted and the run's branch is kept.
+    Once the feed is whole again, the rerun publishes."""
+    import json
+
+    from include.lake import open_catalog
+
+    lake = demo_lake.as_uri()
+    catalog = open_catalog(lake)
+    touched = ("processed.sales", "processed.customers", "curated.sales_rolling_30d")
+    main_before = {t: catalog.load_table(t).current_snapshot().snapshot_id for t in touched}
+    sales_before = len(catalog.load_table("processed.sales").scan(row_filter=f"dt = '{DS}'").to_pandas())
+    asset = f"{lake}/warehouse/curated/sales_rolling_30d"
+    events_before = _asset_events(asset)
+    [landing] = (demo_lake / "landing" / "sales" / f"dt={DS}").glob("*.csv")
+    whole = landing.read_text()
+    header, *lines = whole.splitlines()
+    kept = lines[: max(1, len(lines) // 20)]
+    landing.write_text("\n".join([header, *kept]) + "\n")
+    try:
+        failed = run_pipeline_dag("nightly", DS, {"outputs": ["sales_rolling_30d"]})
+    finally:
+        landing.write_text(whole)
+
+    assert failed.state == "failed"
+    assert failed.task_states["run_audit"] == "failed"
+    assert failed.task_states["run_publish"] == "upstream_failed"
+    assert failed.task_states["register_sales_rolling_30d"] == "upstream_failed"
+    catalog = open_catalog(lake)
+    for table in touched:  # readers see exactly what they saw before
+        loaded = catalog.load_table(table)
+        assert loaded.current_snapshot().snapshot_id == main_before[table], table
+        assert P.audit_branch(failed.run_id) in loaded.metadata.refs, table  # kept for a look
+    assert (
+        len(catalog.load_table("processed.sales").scan(row_filter=f"dt = '{DS}'").to_pandas()) == sales_before
+    )
+    assert _asset_events(asset) == events_before
+    # the audit's results name the failed check with its numbers; the report shows them
+    from spark_jobs.paths import audit_uri
+
+    results = json.loads(Path(audit_uri(str(demo_lake), DS, P.audit_branch(failed.run_id))).read_text())
+    [count] = [r for r in results if (r["table"], r["check"]) == ("processed.sales", "row_count_vs_history")]
+    assert (count["status"], count["severity"]) == ("fail", "error")
+    assert count["numbers"]["rows"] <= len(kept) < count["numbers"]["low"]  # ingest may quarantine some
+    report_file = (
+        demo_lake / "_runs" / "reports" / "dag_id=customer_analytics_nightly" / f"dt={DS}" / "report.json"
+    )
+    report = json.loads(report_file.read_text())
+    assert count in report["checks"]["results"]
+    assert report["checks"]["errors"] >= 1
+
+    good = run_pipeline_dag("nightly", DS, {"outputs": ["sales_rolling_30d"]})
+
+    assert good.state == "success", good.task_states
+    assert good.task_states["run_publish"] == "success"
+    catalog = open_catalog(lake)
+    sales = catalog.load_table("processed.sales")
+    assert sales.current_snapshot().snapshot_id != main_before["processed.sales"]
+    assert sales.current_snapshot().summary.additional_properties["pipeline.run-id"] == good.run_id
+    assert len(sales.scan(row_filter=f"dt = '{DS}'").to_pandas()) == sales_before
+    assert P.audit_branch(good.run_id) not in sales.metadata.refs  # published, then dropped
+    assert _asset_events(asset) == events_before + 1

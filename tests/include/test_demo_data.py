@@ -221,17 +221,23 @@ def test_the_injected_bad_rows_are_in_the_files(demo):
         assert (pd.to_numeric(sales["quantity"], errors="coerce") < 0).sum() == 1
         assert pd.to_numeric(sales["total_amount"], errors="coerce").isna().sum() == 1
         assert (~sales["transaction_ts"].str.match(ZONED)).sum() == 1
+        # the small datasets get one kind of bad row a day, taking turns (stay under 1 %)
         referrals = _read_csv(root, "referrals", ds)
-        assert (referrals["referrer_id"] == referrals["referred_id"]).sum() == 1
+        self_referrals = (referrals["referrer_id"] == referrals["referred_id"]).sum()
+        assert self_referrals == manifest["days"][ds]["referrals"]["bad"].get("referred_id: self-referral", 0)
         malformed = 0
         for line in _read_jsonl(root, ds):
             try:
                 json.loads(line)
             except json.JSONDecodeError:
                 malformed += 1
-        assert malformed == 1
+        assert malformed == manifest["days"][ds]["clickstream"]["bad"].get("malformed JSON", 0)
+        assert sum(manifest["days"][ds]["referrals"]["bad"].values()) == 1
         for name in manifest["days"][ds]:
             assert len(_bad_rows_by_pandas(root, name, ds)) == sum(manifest["days"][ds][name]["bad"].values())
+    # over the range every kind shows
+    kinds = {k for day in manifest["days"].values() for k in day["referrals"]["bad"]}
+    assert kinds == {"referred_id: self-referral", "referral_ts: timestamp without zone"}
 
 
 def test_ingest_of_a_generated_day_quarantines_exactly_the_injected_bad_rows(spark, demo):

@@ -90,3 +90,63 @@ def test_read_date_tells_a_date_never_written_from_an_empty_one(three_runs, lake
     assert list(L.read_date(lake, "curated", "stock_daily", "2024-06-02")["ticker"]) == ["T1"]
     assert L.read_date(lake, "curated", "stock_daily", "2024-06-09") is None
     assert L.read_date(lake, "curated", "no_such_output", "2024-06-02") is None
+
+
+BRANCH = "audit_manual__2024-06-04"
+
+
+def _branch_with_a_commit(table, lake):
+    """A run's kept branch: made at main, with one commit of its own (as a failed audit leaves it)."""
+    table.manage_snapshots().create_branch(table.current_snapshot().snapshot_id, BRANCH).commit()
+    table = catalog(lake).load_table("curated.stock_daily")
+    frame = pd.DataFrame({"ticker": ["T9"], "close_price": [9.0], "dt": [pd.Timestamp("2024-06-04").date()]})
+    table.append(
+        pa.Table.from_pandas(frame, schema=table.schema().as_arrow(), preserve_index=False), branch=BRANCH
+    )
+    return catalog(lake).load_table("curated.stock_daily").metadata.refs[BRANCH].snapshot_id
+
+
+def test_publishing_a_kept_branch_by_hand_describes_first_then_fast_forwards_and_records(
+    three_runs, lake, capsys
+):
+    import json
+    from pathlib import Path
+
+    from include.run_report import report_uri
+
+    head = _branch_with_a_commit(three_runs, lake)
+    report = Path(report_uri(lake, "customer_analytics_nightly", "2024-06-04").removeprefix("file://"))
+    report.parent.mkdir(parents=True)
+    report.write_text(json.dumps({"state": "failed"}))
+    args = ["--lake", lake, "publish", "--branch", BRANCH, "--ds", "2024-06-04"]
+
+    assert L.main(args) == 0
+    assert f"curated.stock_daily: main -> {head}" in capsys.readouterr().out
+    assert _tickers(lake) == ["T0", "T1", "T2"]  # nothing changed
+
+    assert L.main([*args, "--apply"]) == 0
+    table = catalog(lake).load_table("curated.stock_daily")
+    assert table.current_snapshot().snapshot_id == head
+    assert _tickers(lake) == ["T0", "T1", "T2", "T9"]
+    assert BRANCH not in table.metadata.refs
+    [entry] = json.loads(report.read_text())["published_by_hand"]
+    assert (entry["branch"], entry["tables"]) == (BRANCH, {"curated.stock_daily": head})
+
+
+def test_publishing_by_hand_is_refused_when_main_moved_since_the_branch(three_runs, lake):
+    _branch_with_a_commit(three_runs, lake)
+    table = catalog(lake).load_table("curated.stock_daily")
+    frame = pd.DataFrame({"ticker": ["T5"], "close_price": [5.0], "dt": [pd.Timestamp("2024-06-05").date()]})
+    table.append(pa.Table.from_pandas(frame, schema=table.schema().as_arrow(), preserve_index=False))
+    main = catalog(lake).load_table("curated.stock_daily").current_snapshot().snapshot_id
+
+    with pytest.raises(SystemExit, match="moved since audit_manual__2024-06-04 was made"):
+        L.main(["--lake", lake, "publish", "--branch", BRANCH, "--ds", "2024-06-04", "--apply"])
+    table = catalog(lake).load_table("curated.stock_daily")
+    assert table.current_snapshot().snapshot_id == main
+    assert BRANCH in table.metadata.refs
+
+
+def test_publishing_a_branch_no_table_has_says_so(three_runs, lake, capsys):
+    assert L.main(["--lake", lake, "publish", "--branch", "audit_nothing", "--ds", "2024-06-04"]) == 2
+    assert "no table of" in capsys.readouterr().err

@@ -98,6 +98,7 @@ def test_report_uses_metrics_of_succeeded_steps_only_and_fails_with_the_failed_t
     }
     states |= {"run_ingest_stock_ticks": "success", "run_stock_daily": "success"}
     states |= {"run_graph": "failed", "run_features": "upstream_failed"}
+    states |= {"run_audit": "upstream_failed", "run_publish": "upstream_failed"}
     metrics = {
         ("ingest_customers", DS): _metrics({"customers": 100}, {"customers": 98}, 2, 30.5),
         ("ingest_sales", DS): _metrics({"sales": 1000}, {"sales": 990}, 7, 41.0),
@@ -112,7 +113,7 @@ def test_report_uses_metrics_of_succeeded_steps_only_and_fails_with_the_failed_t
         planned=planned, task_states=states, metrics=metrics,
     )  # fmt: skip
     by_step = {s["step"]: s for s in report["steps"]}
-    assert [s["step"] for s in report["steps"]] == [s.name for s in P.PIPELINE]
+    assert [s["step"] for s in report["steps"]] == [s.name for s in P.PIPELINE] + ["audit", "publish"]
     assert {k: s["state"] for k, s in by_step.items()} == {
         "ingest_customers": "success",
         "ingest_sales": "success",
@@ -125,16 +126,18 @@ def test_report_uses_metrics_of_succeeded_steps_only_and_fails_with_the_failed_t
         "sales_rolling": "skipped",
         "stock_daily": "success",
         "clickstream": "skipped",
+        "audit": "upstream_failed",
+        "publish": "upstream_failed",
     }
     assert (by_step["ingest_sales"]["rows_in"], by_step["ingest_sales"]["rows_out"]) == (1000, 990)
     assert by_step["ingest_sales"]["rows_quarantined"] == 7
     assert by_step["ingest_referrals"]["note"] == "no metrics file"
     assert "rows_in" not in by_step["graph"]
     assert report["state"] == "failed"
-    assert report["failed_tasks"] == ["run_features", "run_graph"]
+    assert report["failed_tasks"] == ["run_audit", "run_features", "run_graph", "run_publish"]
     assert report["totals"] == {
         "steps_succeeded": 5,
-        "steps_failed": 2,
+        "steps_failed": 4,
         "rows_quarantined": 2 + 7,
         "job_seconds": 30.5 + 41.0 + 20.0 + 15.25,
     }
@@ -144,8 +147,13 @@ def test_backfill_report_files_ranged_ingest_under_the_last_date_and_each_date_o
     planned = R.backfill_steps(
         "2024-06-09", "2024-06-11", ["2024-06-09", "2024-06-10", "2024-06-11"], emr=False
     )
-    ranged = [p for p in planned if p.step.ranged]
-    daily = [p for p in planned if not p.step.ranged]
+    # the ranged ingests first, each date's steps, then one audit of the range and one publish
+    *steps, audit, publish = planned
+    assert (audit.step.name, audit.label) == ("audit", "2024-06-09..2024-06-11")
+    assert audit.metrics_ds == "2024-06-11"
+    assert (publish.step.name, publish.label, publish.metrics_ds) == ("publish", "2024-06-11", "2024-06-11")
+    ranged = [p for p in steps if p.step.ranged]
+    daily = [p for p in steps if not p.step.ranged]
     assert {(p.label, p.metrics_ds) for p in ranged} == {("2024-06-09..2024-06-11", "2024-06-11")}
     assert len(ranged) == 5
     assert [p.label for p in daily] == [
@@ -377,12 +385,12 @@ def test_run_report_is_the_one_last_task_and_runs_whatever_happened(target, kind
     report = dag.task_dict["run_report"]
     assert report.trigger_rule == "all_done"
     assert report.retries == 0
-    # Directly after the tasks that ended the DAG before it was added (locally the teardown that
-    # stops the run's Spark application, after every step).
+    # Directly after the tasks that ended the DAG before it was added: the asset events after
+    # publishing, and the teardown (locally the one that stops the run's Spark application).
     registers = {f"register_{o}" for o in P.OUTPUTS}
     expected = {
-        ("local", "nightly"): {"stop_spark"},
-        ("local", "backfill"): {"stop_spark"},
+        ("local", "nightly"): registers | {"stop_spark"},
+        ("local", "backfill"): registers | {"stop_spark"},
         ("emr", "nightly"): registers | {"terminate_cluster"},
         ("emr", "backfill"): registers | {"terminate_cluster"},
     }

@@ -86,6 +86,8 @@ def test_every_job_named_in_the_contract_is_dispatched():
         "segments",
         "clickstream",
         "maintain",  # the tables' upkeep (docs/DATA_CONTRACT.md, job command line)
+        "audit",  # write-audit-publish: the checks of a run's branch,
+        "publish",  # and making it what readers see
     }
 
 

@@ -64,3 +64,30 @@ def test_maintain_run_for_an_early_date_expires_nothing_newer_than_that_date(spa
     _grow(lake, 6)
     maintain.run(tables.bind(spark, lake), argparse.Namespace(ds=DS, keep_days=14, lake=lake))
     assert len(load(lake, "curated", "stock_daily").snapshots()) >= 7
+
+
+def test_maintain_drops_kept_audit_branches_older_than_the_cut_off_and_keeps_recent_ones(spark, lake):
+    seed_rows(spark, lake, "curated", "stock_daily", [("T", DS, *[None] * 10, DS)])
+    table = load(lake, "curated", "stock_daily")
+    snapshot = table.current_snapshot().snapshot_id
+    table.manage_snapshots().create_branch(snapshot, "audit_failed_run").create_branch(
+        snapshot, "someone_elses_branch"
+    ).commit()
+    committed = dt.datetime.fromtimestamp(table.current_snapshot().timestamp_ms / 1000, dt.UTC).date()
+
+    # a run 14 days after the branch's last commit keeps it; one 15 days after drops it
+    maintain.run(
+        tables.bind(spark, lake),
+        argparse.Namespace(ds=committed + dt.timedelta(days=14), keep_days=14, lake=lake),
+    )
+    assert {"audit_failed_run", "someone_elses_branch"} <= set(
+        load(lake, "curated", "stock_daily").metadata.refs
+    )
+    metrics = maintain.run(
+        tables.bind(spark, lake),
+        argparse.Namespace(ds=committed + dt.timedelta(days=15), keep_days=14, lake=lake),
+    )
+    refs = set(load(lake, "curated", "stock_daily").metadata.refs)
+    assert "audit_failed_run" not in refs
+    assert "someone_elses_branch" in refs  # only the pipeline's own audit branches
+    assert metrics["tables_maintained"]["curated.stock_daily"]["audit_branches_dropped"] == 1
