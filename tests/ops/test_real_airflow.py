@@ -222,7 +222,11 @@ def test_nightly_run_report_counts_what_the_lake_holds_and_is_in_the_task_log(
     assert report["run_id"] == nightly_run["dag_run_id"]
     assert report["state"] == "success"
     steps = {s["step"]: s for s in report["steps"]}
-    assert {name: s["state"] for name, s in steps.items()} == dict.fromkeys(P.STEPS, "success")
+    every_step = [*P.STEPS, "audit", "publish"]
+    assert {name: s["state"] for name, s in steps.items()} == dict.fromkeys(every_step, "success")
+    # the audit's checks, with none blocking (it published)
+    assert report["checks"]["errors"] == 0
+    assert report["checks"]["passed"] > 0
     # Rows out per step = rows the table holds for the run's date, read back with pyiceberg. The
     # stream too (rows upserted): a new checkpoint's first batch replaces the day, and it takes
     # all of the day's files at once.
