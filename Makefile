@@ -57,8 +57,10 @@ format: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Two workers (pytest-xdist), each test file whole on one: see tests/conftest.py.
+PYTEST_WORKERS ?= 2
 test: lint jars
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(PYTEST_WORKERS)
 
 package: venv
 	$(PY) -m include.packaging --out dist

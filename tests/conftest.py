@@ -52,3 +52,23 @@ def module_monkeypatch():
     """A monkeypatch shared by a module's fixtures (environment, AWS endpoints), undone after it."""
     with pytest.MonkeyPatch.context() as mp:
         yield mp
+
+
+# ---- make test's two workers (pytest-xdist) --------------------------------------------------
+# Every test file runs whole on one worker, so its module fixtures (a pipeline run, a moto
+# account) are made once; files that share a session fixture's pipeline run go together.
+SAME_WORKER = {
+    "tests/dags/test_emr_target.py": "local nightly lake",  # compares with the local run's rows
+    "tests/dags/test_local_target.py": "local nightly lake",
+}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFile(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return SAME_WORKER.get(path, path)
+
+    return ByFile(config, log)
