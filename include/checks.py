@@ -132,7 +132,9 @@ def parse_severities(value: str) -> dict[str, str]:
     for item in filter(None, (p.strip() for p in value.split(","))):
         name, sep, severity = item.partition("=")
         name, severity = name.strip(), severity.strip()
-        if not sep or name not in CHECK_NAMES:
+        if not sep:
+            raise ValueError(f"{item!r} is not check=severity")
+        if name not in CHECK_NAMES:
             raise ValueError(f"{item!r}: no check named {name!r} (checks: {', '.join(sorted(CHECK_NAMES))})")
         if severity not in SEVERITIES:
             raise ValueError(f"{item!r}: severity must be error or warn")

@@ -323,6 +323,22 @@ def test_a_failed_audit_on_emr_publishes_nothing_and_the_cluster_is_still_termin
     [count] = [r for r in results if (r["table"], r["check"]) == ("processed.sales", "row_count_vs_history")]
     assert (count["status"], count["severity"]) == ("fail", "error")
     assert count["numbers"]["rows"] <= len(kept) < count["numbers"]["low"]
+    sales = catalog.load_table(f"{PREFIX}_processed.sales")
+    on_branch = sales.scan(row_filter=f"dt = '{DS}'", snapshot_id=sales.metadata.refs[branch].snapshot_id)
+    assert len(on_branch.to_pandas()) == count["numbers"]["rows"]  # the bad data, kept to look at
+
+    # the feed is whole again: the next run publishes, and Glue shows it
+    good = run_emr(
+        fake_aws, "nightly", DS, {"cluster_profile": "dev", "outputs": ["sales_rolling_30d"]},
+        reset=False, run=steps_run,
+    )  # fmt: skip
+    assert good.run.state == "success", good.run.task_states
+    assert good.run.asset_events == [f"{LAKE}/warehouse/curated/sales_rolling_30d"]
+    catalog = _glue_catalog(fake_aws)
+    for name in touched:
+        current = catalog.load_table(name).current_snapshot()
+        assert current.summary.additional_properties["pipeline.run-id"] == P.safe_name(good.run.run_id), name
+    assert set(good.clusters.values()) == {"TERMINATED"}
 
 
 def test_a_failed_step_fails_the_run_and_the_cluster_is_still_terminated(fake_aws):

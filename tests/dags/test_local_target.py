@@ -196,6 +196,12 @@ def test_a_failed_audit_publishes_nothing_and_the_next_good_run_publishes(nightl
     [count] = [r for r in results if (r["table"], r["check"]) == ("processed.sales", "row_count_vs_history")]
     assert (count["status"], count["severity"]) == ("fail", "error")
     assert count["numbers"]["rows"] <= len(kept) < count["numbers"]["low"]  # ingest may quarantine some
+    # the branch holds the bad data, for a person to look at
+    sales = catalog.load_table("processed.sales")
+    on_branch = sales.scan(
+        row_filter=f"dt = '{DS}'", snapshot_id=sales.metadata.refs[P.audit_branch(failed.run_id)].snapshot_id
+    ).to_pandas()
+    assert len(on_branch) == count["numbers"]["rows"]
     report_file = (
         demo_lake / "_runs" / "reports" / "dag_id=customer_analytics_nightly" / f"dt={DS}" / "report.json"
     )

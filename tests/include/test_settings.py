@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+
 import pytest
 
 from include.settings import PROJECT_ROOT, SettingsError, load_settings
@@ -103,3 +106,57 @@ def test_preflight_is_on_unless_switched_off(value, checked):
 def test_preflight_takes_only_true_or_false():
     with pytest.raises(SettingsError, match="PIPELINE_EMR_PREFLIGHT='no'"):
         load_settings({"PIPELINE_EMR_PREFLIGHT": "no"})
+
+
+def test_the_audit_settings_default_to_the_issues_bands_and_are_read_when_given():
+    from include.checks import AuditSettings
+
+    assert load_settings({}).audit == AuditSettings((0.5, 2.0), 0.01, 0.10, {})
+    audit = load_settings(
+        {
+            "PIPELINE_AUDIT_ROW_COUNT_BAND": "0.8..1.25",
+            "PIPELINE_AUDIT_QUARANTINE_WARN": "0.02",
+            "PIPELINE_AUDIT_QUARANTINE_ERROR": "0.2",
+            "PIPELINE_AUDIT_SEVERITIES": "quarantine_share=error, row_count_vs_history=warn",
+        }
+    ).audit
+    assert audit == AuditSettings(
+        (0.8, 1.25), 0.02, 0.2, {"quarantine_share": "error", "row_count_vs_history": "warn"}
+    )
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "message"),
+    [
+        ("PIPELINE_AUDIT_ROW_COUNT_BAND", "50%..200%", "is not a range LOW..HIGH"),
+        ("PIPELINE_AUDIT_ROW_COUNT_BAND", "2.0..0.5", "is not a range LOW..HIGH"),
+        ("PIPELINE_AUDIT_ROW_COUNT_BAND", "0.5", "is not a range LOW..HIGH"),
+        ("PIPELINE_AUDIT_QUARANTINE_WARN", "1.5", "is not a share between 0 and 1"),
+        ("PIPELINE_AUDIT_QUARANTINE_ERROR", "ten", "is not a share between 0 and 1"),
+        ("PIPELINE_AUDIT_QUARANTINE_WARN", "0.5", "must not be above PIPELINE_AUDIT_QUARANTINE_ERROR"),
+        ("PIPELINE_AUDIT_SEVERITIES", "no_such_check=warn", "no check named 'no_such_check'"),
+        ("PIPELINE_AUDIT_SEVERITIES", "quarantine_share=fatal", "severity must be error or warn"),
+        ("PIPELINE_AUDIT_SEVERITIES", "quarantine_share", "'quarantine_share' is not check=severity"),
+    ],
+)
+def test_a_bad_audit_setting_fails_naming_the_setting(var, value, message):
+    with pytest.raises(SettingsError, match=var) as err:
+        load_settings({var: value})
+    assert re.search(message, str(err.value)), str(err.value)
+
+
+def test_a_bad_audit_setting_fails_the_dag_import_naming_it(tmp_path):
+    """What Airflow sees: the DAG file does not import, and the error names the setting."""
+    import subprocess
+    import sys
+
+    from include.settings import PROJECT_ROOT
+
+    env = {**os.environ, "PIPELINE_AUDIT_ROW_COUNT_BAND": "0.5", "PYTHONPATH": str(PROJECT_ROOT)}
+    env["AIRFLOW_HOME"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", "import runpy; runpy.run_path('dags/customer_analytics_nightly.py')"],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "PIPELINE_AUDIT_ROW_COUNT_BAND='0.5' is not a range LOW..HIGH" in done.stderr
