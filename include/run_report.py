@@ -166,6 +166,35 @@ def build_report(
     }
 
 
+def check_lines(results: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The checks as the log shows them: a check audited on one date is one line with its numbers;
+    on several dates (a history ingest, a backfill) one line of counts, then each date where it
+    failed, with its numbers and offending rows."""
+
+    def line(c: Mapping[str, Any], label: str) -> str:
+        numbers = ", ".join(f"{k}={v}" for k, v in c["numbers"].items())
+        note = f" ({c['note']})" if c.get("note") else ""
+        return f"  {c['status']:<7} {c['severity']:<5} {c['table']:<30} {label}: {numbers}{note}"
+
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for c in results:
+        groups.setdefault((c["table"], c["check"]), []).append(c)
+    out = []
+    for (table, check), found in sorted(groups.items()):
+        if len(found) == 1:
+            out.append(line(found[0], check))
+        else:
+            counts = {s: sum(c["status"] == s for c in found) for s in ("pass", "fail", "skipped")}
+            said = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+            out.append(f"  {'dates':<13} {table:<30} {check}: {len(found)} dates: {said}")
+        for c in found:
+            if c["status"] == "fail":
+                if len(found) > 1:
+                    out.append(line(c, f"{check} {c['ds']}"))
+                out += [f"      {row}" for row in c.get("rows") or []]
+    return out
+
+
 def checks_section(checks: Sequence[Mapping[str, Any]] | None) -> dict[str, Any] | None:
     """The audit's results (spark_jobs/audit.py) as the report shows them: every check, and counts."""
     if checks is None:
@@ -347,12 +376,7 @@ def format_table(report: Mapping[str, Any]) -> str:
             f"checks: {checks['passed']} passed, {checks['warnings']} warnings, {checks['errors']} errors, "
             f"{checks['skipped']} skipped"
         )
-        for c in checks["results"]:
-            numbers = ", ".join(f"{k}={v}" for k, v in c["numbers"].items())
-            lines.append(f"  {c['status']:<7} {c['severity']:<5} {c['table']:<30} {c['check']}: {numbers}"
-                         + (f" ({c['note']})" if c.get("note") else ""))  # fmt: skip
-            for row in c.get("rows") or []:
-                lines.append(f"      {row}")
+        lines += check_lines(checks["results"])
     c = report.get("emr_cluster")
     if c:
         groups = ", ".join(

@@ -63,6 +63,56 @@ class Result:
         )
 
 
+class TableStats:
+    """What several checks of one table need on every audited date, computed once per table:
+    rows per date from the table's metadata (no data file read), what main published per date,
+    and the key check's numbers in one pass over the audited dates."""
+
+    def __init__(self, spark: SparkSession, zone: str, name: str, dates: list[dt.date]) -> None:
+        self.spark, self.zone, self.name, self.dates = spark, zone, name, dates
+        self.table = tables.identifier(spark, zone, name)
+        self._keys: dict[tuple, dict[dt.date, tuple[int, int]]] = {}
+        self._published: dict[dt.date, int] | None = None
+        self._quarantined: dict[dt.date, int] | None = None
+        self.rows = self._rows_per_date(tables.head(spark, self.table))
+
+    def _rows_per_date(self, snapshot: int | None) -> dict[dt.date, int]:
+        if snapshot is None:
+            return {}
+        parts = tables._metadata(self.spark, self.table, "partitions", f"VERSION AS OF {int(snapshot)}")
+        per_date = parts.groupBy(F.col("partition.dt").alias("dt")).agg(F.sum("record_count").alias("n"))
+        return {r.dt: int(r.n) for r in per_date.collect() if r.dt is not None}
+
+    def published(self) -> dict[dt.date, int]:
+        """Rows per date on main (what readers see)."""
+        if self._published is None:
+            self._published = self._rows_per_date(tables.current_snapshot_id(self.spark, self.table))
+        return self._published
+
+    def quarantined(self) -> dict[dt.date, int]:
+        """Rows per date of the dataset's quarantine table (as this session reads it)."""
+        if self._quarantined is None:
+            self._quarantined = {}
+            if self.spark.catalog.tableExists(tables.identifier(self.spark, "quarantine", self.name)):
+                self._quarantined = TableStats(self.spark, "quarantine", self.name, self.dates).rows
+        return self._quarantined
+
+    def keys(self, columns: tuple[str, ...], required: tuple[str, ...]) -> dict[dt.date, tuple[int, int]]:
+        """date -> (rows with a null required key column, keys held by more than one row)."""
+        if (columns, required) not in self._keys:
+            rows = tables.read(self.spark, self.zone, self.name, since=min(self.dates), upto=max(self.dates))
+            null = " OR ".join(f"`{c}` IS NULL" for c in required) if required else "false"
+            nulls = rows.groupBy(tables.DT).agg(
+                F.sum(F.expr(f"CASE WHEN {null} THEN 1 ELSE 0 END")).alias("n")
+            )
+            dupes = rows.groupBy(tables.DT, *columns).count().filter("count > 1").groupBy(tables.DT).count()
+            found = {r.dt: (int(r.n), 0) for r in nulls.collect()}
+            for r in dupes.collect():
+                found[r.dt] = (found.get(r.dt, (0, 0))[0], int(r["count"]))
+            self._keys[(columns, required)] = found
+        return self._keys[(columns, required)]
+
+
 @dataclass
 class Context:
     """What a check looks at: the table's rows of ds on the branch, and what main holds."""
@@ -71,19 +121,22 @@ class Context:
     zone: str
     name: str
     ds: dt.date
+    stats: TableStats | None = None
 
     def rows(self, zone: str | None = None, name: str | None = None) -> DataFrame:
         return tables.read(self.spark, zone or self.zone, name or self.name, since=self.ds, upto=self.ds)
 
+    def table_stats(self) -> TableStats:
+        if self.stats is None:
+            self.stats = TableStats(self.spark, self.zone, self.name, [self.ds])
+        return self.stats
+
+    def row_count(self) -> int:
+        return self.table_stats().rows.get(self.ds, 0)
+
     def published_counts(self) -> dict[dt.date, int]:
         """Rows per date on main (what readers see), dates before ds."""
-        table = tables.identifier(self.spark, self.zone, self.name)
-        main = tables.current_snapshot_id(self.spark, table)
-        if main is None:
-            return {}
-        parts = tables._metadata(self.spark, table, "partitions", f"VERSION AS OF {int(main)}")
-        per_date = parts.groupBy(F.col("partition.dt").alias("dt")).agg(F.sum("record_count").alias("n"))
-        return {r.dt: int(r.n) for r in per_date.collect() if r.dt is not None and r.dt < self.ds}
+        return {d: n for d, n in self.table_stats().published().items() if d < self.ds}
 
 
 def _offending(df: DataFrame) -> list[dict[str, Any]]:
@@ -97,18 +150,20 @@ def _offending(df: DataFrame) -> list[dict[str, Any]]:
 def key_unique_not_null(
     ctx: Context, columns: list[str], nullable: list[str] = ()
 ) -> tuple[bool, dict, list, str]:
-    rows = ctx.rows()
-    required = [c for c in columns if c not in nullable]
+    required = tuple(c for c in columns if c not in nullable)
+    n_nulls, n_dupes = ctx.table_stats().keys(tuple(columns), required).get(ctx.ds, (0, 0))
+    numbers = {"rows": ctx.row_count(), "null_keys": n_nulls, "duplicated_keys": n_dupes}
+    if n_nulls == 0 and n_dupes == 0:
+        return True, numbers, [], ""
+    rows = ctx.rows()  # only a failed check reads its date's rows again, for the offending ones
     nulls = rows.filter(" OR ".join(f"`{c}` IS NULL" for c in required)) if required else rows.limit(0)
     dupes = rows.groupBy(*columns).count().filter("count > 1")
-    n_nulls, n_dupes = nulls.count(), dupes.count()
-    numbers = {"rows": rows.count(), "null_keys": n_nulls, "duplicated_keys": n_dupes}
     bad = _offending(nulls.select(*columns)) + _offending(dupes)
-    return n_nulls == 0 and n_dupes == 0, numbers, bad[:OFFENDING_ROWS], ""
+    return False, numbers, bad[:OFFENDING_ROWS], ""
 
 
 def row_count_vs_history(ctx: Context, band: list[float], allow_empty: bool = False, min_history: int = 3):
-    today = ctx.rows().count()
+    today = ctx.row_count()
     history = ctx.published_counts()
     recent = [history[d] for d in sorted(history)[-HISTORY_DAYS:] if history[d] > 0 or not allow_empty]
     if allow_empty:
@@ -169,8 +224,8 @@ def customers_in_features(ctx: Context):
 
 
 def quarantine_share(ctx: Context, warn: float, error: float):
-    kept = ctx.rows().count()
-    rejected = ctx.rows("quarantine", ctx.name).count() if ctx.zone == "processed" else 0
+    kept = ctx.row_count()
+    rejected = ctx.table_stats().quarantined().get(ctx.ds, 0) if ctx.zone == "processed" else 0
     total = kept + rejected
     share = rejected / total if total else 0.0
     numbers = {
@@ -224,8 +279,10 @@ def audit(spark: SparkSession, spec: dict[str, list[dict[str, Any]]]) -> list[Re
         ident = tables.identifier(spark, zone, name)
         if not spark.catalog.tableExists(ident):
             continue  # this run did not write it
-        for ds in tables.branch_dates(spark, ident, branch):
-            ctx = Context(spark, zone, name, ds)
+        dates = tables.branch_dates(spark, ident, branch)
+        stats = TableStats(spark, zone, name, dates) if dates else None
+        for ds in dates:
+            ctx = Context(spark, zone, name, ds, stats)
             for check in checks:
                 result = run_check(ctx, check)
                 log.warning("audit: %s", result.line())

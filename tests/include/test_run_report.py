@@ -407,3 +407,49 @@ def test_html_page_shows_a_single_days_rolling_sales_as_bars_per_region():
     assert "<polyline" not in page
     assert ">12,345<" in page
     assert ">40.5<" in page
+
+
+def _check(table, check, ds, status, severity="error", numbers=None, rows=(), note=""):
+    return {"table": table, "check": check, "ds": ds, "status": status, "severity": severity,
+            "numbers": numbers or {}, "rows": list(rows), "note": note}  # fmt: skip
+
+
+def test_the_checks_section_counts_every_result_and_the_log_names_each_failure_with_its_rows():
+    results = [
+        _check("curated.referral_graph", "pagerank_sums_to_one", DS, "fail", numbers={"sum": 0.8}),
+        _check("curated.referral_graph", "key_unique_not_null", DS, "pass", numbers={"rows": 4}),
+        *[_check("processed.sales", "quarantine_share", f"2024-06-0{d}", "pass") for d in (1, 2)],
+        _check(
+            "processed.sales",
+            "quarantine_share",
+            "2024-06-03",
+            "fail",
+            "warn",
+            {"share": 0.02},
+            rows=[{"id": "x"}],
+        ),
+        _check("processed.sales", "row_count_vs_history", "2024-06-01", "skipped", note="fewer than 3"),
+        _check("processed.sales", "row_count_vs_history", "2024-06-02", "skipped", note="fewer than 3"),
+    ]
+    planned = R.nightly_steps(DS, ["graph"], emr=False)
+    report = R.build_report(
+        dag_id="nightly", run_id="manual__1", target="local", ds=DS, planned=planned,
+        task_states={"run_graph": "success", "run_audit": "failed"}, metrics={}, checks=results,
+    )  # fmt: skip
+
+    section = report["checks"]
+    assert {k: section[k] for k in ("passed", "warnings", "errors", "skipped")} == {
+        "passed": 3, "warnings": 1, "errors": 1, "skipped": 2,
+    }  # fmt: skip
+    assert section["results"] == results  # every check with its numbers, per output
+    text = R.format_table(report)
+    assert "checks: 3 passed, 1 warnings, 1 errors, 2 skipped" in text
+    lines = text.splitlines()
+    assert any(
+        line.split() == ["fail", "error", "curated.referral_graph", "pagerank_sums_to_one:", "sum=0.8"]
+        for line in lines
+    )
+    assert any("quarantine_share: 3 dates: 2 pass, 1 fail" in line for line in lines)
+    assert any("quarantine_share 2024-06-03: share=0.02" in line for line in lines)
+    assert any(line.strip() == "{'id': 'x'}" for line in lines)
+    assert any("row_count_vs_history: 2 dates: 2 skipped" in line for line in lines)
