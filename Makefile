@@ -57,10 +57,10 @@ format: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# Two workers (pytest-xdist), each test file whole on one: see tests/conftest.py.
+# Two workers (pytest-xdist), each test file whole on one, the longest first: see tests/conftest.py.
 PYTEST_WORKERS ?= 2
 test: lint jars
-	$(PY) -m pytest -n $(PYTEST_WORKERS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --no-loadscope-reorder
 
 package: venv
 	$(PY) -m include.packaging --out dist
