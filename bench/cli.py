@@ -18,3 +18,13 @@ def runs(args: argparse.Namespace, full: int, quick: int = 2) -> int:
     if args.repeat:
         return max(1, args.repeat)
     return quick if args.quick else full
+
+
+def add_sizes(p: argparse.ArgumentParser, what: str) -> None:
+    """`--sizes small,big`: the row counts of a sized figure (default: its full sizes)."""
+    p.add_argument(
+        "--sizes",
+        type=lambda v: sorted(int(x) for x in v.split(",")),
+        default=None,
+        help=f"two {what} row counts, small,big (default 1000000,10000000)",
+    )

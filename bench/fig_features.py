@@ -300,12 +300,7 @@ def run(args: argparse.Namespace) -> core.FigureResult:
 
 def main(argv: list[str] | None = None) -> None:
     p = cli.parser(__doc__)
-    p.add_argument(
-        "--sizes",
-        type=lambda v: sorted(int(x) for x in v.split(",")),
-        default=None,
-        help="two sales row counts, small,big (default 1000000,10000000)",
-    )
+    cli.add_sizes(p, "sales")
     run(p.parse_args(argv)).emit()
 
 
