@@ -35,6 +35,8 @@ from airflow.sdk import (
 
 from include import pipeline as P
 from include.cluster_profiles import PROFILES, cluster_tags, job_flow_overrides
+from include.emr_release import OPENLINEAGE_SPARK_JAR
+from include.lineage import spark_properties
 from include.run_report import add_run_report, lake_io
 from include.settings import PROJECT_ROOT, Settings
 from plugins.spark_job import SparkJobSubprocessOperator
@@ -146,11 +148,16 @@ def code_location(settings: Settings, version: str) -> dict[str, str]:
     from include.packaging import ENTRYPOINT_NAME
 
     prefix = f"{settings.code_uri}/{version}"
-    return {
+    code = {
         "version": version,
         "py_files": f"{prefix}/spark_jobs-{version}.zip",
         "entrypoint": f"{prefix}/{ENTRYPOINT_NAME}",
     }
+    if settings.lineage:
+        # the OpenLineage listener beside the code (no EMR release bundles one); versioned by name
+        code["jars"] = f"{settings.code_uri}/jars/{OPENLINEAGE_SPARK_JAR}"
+        code["conf"] = json.dumps(spark_properties(settings), sort_keys=True)
+    return code
 
 
 def _run_ds(logical_date: Any) -> str:
@@ -318,8 +325,13 @@ def wap_commands(
     return {"audit": audit, "publish": publish, "checks": checks}
 
 
-def _code_args(code: dict[str, str]) -> dict[str, str]:
-    return {"py_files": code["py_files"], "entrypoint": code["entrypoint"]}
+def _code_args(code: dict[str, str]) -> dict[str, Any]:
+    return {
+        "py_files": code["py_files"],
+        "entrypoint": code["entrypoint"],
+        "jars": code.get("jars"),
+        "conf": json.loads(code.get("conf") or "{}"),
+    }
 
 
 # ---- tasks ---------------------------------------------------------------------------------
@@ -361,6 +373,7 @@ def _local_job(
         cwd=str(PROJECT_ROOT),
         env={"SPARK_LOCAL_IP": "127.0.0.1"},
         spark_server=spark_server,
+        lineage=spark_properties(settings),
     )
 
 

@@ -50,3 +50,9 @@ GRAVITON_FAMILIES = frozenset({"m6g", "c6g", "r6g", "m7g", "c7g", "r7g"})
 # emr-7.14.0 (2026-09-08) ships Iceberg 1.10.1-amzn-1; its Spark build could not be confirmed
 # from the release guide when this was written, so 7.13.0 stays the default until it is.
 DEFAULT_RELEASE = "emr-7.13.0"
+
+# No EMR 7 release bundles an OpenLineage Spark listener: the pipeline ships this one (jars/pom.xml,
+# uploaded beside the code zip) to every release. 1.53.0 is built for Spark 3.x on Scala 2.12,
+# the Spark of every EMR 7 release.
+OPENLINEAGE_SPARK_VERSION = "1.53.0"
+OPENLINEAGE_SPARK_JAR = f"openlineage-spark_2.12-{OPENLINEAGE_SPARK_VERSION}.jar"

@@ -18,7 +18,7 @@ from airflow.sdk import chain, task
 
 from include import pipeline as P
 from include.dag_factory import STEP_TIMEOUT, register_output
-from include.settings import Settings
+from include.settings import PROJECT_ROOT, Settings
 from plugins.emr_step_batches import EmrStepBatchesOperator
 from plugins.emr_steps import (
     AWS_RETRY_CONFIG,
@@ -45,20 +45,32 @@ def _upload_code_task(settings: Settings, code: Any):
                 f"code changed during the run: planned {code['version']}, now {bundle.version}"
             )
         hook = S3Hook(aws_conn_id=settings.aws_conn_id, region_name=settings.region, config=AWS_RETRY_CONFIG)
-        for uri, data in (
-            (code["py_files"], bundle.zip_bytes),
-            (code["entrypoint"], bundle.entrypoint_bytes),
-        ):
+        uploads = [(code["py_files"], bundle.zip_bytes), (code["entrypoint"], bundle.entrypoint_bytes)]
+        if code.get("jars"):
+            uploads.append((code["jars"], None))  # the OpenLineage listener, from `make jars`
+        for uri, data in uploads:
             bucket, key = S3Hook.parse_s3_url(uri)
             # Same version = same bytes (content hash), so an existing object is already right.
             if hook.check_for_key(key, bucket_name=bucket):
                 log.info("%s is already there", uri)
             else:
+                data = data if data is not None else _local_jar(uri.rsplit("/", 1)[1])
                 hook.load_bytes(data, key=key, bucket_name=bucket, replace=False)
                 log.info("uploaded %s (%d bytes)", uri, len(data))
         return code
 
     return upload_code(code)
+
+
+def _local_jar(name: str) -> bytes:
+    """A jar of the project's cache (`make jars`), to upload where the steps' spark-submit reads it."""
+    path = PROJECT_ROOT / ".cache" / "jars" / name
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing: run `make jars` where Airflow runs, or upload {name} to the code "
+            "location's jars/ folder (or set PIPELINE_LINEAGE=false)"
+        )
+    return path.read_bytes()
 
 
 def _preflight_task(settings: Settings):
@@ -134,6 +146,8 @@ def _step_tasks(settings: Settings, plan: Any, create: Any, name: str) -> tuple[
         task_id=f"add_{name}",
         job_flow_id=create.output,
         steps=plan[f"step:{name}"],
+        # the provider's OpenLineage injection: this task's run becomes the Spark job's parent
+        openlineage_inject_parent_job_info=settings.lineage,
         **_aws(settings),
     )
     wait = EmrRunStepSensor(
@@ -189,6 +203,7 @@ def backfill_emr(settings: Settings, plan: Any) -> None:
         batches=plan["batches"],
         waiter_delay=settings.poll_seconds,
         waiter_max_attempts=max(1, int(STEP_TIMEOUT.total_seconds()) // settings.poll_seconds),
+        openlineage_inject_parent_job_info=settings.lineage,
         # a retry follows the steps already on the cluster; a failed step fails without retry
         **_aws(settings),
     )

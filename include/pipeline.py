@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 PROJECT = "customer-market-analytics"
@@ -151,8 +151,22 @@ def audit_branch(run_id: str) -> str:
     return f"audit_{safe_name(run_id)}"
 
 
-def emr_step(name: str, args: Sequence[str], *, py_files: str, entrypoint: str) -> dict:
-    """An EMR step running the job with spark-submit in cluster mode (boto3 `Steps` item)."""
+def emr_step(
+    name: str,
+    args: Sequence[str],
+    *,
+    py_files: str,
+    entrypoint: str,
+    jars: str | None = None,
+    conf: Mapping[str, str] | None = None,
+) -> dict:
+    """An EMR step running the job with spark-submit in cluster mode (boto3 `Steps` item).
+
+    `jars`: extra jars for the driver and executors (the OpenLineage listener); `conf`: Spark
+    properties (`--conf k=v`, e.g. the jobs' `spark.openlineage.*` settings)."""
+    options = [*(["--jars", jars] if jars else [])]
+    for key, value in sorted((conf or {}).items()):
+        options += ["--conf", f"{key}={value}"]
     return {
         "Name": name,
         # The DAG decides what a failure means (the run fails, teardown terminates); EMR keeps
@@ -160,7 +174,16 @@ def emr_step(name: str, args: Sequence[str], *, py_files: str, entrypoint: str) 
         "ActionOnFailure": "CONTINUE",
         "HadoopJarStep": {
             "Jar": "command-runner.jar",
-            "Args": ["spark-submit", "--deploy-mode", "cluster", "--py-files", py_files, entrypoint, *args],
+            "Args": [
+                "spark-submit",
+                "--deploy-mode",
+                "cluster",
+                *options,
+                "--py-files",
+                py_files,
+                entrypoint,
+                *args,
+            ],
         },
     }
 

@@ -106,6 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["PIPELINE_TARGET"] = "local"
     os.environ["PIPELINE_LAKE"] = lake
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from include.lineage import airflow_environment
+    from include.settings import load_settings
+
+    settings = load_settings()
+    # Airflow's OpenLineage provider: the tasks' events beside the jobs' (read at Airflow's import)
+    os.environ.update(airflow_environment(settings))
     prepare_airflow(args.airflow_home.resolve())
     dag = load_dag(DAG_FILES[args.dag])
 
@@ -135,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
             page = Path(report_uri(lake, dag.dag_id, ds, name).removeprefix("file://"))
             if page.exists():
                 print(f"run report: {page}")
+    if settings.lineage and not settings.lineage_url:
+        where = Path(lake.removeprefix("file://")) / "_lineage"
+        print(f"lineage (OpenLineage events, JSON lines): {where}")
+        print(f"  upstream of an output: python -m include.lineage customer_segments --lake {where.parent}")
     print(f"\n{dag.dag_id}: run {run.run_id} {run.state}")
     return 0 if str(run.state) == "success" and None not in rows.values() else 1
 

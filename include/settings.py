@@ -32,6 +32,8 @@ _ROLE = re.compile(r"^[A-Za-z0-9+=,.@_/:-]{1,512}$")
 _CONN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
 _SECURITY_CONFIG = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z]{2}(-[a-z]+)+-\d:\d{12}:key/[A-Za-z0-9-]{1,128}$")
+_LINEAGE_NAMESPACE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+_HTTP_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~/-]*)?$")
 _CERTS_ZIP_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[A-Za-z0-9._/=+-]+\.zip$")
 S3_ENCRYPTION_MODES = ("SSE-KMS", "SSE-S3")
 
@@ -53,6 +55,11 @@ class Settings:
     snapshot_retention_days: int = 14
     # write-audit-publish: the checks' bands and severities (include/checks.py)
     audit: AuditSettings = field(default_factory=AuditSettings)
+    # OpenLineage (include/lineage.py): every job's runs, inputs, outputs and column lineage, to
+    # LAKE/_lineage as JSON lines, or to a Marquez/DataHub endpoint when lineage_url is set
+    lineage: bool = True
+    lineage_namespace: str = "customer_market_analytics"
+    lineage_url: str = ""
     # emr only
     code_uri: str = ""
     log_uri: str = ""
@@ -106,6 +113,9 @@ _ENV = {
     "PIPELINE_RETRY_DELAY_SECONDS": ("retry_delay_seconds", int),
     "PIPELINE_LOCAL_SPARK_SERVER": ("local_spark_server", _boolean),
     "PIPELINE_SNAPSHOT_RETENTION_DAYS": ("snapshot_retention_days", int),
+    "PIPELINE_LINEAGE": ("lineage", _boolean),
+    "PIPELINE_LINEAGE_NAMESPACE": ("lineage_namespace", str),
+    "PIPELINE_LINEAGE_URL": ("lineage_url", str),
     "PIPELINE_CODE_URI": ("code_uri", str),
     "PIPELINE_EMR_LOG_URI": ("log_uri", str),
     "PIPELINE_EMR_SUBNET_ID": ("subnet_id", str),
@@ -233,6 +243,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             problems.append(f"{var} must be >= {low}")
 
     values["audit"] = _audit(env, problems)
+    if "lineage_namespace" in values and not _LINEAGE_NAMESPACE.match(str(values["lineage_namespace"])):
+        problems.append("PIPELINE_LINEAGE_NAMESPACE: letters, digits and _ . - only (at most 100)")
+    if "lineage_url" in values and not _HTTP_URL.match(str(values["lineage_url"])):
+        problems.append(
+            f"PIPELINE_LINEAGE_URL={values['lineage_url']!r} is not an http(s)://host[:port] URL "
+            "(the Marquez or DataHub server; the API path is added)"
+        )
 
     if "preflight" in values:
         flag = str(values["preflight"]).lower()

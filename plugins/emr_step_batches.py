@@ -16,6 +16,7 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.emr import EmrHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.sdk.exceptions import AirflowException
 
@@ -41,6 +42,8 @@ class EmrStepBatchesOperator(AwsBaseOperator[EmrHook]):
     :param batches: lists of boto3 `Steps` items (templated; XComArg works)
     :param waiter_delay: seconds between two polls of a batch
     :param waiter_max_attempts: polls per batch before giving up
+    :param openlineage_inject_parent_job_info: this task's OpenLineage run as the parent of each
+        step's Spark job (the amazon provider's injection into spark-submit, as EmrAddStepsOperator)
     :return: every step id, in the order added
     """
 
@@ -56,9 +59,11 @@ class EmrStepBatchesOperator(AwsBaseOperator[EmrHook]):
         batches: Sequence[Sequence[dict[str, Any]]] | Any,
         waiter_delay: int = 60,
         waiter_max_attempts: int = 360,
+        openlineage_inject_parent_job_info: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.openlineage_inject_parent_job_info = openlineage_inject_parent_job_info
         self.job_flow_id = job_flow_id
         self.batches = batches
         self.waiter_delay = waiter_delay
@@ -71,18 +76,21 @@ class EmrStepBatchesOperator(AwsBaseOperator[EmrHook]):
             raise AirflowException(
                 f"batches {too_big} are empty or hold more than {MAX_STEPS_PER_BATCH} steps"
             )
-        return self._next(0, [])
+        return self._next(0, [], context)
 
-    def _next(self, index: int, done: list[str]) -> list[str]:
+    def _next(self, index: int, done: list[str], context: Any) -> list[str]:
         if index == len(self.batches):
             self.log.info("All %d batches completed (%d steps)", len(self.batches), len(done))
             return done
         batch = list(self.batches[index])
+        if self.openlineage_inject_parent_job_info:
+            # the provider's own injection (a method that only logs through `self`)
+            batch = EmrAddStepsOperator._inject_openlineage_parent_job_information(self, batch, context)
         self.log.info("Batch %d/%d: %s", index + 1, len(self.batches), [s["Name"] for s in batch])
         self._batch = (self.job_flow_id, [])
         step_ids, states = add_steps_once(self.hook, self.job_flow_id, batch, self.log, self._batch[1])
         if all(state == "COMPLETED" for state in states):  # done by an earlier try
-            return self._next(index + 1, [*done, *step_ids])
+            return self._next(index + 1, [*done, *step_ids], context)
         self.defer(
             trigger=EmrStepsCancelOnKillTrigger(
                 job_flow_id=self.job_flow_id,
@@ -118,7 +126,7 @@ class EmrStepBatchesOperator(AwsBaseOperator[EmrHook]):
                 raise StepFailureReport(self.hook.conn, s3, self.log).fail(self.job_flow_id, failed[-1])
             # no step ended badly: the wait itself failed (throttling, network); a retry resumes
             raise AirflowException(f"waiting for batch {index + 1}/{len(self.batches)} failed: {event}")
-        return self._next(index + 1, list(done or []))
+        return self._next(index + 1, list(done or []), context)
 
     def on_kill(self) -> None:
         if self._batch and self._batch[1]:

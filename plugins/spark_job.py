@@ -23,6 +23,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 
 EXIT_BAD_INPUT = 2
 EXIT_AUDIT_FAILED = 3
+LINEAGE_VAR = "SPARK_JOBS_LINEAGE"  # read by spark_jobs.cli: the job's spark.openlineage.* properties
 
 
 class SparkJobSubprocessOperator(BaseOperator):
@@ -36,6 +37,8 @@ class SparkJobSubprocessOperator(BaseOperator):
     :param metrics_prefix: line prefix of the job's machine-readable metrics
     :param spark_server: socket of the run's warm Spark application (spark_jobs.server), templated;
         when it answers, the commands run there instead of in a new process each
+    :param lineage: the jobs' `spark.openlineage.*` properties (transport, namespace); each job
+        also gets this task's OpenLineage run as its parent (Airflow's OpenLineage provider)
     """
 
     template_fields: Sequence[str] = ("commands", "spark_server")
@@ -52,6 +55,7 @@ class SparkJobSubprocessOperator(BaseOperator):
         env: Mapping[str, str] | None = None,
         metrics_prefix: str = "SPARK_JOBS_METRICS ",
         spark_server: str | None = None,
+        lineage: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -62,6 +66,7 @@ class SparkJobSubprocessOperator(BaseOperator):
         self.env = dict(env or {})
         self.metrics_prefix = metrics_prefix
         self.spark_server = spark_server
+        self.lineage = dict(lineage or {})
 
     def _environment(self) -> dict[str, str]:
         env = {**os.environ, **self.env}
@@ -81,9 +86,27 @@ class SparkJobSubprocessOperator(BaseOperator):
             # The plan gives a step no command when no requested output needs it.
             raise AirflowSkipException("nothing to run: the run's outputs do not need this step")
         env = self._environment()
-        return [self._run(cmd, env) for cmd in commands]
+        lineage = self._lineage(context)
+        if lineage:
+            env[LINEAGE_VAR] = json.dumps(lineage)
+        return [self._run(cmd, env, lineage) for cmd in commands]
 
-    def _run(self, args: list[str], env: dict[str, str]) -> dict[str, Any]:
+    def _lineage(self, context: Any) -> dict[str, str]:
+        """The jobs' lineage properties plus this task's run as their parent (as the amazon
+        provider's EMR operator injects it into spark-submit)."""
+        if not self.lineage:
+            return {}
+        try:
+            from airflow.providers.common.compat.openlineage.utils.spark import (
+                inject_parent_job_information_into_spark_properties,
+            )
+
+            return inject_parent_job_information_into_spark_properties(dict(self.lineage), context)
+        except Exception as exc:  # lineage never fails a task
+            self.log.warning("lineage: no parent run for the jobs (%s)", exc)
+            return dict(self.lineage)
+
+    def _run(self, args: list[str], env: dict[str, str], lineage: dict[str, str]) -> dict[str, Any]:
         tail: deque[str] = deque(maxlen=30)
         metrics: dict[str, Any] = {}
 
@@ -100,7 +123,7 @@ class SparkJobSubprocessOperator(BaseOperator):
             from spark_jobs.server import run_job
 
             self.log.info("Running %s on the run's Spark application (%s)", args, self.spark_server)
-            code = run_job(self.spark_server, args, on_line)
+            code = run_job(self.spark_server, args, on_line, lineage)
         else:
             code = self._run_process(args, env, on_line)
         if code != 0:

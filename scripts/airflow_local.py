@@ -250,7 +250,17 @@ def airflow_env(inst: Instance) -> dict[str, str]:
         "PIPELINE_LAKE": inst.lake,
         "PYSPARK_PYTHON": sys.executable,
         "SPARK_LOCAL_IP": "127.0.0.1",
+        **_lineage_env(inst.lake),
     }
+
+
+def _lineage_env(lake: str) -> dict[str, str]:
+    """Airflow's OpenLineage provider: the tasks' events beside the jobs' in the lake (local target)."""
+    from include.lineage import airflow_environment
+    from include.settings import load_settings
+
+    env = {k: v for k, v in os.environ.items() if k.startswith("PIPELINE_LINEAGE")}
+    return airflow_environment(load_settings({**env, "PIPELINE_LAKE": lake}))
 
 
 def _pid_file(state: Path, name: str) -> Path:

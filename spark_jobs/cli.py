@@ -10,10 +10,11 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from spark_jobs.common import JobInputError, date_range, normalize_lake, parse_ds
 from spark_jobs.paths import metrics_uri
@@ -38,6 +39,7 @@ RANGED_JOBS = ("ingest", "audit")  # jobs that also take --start-ds/--end-ds
 EXIT_BAD_INPUT = 2
 EXIT_AUDIT_FAILED = 3  # the audit ran and an `error` check failed: nothing is published
 METRICS_PREFIX = "SPARK_JOBS_METRICS "
+LINEAGE_VAR = "SPARK_JOBS_LINEAGE"  # a job's `spark.openlineage.*` properties (JSON), set by the operator
 
 log = logging.getLogger("spark_jobs")
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.:+=@-]{1,250}$")  # what the orchestrator's run ids become
@@ -126,7 +128,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, lineage: Mapping[str, str] | None = None) -> int:
+    """Run one job command line; `lineage`: per-job `spark.openlineage.*` properties (else the
+    environment's SPARK_JOBS_LINEAGE, JSON, else only the application's own settings)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     started = time.monotonic()  # a duration only; no date ever comes from the clock
     try:
@@ -135,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"spark_jobs: bad arguments: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     from spark_jobs.common import get_spark, write_text
+    from spark_jobs.lineage import StepLineage, job_name, properties
 
     module = importlib.import_module(JOBS[args.job])
     spark = get_spark(f"{args.job}-{args.ds}", args.lake)
@@ -142,12 +147,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         spark.conf.set("spark.pipeline.run-id", args.run_id)
     if args.branch:
         spark.conf.set(WAP_BRANCH, args.branch)
+    if lineage is None and os.environ.get(LINEAGE_VAR):
+        lineage = json.loads(os.environ[LINEAGE_VAR])
+    step = StepLineage(
+        spark,
+        properties(spark, lineage),
+        name=job_name(args.job, args.dataset),
+        lake=args.lake,
+        ds=args.ds,
+        run=args.run_id,
+    )
+    step.start()
     log.info("%s --ds %s: Spark ready after %.1fs; running", args.job, args.ds, time.monotonic() - started)
     try:
         metrics = module.run(spark, args) or {}
     except JobInputError as exc:
+        step.end(error=str(exc))
         print(f"spark_jobs {args.job} --ds {args.ds}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BaseException as exc:
+        step.end(error=f"{type(exc).__name__}: {exc}")
+        raise
     record = {"job": args.job, "ds": str(args.ds), "run_id": args.run_id}
     if args.job == "ingest":
         record.update(dataset=args.dataset, start_ds=str(args.dates[0]), end_ds=str(args.dates[-1]))
@@ -165,6 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = int(record.get("exit_code") or 0)
     if code:  # the job ran, and its verdict is no (an audit that found a blocking problem)
         failed = record.get("failed_checks") or []
-        print(f"spark_jobs {args.job} --ds {args.ds}: {len(failed)} check(s) failed: {'; '.join(failed)}",
-              file=sys.stderr)  # fmt: skip
+        reason = f"{len(failed)} check(s) failed: {'; '.join(failed)}"
+        step.end(error=reason)
+        print(f"spark_jobs {args.job} --ds {args.ds}: {reason}", file=sys.stderr)
+    else:
+        step.end()
     return code

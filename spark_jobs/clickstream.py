@@ -31,7 +31,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from spark_jobs import tables
+from spark_jobs import lineage, tables
 from spark_jobs.common import landing_path, path_exists, utc_date
 from spark_jobs.schemas import CURATED, PROCESSED
 
@@ -101,6 +101,7 @@ class CheckoutSink:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         spark = batch.sparkSession
+        lineage.present_catalog_to_listener(spark)  # the stream's own session (a clone)
         updates = batch.persist()
         try:
             n = updates.count()
@@ -161,15 +162,16 @@ def run(spark: SparkSession, args) -> dict:
             F.sum(F.when(is_valid_event(), 0).otherwise(1)).alias("invalid"),
             F.sum(F.when(is_valid_event() & ~is_on(ds), 1).otherwise(0)).alias("other_day"),
         )
-        query = (
-            checkouts_per_user_minute(checkout_events(observed, ds))
-            .writeStream.queryName(f"clickstream_checkouts_{ds}")
-            .outputMode("update")
-            .foreachBatch(sink)
-            .option("checkpointLocation", checkpoint)
-            .trigger(availableNow=True)
-            .start()
-        )
+        with lineage.catalog_settings_for_clones(spark):  # start() clones the session
+            query = (
+                checkouts_per_user_minute(checkout_events(observed, ds))
+                .writeStream.queryName(f"clickstream_checkouts_{ds}")
+                .outputMode("update")
+                .foreachBatch(sink)
+                .option("checkpointLocation", checkpoint)
+                .trigger(availableNow=True)
+                .start()
+            )
         try:
             query.awaitTermination()
         finally:

@@ -64,9 +64,10 @@ _ISSUED: list[SparkSession] = []  # the sessions handed out of _SHARED, closed a
 
 JARS_DIR_VAR = "SPARK_JOBS_JARS_DIR"
 _DEFAULT_JARS_DIR = Path(__file__).resolve().parent.parent / ".cache" / "jars"
-# Local runs need Iceberg's runtime and the SQLite JDBC driver; an s3:// lake (the EMR target's
-# commands run locally against a stand-in of S3 and Glue) also Iceberg's AWS bundle and s3a.
-_LOCAL_JARS = ("iceberg-spark-runtime-", "sqlite-jdbc-")
+# Local runs need Iceberg's runtime, the SQLite JDBC driver and the OpenLineage listener (it only
+# listens when a job's lineage settings say so: spark_jobs.lineage); an s3:// lake (the EMR
+# target's commands run locally against a stand-in of S3 and Glue) also Iceberg's AWS bundle and s3a.
+_LOCAL_JARS = ("iceberg-spark-runtime-", "sqlite-jdbc-", "openlineage-spark_")
 _S3_JARS = ("iceberg-aws-bundle-", "hadoop-aws-", "aws-java-sdk-bundle-")
 
 

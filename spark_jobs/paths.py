@@ -7,6 +7,7 @@ import re
 
 METRICS_DIR = "_runs/metrics"
 AUDITS_DIR = "_runs/audits"
+LINEAGE_DIR = "_lineage/spark"
 
 
 def metrics_uri(lake: str, job: str, ds: object, dataset: str | None = None) -> str:
@@ -24,3 +25,10 @@ def audit_uri(lake: str, ds: object, branch: str, what: str = "results") -> str:
     `checks` is what the plan declared for the run (its checks with their settings), `results` what
     the audit found."""
     return f"{lake}/{AUDITS_DIR}/dt={ds}/{re.sub(r'[^A-Za-z0-9_.=-]', '_', branch)}.{what}.json"
+
+
+def lineage_uri(lake: str, ds: object, run_id: str | None, name: str, lineage_run: str) -> str:
+    """A job run's OpenLineage events (JSON lines), LAKE/_lineage/spark/dt=<ds>/<run>/<name>.<id>.jsonl:
+    one file per job run (a retry adds one), under the pipeline run that ran it (`manual` without one)."""
+    run = re.sub(r"[^A-Za-z0-9_.=-]", "_", run_id or "manual")
+    return f"{lake}/{LINEAGE_DIR}/dt={ds}/{run}/{name}.{lineage_run}.jsonl"

@@ -11,8 +11,8 @@ afterwards, and a job that fails leaves the application as it was for the next o
     python -m spark_jobs.server stop --socket PATH
 
 Protocol (a Unix socket, one job per connection): the client sends one JSON line
-{"argv": [...]}; the server streams the job's output lines back and ends with
-"<EXIT_MARK> <code>". Jobs run one at a time, in arrival order.
+{"argv": [...], "lineage": {spark.openlineage.* properties}}; the server streams the job's output
+lines back and ends with "<EXIT_MARK> <code>". Jobs run one at a time, in arrival order.
 """
 
 from __future__ import annotations
@@ -102,9 +102,7 @@ def _serve(path: str, s3: bool) -> None:
                 if not line.strip():
                     continue  # a probe (is_running): connected and left
                 request = json.loads(line)
-                code = (
-                    0 if request.get("stop") else _run_job(base, conn, list(request.get("argv") or []), cli)
-                )
+                code = 0 if request.get("stop") else _run_job(conn, request, cli)
                 with contextlib.suppress(OSError):
                     conn.sendall(f"{EXIT_MARK} {code}\n".encode())
                 if request.get("stop"):
@@ -116,15 +114,17 @@ def _serve(path: str, s3: bool) -> None:
         base.stop()
 
 
-def _run_job(base, conn: socket.socket, argv: list[str], cli) -> int:
+def _run_job(conn: socket.socket, request: dict, cli) -> int:
     """`python -m spark_jobs ARGV` in this process, its output sent to the client."""
     from spark_jobs import common
 
+    base = common._SHARED
+    argv = [str(a) for a in request.get("argv") or []]
     out = _ConnectionWriter(conn)
     saved = sys.stdout, sys.stderr
     sys.stdout = sys.stderr = out
     try:
-        return int(cli.main([str(a) for a in argv]))
+        return int(cli.main(argv, lineage=request.get("lineage") or {}))
     except SystemExit as exc:
         return int(exc.code or 0)
     except BaseException as exc:  # a job's crash must not end the server
@@ -151,11 +151,18 @@ def is_running(path: str | os.PathLike) -> bool:
         return False
 
 
-def run_job(path: str | os.PathLike, argv: list[str], on_line: Callable[[str], None]) -> int:
-    """Run one job command line on the server; each output line goes to on_line. Its exit code."""
+def run_job(
+    path: str | os.PathLike,
+    argv: list[str],
+    on_line: Callable[[str], None],
+    lineage: dict[str, str] | None = None,
+) -> int:
+    """Run one job command line on the server; each output line goes to on_line. Its exit code.
+
+    `lineage`: the job's `spark.openlineage.*` properties (its parent run, the transport)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.connect(str(path))
-        sock.sendall((json.dumps({"argv": list(argv)}) + "\n").encode())
+        sock.sendall((json.dumps({"argv": list(argv), "lineage": dict(lineage or {})}) + "\n").encode())
         for raw in sock.makefile("r", encoding="utf-8", errors="replace"):
             line = raw.rstrip("\n")
             if line.startswith(EXIT_MARK):

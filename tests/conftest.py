@@ -60,6 +60,7 @@ def module_monkeypatch():
 SAME_WORKER = {
     "tests/dags/test_emr_target.py": "local nightly lake",  # compares with the local run's rows
     "tests/dags/test_local_target.py": "local nightly lake",
+    "tests/dags/test_lineage.py": "local nightly lake",  # reads the local run's lineage
 }
 
 

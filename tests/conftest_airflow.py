@@ -7,6 +7,7 @@ every test folder that touches Airflow imports this module before anything impor
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import tempfile
@@ -21,6 +22,13 @@ os.environ.update(airflow_env(AIRFLOW_HOME))
 os.environ["MOTO_RECORDER_FILEPATH"] = str(AIRFLOW_HOME / "moto_requests.jsonl")
 for var in [v for v in os.environ if v.startswith("PIPELINE_")]:
     del os.environ[var]  # the developer's own settings must not leak into the tests
+# Airflow's OpenLineage provider (the tasks' and DAG runs' events), as `make demo` sets it up but
+# into one file for the session; the jobs' own events go under each run's lake (include.lineage).
+OPENLINEAGE_EVENTS = AIRFLOW_HOME / "openlineage.jsonl"
+os.environ["AIRFLOW__OPENLINEAGE__NAMESPACE"] = "customer_market_analytics"
+os.environ["AIRFLOW__OPENLINEAGE__TRANSPORT"] = json.dumps(
+    {"type": "file", "log_file_path": str(OPENLINEAGE_EVENTS), "append": True}
+)
 
 
 def migrate_db() -> None:

@@ -59,6 +59,11 @@ class AwsRequest:
 class FakeAws:
     def __init__(self, url: str) -> None:
         self.url = url
+        # what requests() parsed of the recorder's file so far (the player asks ten times a
+        # second; a run uploads the 43 MB listener jar once): each record is parsed once
+        self._lock = threading.Lock()
+        self._offset = 0
+        self._parsed: list[AwsRequest] = []
 
     def install(self, mp: Any) -> None:
         """Every AWS client (boto3, aiobotocore, Airflow's connection) talks to moto with fake keys."""
@@ -85,15 +90,35 @@ class FakeAws:
     def reset(self) -> None:
         """Forget every resource and every recorded request."""
         urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset", method="POST"))  # noqa: S310
-        recorder.reset_recording()
+        self.forget_requests()
+
+    def forget_requests(self) -> None:
+        """Start the recorded requests afresh."""
+        with self._lock:
+            recorder.reset_recording()
+            self._offset, self._parsed = 0, []
         recorder.start_recording()
 
     def requests(self) -> list[AwsRequest]:
         """Recorded requests, oldest first (JSON-protocol bodies decoded)."""
         path = Path(os.environ["MOTO_RECORDER_FILEPATH"])
+        with self._lock:
+            if path.exists():
+                if path.stat().st_size < self._offset:  # the recording was started afresh
+                    self._offset, self._parsed = 0, []
+                with path.open("rb") as recorded:
+                    recorded.seek(self._offset)
+                    chunk = recorded.read()
+                end = chunk.rfind(b"\n") + 1  # whole lines only: the last may be half written
+                if end:
+                    self._parsed += self._parse(chunk[:end].decode())
+                    self._offset += end
+            return list(self._parsed)
+
+    @staticmethod
+    def _parse(text: str) -> list[AwsRequest]:
         out = []
-        for line in path.read_text().splitlines():
-            entry = json.loads(line)
+        for entry in _records(text):
             headers = {k.lower(): v for k, v in entry["headers"].items()}
             raw = entry.get("body") or ""
             body: Any = base64.b64decode(raw) if entry.get("body_encoded") else raw.encode()
@@ -131,6 +156,21 @@ class FakeAws:
         return get_backend("emr")[DEFAULT_ACCOUNT_ID][REGION]
 
 
+def _records(text: str) -> list[dict]:
+    """The recorder's JSON records. It writes a record and its newline in two writes, so while
+    one thread records a large body (the 43 MB listener jar) another's record can land between
+    them: two records on one line, each whole."""
+    decoder, records = json.JSONDecoder(), []
+    for line in text.splitlines():
+        at = 0
+        while at < len(line):
+            record, at = decoder.raw_decode(line, at)
+            records.append(record)
+            while at < len(line) and line[at].isspace():
+                at += 1
+    return records
+
+
 @dataclass
 class EmrStepPlayer:
     """Plays EMR: completes each step `delay(name)` seconds after it appears; fails those `fail(name)` picks.
@@ -140,7 +180,8 @@ class EmrStepPlayer:
     """
 
     aws: FakeAws
-    run: Callable[[list[str]], int] | None = None  # the job's command line -> its exit code
+    # the step's job command line and spark-submit --conf -> its exit code (a StepRunner)
+    run: Callable[..., int] | None = None
     fail: Callable[[str], bool] = lambda name: False
     delay: Callable[[str], float] = lambda name: 0.2
     hold: Callable[[str], bool] = lambda name: False
@@ -149,6 +190,7 @@ class EmrStepPlayer:
     # added only after another ended was first seen in a later round.
     seen_round: dict[str, int] = field(default_factory=dict)
     ended_round: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)  # the player's own failures, per step
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -164,6 +206,13 @@ class EmrStepPlayer:
         self._thread.join()
 
     def _loop(self) -> None:
+        try:
+            self._rounds()
+        except BaseException as exc:  # the DAG would wait on its steps for ever: say why at once
+            self.errors.append(f"the player stopped: {type(exc).__name__}: {exc}")
+            raise
+
+    def _rounds(self) -> None:
         rounds = 0
         while not self._stop.wait(0.1):
             rounds += 1
@@ -178,15 +227,20 @@ class EmrStepPlayer:
                         continue
                     if self.hold(step.name) and step.id not in self.aws.async_polled_steps():
                         continue
-                    step.state = "FAILED" if self.fail(step.name) else self._play(step)
+                    try:
+                        step.state = "FAILED" if self.fail(step.name) else self._play(step)
+                    except Exception as exc:  # a broken fake fails the step, not the whole test by a hang
+                        self.errors.append(f"{step.name}: {type(exc).__name__}: {exc}")
+                        step.state = "FAILED"
                     self.finished.append((step.name, step.state))
                     self.ended_round[step.name] = rounds
 
     def _play(self, step: Any) -> str:
-        args = job_args(step.args)
+        submit = spark_submit(step.args)
+        args = submit.args
         if self.run is not None:
             step.state = "RUNNING"
-            return "COMPLETED" if self.run(args) == 0 else "FAILED"
+            return "COMPLETED" if self.run(args, conf=submit.conf) == 0 else "FAILED"
         self._report(args)
         return "COMPLETED"
 
@@ -204,10 +258,36 @@ class EmrStepPlayer:
         cluster_s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(record).encode())
 
 
+@dataclass
+class SparkSubmit:
+    """A command-runner step's `spark-submit [options] ENTRYPOINT ARGS...`, taken apart."""
+
+    py_files: str
+    entrypoint: str
+    args: list[str]
+    jars: str | None = None
+    conf: dict[str, str] = field(default_factory=dict)
+
+
+def spark_submit(step_args: list[str]) -> SparkSubmit:
+    """Options in any order (the provider's OpenLineage injection puts its --conf first)."""
+    assert step_args[0] == "spark-submit", step_args[:1]
+    rest, options, conf = list(step_args[1:]), {}, {}
+    while rest and rest[0].startswith("--"):
+        flag, value = rest.pop(0), rest.pop(0)
+        if flag == "--conf":
+            key, _, val = value.partition("=")
+            conf[key] = val
+        else:
+            assert flag in ("--deploy-mode", "--py-files", "--jars"), flag
+            options[flag[2:].replace("-", "_")] = value
+    assert options.pop("deploy_mode") == "cluster"
+    return SparkSubmit(entrypoint=rest[0], args=rest[1:], conf=conf, **options)
+
+
 def job_args(step_args: list[str]) -> list[str]:
     """What follows the entrypoint in a command-runner spark-submit step: the job's command line."""
-    assert step_args[:5] == ["spark-submit", "--deploy-mode", "cluster", "--py-files", step_args[4]]
-    return list(step_args[6:])
+    return spark_submit(step_args).args
 
 
 class StepRunner:
@@ -244,13 +324,15 @@ class StepRunner:
         server.start(self.socket, s3=True, env=env, log=self.workdir / "spark.log", cwd=empty)
         self.started = True
 
-    def __call__(self, args: list[str], py_files: str | None = None) -> int:
+    def __call__(self, args: list[str], py_files: str | None = None, conf: dict | None = None) -> int:
+        """Run one step's job command line; `conf`: its spark-submit --conf (the lineage settings)."""
         from spark_jobs import server
 
         if not self.started:
             self._start(py_files or self._code_of_the_run())
         lines: list[str] = []
-        code = server.run_job(self.socket, args, lines.append)
+        lineage = {k: v for k, v in (conf or {}).items() if k.startswith("spark.openlineage.")}
+        code = server.run_job(self.socket, args, lines.append, lineage)
         self.output[" ".join(args[:4])] = lines
         return code
 
@@ -258,7 +340,7 @@ class StepRunner:
         backend = self.aws.emr_backend()
         for cluster in backend.clusters.values():
             for step in cluster.steps:
-                return step.args[4]
+                return spark_submit(step.args).py_files
         raise LookupError("no step on any cluster names the code")
 
     def stop(self) -> None:

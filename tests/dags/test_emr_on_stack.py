@@ -14,7 +14,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.moto_api import recorder
 
 from include import iam
 from include.cluster_profiles import cluster_python
@@ -50,8 +49,7 @@ def on_stack(moto_url, module_monkeypatch, airflow_db) -> dict[str, Any]:
     module_monkeypatch.setenv(CONNECTION_VAR, json.dumps(connection))
     module_monkeypatch.setenv("PIPELINE_EMR_POLL_SECONDS", "1")
     module_monkeypatch.setenv("PIPELINE_RETRIES", "0")  # a retry delay would stall dag.test()
-    recorder.reset_recording()  # deploying was the deployer's doing, not the DAG's
-    recorder.start_recording()
+    aws.forget_requests()  # deploying was the deployer's doing, not the DAG's
     with EmrStepPlayer(aws):
         run = run_pipeline_dag("nightly", DS, {"outputs": ["stock_daily"]}, xcom_tasks=("preflight",))
     clusters = aws.emr_backend().clusters.items()

@@ -10,6 +10,7 @@ of the same landing data. The other runs (a failed step, a backfill) only play t
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,14 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from include import lineage as L
 from include import pipeline as P
+from include.emr_release import OPENLINEAGE_SPARK_JAR
 from include.packaging import build_bundle
+from include.settings import PROJECT_ROOT
 from spark_jobs.paths import audit_uri
-from tests.dags.aws_fakes import EmrStepPlayer, FakeAws, StepRunner, job_args
+from tests.conftest_airflow import OPENLINEAGE_EVENTS
+from tests.dags.aws_fakes import EmrStepPlayer, FakeAws, StepRunner, job_args, spark_submit
 from tests.dags.conftest import EMR_ENV, demo_landing
 from tests.dags.conftest import NIGHTLY_DS as DS
 from tests.dags.conftest import NIGHTLY_HISTORY_START as HISTORY_START
@@ -127,6 +132,15 @@ def nightly(fake_aws, steps_run, tmp_path_factory) -> EmrRun:
     )
 
 
+def _airflow_events(run_id: str) -> list[dict]:
+    """Airflow's OpenLineage provider's events of one DAG run's tasks (the session's file)."""
+    events = [json.loads(line) for line in OPENLINEAGE_EVENTS.read_text().splitlines()]
+    return [
+        e for e in events
+        if (e["run"].get("facets") or {}).get("airflow", {}).get("dagRun", {}).get("run_id") == run_id
+    ]  # fmt: skip
+
+
 def _job_args(step: dict) -> list[str]:
     return job_args(step["HadoopJarStep"]["Args"])
 
@@ -220,10 +234,59 @@ def test_nightly_uploads_the_versioned_code_the_steps_run(nightly):
     entry_key = f"lake/_code/{bundle.version}/spark_jobs_main.py"
     assert nightly.s3_objects[zip_key] == bundle.zip_bytes
     assert nightly.s3_objects[entry_key] == bundle.entrypoint_bytes
+    jar_key = f"lake/_code/jars/{OPENLINEAGE_SPARK_JAR}"
+    assert (
+        nightly.s3_objects[jar_key] == (PROJECT_ROOT / ".cache" / "jars" / OPENLINEAGE_SPARK_JAR).read_bytes()
+    )
     for step in nightly.added_steps:
-        args = step["HadoopJarStep"]["Args"]
-        assert args[4] == f"s3://lake-bucket/{zip_key}"
-        assert args[5] == f"s3://lake-bucket/{entry_key}"
+        submit = spark_submit(step["HadoopJarStep"]["Args"])
+        assert submit.py_files == f"s3://lake-bucket/{zip_key}"
+        assert submit.entrypoint == f"s3://lake-bucket/{entry_key}"
+        assert submit.jars == f"s3://lake-bucket/{jar_key}"  # the OpenLineage listener
+
+
+def test_every_step_carries_the_lineage_settings_and_its_add_task_as_parent(nightly):
+    """The provider's injection: the task that added the step is the Spark job's parent run, the
+    DAG run its root (the same ids Airflow's provider gives those runs in its own events)."""
+    tasks = {e["job"]["name"]: e for e in _airflow_events(nightly.run.run_id)}
+    for step in nightly.added_steps:
+        conf = spark_submit(step["HadoopJarStep"]["Args"]).conf
+        name = P.parse_emr_step_name(step["Name"])["step"]
+        assert conf["spark.openlineage.transport.type"] == "file"
+        assert conf["spark.openlineage.namespace"] == "customer_market_analytics"
+        assert conf["spark.openlineage.parentJobNamespace"] == "customer_market_analytics"
+        assert conf["spark.openlineage.parentJobName"] == f"customer_analytics_nightly.add_{name}"
+        task = tasks[f"customer_analytics_nightly.add_{name}"]
+        assert conf["spark.openlineage.parentRunId"] == task["run"]["runId"]
+        assert conf["spark.openlineage.rootParentJobName"] == "customer_analytics_nightly"
+        assert conf["spark.openlineage.rootParentRunId"] == task["run"]["facets"]["parent"]["run"]["runId"]
+
+
+def test_the_steps_left_their_lineage_in_the_lake_on_s3(nightly):
+    """The jobs ran with their step's --conf: each job run's events were copied to the S3 lake."""
+    keys = [k for k in nightly.s3_objects if k.startswith(f"lake/_lineage/spark/dt={DS}/")]
+    names = {k.rsplit("/", 1)[1].split(".")[0] for k in keys}
+    assert {f"spark_jobs_{s.job}" for s in P.PIPELINE if not s.options} <= names
+    assert "spark_jobs_ingest_sales" in names
+    events = [json.loads(line) for k in keys for line in nightly.s3_objects[k].decode().splitlines()]
+    by_name = {e["job"]["name"]: e for e in events if e["eventType"] == "COMPLETE"}
+    segments = by_name["spark_jobs_segments"]
+    assert segments["run"]["facets"]["parent"]["job"]["name"] == "customer_analytics_nightly.add_segments"
+    # the tables by their S3 location (a cluster's listener adds the Glue ARN as symlink: it asks
+    # STS for the account, which the stand-in cluster cannot), read back as the catalog's tables
+    written = [d for e in events if e["job"]["name"].startswith("spark_jobs_segments.") for d in e["outputs"]]
+    assert ("s3://lake-bucket", "lake/warehouse/curated/customer_segments") in {
+        (d["namespace"], d["name"]) for d in written
+    }
+    runs = {j.name: j for j in L.job_runs(events, LAKE).values()}
+    # (a job reading its own table, the dates it replaces, is not an input of the contract)
+    assert runs["spark_jobs_segments"].inputs - runs["spark_jobs_segments"].outputs == {
+        "curated.customer_features"
+    }
+    assert runs["spark_jobs_segments"].outputs == {"curated.customer_segments"}
+    assert runs["spark_jobs_ingest_sales"].inputs - runs["spark_jobs_ingest_sales"].outputs == {
+        "landing/sales"
+    }
 
 
 def test_every_step_ran_for_real_and_the_jobs_registered_their_tables_in_glue(nightly, steps_run):

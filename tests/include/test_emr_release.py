@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from include.cluster_profiles import job_flow_overrides
-from include.emr_release import DEFAULT_RELEASE, RELEASES
+from include.emr_release import DEFAULT_RELEASE, OPENLINEAGE_SPARK_JAR, OPENLINEAGE_SPARK_VERSION, RELEASES
 from include.packaging import ENTRYPOINT_NAME, ENTRYPOINT_SOURCE
 from include.settings import PROJECT_ROOT, Settings, load_settings
 
@@ -52,6 +52,15 @@ def test_the_local_iceberg_runtime_is_the_iceberg_of_the_default_release():
     # the runtime built for the release's Spark line and Scala 2.12 (every EMR 7.x)
     spark_line = ".".join(release.spark_version.split(".")[:2])
     assert f"iceberg-spark-runtime-{spark_line}_2.12" in artifacts
+
+
+def test_the_openlineage_listener_is_one_pin_for_both_targets():
+    # the pom's version is the one EMR steps name (include.emr_release), built for Scala 2.12
+    assert _pom_property("openlineage.version") == OPENLINEAGE_SPARK_VERSION
+    root = ET.parse(POM).getroot()  # noqa: S314 (the repository's own pom)
+    artifacts = {d.find("m:artifactId", NS).text for d in root.iter(f"{{{NS['m']}}}dependency")}
+    assert "openlineage-spark_2.12" in artifacts
+    assert f"openlineage-spark_2.12-{OPENLINEAGE_SPARK_VERSION}.jar" == OPENLINEAGE_SPARK_JAR
 
 
 def test_emr_enables_its_own_iceberg_and_names_the_glue_catalog_as_local_runs_name_theirs():
