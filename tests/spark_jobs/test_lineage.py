@@ -74,11 +74,11 @@ def test_a_job_says_start_then_complete_with_its_parent_and_what_it_read_and_wro
 
     runs = L.job_runs(L.read_events(lake), lake)
     (job,) = [j for j in runs.values() if j.name == "spark_jobs_ingest_sales"]
-    assert job.inputs == {"landing/sales"}  # the day's files, as the dataset upstream delivers
+    # the day's files, as the dataset upstream delivers (it also reads the tables it replaces)
+    assert job.inputs - job.outputs == {"landing/sales"}
     read = [d for e in _events(lake) if "." in e["job"]["name"] for d in e.get("inputs", [])]
-    assert {(d["namespace"], d["name"]) for d in read} == {
-        ("file", f"{lake_dir(lake)}/landing/sales/dt={DS}/part-0000.csv")
-    }
+    files = {(d["namespace"], d["name"]) for d in read if "/landing/" in d["name"]}
+    assert files == {("file", f"{lake_dir(lake)}/landing/sales/dt={DS}/part-0000.csv")}
     assert job.outputs == {"processed.sales", "quarantine.sales"}
     # the tables are named by their location (the naming spec's files) and by the catalog
     written = [d for e in _events(lake) if "." in e["job"]["name"] for d in e.get("outputs", [])]
