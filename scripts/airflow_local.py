@@ -256,6 +256,8 @@ def airflow_env(inst: Instance) -> dict[str, str]:
 
 def _lineage_env(lake: str) -> dict[str, str]:
     """Airflow's OpenLineage provider: the tasks' events beside the jobs' in the lake (local target)."""
+    if str(PROJECT_ROOT) not in sys.path:  # run as a script: the project's packages by path
+        sys.path.insert(0, str(PROJECT_ROOT))
     from include.lineage import airflow_environment
     from include.settings import load_settings
 
