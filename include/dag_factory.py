@@ -156,7 +156,6 @@ def code_location(settings: Settings, version: str) -> dict[str, str]:
     if settings.lineage:
         # the OpenLineage listener beside the code (no EMR release bundles one); versioned by name
         code["jars"] = f"{settings.code_uri}/jars/{OPENLINEAGE_SPARK_JAR}"
-        code["conf"] = json.dumps(spark_properties(settings), sort_keys=True)
     return code
 
 
@@ -212,7 +211,7 @@ def plan_nightly(
         if settings.is_emr:
             assert code is not None  # noqa: S101 (emr plans always get the code location)
             step_name = P.emr_step_name(dag_id, run_id, ds, name)
-            plan[f"step:{name}"] = [P.emr_step(step_name, args, **_code_args(code))]
+            plan[f"step:{name}"] = [P.emr_step(step_name, args, **_code_args(settings, code))]
         else:
             plan[f"step:{name}"] = [args]
     if settings.is_emr:
@@ -281,7 +280,7 @@ def plan_backfill(
     assert code is not None  # noqa: S101
     plan["batches"] = [
         [
-            P.emr_step(P.emr_step_name(dag_id, run_id, label, s.name), args, **_code_args(code))
+            P.emr_step(P.emr_step_name(dag_id, run_id, label, s.name), args, **_code_args(settings, code))
             for label, s, args in batch
         ]
         for batch in batches
@@ -325,12 +324,12 @@ def wap_commands(
     return {"audit": audit, "publish": publish, "checks": checks}
 
 
-def _code_args(code: dict[str, str]) -> dict[str, Any]:
+def _code_args(settings: Settings, code: dict[str, str]) -> dict[str, Any]:
     return {
         "py_files": code["py_files"],
         "entrypoint": code["entrypoint"],
         "jars": code.get("jars"),
-        "conf": json.loads(code.get("conf") or "{}"),
+        "conf": spark_properties(settings),  # the jobs' lineage settings (none when it is off)
     }
 
 

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from include.settings import Settings
-from spark_jobs.catalog import WAREHOUSE
-from spark_jobs.paths import LINEAGE_DIR
+from spark_jobs.catalog import WAREHOUSE, local_path
+from spark_jobs.paths import LINEAGE_DIR, file_safe
 
 PREFIX = "spark.openlineage."
 AIRFLOW_DIR = "_lineage/airflow"
@@ -79,10 +79,6 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__OPENLINEAGE__NAMESPACE": settings.lineage_namespace,
         "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport),
     }
-
-
-def local_path(lake: str) -> str:
-    return lake.removeprefix("file://")
 
 
 # ---- reading the events ----------------------------------------------------------------------
@@ -149,7 +145,8 @@ def dataset_name(dataset: Mapping[str, Any], lake: str) -> str:
 def _in_lake(namespace: str, name: str, lake: str) -> str:
     root = lake.rstrip("/")
     full = name if namespace == "file" else f"{namespace.rstrip('/')}/{name.lstrip('/')}"
-    for prefix in (local_path(root), os.path.realpath(local_path(root)), root):
+    local = (local_path(root), os.path.realpath(local_path(root))) if root.startswith("file://") else ()
+    for prefix in (*local, root):
         if full.startswith(prefix + "/"):
             inside = full[len(prefix) + 1 :]
             return "/".join(inside.split("/")[:2]) if inside.startswith("landing/") else inside
@@ -240,11 +237,10 @@ def upstream(
     complete = [j for j in runs.values() if "COMPLETE" in j.states]
     if ds or run_id:
         complete = [j for j in complete if _matches(j, ds, run_id)]
-    writers_of_target = sorted((j for j in complete if target in j.outputs), key=lambda j: j.time)
-    if not writers_of_target:
+    last = _last_writer(complete, target)
+    if last is None:
         raise LookupError(f"no completed job run wrote {target} in the lineage events")
-    last = writers_of_target[-1]
-    same_run = [j for j in complete if _root(j) == _root(last)] if _root(last) else complete
+    same_run = [j for j in complete if run_of(j) == run_of(last)] if run_of(last) else complete
     # the latest writer of each dataset within the pipeline run
     writers: dict[str, JobRun] = {}
     for job in sorted(same_run, key=lambda j: j.time):
@@ -268,14 +264,9 @@ def upstream(
     return Upstream(target, {k: v for k, v in writers.items() if k in seen}, edges, columns)
 
 
-def _root(job: JobRun) -> str | None:
-    return run_of(job)
-
-
 def _matches(job: JobRun, ds: str | None, run_id: str | None) -> bool:
     parts = job.file.split("/")
-    safe_run = re.sub(r"[^A-Za-z0-9_.=-]", "_", run_id) if run_id else None
-    return (not ds or f"dt={ds}" in parts) and (not safe_run or safe_run in parts)
+    return (not ds or f"dt={ds}" in parts) and (not run_id or file_safe(run_id) in parts)
 
 
 def _sources(job: JobRun, table: str, column: str) -> set[tuple[str, str]]:
@@ -304,13 +295,17 @@ def column_sources(
 ) -> dict[str, set[tuple[str, str]]]:
     """One step back: each column of `table` -> the columns its last writer computed it from
     (with `indirect`: those that chose its rows, groups or join partners)."""
-    writers = sorted(
-        (j for j in runs.values() if "COMPLETE" in j.states and table in j.outputs), key=lambda j: j.time
-    )
-    if not writers:
+    last = _last_writer([j for j in runs.values() if "COMPLETE" in j.states], table)
+    if last is None:
         return {}
-    found = (writers[-1].indirect if indirect else writers[-1].columns).get(table, {})
+    found = (last.indirect if indirect else last.columns).get(table, {})
     return {c: set(s) for c, s in found.items()}
+
+
+def _last_writer(jobs: Iterable[JobRun], table: str) -> JobRun | None:
+    """The job run that wrote `table` last."""
+    writers = sorted((j for j in jobs if table in j.outputs), key=lambda j: j.time)
+    return writers[-1] if writers else None
 
 
 def render(graph: Upstream) -> str:

@@ -79,7 +79,7 @@ class TableStats:
     def _rows_per_date(self, snapshot: int | None) -> dict[dt.date, int]:
         if snapshot is None:
             return {}
-        parts = tables._metadata(self.spark, self.table, "partitions", f"VERSION AS OF {int(snapshot)}")
+        parts = tables.partitions_at(self.spark, self.table, snapshot)
         per_date = parts.groupBy(F.col("partition.dt").alias("dt")).agg(F.sum("record_count").alias("n"))
         return {r.dt: int(r.n) for r in per_date.collect() if r.dt is not None}
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -123,6 +124,10 @@ class StepLineage:
         except Exception as exc:  # lineage never fails a job
             log.warning("lineage: off for this job (%s: %s)", type(exc).__name__, exc)
             self._drop_listener()
+            if self.local_file:  # nothing will be copied from it
+                with contextlib.suppress(OSError):
+                    os.unlink(self.local_file)
+                self.local_file = None
 
     def end(self, error: str | None = None) -> None:
         if self.listener is None:
@@ -138,7 +143,7 @@ class StepLineage:
     def _start(self) -> None:
         sc = self.spark.sparkContext
         jvm = sc._jvm
-        listener_class = jvm.io.openlineage.spark.agent.OpenLineageSparkListener
+        listener_class = functools.reduce(getattr, LISTENER.split("."), jvm)
         if not hasattr(listener_class, "_fqn"):  # a JavaPackage: the jar is not on the classpath
             raise RuntimeError(f"{LISTENER} is not on the classpath (the openlineage-spark jar)")
         transport = self.props.get(PREFIX + "transport.type")
@@ -227,6 +232,8 @@ class StepLineage:
             }
         return {
             "eventType": "FAIL",
+            # when the job failed: the event's own time, as the listener stamps its events (a
+            # record of the run, never a date of the data)
             "eventTime": dt.datetime.now(dt.timezone.utc)
             .isoformat(timespec="milliseconds")
             .replace("+00:00", "Z"),

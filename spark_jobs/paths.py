@@ -10,6 +10,11 @@ AUDITS_DIR = "_runs/audits"
 LINEAGE_DIR = "_lineage/spark"
 
 
+def file_safe(value: str) -> str:
+    """A name usable as one path segment in the lake (a run id, a branch): other characters -> _."""
+    return re.sub(r"[^A-Za-z0-9_.=-]", "_", value)
+
+
 def metrics_uri(lake: str, job: str, ds: object, dataset: str | None = None) -> str:
     """Where a job run's metrics land: LAKE/_runs/metrics/dt=<ds>/<job>[-<dataset>].json.
 
@@ -24,11 +29,10 @@ def audit_uri(lake: str, ds: object, branch: str, what: str = "results") -> str:
     """A run's audit files, LAKE/_runs/audits/dt=<ds>/<branch>.<what>.json (file-safe name):
     `checks` is what the plan declared for the run (its checks with their settings), `results` what
     the audit found."""
-    return f"{lake}/{AUDITS_DIR}/dt={ds}/{re.sub(r'[^A-Za-z0-9_.=-]', '_', branch)}.{what}.json"
+    return f"{lake}/{AUDITS_DIR}/dt={ds}/{file_safe(branch)}.{what}.json"
 
 
 def lineage_uri(lake: str, ds: object, run_id: str | None, name: str, lineage_run: str) -> str:
     """A job run's OpenLineage events (JSON lines), LAKE/_lineage/spark/dt=<ds>/<run>/<name>.<id>.jsonl:
     one file per job run (a retry adds one), under the pipeline run that ran it (`manual` without one)."""
-    run = re.sub(r"[^A-Za-z0-9_.=-]", "_", run_id or "manual")
-    return f"{lake}/{LINEAGE_DIR}/dt={ds}/{run}/{name}.{lineage_run}.jsonl"
+    return f"{lake}/{LINEAGE_DIR}/dt={ds}/{file_safe(run_id or 'manual')}/{name}.{lineage_run}.jsonl"

@@ -414,9 +414,13 @@ def head(spark: SparkSession, table: str) -> int | None:
 
 
 def _partitions(spark: SparkSession, table: str) -> DataFrame:
-    """The `partitions` metadata of the snapshot this session reads (by id: Iceberg 1.10 cannot
-    time-travel a metadata table by branch name)."""
-    snapshot = head(spark, table)
+    """The `partitions` metadata of the snapshot this session reads."""
+    return partitions_at(spark, table, head(spark, table))
+
+
+def partitions_at(spark: SparkSession, table: str, snapshot: int | None) -> DataFrame:
+    """The `partitions` metadata of a snapshot (by id: Iceberg 1.10 cannot time-travel a metadata
+    table by branch name); no rows for a table without one."""
     if snapshot is None:
         return _metadata(spark, table, "partitions").limit(0)
     return _metadata(spark, table, "partitions", f"VERSION AS OF {int(snapshot)}")

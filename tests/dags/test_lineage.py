@@ -13,6 +13,7 @@ import json
 import pytest
 
 from include import lineage as L
+from spark_jobs.paths import file_safe
 from tests.conftest_airflow import OPENLINEAGE_EVENTS
 from tests.dags.conftest import NIGHTLY_DS as DS
 
@@ -45,14 +46,8 @@ TASK = {job: f"run_{job.removeprefix('spark_jobs_')}" for job in CONTRACT}
 @pytest.fixture(scope="module")
 def lineage_of_run(local_nightly):
     lake = local_nightly.lake.as_uri()
-    events = [e for e in L.read_events(lake) if f"/{_safe(local_nightly.run.run_id)}/" in e["_file"]]
+    events = [e for e in L.read_events(lake) if f"/{file_safe(local_nightly.run.run_id)}/" in e["_file"]]
     return lake, events, L.job_runs(events, lake)
-
-
-def _safe(run_id: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9_.=-]", "_", run_id)
 
 
 @pytest.fixture(scope="module")

@@ -150,8 +150,6 @@ def test_a_bad_audit_setting_fails_the_dag_import_naming_it(tmp_path):
     import subprocess
     import sys
 
-    from include.settings import PROJECT_ROOT
-
     env = {**os.environ, "PIPELINE_AUDIT_ROW_COUNT_BAND": "0.5", "PYTHONPATH": str(PROJECT_ROOT)}
     env["AIRFLOW_HOME"] = str(tmp_path)
     done = subprocess.run(
