@@ -13,6 +13,7 @@ from include import pipeline as P
 from include.dag_factory import backfill_params, nightly_params, plan_backfill, plan_nightly
 from include.settings import load_settings
 from spark_jobs.cli import parse_args
+from tests.dags.aws_fakes import job_args
 from tests.dags.conftest import EMR_ENV
 
 EMR = load_settings(EMR_ENV)
@@ -188,7 +189,7 @@ def test_emr_steps_are_spark_submit_argument_lists_of_safe_tokens_never_a_shell(
         assert not {"bash", "sh", "-c", "/bin/sh", "/bin/bash"} & set(args)
         assert [a for a in args if not SAFE_TOKEN.match(a)] == []
         # the job's own parser reads back exactly the planned dates and lake
-        parsed = parse_args(args[6:])
+        parsed = parse_args(job_args(args))  # what follows spark-submit's options and entrypoint
         assert parsed.lake == EMR.lake
         # the hostile run id only shows up sanitised, in the step's name
         assert "rm -rf" not in " ".join(args)
