@@ -24,10 +24,12 @@ help:
 	@echo "make aws-deploy STACK=name REGION=region - the AWS stack (infra/), its TLS certificates, the .env settings"
 	@echo "make aws-destroy STACK=name REGION=region - delete the stack (the lake bucket and its key stay)"
 
+# --compile-bytecode: this machine (and CI) sets PYTHONDONTWRITEBYTECODE=1, so without it every
+# process compiles Airflow, boto3 and pyspark from source (~3 s more per process start).
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet "uv==$(UV_VERSION)"
-	$(VENV)/bin/uv pip install --python $(PY) --quiet -r requirements-dev.txt -c constraints.txt
+	$(VENV)/bin/uv pip install --python $(PY) --quiet --compile-bytecode -r requirements-dev.txt -c constraints.txt
 	touch $@
 
 venv: $(VENV)/.installed
@@ -58,9 +60,12 @@ format: venv
 	$(VENV)/bin/ruff check --fix .
 
 # Two workers (pytest-xdist), each test file whole on one, the longest first: see tests/conftest.py.
+# Then where the time went, per test file (bench/suite_times.py; docs/BENCHMARKS.md has a run's).
 PYTEST_WORKERS ?= 2
+TEST_REPORT := .pytest_cache/junit.xml
 test: lint jars
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --no-loadscope-reorder
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --no-loadscope-reorder --junitxml=$(TEST_REPORT)
+	$(PY) -m bench.suite_times $(TEST_REPORT) --top 12
 
 package: venv
 	$(PY) -m include.packaging --out dist
