@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import gzip
 import re
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -41,6 +42,13 @@ FAILED_STEP_STATES = frozenset({"CANCELLED", "FAILED", "INTERRUPTED"})
 ACTIVE_CLUSTER_STATES = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
 ENDED_CLUSTER_STATES = frozenset({"TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS"})
 STDERR_LINES = 20
+STEP_LOG_LINES = 200  # lines of each of a step's stdout and stderr copied into the task log
+STEP_LOG_WAIT_SECONDS = 120  # how long a task waits for EMR to upload a step's logs after it ended
+STEP_LOG_FILES = ("stdout", "stderr")
+_LOG_POLL_SECONDS = 10.0  # between two looks for a step's logs in S3
+# what the log wait sleeps and reads the time with (tests replace them: no test waits for real)
+_sleep = time.sleep
+_clock = time.monotonic
 _ERROR_LINE = re.compile(r"error|exception|traceback|caused by|failed", re.IGNORECASE)
 
 
@@ -128,12 +136,18 @@ def tagged_clusters(
                 yield cluster
 
 
-def stderr_uri(log_uri: str | None, cluster_id: str, step_id: str) -> str | None:
-    """Where EMR puts a step's stderr: `<LogUri>/<cluster-id>/steps/<step-id>/stderr.gz`."""
+def step_log_uri(log_uri: str | None, cluster_id: str, step_id: str, name: str) -> str | None:
+    """Where EMR puts a step's log `name` (stdout, stderr, controller, syslog):
+    `<LogUri>/<cluster-id>/steps/<step-id>/<name>.gz`."""
     if not log_uri:
         return None
     base = re.sub(r"^s3[an]?://", "s3://", log_uri).rstrip("/")  # DescribeCluster may say s3n://
-    return f"{base}/{cluster_id}/steps/{step_id}/stderr.gz"
+    return f"{base}/{cluster_id}/steps/{step_id}/{name}.gz"
+
+
+def stderr_uri(log_uri: str | None, cluster_id: str, step_id: str) -> str | None:
+    """Where EMR puts a step's stderr: `<LogUri>/<cluster-id>/steps/<step-id>/stderr.gz`."""
+    return step_log_uri(log_uri, cluster_id, step_id, "stderr")
 
 
 def error_lines(text: str, limit: int = STDERR_LINES) -> list[str]:
@@ -143,8 +157,8 @@ def error_lines(text: str, limit: int = STDERR_LINES) -> list[str]:
     return lines[first : first + limit] if first is not None else lines[-limit:]
 
 
-def read_error_lines(s3: S3Hook, uri: str, limit: int = STDERR_LINES) -> list[str] | None:
-    """The first error lines of a step log in S3; None when it cannot be read (EMR uploads every ~5 min)."""
+def read_log(s3: S3Hook, uri: str) -> str | None:
+    """A step log in S3 as text (gunzipped); None when it cannot be read (EMR uploads every ~5 min)."""
     bucket, key = S3Hook.parse_s3_url(uri)
     try:
         body = s3.get_key(key, bucket_name=bucket).get()["Body"].read()
@@ -155,7 +169,105 @@ def read_error_lines(s3: S3Hook, uri: str, limit: int = STDERR_LINES) -> list[st
             body = gzip.decompress(body)
         except (OSError, EOFError):
             return None
-    return error_lines(body.decode("utf-8", errors="replace"), limit)
+    return body.decode("utf-8", errors="replace")
+
+
+def read_error_lines(s3: S3Hook, uri: str, limit: int = STDERR_LINES) -> list[str] | None:
+    """The first error lines of a step log in S3; None when it cannot be read (EMR uploads every ~5 min)."""
+    text = read_log(s3, uri)
+    return None if text is None else error_lines(text, limit)
+
+
+def log_exists(s3: S3Hook, uri: str) -> bool:
+    """Whether EMR uploaded the log object yet (an S3 error counts as not yet: the wait goes on)."""
+    bucket, key = S3Hook.parse_s3_url(uri)
+    try:
+        return bool(s3.check_for_key(key, bucket_name=bucket))
+    except (ClientError, BotoCoreError):
+        return False
+
+
+def tail_block(label: str, uri: str, text: str, limit: int) -> str:
+    """`label` (uri), the last `limit` lines of `text`, each indented; says when lines were left out."""
+    lines = text.splitlines()
+    shown = lines[-limit:] if limit > 0 else []
+    if len(shown) < len(lines):
+        head = f"{label} ({uri}): last {len(shown)} of {len(lines)} lines"
+    else:
+        head = f"{label} ({uri}): {len(lines)} lines"
+    return "\n".join([head, *(f"    {line}" for line in shown)])
+
+
+class StepLogCopier:
+    """Copy the last lines of ended steps' stdout and stderr from the cluster's LogUri into a task log.
+
+    EMR uploads a step's logs to `<LogUri>/<cluster>/steps/<step>/{stdout,stderr}.gz` some time
+    after the step ended (its log pushing is periodic), so the copier first waits, at most
+    `wait_seconds` for all the steps together, until every log is there (looking every 10 s), then
+    logs one block per log: "step <id> stdout (s3://...): last N of M lines" and the lines. A log
+    still missing after the wait is one line saying where it will be. Never fails the task: a log
+    is information, the step's state decides. `lines=0` copies nothing (and waits for nothing).
+    """
+
+    def __init__(
+        self, emr: Any, s3: S3Hook, log: Any, lines: int = STEP_LOG_LINES, wait_seconds: float = 0
+    ) -> None:
+        self.emr, self.s3, self.log = emr, s3, log
+        self.lines, self.wait_seconds = lines, wait_seconds
+
+    def copy(self, cluster_id: str, step_ids: Sequence[str]) -> None:
+        if self.lines <= 0 or not step_ids:
+            return
+        try:
+            log_uri = self.emr.describe_cluster(ClusterId=cluster_id)["Cluster"].get("LogUri")
+        except (ClientError, BotoCoreError) as exc:
+            self.log.warning("step logs not copied: DescribeCluster %s failed: %s", cluster_id, exc)
+            return
+        if not log_uri:
+            self.log.info("step logs not copied: cluster %s has no LogUri", cluster_id)
+            return
+        wanted = [
+            (f"step {step_id} {name}", step_log_uri(log_uri, cluster_id, step_id, name))
+            for step_id in step_ids
+            for name in STEP_LOG_FILES
+        ]
+        missing = self._wait([uri for _, uri in wanted])
+        for label, uri in wanted:
+            text = None if uri in missing else read_log(self.s3, uri)
+            if text is None:
+                self.log.info(
+                    "%s: not in S3 after waiting %s s; EMR will upload it to %s",
+                    label,
+                    _seconds(self.wait_seconds),
+                    uri,
+                )
+            else:
+                self.log.info("%s", tail_block(label, uri, text, self.lines))
+
+    def _wait(self, uris: Sequence[str]) -> set[str]:
+        """The uris still missing once all are there or `wait_seconds` passed."""
+        deadline = _clock() + self.wait_seconds
+        missing = {u for u in uris if not log_exists(self.s3, u)}
+        if missing and self.wait_seconds > 0:
+            self.log.info(
+                "waiting up to %s s for EMR to upload %d of the step logs",
+                _seconds(self.wait_seconds),
+                len(missing),
+            )
+        while missing and (left := deadline - _clock()) > 0:
+            _sleep(min(_LOG_POLL_SECONDS, left))
+            missing = {u for u in missing if not log_exists(self.s3, u)}
+        return missing
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}"
+
+
+def ran(step: Mapping[str, Any]) -> bool:
+    """Whether an ended step ran (and so has logs): a step cancelled while pending never started."""
+    status = step["Status"]
+    return status["State"] != "CANCELLED" or bool((status.get("Timeline") or {}).get("StartDateTime"))
 
 
 def add_steps_once(
@@ -426,7 +538,25 @@ class EmrRunStepSensor(EmrStepSensor):
     and EMR's reason when the cluster itself ended (spot capacity lost, bootstrap failure); the
     run's other pending and running steps are cancelled, so the teardown comes without waiting
     for them. Errors while waiting (throttling, network) fail the try and are retried.
+
+    Once the step ended (completed or failed, deferred or poking), the last `step_log_lines` lines
+    of its stdout and stderr are copied from the cluster's LogUri into this task's log, waiting
+    at most `step_log_wait_seconds` for EMR to upload them (`StepLogCopier`).
+
+    :param step_log_lines: lines of each of the step's stdout and stderr to copy (0: none)
+    :param step_log_wait_seconds: the longest wait for EMR to upload the step's logs
     """
+
+    def __init__(
+        self,
+        *,
+        step_log_lines: int = STEP_LOG_LINES,
+        step_log_wait_seconds: float = STEP_LOG_WAIT_SECONDS,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.step_log_lines = step_log_lines
+        self.step_log_wait_seconds = step_log_wait_seconds
 
     def execute(self, context: Any) -> None:
         if not self.deferrable:
@@ -452,20 +582,25 @@ class EmrRunStepSensor(EmrStepSensor):
         state = step["Status"]["State"]
         self.log.info("Step %s is %s", self.step_id, state)
         if state in self.target_states:
+            self._copy_logs(step)
             return True
         if state in self.failed_states:
+            self._copy_logs(step)
             raise self._report().fail(self.job_flow_id, step)
         return False
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> None:
         if event and event.get("status") == "success":
             self.log.info("Step %s completed", self.step_id)
+            self._copy_logs({"Id": self.step_id, "Status": {"State": "COMPLETED"}})
             return
         step = self.hook.conn.describe_step(ClusterId=self.job_flow_id, StepId=self.step_id)["Step"]
         state = step["Status"]["State"]
         if state in self.failed_states:
+            self._copy_logs(step)
             raise self._report().fail(self.job_flow_id, step)
         if state in self.target_states:
+            self._copy_logs(step)
             return
         raise AirflowException(f"waiting for step {self.step_id} stopped while it is {state}: {event}")
 
@@ -477,6 +612,14 @@ class EmrRunStepSensor(EmrStepSensor):
         if state in ("PENDING", "RUNNING"):
             cancel_steps(client, self.job_flow_id, [self.step_id], self.log)
 
+    def _s3(self) -> S3Hook:
+        return S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, config=self.botocore_config)
+
     def _report(self) -> StepFailureReport:
-        s3 = S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, config=self.botocore_config)
-        return StepFailureReport(self.hook.conn, s3, self.log)
+        return StepFailureReport(self.hook.conn, self._s3(), self.log)
+
+    def _copy_logs(self, step: Mapping[str, Any]) -> None:
+        if self.step_log_lines > 0 and ran(step):
+            StepLogCopier(
+                self.hook.conn, self._s3(), self.log, self.step_log_lines, self.step_log_wait_seconds
+            ).copy(self.job_flow_id, [step["Id"]])
