@@ -199,14 +199,18 @@ def tail_block(label: str, uri: str, text: str, limit: int) -> str:
 
 
 class StepLogCopier:
-    """Copy the last lines of ended steps' stdout and stderr from the cluster's LogUri into a task log.
+    """Copy the last lines of ended steps' logs from the cluster's LogUri into a task log.
 
-    EMR uploads a step's logs to `<LogUri>/<cluster>/steps/<step>/{stdout,stderr}.gz` some time
-    after the step ended (its log pushing is periodic), so the copier first waits, at most
-    `wait_seconds` for all the steps together, until every log is there (looking every 10 s), then
-    logs one block per log: "step <id> stdout (s3://...): last N of M lines" and the lines. A log
-    still missing after the wait is one line saying where it will be. Never fails the task: a log
-    is information, the step's state decides. `lines=0` copies nothing (and waits for nothing).
+    Per step, its own stdout and stderr (`<LogUri>/<cluster>/steps/<step>/{stdout,stderr}.gz`:
+    what spark-submit printed) and, the steps running `spark-submit --deploy-mode cluster`, its
+    driver's: the stdout and stderr of the YARN application's first container (the application
+    master, where the driver runs), `<LogUri>/<cluster>/containers/<application>/<container>/`,
+    the application id read from the step's stderr. EMR uploads logs some time after the step
+    ended (its log pushing is periodic), so the copier waits, at most `wait_seconds` for all the
+    steps together (looking every 10 s), then logs one block per log, e.g. "step <id> driver
+    stdout (s3://...): last N of M lines" and the lines. A log still missing after the wait is
+    one line saying where it will be. Never fails the task: a log is information, the step's
+    state decides. `lines=0` copies nothing (and waits for nothing).
     """
 
     def __init__(
@@ -226,38 +230,95 @@ class StepLogCopier:
         if not log_uri:
             self.log.info("step logs not copied: cluster %s has no LogUri", cluster_id)
             return
-        wanted = [
-            (f"step {step_id} {name}", step_log_uri(log_uri, cluster_id, step_id, name))
-            for step_id in step_ids
-            for name in STEP_LOG_FILES
-        ]
-        missing = self._wait([uri for _, uri in wanted])
-        for label, uri in wanted:
-            text = None if uri in missing else read_log(self.s3, uri)
-            if text is None:
-                self.log.info(
-                    "%s: not in S3 after waiting %s s; EMR will upload it to %s",
-                    label,
-                    _seconds(self.wait_seconds),
-                    uri,
-                )
-            else:
-                self.log.info("%s", tail_block(label, uri, text, self.lines))
-
-    def _wait(self, uris: Sequence[str]) -> set[str]:
-        """The uris still missing once all are there or `wait_seconds` passed."""
         deadline = _clock() + self.wait_seconds
-        missing = {u for u in uris if not log_exists(self.s3, u)}
-        if missing and self.wait_seconds > 0:
+        step_logs = {
+            step_id: [(name, step_log_uri(log_uri, cluster_id, step_id, name)) for name in STEP_LOG_FILES]
+            for step_id in step_ids
+        }
+        uris = [uri for logs in step_logs.values() for _, uri in logs]
+        missing = set(uris)
+
+        def uploaded() -> bool:
+            missing.difference_update([u for u in missing if log_exists(self.s3, u)])
+            return not missing
+
+        self._wait(uploaded, deadline, f"{len(uris)} step logs")
+        drivers: dict[str, str] = {}  # step id -> its YARN application
+        for step_id, logs in step_logs.items():
+            for name, uri in logs:
+                text = None if uri in missing else read_log(self.s3, uri)
+                self._block(f"step {step_id} {name}", uri, text)
+                if name == "stderr" and text and (app := _APPLICATION.search(text)):
+                    drivers[step_id] = app.group(0)
+        for step_id, app in drivers.items():
+            self._driver(log_uri, cluster_id, step_id, app, deadline)
+
+    def _driver(self, log_uri: str, cluster_id: str, step_id: str, app: str, deadline: float) -> None:
+        base = re.sub(r"^s3[an]?://", "s3://", log_uri).rstrip("/")
+        folder = f"{base}/{cluster_id}/containers/{app}/"
+        found: list[str] = []
+
+        def uploaded() -> bool:
+            container = driver_container(self.s3, folder)
+            uris = [f"{folder}{container}/{name}.gz" for name in STEP_LOG_FILES] if container else []
+            if uris and all(log_exists(self.s3, u) for u in uris):
+                found[:] = uris
+            return bool(found)
+
+        self._wait(uploaded, deadline, f"the driver logs of {app}")
+        if not found:
+            waited = _seconds(self.wait_seconds)
             self.log.info(
-                "waiting up to %s s for EMR to upload %d of the step logs",
-                _seconds(self.wait_seconds),
-                len(missing),
+                "step %s driver (%s): not in S3 after waiting %s s; EMR will upload its logs under %s",
+                step_id,
+                app,
+                waited,
+                folder,
             )
-        while missing and (left := deadline - _clock()) > 0:
+            return
+        for name, uri in zip(STEP_LOG_FILES, found, strict=True):
+            self._block(f"step {step_id} driver {name}", uri, read_log(self.s3, uri))
+
+    def _block(self, label: str, uri: str, text: str | None) -> None:
+        if text is None:
+            waited = _seconds(self.wait_seconds)
+            self.log.info("%s: not in S3 after waiting %s s; EMR will upload it to %s", label, waited, uri)
+        else:
+            self.log.info("%s", tail_block(label, uri, text, self.lines))
+
+    def _wait(self, done: Any, deadline: float, what: str) -> bool:
+        """Call `done` every 10 s until it says True or the deadline passed; its last answer."""
+        if done():
+            return True
+        if deadline - _clock() > 0:
+            self.log.info("waiting up to %s s for EMR to upload %s", _seconds(deadline - _clock()), what)
+        while (left := deadline - _clock()) > 0:
             _sleep(min(_LOG_POLL_SECONDS, left))
-            missing = {u for u in missing if not log_exists(self.s3, u)}
-        return missing
+            if done():
+                return True
+        return False
+
+
+# the application spark-submit started (its stderr says "Submitted application application_...")
+_APPLICATION = re.compile(r"\bapplication_\d+_\d+\b")
+# a YARN application master's container: container_[e<epoch>_]<cluster ts>_<app>_<attempt>_000001
+_AM_CONTAINER = re.compile(r"^container_(?:e\d+_)?\d+_\d+_(\d+)_0*1$")
+
+
+def driver_container(s3: S3Hook, folder: str) -> str | None:
+    """The container of the application's driver (its last attempt's master) among the container
+    folders under `folder` (`<LogUri>/<cluster>/containers/<application>/`); None when none is there."""
+    bucket, prefix = S3Hook.parse_s3_url(folder)
+    try:
+        keys = s3.list_keys(bucket_name=bucket, prefix=prefix)
+    except (ClientError, BotoCoreError):
+        return None
+    masters = {
+        name: int(match.group(1))
+        for name in {k[len(prefix) :].split("/", 1)[0] for k in keys}
+        if (match := _AM_CONTAINER.match(name))
+    }
+    return max(masters, key=masters.__getitem__) if masters else None
 
 
 def _seconds(value: float) -> str:

@@ -225,7 +225,7 @@ def test_logs_uploaded_while_the_task_waits_are_copied(aws, task_log, fake_time)
     sensor(cluster, step_id, lines=2, wait=120).execute_complete(context(), {"status": "success"})
     log = task_log.text()
     assert fake_time.sleeps == [10, 10]  # looked every 10 s, stopped once both were there
-    assert "waiting up to 120 s for EMR to upload 2 of the step logs" in log
+    assert "waiting up to 120 s for EMR to upload 2 step logs" in log
     assert block(log, f"step {step_id} stdout")[1:] == ["stdout line 6", "stdout line 7"]
     assert block(log, f"step {step_id} stderr")[1:] == STDERR[-2:]
     assert "not in S3" not in log
@@ -247,6 +247,76 @@ def test_a_log_missing_after_the_wait_is_one_line_saying_where_it_will_be(aws, t
         f"step {step_id} stderr: not in S3 after waiting 25 s; EMR will upload it to {err_uri}"
     )
     assert block(log, f"step {step_id} stdout")[0] == f"step {step_id} stdout ({out_uri}): last 2 of 7 lines"
+
+
+# ---- the driver (spark-submit --deploy-mode cluster: the YARN application master's container) -----
+APP = "application_1719540000000_0001"
+SUBMITTED = [
+    f"26/06/28 02:10:02 INFO Client: Submitted application {APP}",
+    f"26/06/28 02:10:09 INFO Client: Application report for {APP} (state: FINISHED)",
+]
+
+
+def put_container_log(aws, cluster: str, container: str, name: str, lines: list[str]) -> str:
+    key = f"lake/_emr_logs/{cluster}/containers/{APP}/{container}/{name}.gz"
+    aws.s3.put_object(Bucket="lake-bucket", Key=key, Body=gzip.compress(("\n".join(lines) + "\n").encode()))
+    return f"s3://lake-bucket/{key}"
+
+
+def test_the_drivers_stdout_and_stderr_come_from_the_last_attempts_application_master(
+    aws, task_log, fake_time
+):
+    cluster = run_cluster(aws, run_id=RUN)
+    (step_id,) = add(cluster, NAME)
+    put_log(aws, cluster, step_id, "stdout", [])
+    put_log(aws, cluster, step_id, "stderr", SUBMITTED)
+    first_master = "container_1719540000000_0001_01_000001"
+    put_container_log(aws, cluster, first_master, "stdout", ["attempt 1 driver"])
+    put_container_log(aws, cluster, first_master, "stderr", ["attempt 1 driver"])
+    put_container_log(aws, cluster, "container_1719540000000_0001_02_000002", "stdout", ["an executor"])
+    master = "container_1719540000000_0001_02_000001"  # the second attempt's master: the driver that ended
+    driver = [f"driver line {i}" for i in range(4)] + ['SPARK_JOBS_METRICS {"job": "graph"}']
+    out_uri = put_container_log(aws, cluster, master, "stdout", driver)
+    traceback = ["Traceback (most recent call last):", "boom"]
+    err_uri = put_container_log(aws, cluster, master, "stderr", traceback)
+    set_step_state(aws, cluster, step_id, "COMPLETED")
+    task_log.text()
+
+    sensor(cluster, step_id, lines=3).execute_complete(context(), {"status": "success"})
+
+    log = task_log.text()
+    assert block(log, f"step {step_id} driver stdout") == [
+        f"step {step_id} driver stdout ({out_uri}): last 3 of 5 lines",
+        "driver line 2",
+        "driver line 3",
+        'SPARK_JOBS_METRICS {"job": "graph"}',
+    ]
+    assert block(log, f"step {step_id} driver stderr") == [
+        f"step {step_id} driver stderr ({err_uri}): 2 lines",
+        *traceback,
+    ]
+    assert "attempt 1" not in log
+    assert "an executor" not in log
+    # the step's own logs first, then its driver's
+    assert log.index(f"step {step_id} stderr (") < log.index(f"step {step_id} driver stdout (")
+
+
+def test_driver_logs_not_uploaded_after_the_wait_are_one_line_naming_their_folder(aws, task_log, fake_time):
+    cluster = run_cluster(aws, run_id=RUN)
+    (step_id,) = add(cluster, NAME)
+    put_log(aws, cluster, step_id, "stdout", [])
+    put_log(aws, cluster, step_id, "stderr", SUBMITTED)
+    set_step_state(aws, cluster, step_id, "FAILED")
+    task_log.text()
+    with pytest.raises(AirflowFailException):
+        sensor(cluster, step_id, wait=15).execute_complete(context(), {"status": "failure"})
+    log = task_log.text()
+    assert fake_time.sleeps == [10, 5]  # the step logs were there; the driver's were waited for
+    missing = [line for line in log.splitlines() if "not in S3" in line]
+    assert missing == [
+        f"step {step_id} driver ({APP}): not in S3 after waiting 15 s; EMR will upload its logs under "
+        f"{LOGS}/{cluster}/containers/{APP}/"
+    ]
 
 
 def test_zero_lines_copies_nothing_and_asks_s3_nothing(aws, task_log, fake_time):
