@@ -27,9 +27,9 @@ from plugins.emr_steps import (
     STEP_LOG_WAIT_SECONDS,
     EmrStepsCancelOnKillTrigger,
     StepFailureReport,
-    StepLogCopier,
     add_steps_once,
     cancel_steps,
+    copy_step_logs,
     ran,
 )
 
@@ -148,9 +148,7 @@ class EmrStepBatchesOperator(AwsBaseOperator[EmrHook]):
 
     def _copy_logs(self, step_ids: list[str]) -> None:
         if self.step_log_lines > 0 and step_ids:
-            StepLogCopier(
-                self.hook.conn, self._s3(), self.log, self.step_log_lines, self.step_log_wait_seconds
-            ).copy(self.job_flow_id, step_ids)
+            copy_step_logs(self, self.job_flow_id, step_ids)
 
     def on_kill(self) -> None:
         if self._batch and self._batch[1]:

@@ -321,6 +321,17 @@ def driver_container(s3: S3Hook, folder: str) -> str | None:
     return max(masters, key=masters.__getitem__) if masters else None
 
 
+def copy_step_logs(op: Any, cluster_id: str, step_ids: Sequence[str]) -> None:
+    """`StepLogCopier` with an operator's clients, settings and log; a failure to copy is a warning:
+    the logs are information, the steps' states decide the task."""
+    try:
+        s3 = S3Hook(aws_conn_id=op.aws_conn_id, region_name=op.region_name, config=op.botocore_config)
+        copier = StepLogCopier(op.hook.conn, s3, op.log, op.step_log_lines, op.step_log_wait_seconds)
+        copier.copy(cluster_id, step_ids)
+    except Exception as exc:  # never fail (or retry) a task over its logs
+        op.log.warning("step logs not copied: %s: %s", type(exc).__name__, exc)
+
+
 def _seconds(value: float) -> str:
     return f"{value:g}"
 
@@ -601,10 +612,10 @@ class EmrRunStepSensor(EmrStepSensor):
     for them. Errors while waiting (throttling, network) fail the try and are retried.
 
     Once the step ended (completed or failed, deferred or poking), the last `step_log_lines` lines
-    of its stdout and stderr are copied from the cluster's LogUri into this task's log, waiting
-    at most `step_log_wait_seconds` for EMR to upload them (`StepLogCopier`).
+    of its stdout and stderr and of its driver's are copied from the cluster's LogUri into this
+    task's log, waiting at most `step_log_wait_seconds` for EMR to upload them (`StepLogCopier`).
 
-    :param step_log_lines: lines of each of the step's stdout and stderr to copy (0: none)
+    :param step_log_lines: lines of each log (step and driver stdout and stderr) to copy (0: none)
     :param step_log_wait_seconds: the longest wait for EMR to upload the step's logs
     """
 
@@ -681,6 +692,4 @@ class EmrRunStepSensor(EmrStepSensor):
 
     def _copy_logs(self, step: Mapping[str, Any]) -> None:
         if self.step_log_lines > 0 and ran(step):
-            StepLogCopier(
-                self.hook.conn, self._s3(), self.log, self.step_log_lines, self.step_log_wait_seconds
-            ).copy(self.job_flow_id, [step["Id"]])
+            copy_step_logs(self, self.job_flow_id, [step["Id"]])

@@ -402,3 +402,22 @@ def test_a_failed_batch_copies_the_tails_of_its_ended_steps_then_reports(aws, ta
         "ValueError: bad",
     ]
     assert step_states(aws, cluster)[batch_name("a..b", "ingest_customers")] == "CANCELLED"
+
+
+def test_a_failure_to_copy_the_logs_is_a_warning_not_a_failed_task(aws, task_log, fake_time, monkeypatch):
+    cluster = run_cluster(aws, run_id=RUN)
+    (step_id,) = add(cluster, NAME)
+    put_log(aws, cluster, step_id, "stdout", STDOUT)
+    put_log(aws, cluster, step_id, "stderr", STDERR)
+    set_step_state(aws, cluster, step_id, "COMPLETED")
+
+    def broken(s3, uri):
+        raise RuntimeError("unexpected")
+
+    monkeypatch.setattr(emr_steps, "read_log", broken)
+    task_log.text()
+    sensor(cluster, step_id).execute_complete(context(), {"status": "success"})  # no exception
+    assert task_log.records[-1] == {
+        "event": "step logs not copied: RuntimeError: unexpected",
+        "log_level": "warning",
+    }
