@@ -120,6 +120,14 @@ def _aws(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _step_logs(settings: Settings) -> dict[str, int]:
+    # after each step: the tails of its stdout and stderr from the cluster's LogUri, in the task log
+    return {
+        "step_log_lines": settings.step_log_lines,
+        "step_log_wait_seconds": settings.step_log_wait_seconds,
+    }
+
+
 def _emr_cluster(settings: Settings, plan: Any) -> tuple[EmrRunClusterOperator, EmrRunTeardownOperator]:
     # A retried create takes the cluster tagged with the run; the teardown cancels the run's
     # steps and terminates its cluster(s), also after the run was marked failed from the UI.
@@ -157,6 +165,7 @@ def _step_tasks(settings: Settings, plan: Any, create: Any, name: str) -> tuple[
         deferrable=True,  # the triggerer polls EMR; no worker slot is held while the step runs
         poke_interval=settings.poll_seconds,
         max_attempts=max(1, int(STEP_TIMEOUT.total_seconds()) // settings.poll_seconds),
+        **_step_logs(settings),
         **_aws(settings),
     )
     add >> wait
@@ -204,6 +213,7 @@ def backfill_emr(settings: Settings, plan: Any) -> None:
         waiter_delay=settings.poll_seconds,
         waiter_max_attempts=max(1, int(STEP_TIMEOUT.total_seconds()) // settings.poll_seconds),
         openlineage_inject_parent_job_info=settings.lineage,
+        **_step_logs(settings),
         # a retry follows the steps already on the cluster; a failed step fails without retry
         **_aws(settings),
     )

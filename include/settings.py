@@ -72,6 +72,10 @@ class Settings:
     instance_profile: str = "EMR_EC2_DefaultRole"
     idle_timeout_seconds: int = 3600
     poll_seconds: int = 30  # 60 s measured 69 s step-to-step latency (docs/BENCHMARKS.md); 30 s gives 36 s
+    # the last lines of each step's stdout and stderr copied into its task log (0: none), and the
+    # longest a task waits for EMR to upload them after the step ended (EMR pushes logs periodically)
+    step_log_lines: int = 200
+    step_log_wait_seconds: int = 120
     aws_conn_id: str = "aws_default"
     region: str | None = None
     # One Glue database per table zone: <prefix>_processed, <prefix>_quarantine, <prefix>_curated.
@@ -127,6 +131,8 @@ _ENV = {
     "PIPELINE_EMR_INSTANCE_PROFILE": ("instance_profile", str),
     "PIPELINE_EMR_IDLE_TIMEOUT_SECONDS": ("idle_timeout_seconds", int),
     "PIPELINE_EMR_POLL_SECONDS": ("poll_seconds", int),
+    "PIPELINE_EMR_STEP_LOG_LINES": ("step_log_lines", int),
+    "PIPELINE_EMR_STEP_LOG_WAIT_SECONDS": ("step_log_wait_seconds", int),
     "PIPELINE_AWS_CONN_ID": ("aws_conn_id", str),
     "PIPELINE_AWS_REGION": ("region", str),
     "PIPELINE_GLUE_DATABASE_PREFIX": ("glue_database_prefix", str),
@@ -238,6 +244,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ("PIPELINE_RETRIES", "retries", 0),
         ("PIPELINE_RETRY_DELAY_SECONDS", "retry_delay_seconds", 1),
         ("PIPELINE_SNAPSHOT_RETENTION_DAYS", "snapshot_retention_days", 1),
+        ("PIPELINE_EMR_STEP_LOG_LINES", "step_log_lines", 0),
+        ("PIPELINE_EMR_STEP_LOG_WAIT_SECONDS", "step_log_wait_seconds", 0),
     ):
         if isinstance(values.get(attr), int) and values[attr] < low:  # type: ignore[operator]
             problems.append(f"{var} must be >= {low}")

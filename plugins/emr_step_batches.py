@@ -21,11 +21,16 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.sdk.exceptions import AirflowException
 
 from plugins.emr_steps import (
+    ACTIVE_STEP_STATES,
     FAILED_STEP_STATES,
+    STEP_LOG_LINES,
+    STEP_LOG_WAIT_SECONDS,
     EmrStepsCancelOnKillTrigger,
     StepFailureReport,
     add_steps_once,
     cancel_steps,
+    copy_step_logs,
+    ran,
 )
 
 MAX_STEPS_PER_BATCH = 10  # ListSteps (what the trigger polls) filters on at most 10 step ids
@@ -36,7 +41,9 @@ class EmrStepBatchesOperator(AwsBaseOperator[EmrHook]):
 
     A retry follows the steps already on the cluster (a completed batch is not run again). A failed
     step fails the task without retry, with its stderr location and first error lines in the log,
-    and the run's other steps cancelled; a killed task cancels the batch it waits for.
+    and the run's other steps cancelled; a killed task cancels the batch it waits for. Once a batch
+    ended, the last lines of each of its steps' stdout and stderr are copied into the task log
+    (`StepLogCopier`: one wait of at most `step_log_wait_seconds` for the whole batch).
 
     :param job_flow_id: the cluster (templated; XComArg works)
     :param batches: lists of boto3 `Steps` items (templated; XComArg works)
@@ -60,9 +67,13 @@ class EmrStepBatchesOperator(AwsBaseOperator[EmrHook]):
         waiter_delay: int = 60,
         waiter_max_attempts: int = 360,
         openlineage_inject_parent_job_info: bool = False,
+        step_log_lines: int = STEP_LOG_LINES,
+        step_log_wait_seconds: float = STEP_LOG_WAIT_SECONDS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.step_log_lines = step_log_lines
+        self.step_log_wait_seconds = step_log_wait_seconds
         self.openlineage_inject_parent_job_info = openlineage_inject_parent_job_info
         self.job_flow_id = job_flow_id
         self.batches = batches
@@ -120,13 +131,24 @@ class EmrStepBatchesOperator(AwsBaseOperator[EmrHook]):
             )
             failed = [s for s in steps if s["Status"]["State"] in FAILED_STEP_STATES]
             if failed:
-                s3 = S3Hook(
-                    aws_conn_id=self.aws_conn_id, region_name=self.region_name, config=self.botocore_config
+                # the logs of every step of the batch that ended, in the batch's order
+                ended = {s["Id"]: s for s in steps if s["Status"]["State"] not in ACTIVE_STEP_STATES}
+                self._copy_logs([i for i in step_ids if i in ended and ran(ended[i])])
+                raise StepFailureReport(self.hook.conn, self._s3(), self.log).fail(
+                    self.job_flow_id, failed[-1]
                 )
-                raise StepFailureReport(self.hook.conn, s3, self.log).fail(self.job_flow_id, failed[-1])
             # no step ended badly: the wait itself failed (throttling, network); a retry resumes
             raise AirflowException(f"waiting for batch {index + 1}/{len(self.batches)} failed: {event}")
+        batch = list(done or [])[-len(self.batches[index]) :]
+        self._copy_logs(batch)
         return self._next(index + 1, list(done or []), context)
+
+    def _s3(self) -> S3Hook:
+        return S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, config=self.botocore_config)
+
+    def _copy_logs(self, step_ids: list[str]) -> None:
+        if self.step_log_lines > 0 and step_ids:
+            copy_step_logs(self, self.job_flow_id, step_ids)
 
     def on_kill(self) -> None:
         if self._batch and self._batch[1]:

@@ -29,7 +29,12 @@ MAINTENANCE, ROLLBACK = "customer_analytics_maintenance", "customer_analytics_ro
 RETRIES, RETRY_DELAY = 4, 45
 TARGET_ENV = {
     "local": {"PIPELINE_TARGET": "local", "PIPELINE_LAKE": "file:///tmp/structure-test-lake"},
-    "emr": {**EMR_ENV, "PIPELINE_EMR_POLL_SECONDS": "45"},
+    "emr": {
+        **EMR_ENV,
+        "PIPELINE_EMR_POLL_SECONDS": "45",
+        "PIPELINE_EMR_STEP_LOG_LINES": "50",
+        "PIPELINE_EMR_STEP_LOG_WAIT_SECONDS": "90",
+    },
 }
 
 
@@ -181,6 +186,10 @@ def test_emr_sensors_are_deferrable_and_no_add_or_wait_task_is_missing(bag):
         wait = dag.task_dict[f"wait_{step.name}"]
         assert wait.deferrable is True
         assert wait.poke_interval == 45  # PIPELINE_EMR_POLL_SECONDS (default 30)
+        # PIPELINE_EMR_STEP_LOG_LINES, PIPELINE_EMR_STEP_LOG_WAIT_SECONDS (defaults 200, 120)
+        assert (wait.step_log_lines, wait.step_log_wait_seconds) == (50, 90)
+    run_steps = bag.dags[BACKFILL].task_dict["run_steps"]
+    assert (run_steps.step_log_lines, run_steps.step_log_wait_seconds) == (50, 90)
     assert {t for t in dag.task_ids if t.startswith("register_")} == {f"register_{o}" for o in P.OUTPUTS}
 
 

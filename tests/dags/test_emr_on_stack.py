@@ -48,6 +48,7 @@ def on_stack(moto_url, module_monkeypatch, airflow_db) -> dict[str, Any]:
     connection["extra"]["endpoint_url"] = moto_url
     module_monkeypatch.setenv(CONNECTION_VAR, json.dumps(connection))
     module_monkeypatch.setenv("PIPELINE_EMR_POLL_SECONDS", "1")
+    module_monkeypatch.setenv("PIPELINE_EMR_STEP_LOG_WAIT_SECONDS", "0")  # the stand-in writes no step logs
     module_monkeypatch.setenv("PIPELINE_RETRIES", "0")  # a retry delay would stall dag.test()
     aws.forget_requests()  # deploying was the deployer's doing, not the DAG's
     with EmrStepPlayer(aws):

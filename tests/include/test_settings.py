@@ -57,6 +57,15 @@ def test_emr_settings_can_be_overridden_one_by_one():
     assert settings.extra_tags == {"cost-center": "analytics", "team": "data"}
 
 
+def test_step_logs_default_to_the_last_200_lines_after_at_most_two_minutes_and_can_be_switched_off():
+    settings = load_settings(EMR)
+    assert (settings.step_log_lines, settings.step_log_wait_seconds) == (200, 120)
+    off = load_settings(
+        {**EMR, "PIPELINE_EMR_STEP_LOG_LINES": "0", "PIPELINE_EMR_STEP_LOG_WAIT_SECONDS": "0"}
+    )
+    assert (off.step_log_lines, off.step_log_wait_seconds) == (0, 0)
+
+
 def test_emr_without_lake_and_subnet_names_both_variables():
     with pytest.raises(SettingsError) as err:
         load_settings({"PIPELINE_TARGET": "emr"})
@@ -80,6 +89,9 @@ def test_emr_without_lake_and_subnet_names_both_variables():
         ("PIPELINE_CLUSTER_PROFILE", "huge"),
         ("PIPELINE_RETRIES", "-1"),
         ("PIPELINE_EXTRA_TAGS", "no-equals-sign"),
+        ("PIPELINE_EMR_STEP_LOG_LINES", "-1"),
+        ("PIPELINE_EMR_STEP_LOG_LINES", "all"),
+        ("PIPELINE_EMR_STEP_LOG_WAIT_SECONDS", "-5"),
     ],
 )
 def test_a_bad_value_fails_with_the_variables_name(var, value):

@@ -25,7 +25,9 @@ BATCHES = [
 
 
 def run_steps(cluster: str) -> EmrStepBatchesOperator:
-    return EmrStepBatchesOperator(task_id="run_steps", job_flow_id=cluster, batches=BATCHES, waiter_delay=1)
+    return EmrStepBatchesOperator(
+        task_id="run_steps", job_flow_id=cluster, batches=BATCHES, waiter_delay=1, step_log_wait_seconds=0
+    )
 
 
 def deferred_ids(op: EmrStepBatchesOperator) -> list[str]:

@@ -32,7 +32,13 @@ def add(cluster_id: str, *steps: dict) -> list[str]:
 
 
 def sensor(cluster_id: str, step_id: str) -> EmrRunStepSensor:
-    return EmrRunStepSensor(task_id="wait_graph", job_flow_id=cluster_id, step_id=step_id, deferrable=True)
+    return EmrRunStepSensor(
+        task_id="wait_graph",
+        job_flow_id=cluster_id,
+        step_id=step_id,
+        deferrable=True,
+        step_log_wait_seconds=0,
+    )
 
 
 def test_an_empty_step_list_skips_the_add_task_without_asking_aws_anything(aws):
