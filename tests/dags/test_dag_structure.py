@@ -237,9 +237,8 @@ def test_nightly_dependencies_between_groups_are_the_specs_depends_on(bag):
     steps = {(dep, s.name) for s in P.PIPELINE for dep in s.depends_on}
     wap = {(s, "audit") for s in P.STEPS} | {("audit", "publish"), ("publish", "register")}
     producers = {(s.name, "register") for s in P.PIPELINE if s.produces}  # a skipped step skips its events
+    # collapsed, the graph has no cycle: the asset events come after publish, not in the steps' groups
     assert _group_edges(dag) == steps | wap | producers
-    # collapsed, the graph has no cycle: the asset events are after publish, not in the steps' groups
-    assert ("register", "publish") not in _group_edges(dag)
 
 
 @pytest.mark.parametrize("bag", ["emr"], indirect=True)
