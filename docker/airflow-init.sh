@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-shot init for docker-compose.yaml (service airflow-init, runs as root): checks the image
-# and the mounted project, migrates the metadata DB, writes the login, hands the shared volumes
-# to the Airflow user. Every other service waits for it to finish successfully.
+# and the mounted project, migrates the metadata DB, writes the login, makes the demo lake in the
+# empty lake volume, hands the named volumes to the Airflow user (never a host path). Every other
+# service waits for it to finish successfully.
 set -euo pipefail
 
 : "${AIRFLOW_UID:=50000}"
@@ -42,8 +43,17 @@ if ! /entrypoint airflow dags list-import-errors --local --output json; then
   exit 1
 fi
 
-echo "== ownership of the shared volumes -> ${AIRFLOW_UID}:0"
-mkdir -p /opt/airflow/logs /opt/airflow/lake
-chown -R "${AIRFLOW_UID}:0" /opt/airflow/logs "$(dirname "$passwords")"
-chown "${AIRFLOW_UID}:0" /opt/airflow/lake
+lake=/opt/airflow/lake
+echo "== demo lake"
+if [[ "${PIPELINE_LAKE:-}" == "file://$lake" ]]; then
+  # Only into an empty volume (its first start): a lake holding anything is left as it is.
+  python -m include.demo_data --lake "$lake" --if-empty \
+    --start "${DEMO_START:?}" --end "${DEMO_END:?}" --scale "${DEMO_SCALE:?}"
+else
+  echo "PIPELINE_LAKE is ${PIPELINE_LAKE:-unset}, not the lake volume: no demo data"
+fi
+
+echo "== ownership of the named volumes -> ${AIRFLOW_UID}:0"
+mkdir -p /opt/airflow/logs "$lake"
+chown -R "${AIRFLOW_UID}:0" /opt/airflow/logs "$(dirname "$passwords")" "$lake"
 echo "init done: UI on http://localhost:${AIRFLOW_WEB_PORT:-8080} as ${AIRFLOW_ADMIN_USER}"

@@ -9,6 +9,10 @@ emr:   plan -> create cluster + upload code -> per step: add step -> wait (defer
             -> register in Glue (+ Asset) ;  terminate cluster (teardown, runs whatever happened)
 local: plan -> per step: `python -m spark_jobs ...` subprocess (+ Asset)
 
+In the UI each step of the spec is a task group named after it (`step_group`), then `audit`,
+`publish` and `register` (the asset events); the task ids stay flat (`add_graph`, `run_graph`,
+`register_referral_graph`), so the run report, alerting and earlier runs find the same tasks.
+
 The emr tasks live in `include.emr_tasks`, imported only for that target: the local target
 never loads the AWS SDK at parse time.
 """
@@ -29,6 +33,7 @@ from airflow.sdk import (
     Asset,
     CronDataIntervalTimetable,
     Param,
+    TaskGroup,
     get_current_context,
     task,
 )
@@ -333,6 +338,37 @@ def _code_args(settings: Settings, code: dict[str, str]) -> dict[str, Any]:
     }
 
 
+# ---- task groups ---------------------------------------------------------------------------
+REGISTER_GROUP = "register"
+AUDIT_TOOLTIP = "audit: the checks on what the run's steps wrote to its branch, once every step ended"
+PUBLISH_TOOLTIP = "publish: main := the run's branch, per table, once the audit passed"
+
+
+def step_tooltip(step: P.Step) -> str:
+    """What the spec says of a step, for its group's tooltip: its job, what it needs, what it produces."""
+    parts = [" ".join((step.job, *step.options))]
+    if step.depends_on:
+        parts.append(f"after {', '.join(step.depends_on)}")
+    if step.produces:
+        parts.append(f"produces {', '.join(step.produces)}")
+    return "; ".join(parts)
+
+
+def step_group(step: P.Step, tooltip: str | None = None) -> TaskGroup:
+    """The task group of one step (use it as `with`): its id is the step's name; the ids of the
+    tasks in it stay unprefixed (`add_graph`, not `graph.add_graph`)."""
+    return TaskGroup(step.name, tooltip=tooltip or step_tooltip(step), prefix_group_id=False)
+
+
+def register_group() -> TaskGroup:
+    """The `register_<output>` tasks: the asset events, once the run published."""
+    return TaskGroup(
+        REGISTER_GROUP,
+        tooltip="each published output's Airflow asset event, with the table's new snapshot",
+        prefix_group_id=False,
+    )
+
+
 # ---- tasks ---------------------------------------------------------------------------------
 def _plan_task(settings: Settings, kind: str):
     @task(task_id="plan", multiple_outputs=True, retries=0)
@@ -502,23 +538,27 @@ def _nightly_local(settings: Settings, plan: Any) -> None:
     start, stop = _local_spark(settings, plan) if settings.local_spark_server else (None, None)
     runs = {}
     for step in P.PIPELINE:
-        runs[step.name] = _local_job(
-            settings, f"run_{step.name}", plan[f"step:{step.name}"], plan["spark_server"]
-        )
+        with step_group(step):
+            runs[step.name] = _local_job(
+                settings, f"run_{step.name}", plan[f"step:{step.name}"], plan["spark_server"]
+            )
         for dep in step.depends_on:
             runs[dep] >> runs[step.name]
     # Write-audit-publish: the audit runs once every step ran or was skipped (none failed), on
     # the run's branch; publish only after it passed; each output's asset event after that.
-    audit = _local_job(settings, "run_audit", plan["step:audit"], plan["spark_server"])
-    audit.trigger_rule = "none_failed_min_one_success"
-    publish = _local_job(settings, "run_publish", plan["step:publish"], plan["spark_server"])
+    with step_group(P.AUDIT, AUDIT_TOOLTIP):
+        audit = _local_job(settings, "run_audit", plan["step:audit"], plan["spark_server"])
+        audit.trigger_rule = "none_failed_min_one_success"
+    with step_group(P.PUBLISH, PUBLISH_TOOLTIP):
+        publish = _local_job(settings, "run_publish", plan["step:publish"], plan["spark_server"])
     list(runs.values()) >> audit >> publish
     if start is not None:
         start >> list(runs.values())
         [*runs.values(), audit, publish] >> stop
-    for step in P.PIPELINE:
-        for output in step.produces:
-            [runs[step.name], publish] >> register_output(settings, output, plan["ds"])
+    with register_group():
+        for step in P.PIPELINE:
+            for output in step.produces:
+                [runs[step.name], publish] >> register_output(settings, output, plan["ds"])
 
 
 def build_backfill_dag(settings: Settings, dag_id: str = BACKFILL_DAG_ID, doc_md: str | None = None) -> DAG:
@@ -535,6 +575,7 @@ def build_backfill_dag(settings: Settings, dag_id: str = BACKFILL_DAG_ID, doc_md
             if settings.local_spark_server:
                 start, stop = _local_spark(settings, plan)
                 start >> run >> stop
-            run >> [register_output(settings, out, plan["dates"]) for out in P.OUTPUTS]
+            with register_group():
+                run >> [register_output(settings, out, plan["dates"]) for out in P.OUTPUTS]
         add_run_report(settings, "backfill", dag)  # last: rows, durations, cost of the run
     return dag

@@ -1,6 +1,7 @@
 """Seeded demo data: the landing partitions of all five datasets for every day of a date range.
 
 `python -m include.demo_data --lake LAKE --start YYYY-MM-DD --end YYYY-MM-DD --scale S [--seed 7]`.
+`--if-empty` writes only into a lake that holds nothing yet (the Compose stack's lake volume).
 Scale 1.0 is 1,000,000 sales rows over the range. Rows are built with numpy, one day at a time,
 so scale 10 runs in bounded memory; the same arguments always give the same bytes.
 """
@@ -429,6 +430,27 @@ def generate(lake: str, start: dt.date | str, end: dt.date | str, scale: float, 
     }
 
 
+STAGING = ".demo-staging"  # an unfinished `--if-empty` generation; the next one starts over
+
+
+def generate_if_empty(
+    lake: str, start: dt.date | str, end: dt.date | str, scale: float, seed: int = 7
+) -> dict | None:
+    """`generate` into a lake that holds nothing yet, else nothing (None): a lake with any file is
+    someone's, however it got there. The data goes to a staging folder inside the lake, then into
+    place with one rename, so an interrupted first start leaves no half lake behind."""
+    root = lake_root(lake)
+    staging = root / STAGING
+    if staging.exists():
+        shutil.rmtree(staging)
+    if root.exists() and any(root.iterdir()):
+        return None
+    manifest = generate(staging.as_uri(), start, end, scale, seed)
+    (staging / "landing").rename(root / "landing")
+    staging.rmdir()
+    return {**manifest, "lake": str(root)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m include.demo_data", description=__doc__)
     parser.add_argument("--lake", required=True, help="local lake root: a path or file:// URI")
@@ -436,8 +458,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--end", required=True, type=dt.date.fromisoformat, help="last date YYYY-MM-DD")
     parser.add_argument("--scale", type=float, default=1.0, help="1.0 = 1,000,000 sales rows over the range")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--if-empty", action="store_true", help="write only if the lake holds nothing yet")
     args = parser.parse_args(argv)
-    manifest = generate(args.lake, args.start, args.end, args.scale, args.seed)
+    if args.if_empty:
+        manifest = generate_if_empty(args.lake, args.start, args.end, args.scale, args.seed)
+        if manifest is None:
+            print(f"{lake_root(args.lake)} is not empty: no demo data written")
+            return 0
+    else:
+        manifest = generate(args.lake, args.start, args.end, args.scale, args.seed)
     for name, total in manifest["datasets"].items():
         bad = sum(total["bad"].values())
         print(

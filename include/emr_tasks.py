@@ -17,7 +17,14 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import chain, task
 
 from include import pipeline as P
-from include.dag_factory import STEP_TIMEOUT, register_output
+from include.dag_factory import (
+    AUDIT_TOOLTIP,
+    PUBLISH_TOOLTIP,
+    STEP_TIMEOUT,
+    register_group,
+    register_output,
+    step_group,
+)
 from include.settings import PROJECT_ROOT, Settings
 from plugins.emr_step_batches import EmrStepBatchesOperator
 from plugins.emr_steps import (
@@ -180,7 +187,8 @@ def nightly_emr(settings: Settings, plan: Any) -> None:
     plan >> _preflight_task(settings) >> [create, upload.operator]
     waits: dict[str, EmrRunStepSensor] = {}
     for step in P.PIPELINE:
-        add, wait = _step_tasks(settings, plan, create, step.name)
+        with step_group(step):  # add_<step> and wait_<step>, one box per step of the spec
+            add, wait = _step_tasks(settings, plan, create, step.name)
         [create, upload] >> add
         for dep in step.depends_on:
             waits[dep] >> add
@@ -188,14 +196,17 @@ def nightly_emr(settings: Settings, plan: Any) -> None:
     # Write-audit-publish on the same cluster: the audit once every step ended (none failed),
     # publish only after it passed, each output's asset event after that.
     # (Airflow wants a setup's direct followers on all_success: the join carries the rule.)
-    steps_done = EmptyOperator(task_id="steps_done", trigger_rule="none_failed_min_one_success")
-    add_audit, wait_audit = _step_tasks(settings, plan, create, "audit")
-    add_publish, wait_publish = _step_tasks(settings, plan, create, "publish")
+    with step_group(P.AUDIT, AUDIT_TOOLTIP):
+        steps_done = EmptyOperator(task_id="steps_done", trigger_rule="none_failed_min_one_success")
+        add_audit, wait_audit = _step_tasks(settings, plan, create, "audit")
+    with step_group(P.PUBLISH, PUBLISH_TOOLTIP):
+        add_publish, wait_publish = _step_tasks(settings, plan, create, "publish")
     list(waits.values()) >> steps_done >> add_audit
     wait_audit >> add_publish
-    for step in P.PIPELINE:
-        for output in step.produces:
-            [waits[step.name], wait_publish] >> register_output(settings, output, plan["ds"])
+    with register_group():
+        for step in P.PIPELINE:
+            for output in step.produces:
+                [waits[step.name], wait_publish] >> register_output(settings, output, plan["ds"])
     # Registering needs no cluster: the cluster goes as soon as the last step ended.
     chain([*waits.values(), wait_audit, wait_publish], terminate)
 
@@ -219,7 +230,9 @@ def backfill_emr(settings: Settings, plan: Any) -> None:
     )
     # the batches end with the audit of every date, then publish (plan_backfill)
     [create, upload] >> run_steps >> terminate
-    run_steps >> [register_output(settings, out, plan["dates"]) for out in P.OUTPUTS]
+    # one operator runs every batch: no group per step here (the run report lists them)
+    with register_group():
+        run_steps >> [register_output(settings, out, plan["dates"]) for out in P.OUTPUTS]
 
 
 def single_step_emr(settings: Settings, plan: Any, step: str) -> None:

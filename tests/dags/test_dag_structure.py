@@ -179,6 +179,94 @@ def test_nightly_task_order_is_the_specs_dependencies(bag):
     )
 
 
+def _group(dag: Any, task_id: str) -> str | None:
+    return dag.task_dict[task_id].task_group.group_id
+
+
+def _nightly_task_ids(target: str) -> set[str]:
+    """Every task id of the nightly DAG, as before the task groups: the groups change no id."""
+    if target == "emr":
+        steps = {f"{kind}_{s}" for s in [*P.STEPS, "audit", "publish"] for kind in ("add", "wait")}
+        fixed = {"plan", "preflight", "create_cluster", "upload_code", "steps_done", "terminate_cluster"}
+    else:
+        steps = {f"run_{s}" for s in [*P.STEPS, "audit", "publish"]}
+        fixed = {"plan", "start_spark", "stop_spark"}
+    return steps | fixed | {f"register_{o}" for o in P.OUTPUTS} | {"run_report"}
+
+
+def test_nightly_groups_are_the_specs_steps_and_the_task_ids_are_unchanged(bag):
+    dag = bag.dags[NIGHTLY]
+    assert set(dag.task_ids) == _nightly_task_ids(bag.target)
+    kinds = ("add", "wait") if bag.target == "emr" else ("run",)
+    expected: dict[str, str | None] = {}
+    for step in P.PIPELINE:
+        expected.update({f"{kind}_{step.name}": step.name for kind in kinds})
+    for step in ("audit", "publish"):
+        expected.update({f"{kind}_{step}": step for kind in kinds})
+    expected.update({f"register_{o}": "register" for o in P.OUTPUTS})
+    if bag.target == "emr":
+        expected["steps_done"] = "audit"  # the audit's gate: every step ended, none failed
+    # what a run has once, outside every step: the plan, the cluster or Spark application, the report
+    expected.update({t: None for t in dag.task_ids if t not in expected})
+    assert {t: _group(dag, t) for t in dag.task_ids} == expected
+    groups = dag.task_group.get_task_group_dict()
+    assert set(groups) == {None, *P.STEPS, "audit", "publish", "register"}
+    # a group's ids are not prefixed with it, and its tooltip is what the spec says of the step
+    assert all(g.prefix_group_id is False for name, g in groups.items() if name)
+    assert groups["features"].tooltip == (
+        "features; after ingest_sales, ingest_customers, graph; "
+        "produces customer_features, feature_correlation"
+    )
+    assert groups["ingest_sales"].tooltip == "ingest --dataset sales"
+    assert groups["graph"].tooltip == "graph; after ingest_referrals; produces referral_graph"
+    # the UI draws the serialized DAG: the groups survive serialization as they are
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    served = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    assert {t.task_id: t.task_group.group_id for t in served.tasks} == expected
+    assert served.task_group.get_task_group_dict()["graph"].tooltip == groups["graph"].tooltip
+
+
+def _group_edges(dag: Any) -> set[tuple[str, str]]:
+    """The dependencies between groups: a task of one group upstream of a task of another."""
+    return {
+        (_group(dag, t.task_id), _group(dag, d))
+        for t in dag.tasks
+        for d in t.downstream_task_ids
+        if None not in (_group(dag, t.task_id), _group(dag, d)) and _group(dag, t.task_id) != _group(dag, d)
+    }
+
+
+def test_nightly_dependencies_between_groups_are_the_specs_depends_on(bag):
+    dag = bag.dags[NIGHTLY]
+    steps = {(dep, s.name) for s in P.PIPELINE for dep in s.depends_on}
+    wap = {(s, "audit") for s in P.STEPS} | {("audit", "publish"), ("publish", "register")}
+    producers = {(s.name, "register") for s in P.PIPELINE if s.produces}  # a skipped step skips its events
+    # collapsed, the graph has no cycle: the asset events come after publish, not in the steps' groups
+    assert _group_edges(dag) == steps | wap | producers
+
+
+@pytest.mark.parametrize("bag", ["emr"], indirect=True)
+def test_emr_step_groups_hold_the_add_then_the_wait_of_their_step(bag):
+    groups = bag.dags[NIGHTLY].task_group.get_task_group_dict()
+    for step in [*P.STEPS, "publish"]:
+        assert [t.task_id for t in groups[step].topological_sort()] == [f"add_{step}", f"wait_{step}"]
+    assert [t.task_id for t in groups["audit"].topological_sort()] == [
+        "steps_done",
+        "add_audit",
+        "wait_audit",
+    ]
+
+
+def test_backfill_groups_only_the_asset_events(bag):
+    """One task runs every batch of the backfill (run_steps): a group per step would hold nothing."""
+    dag = bag.dags[BACKFILL]
+    groups = {t: _group(dag, t) for t in dag.task_ids}
+    assert {t for t, g in groups.items() if g == "register"} == {f"register_{o}" for o in P.OUTPUTS}
+    assert set(groups.values()) == {None, "register"}
+    assert _group(dag, "run_steps") is None
+
+
 @pytest.mark.parametrize("bag", ["emr"], indirect=True)
 def test_emr_sensors_are_deferrable_and_no_add_or_wait_task_is_missing(bag):
     dag = bag.dags[NIGHTLY]

@@ -11,7 +11,15 @@ import networkx as nx
 import pandas as pd
 import pytest
 
-from include.demo_data import GAP_TICKER, SALES_PER_SCALE, TICKERS, generate, main
+from include.demo_data import (
+    GAP_TICKER,
+    SALES_PER_SCALE,
+    STAGING,
+    TICKERS,
+    generate,
+    generate_if_empty,
+    main,
+)
 from spark_jobs import tables
 from spark_jobs.cli import parse_args
 from spark_jobs.ingest import run
@@ -285,3 +293,53 @@ def test_the_command_line_prints_one_summary_line_per_dataset(tmp_path, capsys):
     }
     # 2024-06-29/30 is a weekend: no stock ticks at all
     assert partitions == {name: "0" if name == "stock_ticks" else "2" for name in DATASETS}
+
+
+# ---- --if-empty: the Compose stack's lake volume, made at its first start ------------------
+ONE_DAY = ("2024-06-28", "2024-06-28", 0.001)
+
+
+def test_if_empty_fills_an_empty_or_missing_lake_with_the_same_bytes_as_generate(tmp_path):
+    reference = tmp_path / "reference"
+    generate(reference.as_uri(), *ONE_DAY, seed=7)
+    empty, missing = tmp_path / "empty", tmp_path / "missing"
+    empty.mkdir()
+    for lake in (empty, missing):
+        manifest = generate_if_empty(lake.as_uri(), *ONE_DAY, seed=7)
+        assert manifest is not None
+        assert manifest["lake"] == str(lake)
+        assert _files(lake) == _files(reference)  # landing/ only: the staging folder is gone
+        assert sorted(p.name for p in lake.iterdir()) == ["landing"]
+
+
+def test_if_empty_leaves_a_lake_holding_anything_as_it_is(tmp_path):
+    lake = tmp_path / "lake"
+    (lake / "warehouse").mkdir(parents=True)
+    (lake / "warehouse" / "table.parquet").write_bytes(b"someone's data")
+    before = _files(lake)
+    assert generate_if_empty(lake.as_uri(), *ONE_DAY) is None
+    assert _files(lake) == before
+    (lake / "warehouse" / "table.parquet").unlink()  # an empty folder is something too
+    assert generate_if_empty(str(lake), *ONE_DAY) is None
+    assert [p.name for p in lake.rglob("*")] == ["warehouse"]
+
+
+def test_if_empty_starts_over_after_an_interrupted_first_generation(tmp_path):
+    lake = tmp_path / "lake"
+    half = lake / STAGING / "landing" / "sales" / "dt=2024-06-28"
+    half.mkdir(parents=True)
+    (half / "part-0.csv").write_text("half a file")
+    assert generate_if_empty(lake.as_uri(), *ONE_DAY) is not None
+    reference = tmp_path / "reference"
+    generate(reference.as_uri(), *ONE_DAY)
+    assert _files(lake) == _files(reference)
+
+
+def test_the_command_line_with_if_empty_says_when_it_wrote_nothing(tmp_path, capsys):
+    lake = tmp_path / "lake"
+    args = ["--lake", str(lake), "--start", "2024-06-28", "--end", "2024-06-28", "--scale", "0.001"]
+    assert main([*args, "--if-empty"]) == 0
+    first = capsys.readouterr().out
+    assert f"-> {lake}/landing/sales" in first
+    assert main([*args, "--if-empty"]) == 0
+    assert capsys.readouterr().out == f"{lake} is not empty: no demo data written\n"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import compose
@@ -14,10 +15,14 @@ import pytest
 
 from include.settings import ENV_VARS
 from spark_jobs.common import JARS_DIR_VAR
+from spark_jobs.schemas import DATASETS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yaml"
 ENV_EXAMPLE = ROOT / ".env.example"
+INIT_SCRIPT = ROOT / "docker" / "airflow-init.sh"
+LAKE = "/opt/airflow/lake"
+CODE = ("dags", "plugins", "include", "spark_jobs")
 AIRFLOW_SERVICES = {
     "airflow-init",
     "airflow-apiserver",
@@ -95,20 +100,27 @@ def test_every_airflow_service_shares_one_environment(config):
         assert env["PYTHONPATH"] == "/opt/airflow/project"
         assert env["PIPELINE_TARGET"] == "local"
         assert env["PIPELINE_LAKE"] == "file:///opt/airflow/lake"
+        # no bytecode into the mounted checkout
+        assert env["PYTHONDONTWRITEBYTECODE"] == "1"
+        # DAGs start paused, and no run comes from a schedule: the demo lake's dates are in 2024
+        assert env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "true"
+        assert env["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] == "false"
+        # the local Spark applications in the scheduler container: 1g each, not 2g as on a laptop
+        assert env["SPARK_DRIVER_MEMORY"] == "1g"
     # Secrets must be the same in every process, or tokens signed by one are refused by another.
     for key in ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__CORE__FERNET_KEY"):
         assert len({env[key] for env in envs}) == 1, key
 
 
-def test_project_code_is_mounted_from_paths_that_exist(config):
+def test_project_code_is_mounted_read_only_from_paths_that_exist(config):
     for name in AIRFLOW_SERVICES:
-        binds = {v["target"]: v["source"] for v in config["services"][name]["volumes"] if v["type"] == "bind"}
-        for folder in ("dags", "plugins", "include", "spark_jobs"):
-            source = Path(binds[f"/opt/airflow/project/{folder}"])
-            assert source == ROOT / folder
-            assert source.is_dir(), source
-        # The lake is data, not code: a fresh clone has none yet and compose creates it.
-        assert binds["/opt/airflow/lake"] == str(ROOT / "lake")
+        binds = [v for v in config["services"][name]["volumes"] if v["type"] == "bind"]
+        # the code and nothing else of the host, and no container can write into it
+        assert {v["target"]: Path(v["source"]) for v in binds} == {
+            f"/opt/airflow/project/{folder}": ROOT / folder for folder in CODE
+        }
+        assert all(v.get("read_only") is True for v in binds), name
+        assert all((ROOT / folder).is_dir() for folder in CODE)
         env = config["services"][name]["environment"]
         assert env["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/airflow/project/dags"
         assert env["AIRFLOW__CORE__PLUGINS_FOLDER"] == "/opt/airflow/project/plugins"
@@ -176,3 +188,103 @@ def test_env_example_aws_connection_is_json_without_secrets(tmp_path):
     assert conn["conn_type"] == "aws"
     assert not {"login", "password"} & set(conn)
     assert not any("secret" in key.lower() for key in conn.get("extra", {}))
+
+
+def test_the_lake_is_a_named_volume_not_a_folder_of_the_host(config):
+    assert "lake" in config["volumes"]
+    for name in AIRFLOW_SERVICES:
+        mounts = {v["target"]: v for v in config["services"][name]["volumes"]}
+        assert (mounts[LAKE]["type"], mounts[LAKE]["source"]) == ("volume", "lake"), name
+
+
+def _init_section(start: str, end: str) -> str:
+    text = INIT_SCRIPT.read_text()
+    return text[text.index(start) : text.index(end)]
+
+
+def test_init_changes_the_owner_of_named_volumes_only(config):
+    """Every path the init's chown gets is inside a named volume of the init service."""
+    init = config["services"]["airflow-init"]
+    assert init["user"] == "0:0"  # root, for the chown
+    volumes = [v["target"] for v in init["volumes"] if v["type"] == "volume"]
+    text = INIT_SCRIPT.read_text()
+    chowns = [line for line in text.splitlines() if line.lstrip().startswith("chown")]
+    assert chowns, "the init hands the volumes to AIRFLOW_UID"
+    assigned = re.findall(r"^((?:lake|passwords)=.*)$", text, re.M)
+    assert len(assigned) == 2
+    # the script's own assignments and chown lines, with a chown that prints its paths (not
+    # its options, not the owner)
+    probe = "\n".join(
+        [
+            "chown() { while [[ $1 == -* ]]; do shift; done; shift; printf '%s\\n' \"$@\"; }",
+            *assigned,
+            *chowns,
+        ]
+    )
+    done = subprocess.run(
+        ["bash", "-euc", probe], env=init["environment"], capture_output=True, text=True, check=True
+    )
+    paths = done.stdout.split()
+    assert set(paths) == {"/opt/airflow/logs", "/opt/airflow/config", LAKE}
+    for path in paths:
+        assert any(path == v or path.startswith(v + "/") for v in volumes), path
+
+
+def test_init_makes_the_demo_lake_of_the_readmes_demo_dates(config):
+    env = config["services"]["airflow-init"]["environment"]
+    command = re.search(r"--start (\S+) --end (\S+) --scale (\S+) --seed 7", (ROOT / "README.md").read_text())
+    assert command, "README's Demo data section shows the generator's command line"
+    assert (env["DEMO_START"], env["DEMO_END"], env["DEMO_SCALE"]) == command.groups()
+
+
+def _run_demo_lake_section(tmp_path: Path, lake_uri: str) -> subprocess.CompletedProcess:
+    """The init's demo-lake lines as they are, on a folder standing in for the lake volume."""
+    section = _init_section("lake=/opt/airflow/lake\n", 'echo "== ownership')
+    lake = tmp_path / "lake"
+    section = section.replace("lake=/opt/airflow/lake\n", f"lake={lake}\n", 1)
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "PYTHONPATH": str(ROOT),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PIPELINE_LAKE": lake_uri.format(lake=lake),
+        "DEMO_START": "2024-06-28",
+        "DEMO_END": "2024-06-28",
+        "DEMO_SCALE": "0.001",
+    }
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", section],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+
+def test_init_fills_the_lake_volume_once_when_it_is_empty(tmp_path):
+    first = _run_demo_lake_section(tmp_path, "file://{lake}")
+    lake = tmp_path / "lake"
+    assert sorted(p.name for p in (lake / "landing").iterdir()) == sorted(DATASETS)
+    assert f"-> {lake}/landing/sales" in first.stdout
+    (lake / "landing" / "sales" / "dt=2024-06-28" / "mine.csv").write_text("a file someone put there")
+    before = sorted(p.relative_to(lake) for p in lake.rglob("*"))
+    again = _run_demo_lake_section(tmp_path, "file://{lake}")
+    assert again.stdout.strip().splitlines()[-1] == f"{lake} is not empty: no demo data written"
+    assert sorted(p.relative_to(lake) for p in lake.rglob("*")) == before
+
+
+def test_init_makes_no_demo_lake_for_a_lake_elsewhere(tmp_path):
+    done = _run_demo_lake_section(tmp_path, "s3://bucket/lake")
+    assert (
+        done.stdout.strip().splitlines()[-1]
+        == "PIPELINE_LAKE is s3://bucket/lake, not the lake volume: no demo data"
+    )
+    assert not (tmp_path / "lake").exists()
+
+
+def test_the_jobs_read_the_driver_memory_compose_sets(monkeypatch):
+    """SPARK_DRIVER_MEMORY is what spark_jobs' local sessions (and the warm Spark application) use."""
+    from spark_jobs.common import local_builder
+
+    monkeypatch.setenv("SPARK_DRIVER_MEMORY", "1g")
+    assert local_builder("probe")._options["spark.driver.memory"] == "1g"  # not started: no JVM
