@@ -500,9 +500,11 @@ def format_table(report: Mapping[str, Any]) -> str:
 
 # ---- the HTML page (local lakes) -----------------------------------------------------------
 _CSS = (
-    "body{font:14px system-ui,sans-serif;margin:2em;color:#222;max-width:980px}"
+    "body{font:14px system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}"
     "table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}"
     "td:first-child,th:first-child{text-align:left}h2{margin-top:1.6em}.failed{color:#b00}"
+    "table.steps td,table.steps th,table.trend td,table.trend th{white-space:nowrap}"
+    ".note{color:#666;font-size:12px}"
 )
 _COLORS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
 
@@ -657,8 +659,9 @@ def trend_html(trend: Mapping[str, Any]) -> list[str]:
     """The trends section: rows per output per run (a table and a line per output), cost per run."""
     runs = [r["ds"] for r in trend["runs"]]
     head = "".join(f'<th title="{html.escape(d)}">{html.escape(d[5:])}</th>' for d in runs)
+    title = f"Last {len(runs)} runs" if len(runs) > 1 else "This run (no earlier report yet)"
     parts = [
-        f"<h2>Last {len(runs)} runs</h2><p>rows written per output, by run date</p>",
+        f"<h2>{title}</h2><p>rows written per output, by run date</p>",
         f'<table class="trend"><tr><th>output</th>{head}<th>trend</th></tr>',
     ]
     for output, per_run in trend["rows"].items():
@@ -708,7 +711,7 @@ def html_page(
     if cost is not None:
         parts.append(f"<p>estimated cost {cost:.2f} {esc(report['emr_cluster'].get('currency') or '')}</p>")
     parts.append(
-        "<table><tr><th>step</th><th>ds</th><th>state</th><th>queued s</th><th>start-up s</th>"
+        "<table class='steps'><tr><th>step</th><th>ds</th><th>state</th><th>queued s</th><th>start-up s</th>"
         "<th>Spark s</th><th>total s</th><th>rows in</th><th>rows out</th><th>quarantined</th>"
         f"<th>logs</th></tr>{rows}</table>"
         "<p class='note'>queued: on EMR from the step's creation to its start, locally waiting for "
