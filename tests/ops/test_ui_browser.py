@@ -174,8 +174,11 @@ def test_the_run_report_is_a_tab_of_the_run_and_shows_the_report(logged_in, airf
     # The same page on its own (what the tab frames), whole: the docs' picture of the report.
     logged_in.get(page_url)
     _wait_text(logged_in, "queued s", trend)
-    height = logged_in.execute_script("return document.documentElement.scrollHeight")
-    logged_in.set_window_size(1000, min(int(height) + 140, 4000))
+    logged_in.set_window_size(1000, 1000)
+    width, height = logged_in.execute_script(
+        "return [document.documentElement.scrollWidth, document.documentElement.scrollHeight]"
+    )
+    logged_in.set_window_size(max(1000, int(width) + 40), min(int(height) + 140, 4000))
     try:
         _shot(logged_in, "04-run-report-page.png")
     finally:
