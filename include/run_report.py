@@ -4,8 +4,12 @@ the cluster's normalized instance hours and estimated cost; written to the lake,
 The jobs leave their numbers in `LAKE/_runs/metrics/dt=<ds>/<job>[-<dataset>].json` (spark_jobs/cli.py);
 the DAGs' last task, `run_report`, joins them with the tasks' states (and on EMR the steps' timings
 and the instances the cluster ran) into `LAKE/_runs/reports/dag_id=<dag>/dt=<ds>/report.json`.
-On a local lake it also writes `report.html` beside it: charts of the run's outputs, no network.
-Everything except `add_run_report` and the I/O helpers is pure and tested without Airflow.
+Beside it, on both targets, `report.html`: per step its queue, start-up and Spark time and rows,
+links to the EMR cluster, the Spark History Server and each step's logs (locally: the Airflow
+task's log), rows per output and cost per run over the last 14 runs, and on a local lake charts
+of the run's outputs; no script, nothing fetched. The Airflow UI shows it from the run
+(plugins/run_report_view.py, a "Run report" tab). Everything except `add_run_report` and the
+I/O helpers is pure and tested without Airflow.
 """
 
 from __future__ import annotations
@@ -19,11 +23,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from include import pipeline as P
 from spark_jobs import paths
 
 REPORTS_DIR = "_runs/reports"
+TREND_RUNS = 14  # the report's trends: this run and the 13 before it
+PAGE_XCOM_KEY = "report_page"  # run_report's XCom naming its page, read by plugins/run_report_view.py
 PRICES_FILE = Path(__file__).with_name("instance_prices.json")
 FAILED_STATES = ("failed", "upstream_failed")
 # EMR's normalization factors by instance size (small = 1); "<n>xlarge" is 8 * n.
@@ -138,10 +145,17 @@ def build_report(
             for extra in ("duplicates_dropped", "rows_dropped_invalid", "rows_dropped_late"):
                 if extra in found:
                     row[extra] = found[extra]
+            timings = found.get("timings") or {}
+            for key in ("queue_seconds", "startup_seconds", "spark_seconds"):
+                if key in timings:
+                    row[key] = timings[key]
         if emr_steps is not None:
             name = P.emr_step_name(dag_id, run_id, p.label, p.step.name)
             if name in emr_steps:
                 row["emr_step"] = dict(emr_steps[name])
+                # on EMR the queue is the step's: added, then PENDING until the cluster ran it
+                if row["emr_step"].get("queue_seconds") is not None:
+                    row["queue_seconds"] = row["emr_step"]["queue_seconds"]
         steps.append(row)
 
     failed = sorted({s["task_id"] for s in steps if s["state"] in FAILED_STATES})
@@ -287,6 +301,7 @@ def cluster_usage(
         )
     return {
         "cluster_id": cluster.get("Id"),
+        "log_uri": cluster.get("LogUri"),
         "state": cluster.get("Status", {}).get("State"),
         "runtime_hours": _round(runtime, 4),
         "runtime_source": source,
@@ -310,13 +325,19 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 
 
 def emr_step_timings(steps: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """ListSteps `Steps` -> {step name: {"state", "seconds"}} (seconds from start to end)."""
+    """ListSteps `Steps` -> {step name: {"id", "state", "queue_seconds", "seconds"}}: queued from
+    its creation to its start (waiting for the cluster or the steps before it), then `seconds`
+    from start to end (spark-submit, the JVM and the job)."""
     out = {}
     for s in steps:
         timeline = s.get("Status", {}).get("Timeline", {})
-        start, end = timeline.get("StartDateTime"), timeline.get("EndDateTime")
-        seconds = round((end - start).total_seconds(), 3) if start and end else None
-        out[s["Name"]] = {"id": s.get("Id"), "state": s.get("Status", {}).get("State"), "seconds": seconds}
+        created, start, end = (timeline.get(k) for k in ("CreationDateTime", "StartDateTime", "EndDateTime"))
+        out[s["Name"]] = {
+            "id": s.get("Id"),
+            "state": s.get("Status", {}).get("State"),
+            "queue_seconds": round((start - created).total_seconds(), 3) if created and start else None,
+            "seconds": round((end - start).total_seconds(), 3) if start and end else None,
+        }
     return out
 
 
@@ -332,6 +353,86 @@ def read_emr(client: Any, cluster_id: str) -> tuple[dict, list[dict], list[dict]
         s for page in client.get_paginator("list_steps").paginate(ClusterId=cluster_id) for s in page["Steps"]
     ]
     return cluster, instances, steps
+
+
+# ---- links: where a person looks next ------------------------------------------------------
+def emr_console_url(region: str, cluster_id: str) -> str:
+    """The EMR console's page of a cluster (its steps, instances and, under Applications, the
+    Spark History Server: EMR's persistent application UI, which outlives the cluster)."""
+    return f"https://{region}.console.aws.amazon.com/emr/home?region={region}#/clusterDetails/{cluster_id}"
+
+
+def s3_console_url(uri: str, region: str | None) -> str:
+    """The S3 console's listing of a folder `s3://bucket/prefix/`."""
+    bucket, _, key = re.sub(r"^s3[an]?://", "", uri).partition("/")
+    query = {"region": region} if region else {}
+    query["prefix"] = key.rstrip("/") + "/"
+    return f"https://s3.console.aws.amazon.com/s3/buckets/{bucket}?{urlencode(query)}"
+
+
+def airflow_task_url(base: str, dag_id: str, run_id: str, task_id: str | None = None) -> str:
+    """The Airflow UI's page of a run (its grid), or of one of its task instances (its log)."""
+    url = f"{base.rstrip('/')}/dags/{dag_id}/runs/{quote(run_id, safe='')}"
+    return f"{url}/tasks/{task_id}" if task_id else url
+
+
+def add_links(report: dict[str, Any], *, airflow_base: str | None, region: str | None) -> dict[str, Any]:
+    """The report's links, made when it is written (no call at render time): the run in Airflow,
+    on EMR the cluster's console page and its Spark History Server, and per step its logs: the
+    step's folder under the cluster's log URI on EMR (stderr.gz, stdout.gz), the task's log in
+    Airflow (both targets)."""
+    links: dict[str, str] = {}
+    if airflow_base:
+        links["airflow_run"] = airflow_task_url(airflow_base, report["dag_id"], report["run_id"])
+    cluster = report.get("emr_cluster") or {}
+    cluster_id, log_uri = cluster.get("cluster_id"), cluster.get("log_uri")
+    if cluster_id and region:
+        links["emr_cluster"] = emr_console_url(region, cluster_id)
+        links["spark_history_server"] = links["emr_cluster"]
+    for step in report["steps"]:
+        if airflow_base and step["state"] != "skipped":
+            step["task_log_url"] = airflow_task_url(
+                airflow_base, report["dag_id"], report["run_id"], step["task_id"]
+            )
+        step_id = (step.get("emr_step") or {}).get("id")
+        if step_id and cluster_id and log_uri:
+            folder = f"{log_uri.rstrip('/')}/{cluster_id}/steps/{step_id}/"
+            step["step_log_url"] = s3_console_url(folder, region)
+    report["links"] = links
+    return report
+
+
+# ---- trends: this run against the ones before it ------------------------------------------
+def output_name(step: str, output: str) -> str:
+    """An output as the catalog names it: ingest writes processed.<dataset>, the others curated.*."""
+    return f"{'processed' if step.startswith('ingest_') else 'curated'}.{output}"
+
+
+def trends(reports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Rows per output and cost per run over `reports` (at most the last TREND_RUNS, by date).
+
+    A run's rows of an output are what its succeeded steps wrote (summed over a backfill's dates);
+    a run that did not write an output has none for it. A run without a cost (local, or a price
+    missing) has None.
+    """
+    runs = sorted(reports, key=lambda r: r["ds"])[-TREND_RUNS:]
+    rows: dict[str, dict[str, int]] = {}
+    for r in runs:
+        for step in r["steps"]:
+            written = step.get("rows_out_by_output")
+            if step["state"] != "success" or not isinstance(written, Mapping):
+                continue
+            for output, n in written.items():
+                per_run = rows.setdefault(output_name(step["step"], output), {})
+                per_run[r["ds"]] = per_run.get(r["ds"], 0) + int(n)
+    return {
+        "runs": [{"ds": r["ds"], "run_id": r["run_id"], "state": r["state"]} for r in runs],
+        "rows": {name: rows[name] for name in sorted(rows)},
+        "cost": {r["ds"]: (r.get("emr_cluster") or {}).get("estimated_cost") for r in runs},
+        "currency": next(
+            (r["emr_cluster"].get("currency") for r in reversed(runs) if r.get("emr_cluster")), None
+        ),
+    }
 
 
 # ---- reading it ----------------------------------------------------------------------------
@@ -399,9 +500,11 @@ def format_table(report: Mapping[str, Any]) -> str:
 
 # ---- the HTML page (local lakes) -----------------------------------------------------------
 _CSS = (
-    "body{font:14px system-ui,sans-serif;margin:2em;color:#222;max-width:980px}"
+    "body{font:14px system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}"
     "table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}"
     "td:first-child,th:first-child{text-align:left}h2{margin-top:1.6em}.failed{color:#b00}"
+    "table.steps td,table.steps th,table.trend td,table.trend th{white-space:nowrap}"
+    ".note{color:#666;font-size:12px}"
 )
 _COLORS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
 
@@ -495,16 +598,104 @@ def chart_data(lake: str, ds: str) -> dict[str, Any]:
     return out
 
 
-def html_page(report: Mapping[str, Any], charts: Mapping[str, Any]) -> str:
-    """A self-contained page: the run table and charts as inline SVG (no script, no network)."""
-    esc = html.escape
-    rows = "".join(
-        f'<tr class="{"failed" if s["state"] in FAILED_STATES else ""}"><td>{esc(s["step"])}</td>'
-        f"<td>{esc(s['ds'])}</td><td>{esc(s['state'])}</td><td>{_num(s.get('rows_in'))}</td>"
-        f"<td>{_num(s.get('rows_out'))}</td><td>{_num(s.get('rows_quarantined'))}</td>"
-        f"<td>{_num(s.get('duration_seconds'), 1)}</td></tr>"
-        for s in report["steps"]
+def _link(url: str | None, text: str) -> str:
+    """A link; the AWS consoles refuse to be framed, so theirs open a tab of their own."""
+    if not url:
+        return ""
+    target = ' target="_blank" rel="noopener noreferrer"' if url.startswith("https://") else ""
+    return f'<a href="{html.escape(url)}"{target}>{html.escape(text)}</a>'
+
+
+def _step_row(s: Mapping[str, Any]) -> str:
+    total = (s.get("emr_step") or {}).get("seconds")
+    total = s.get("duration_seconds") if total is None else total
+    logs = " ".join(
+        filter(None, (_link(s.get("step_log_url"), "step logs"), _link(s.get("task_log_url"), "task log")))
     )
+    cells = [
+        html.escape(s["step"]),
+        html.escape(s["ds"]),
+        html.escape(s["state"]),
+        _num(s.get("queue_seconds"), 1),
+        _num(s.get("startup_seconds"), 1),
+        _num(s.get("spark_seconds"), 1),
+        _num(total, 1),
+        _num(s.get("rows_in")),
+        _num(s.get("rows_out")),
+        _num(s.get("rows_quarantined")),
+        logs,
+    ]
+    css = "failed" if s["state"] in FAILED_STATES else ""
+    return f'<tr class="{css}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+
+
+def svg_sparkline(values: Sequence[float | None], *, title: str) -> str:
+    """A small trend line as inline SVG: a <polyline class="trend"> per stretch of runs with a
+    value (a run without one is a gap; a lone value a dot)."""
+    width, height = 120, 24
+    known = [v for v in values if v is not None]
+    low, span = (min(known), (max(known) - min(known)) or 1.0) if known else (0.0, 1.0)
+    step = (width - 4) / max(len(values) - 1, 1)
+    segments: list[list[tuple[float, float]]] = [[]]
+    for i, v in enumerate(values):
+        if v is None:
+            segments.append([])
+        else:
+            segments[-1].append((2 + i * step, height - 3 - (height - 6) * (v - low) / span))
+    marks = []
+    for seg in filter(None, segments):
+        if len(seg) == 1:
+            marks.append(f'<circle class="trend" cx="{seg[0][0]:.1f}" cy="{seg[0][1]:.1f}" r="2"/>')
+        else:
+            points = " ".join(f"{x:.1f},{y:.1f}" for x, y in seg)
+            marks.append(f'<polyline class="trend" fill="none" stroke-width="1.5" points="{points}"/>')
+    return (
+        f'<svg class="spark" role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        f'stroke="{_COLORS[0]}" fill="{_COLORS[0]}"><title>{html.escape(title)}</title>{"".join(marks)}</svg>'
+    )
+
+
+def trend_html(trend: Mapping[str, Any]) -> list[str]:
+    """The trends section: rows per output per run (a table and a line per output), cost per run."""
+    runs = [r["ds"] for r in trend["runs"]]
+    head = "".join(f'<th title="{html.escape(d)}">{html.escape(d[5:])}</th>' for d in runs)
+    title = f"Last {len(runs)} runs" if len(runs) > 1 else "This run (no earlier report yet)"
+    parts = [
+        f"<h2>{title}</h2><p>rows written per output, by run date</p>",
+        f'<table class="trend"><tr><th>output</th>{head}<th>trend</th></tr>',
+    ]
+    for output, per_run in trend["rows"].items():
+        values = [per_run.get(d) for d in runs]
+        cells = "".join(f"<td>{_num(v)}</td>" for v in values)
+        line = svg_sparkline(values, title=f"{output}: rows per run")
+        parts.append(f"<tr><td>{html.escape(output)}</td>{cells}<td>{line}</td></tr>")
+    parts.append("</table><h2>Cost per run</h2>")
+    costs = [(d, trend["cost"].get(d)) for d in runs]
+    priced = [(d, c) for d, c in costs if c is not None]
+    if not priced:
+        parts.append("<p>no cost: these runs ran on local Spark (or their instances have no price)</p>")
+        return parts
+    unit = f" {trend['currency']}" if trend.get("currency") else ""
+    parts.append(f"<p>estimated cost per run{html.escape(unit)}</p>")
+    parts.append(svg_bars([d for d, _ in priced], [c for _, c in priced], title="cost per run", unit=unit))
+    if len(priced) < len(costs):
+        parts.append(f"<p>no cost: {', '.join(html.escape(d) for d, c in costs if c is None)}</p>")
+    return parts
+
+
+def html_page(
+    report: Mapping[str, Any], charts: Mapping[str, Any], trend: Mapping[str, Any] | None = None
+) -> str:
+    """A self-contained page: the run table, its links, its trends and charts as inline SVG (no
+    script, nothing fetched)."""
+    esc = html.escape
+    rows = "".join(_step_row(s) for s in report["steps"])
+    links = report.get("links") or {}
+    said = [
+        _link(links.get("airflow_run"), "the run in Airflow"),
+        _link(links.get("emr_cluster"), f"EMR cluster {(report.get('emr_cluster') or {}).get('cluster_id')}"),
+        _link(links.get("spark_history_server"), "Spark History Server (the cluster's Applications tab)"),
+    ]
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(report['dag_id'])} "
         f"{esc(report['ds'])}</title><style>{_CSS}</style></head><body>",
@@ -513,9 +704,22 @@ def html_page(report: Mapping[str, Any], charts: Mapping[str, Any]) -> str:
         f"<b class='{'failed' if report['state'] == 'failed' else ''}'>{esc(report['state'])}</b> &middot; "
         f"{report['totals']['rows_quarantined']:,} rows quarantined &middot; "
         f"{report['totals']['job_seconds']:,.0f} s in jobs</p>",
-        "<table><tr><th>step</th><th>ds</th><th>state</th><th>rows in</th><th>rows out</th>"
-        f"<th>quarantined</th><th>seconds</th></tr>{rows}</table>",
     ]
+    if any(said):
+        parts.append(f"<p class='links'>{' &middot; '.join(x for x in said if x)}</p>")
+    cost = (report.get("emr_cluster") or {}).get("estimated_cost")
+    if cost is not None:
+        parts.append(f"<p>estimated cost {cost:.2f} {esc(report['emr_cluster'].get('currency') or '')}</p>")
+    parts.append(
+        "<table class='steps'><tr><th>step</th><th>ds</th><th>state</th><th>queued s</th><th>start-up s</th>"
+        "<th>Spark s</th><th>total s</th><th>rows in</th><th>rows out</th><th>quarantined</th>"
+        f"<th>logs</th></tr>{rows}</table>"
+        "<p class='note'>queued: on EMR from the step's creation to its start, locally waiting for "
+        "the run's Spark application; start-up: the job's Spark session; Spark: the job's own work; "
+        "total: the EMR step, or the whole job locally</p>"
+    )
+    if trend:
+        parts += trend_html(trend)
     checks = report.get("checks")
     if checks:
         parts.append(
@@ -596,6 +800,35 @@ def _s3(aws_conn_id: str | None, region: str | None) -> Any:
     return S3Hook(aws_conn_id=aws_conn_id, region_name=region)
 
 
+def report_dates(lake: str, dag_id: str, aws_conn_id: str | None, region: str | None) -> list[str]:
+    """The dates that have a report of `dag_id` in the lake (the dt= folders), sorted."""
+    base = report_uri(lake, dag_id, "X").rsplit("/dt=X/", 1)[0] + "/"
+    if base.startswith("file://"):
+        folder = Path(base.removeprefix("file://"))
+        found = [p.name for p in folder.glob("dt=*") if (p / "report.json").is_file()]
+    else:
+        hook = _s3(aws_conn_id, region)
+        bucket, key = hook.parse_s3_url(base)
+        found = [p.rstrip("/").rsplit("/", 1)[-1] for p in hook.list_prefixes(bucket, key, "/")]
+    return sorted(name.removeprefix("dt=") for name in found if name.startswith("dt="))
+
+
+def earlier_reports(
+    read: Callable[[str], str | None], lake: str, dag_id: str, ds: str, dates: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The reports of the TREND_RUNS - 1 latest dates before `ds` (one a date: its last run's)."""
+    out = []
+    for day in sorted(d for d in dates if d < ds)[-(TREND_RUNS - 1) :]:
+        text = read(report_uri(lake, dag_id, day))
+        if not text:
+            continue
+        try:
+            out.append(json.loads(text))
+        except ValueError:
+            log.warning("%s is not a report; left out of the trends", report_uri(lake, dag_id, day))
+    return out
+
+
 def read_checks(read: Callable[[str], str | None], lake: str, ds: str, branch: str | None) -> list | None:
     """The run's audit results, None when its audit did not run (or left none)."""
     if not branch:
@@ -657,16 +890,14 @@ def add_run_report(settings: Any, kind: str, dag: Any) -> Any:
             cluster=cluster,
             checks=read_checks(read, settings.lake, ds, plan["branch"]),
         )
+        add_links(report, airflow_base=_airflow_base(ti), region=(cluster or {}).get("region"))
         uri = report_uri(settings.lake, dag.dag_id, ds)
         write(uri, json.dumps(report, indent=2, sort_keys=True, default=str))
         log.info("\n%s\nreport: %s", format_table(report), uri)
-        if settings.lake.startswith("file://"):
-            page = report_uri(settings.lake, dag.dag_id, ds, "report.html")
-            try:
-                write(page, html_page(report, chart_data(settings.lake, ds)))
-                log.info("charts: %s", page)
-            except Exception:  # a chart problem must not hide the report or fail the run
-                log.exception("could not write %s", page)
+        page = _write_page(settings, dag.dag_id, ds, report, read, write)
+        # where the UI's "Run report" tab finds the page (pushed before a failed run fails)
+        aws = {"aws_conn_id": settings.aws_conn_id, "region": settings.region} if settings.is_emr else {}
+        ti.xcom_push(key=PAGE_XCOM_KEY, value={"json": uri, "html": page, **aws})
         # Teardowns (terminate_cluster) do not decide a run's state; the steps do.
         teardowns = {t.task_id for t in dag.tasks if getattr(t, "is_teardown", False)}
         failed = sorted(t for t, s in states.items() if s in FAILED_STATES and t not in teardowns)
@@ -680,6 +911,44 @@ def add_run_report(settings: Any, kind: str, dag: Any) -> Any:
     return report
 
 
+def _airflow_base(ti: Any) -> str | None:
+    """The UI's address, as Airflow itself puts it in task log links ([api] base_url)."""
+    try:
+        return str(ti.log_url).split("/dags/", 1)[0] or None
+    except Exception:  # a link is worth having, not worth failing the report for
+        log.exception("no Airflow address for the report's links")
+        return None
+
+
+def _write_page(
+    settings: Any,
+    dag_id: str,
+    ds: str,
+    report: dict[str, Any],
+    read: Callable[[str], str | None],
+    write: Callable[[str, str], None],
+) -> str | None:
+    """report.html beside report.json (S3 on EMR): the run, its trends, a local lake's charts.
+    Its URI, None when it could not be written (the JSON report stands either way)."""
+    page = report_uri(settings.lake, dag_id, ds, "report.html")
+    charts: dict[str, Any] = {}
+    if settings.lake.startswith("file://"):  # the outputs' charts read the local catalog
+        try:
+            charts = chart_data(settings.lake, ds)
+        except Exception:  # a chart problem must not hide the report or fail the run
+            log.exception("no charts for %s", page)
+    try:
+        aws = (getattr(settings, "aws_conn_id", None), getattr(settings, "region", None))
+        dates = report_dates(settings.lake, dag_id, *aws)
+        trend = trends([*earlier_reports(read, settings.lake, dag_id, ds, dates), report])
+        write(page, html_page(report, charts, trend))
+    except Exception:
+        log.exception("could not write %s", page)
+        return None
+    log.info("report page: %s", page)
+    return page
+
+
 def _emr_part(settings: Any, cluster_id: str | None) -> tuple[dict | None, dict | None]:
     if not cluster_id:
         return None, None
@@ -691,4 +960,6 @@ def _emr_part(settings: Any, cluster_id: str | None) -> tuple[dict | None, dict 
     except Exception:  # the numbers are worth having, not worth failing a run for
         log.exception("could not read EMR cluster %s for the report", cluster_id)
         return None, None
-    return emr_step_timings(steps), cluster_usage(cluster, instances, steps, load_prices())
+    usage = cluster_usage(cluster, instances, steps, load_prices())
+    usage["region"] = client.meta.region_name  # for the report's console links
+    return emr_step_timings(steps), usage

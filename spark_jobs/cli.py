@@ -128,9 +128,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None, lineage: Mapping[str, str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    lineage: Mapping[str, str] | None = None,
+    queued_seconds: float | None = None,
+) -> int:
     """Run one job command line; `lineage`: per-job `spark.openlineage.*` properties (else the
-    environment's SPARK_JOBS_LINEAGE, JSON, else only the application's own settings)."""
+    environment's SPARK_JOBS_LINEAGE, JSON, else only the application's own settings);
+    `queued_seconds`: how long the job waited for the Spark application that runs it (the local
+    server's queue), recorded in its timings."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     started = time.monotonic()  # a duration only; no date ever comes from the clock
     try:
@@ -158,9 +164,11 @@ def main(argv: Sequence[str] | None = None, lineage: Mapping[str, str] | None = 
         run=args.run_id,
     )
     step.start()
-    log.info("%s --ds %s: Spark ready after %.1fs; running", args.job, args.ds, time.monotonic() - started)
+    ready = time.monotonic()
+    log.info("%s --ds %s: Spark ready after %.1fs; running", args.job, args.ds, ready - started)
     try:
         metrics = module.run(spark, args) or {}
+        worked = time.monotonic()
     except JobInputError as exc:
         step.end(error=str(exc))
         print(f"spark_jobs {args.job} --ds {args.ds}: {exc}", file=sys.stderr)
@@ -172,6 +180,12 @@ def main(argv: Sequence[str] | None = None, lineage: Mapping[str, str] | None = 
     if args.job == "ingest":
         record.update(dataset=args.dataset, start_ds=str(args.dates[0]), end_ds=str(args.dates[-1]))
     record.update(metrics)
+    # Start-up (arguments, imports, the Spark session, lineage START) apart from the job's own
+    # work, so a report can tell a slow JVM from a slow job; the total as before.
+    timings = {"startup_seconds": round(ready - started, 3), "spark_seconds": round(worked - ready, 3)}
+    record["timings"] = timings
+    if queued_seconds is not None:
+        timings["queue_seconds"] = round(queued_seconds, 3)
     record["duration_seconds"] = round(time.monotonic() - started, 3)
     # One machine-readable line (the local operator collects it) and the same JSON in the lake
     # (the run report reads it, also on EMR where nobody reads the step's stdout).

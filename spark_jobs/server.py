@@ -114,17 +114,20 @@ def _serve(path: str, s3: bool) -> None:
         base.stop()
 
 
-def _run_job(conn: socket.socket, request: dict, cli) -> int:
-    """`python -m spark_jobs ARGV` in this process, its output sent to the client."""
+def _run_job(conn: socket.socket, request: dict, cli, now: Callable[[], float] = time.time) -> int:
+    """`python -m spark_jobs ARGV` in this process, its output sent to the client; the job's
+    timings get how long it waited for this application (jobs run one at a time)."""
     from spark_jobs import common
 
     base = common._SHARED
     argv = [str(a) for a in request.get("argv") or []]
+    sent = request.get("sent_at")  # the client's clock: same machine (a Unix socket)
+    queued = max(0.0, now() - float(sent)) if isinstance(sent, (int, float)) else None
     out = _ConnectionWriter(conn)
     saved = sys.stdout, sys.stderr
     sys.stdout = sys.stderr = out
     try:
-        return int(cli.main(argv, lineage=request.get("lineage") or {}))
+        return int(cli.main(argv, lineage=request.get("lineage") or {}, queued_seconds=queued))
     except SystemExit as exc:
         return int(exc.code or 0)
     except BaseException as exc:  # a job's crash must not end the server
@@ -162,7 +165,8 @@ def run_job(
     `lineage`: the job's `spark.openlineage.*` properties (its parent run, the transport)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.connect(str(path))
-        sock.sendall((json.dumps({"argv": list(argv), "lineage": dict(lineage or {})}) + "\n").encode())
+        request = {"argv": list(argv), "lineage": dict(lineage or {}), "sent_at": time.time()}
+        sock.sendall((json.dumps(request) + "\n").encode())
         for raw in sock.makefile("r", encoding="utf-8", errors="replace"):
             line = raw.rstrip("\n")
             if line.startswith(EXIT_MARK):

@@ -10,6 +10,7 @@ of the same landing data. The other runs (a failed step, a backfill) only play t
 
 from __future__ import annotations
 
+import html
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -425,6 +426,36 @@ def test_a_failed_step_fails_the_run_and_the_cluster_is_still_terminated(fake_aw
     assert states["terminate_cluster"] == "success"
     assert list(failed.clusters.values()) == ["TERMINATED"]
     assert failed.run.asset_events == []  # nothing new to announce
+    _the_report_page_is_on_s3_beside_the_json(failed, "2024-07-01", "stock_daily")
+
+
+def _the_report_page_is_on_s3_beside_the_json(emr: EmrRun, ds: str, failed_step: str) -> None:
+    """run_report wrote report.html beside report.json in the lake's bucket, with the EMR links,
+    and the UI's Run report tab finds it by the task's XCom (plugins/run_report_view.py)."""
+    from include import run_report as R
+    from plugins.run_report_view import find_page
+
+    folder = f"lake/_runs/reports/dag_id=customer_analytics_nightly/dt={ds}/"
+    assert {k for k in emr.s3_objects if k.startswith(folder)} == {
+        folder + "report.json",
+        folder + "report.html",
+    }
+    report = json.loads(emr.s3_objects[folder + "report.json"])
+    page = emr.s3_objects[folder + "report.html"].decode()
+    (cluster_id,) = emr.clusters
+    step = next(s for s in report["steps"] if s["step"] == failed_step)
+    assert step["state"] == "failed"
+    log_folder = f"{LAKE}/_emr_logs/{cluster_id}/steps/{step['emr_step']['id']}/"
+    assert step["step_log_url"] == R.s3_console_url(log_folder, "us-east-1")
+    assert report["links"]["emr_cluster"] == R.emr_console_url("us-east-1", cluster_id)
+    for url in (step["step_log_url"], report["links"]["emr_cluster"], step["task_log_url"]):
+        assert f'href="{html.escape(url)}"' in page
+    assert find_page("customer_analytics_nightly", emr.run.run_id) == {
+        "json": f"s3://lake-bucket/{folder}report.json",
+        "html": f"s3://lake-bucket/{folder}report.html",
+        "aws_conn_id": "aws_default",
+        "region": None,
+    }
 
 
 def test_a_backfill_runs_the_whole_range_on_one_prod_cluster_date_after_date(fake_aws):

@@ -46,7 +46,7 @@ def test_cli_writes_the_metrics_it_prints_to_the_lake_where_the_report_reads_the
     assert uri == f"{lake}/_runs/metrics/dt={DS}/ingest-customers.json"
     stored = json.loads(Path(uri.removeprefix("file://")).read_text())
     assert stored == json.loads(printed[0].removeprefix(METRICS_PREFIX))
-    assert {k: v for k, v in stored.items() if k not in ("duration_seconds", "tables")} == {
+    assert {k: v for k, v in stored.items() if k not in ("duration_seconds", "timings", "tables")} == {
         "job": "ingest",
         "run_id": None,
         "ds": DS,

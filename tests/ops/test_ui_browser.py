@@ -1,6 +1,6 @@
 """The Airflow UI in headless Chromium (Debian's chromium + chromium-driver), as a user sees it:
 log in, list the DAGs, open the nightly DAG, open its trigger form with the Params, open the
-finished run's grid.
+finished run's grid, open a run's "Run report" tab.
 Each page is saved to docs/screenshots/. Slow: `make test-ops` (after the triggered run)."""
 
 from __future__ import annotations
@@ -147,3 +147,57 @@ def test_grid_of_the_finished_run_shows_every_task(logged_in, airflow_server, ni
         "stop_spark", "run_report",
     )  # fmt: skip
     _shot(logged_in, "03-finished-run-grid.png")
+
+
+def test_the_run_report_is_a_tab_of_the_run_and_shows_the_report(logged_in, airflow_server, api, nightly_run):
+    """From a finished run, click its "Run report" tab (the plugin's view) and land on the report:
+    the steps with their times, rows and task log links, and the trends of the runs up to it. The
+    run: the latest date's successful run of the nightly DAG (after test_real_airflow's backfill,
+    2024-06-13, with 4 runs in its trends; on its own the triggered run, with 1)."""
+    from selenium.webdriver.common.by import By
+
+    runs = [r for r in api.dag_runs(DAG_ID) if r["state"] == "success" and r.get("logical_date")]
+    run = max(runs, key=lambda r: r["logical_date"])
+    ds, run_id = run["logical_date"][:10], run["dag_run_id"]
+    earlier = {r["logical_date"][:10] for r in runs if r["logical_date"][:10] <= ds}
+    trend = f"Last {len(earlier)} runs" if len(earlier) > 1 else "This run (no earlier report yet)"
+    logged_in.get(f"{airflow_server.url}/dags/{DAG_ID}/runs/{quote(run_id, safe='')}")
+    _wait_text(logged_in, run_id, "Run report")
+    logged_in.find_element(By.XPATH, "//*[self::a or self::button][normalize-space()='Run report']").click()
+    frame = _wait_element(logged_in, By.CSS_SELECTOR, "iframe[title='Run report']")
+    assert f"/run-report/dags/{DAG_ID}/runs/" in frame.get_attribute("src")
+    logged_in.switch_to.frame(frame)
+    try:
+        _wait_text(
+            logged_in, f"{DAG_ID}: {ds}", run_id, "queued s", "start-up s", "Spark s", "ingest_sales",
+            "task log", trend, "curated.customer_segments", "no cost",
+        )  # fmt: skip
+        page_url = logged_in.execute_script("return location.href")
+    finally:
+        logged_in.switch_to.default_content()
+    _shot(logged_in, "05-run-report-tab.png")
+    # The same page on its own (what the tab frames), whole: the docs' picture of the report.
+    logged_in.get(page_url)
+    _wait_text(logged_in, "queued s", trend)
+    logged_in.set_window_size(1000, 1000)
+    width, height = logged_in.execute_script(
+        "return [document.documentElement.scrollWidth, document.documentElement.scrollHeight]"
+    )
+    logged_in.set_window_size(max(1000, int(width) + 40), min(int(height) + 140, 4000))
+    try:
+        _shot(logged_in, "04-run-report-page.png")
+    finally:
+        logged_in.set_window_size(1400, 1000)
+
+
+def _wait_element(driver, by: str, value: str, timeout: float = PAGE_TIMEOUT):
+    from selenium.common.exceptions import NoSuchElementException
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return driver.find_element(by, value)
+        except NoSuchElementException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)

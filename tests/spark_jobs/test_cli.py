@@ -129,7 +129,13 @@ def test_a_run_records_its_id_on_every_commit_and_its_metrics_in_the_lake(lake, 
             run_id,
         )
         commits[f"{zone}.sales"] = {"snapshot_id": snapshot.snapshot_id, "rows": 1}  # t1; t2 rejected
-    assert stored.pop("duration_seconds") > 0
+    total, timings = stored.pop("duration_seconds"), stored.pop("timings")
+    # start-up (session, lineage) and the job's own work, apart; no queue outside a Spark server
+    assert set(timings) == {"startup_seconds", "spark_seconds"}
+    assert timings["startup_seconds"] > 0
+    assert timings["spark_seconds"] > 0
+    # within the total (each of the three rounded to the millisecond on its own)
+    assert timings["startup_seconds"] + timings["spark_seconds"] <= total + 0.002
     assert stored == {
         "job": "ingest",
         "ds": DS,
