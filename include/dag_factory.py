@@ -2,7 +2,8 @@
 
 Every task of a run gets its arguments from one `plan` task, which validates the run's
 parameters (Param schema first, then here again) before anything reaches AWS or a command
-line, and derives every date from the logical date or the requested range. The planning
+line, and derives every date from the run (`include/run_dates.py`: the form's date, the data
+interval's day, or the last complete UTC day) or the requested range. The planning
 functions are pure and take plain values, so they are tested without Airflow.
 
 emr:   plan -> create cluster + upload code -> per step: add step -> wait (deferrable)
@@ -37,6 +38,7 @@ from include import pipeline as P
 from include.cluster_profiles import PROFILES, cluster_tags, job_flow_overrides
 from include.emr_release import OPENLINEAGE_SPARK_JAR
 from include.lineage import spark_properties
+from include.run_dates import DS_DESCRIPTION, run_ds
 from include.run_report import add_run_report, lake_io
 from include.settings import PROJECT_ROOT, Settings
 from plugins.spark_job import SparkJobSubprocessOperator
@@ -113,6 +115,8 @@ def _publish_param() -> Param:
 
 def nightly_params(settings: Settings) -> dict[str, Param]:
     return {
+        # first in the form: which date the run builds (include/run_dates.py has the rule)
+        "ds": _date_param("Date to build", DS_DESCRIPTION, nullable=True),
         "cluster_profile": _profile_param(settings),
         "outputs": Param(
             list(P.OUTPUTS),
@@ -157,12 +161,6 @@ def code_location(settings: Settings, version: str) -> dict[str, str]:
         # the OpenLineage listener beside the code (no EMR release bundles one); versioned by name
         code["jars"] = f"{settings.code_uri}/jars/{OPENLINEAGE_SPARK_JAR}"
     return code
-
-
-def _run_ds(logical_date: Any) -> str:
-    if logical_date is None:
-        raise P.RunParamError("this DAG needs a logical date (ds comes from it); trigger it with one")
-    return pendulum.instance(logical_date).in_timezone("UTC").date().isoformat()
 
 
 def _checked_profile(params: dict[str, Any]) -> str:
@@ -351,7 +349,16 @@ def _plan_task(settings: Settings, kind: str):
             "code": code,
         }
         if kind == "nightly":
-            plan = plan_nightly(settings, ds=_run_ds(ctx.get("logical_date")), **common)
+            run = ctx["dag_run"]
+            ds, why = run_ds(
+                run_type=run.run_type,
+                logical_date=run.logical_date,
+                data_interval_start=run.data_interval_start,
+                run_after=run.run_after,
+                requested=common["params"].get("ds"),
+            )
+            log.info("building %s because %s", ds, why)
+            plan = plan_nightly(settings, ds=ds, **common)
         else:
             plan = plan_backfill(settings, **common)
         # the run's checks, where its audit step reads them (validated above, written once)
