@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import tempfile
+from datetime import time as dt_time
 from datetime import timedelta
 from typing import Any
 
@@ -29,12 +30,17 @@ from airflow.sdk import (
     DAG,
     Asset,
     CronDataIntervalTimetable,
+    DeadlineAlert,
+    DeadlineReference,
     Param,
+    SyncCallback,
     get_current_context,
     task,
 )
 
 from include import pipeline as P
+from include.alert_settings import deadline_interval
+from include.alerts import RunFailedNotifier, deadline_missed
 from include.cluster_profiles import PROFILES, cluster_tags, job_flow_overrides
 from include.emr_release import OPENLINEAGE_SPARK_JAR
 from include.lineage import spark_properties
@@ -482,6 +488,45 @@ def _dag(settings: Settings, dag_id: str, schedule: Any, **kwargs: Any) -> DAG:
     )
 
 
+def _failure_notifier(settings: Settings, *, task_level: bool = False) -> RunFailedNotifier:
+    # run_report fails after a step failed: the alert names the step (the cause) instead
+    return RunFailedNotifier(
+        settings.alerts,
+        settings.aws_conn_id,
+        settings.region,
+        consequences=("run_report",),
+        task_level=task_level,
+    )
+
+
+def _nightly_alerts(settings: Settings) -> dict[str, Any]:
+    """The nightly's failed-run alert (DAG-level: one per run) and Deadline Alert (include/alerts.py)."""
+    minute, hour = NIGHTLY_SCHEDULE.split()[:2]
+    return {
+        "on_failure_callback": _failure_notifier(settings),
+        "deadline": DeadlineAlert(
+            # the run of day D: logical date D 02:00 UTC; due by HH:MM UTC on D+1
+            reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
+            interval=deadline_interval(settings.alerts.deadline_utc, dt_time(int(hour), int(minute))),
+            callback=SyncCallback(deadline_missed, kwargs={"deadline_utc": settings.alerts.deadline_utc}),
+            name="nightly run not finished by PIPELINE_ALERT_DEADLINE_UTC",
+        ),
+    }
+
+
+def _alert_on_failed_tasks(settings: Settings, dag: DAG) -> None:
+    """The backfill's failed-run alert, from its tasks: each task's on_failure_callback (run by
+    the worker once the task failed for good), every task but the run report (it fails because a
+    step did). Not DAG-level as on the nightly: Airflow 3.3.2's dag.test() cannot build a DAG
+    callback's context for a DAG whose Params have no default (start_ds, end_ds) and raises
+    ParamValidationError out of dag.test(), which `include.run_local --dag backfill` and the
+    tests use."""
+    notifier = _failure_notifier(settings, task_level=True)
+    for each in dag.tasks:
+        if each.task_id != "run_report":
+            each.on_failure_callback = [notifier]  # a list, as the constructor would make it
+
+
 def build_nightly_dag(settings: Settings, dag_id: str = NIGHTLY_DAG_ID, doc_md: str | None = None) -> DAG:
     """The nightly pipeline for the logical date, on a transient EMR cluster or locally."""
     with _dag(
@@ -490,6 +535,7 @@ def build_nightly_dag(settings: Settings, dag_id: str = NIGHTLY_DAG_ID, doc_md: 
         schedule=CronDataIntervalTimetable(NIGHTLY_SCHEDULE, timezone="UTC"),
         params=nightly_params(settings),
         doc_md=doc_md,
+        **_nightly_alerts(settings),
     ) as dag:
         plan = _plan_task(settings, "nightly")
         if settings.is_emr:
@@ -544,4 +590,5 @@ def build_backfill_dag(settings: Settings, dag_id: str = BACKFILL_DAG_ID, doc_md
                 start >> run >> stop
             run >> [register_output(settings, out, plan["dates"]) for out in P.OUTPUTS]
         add_run_report(settings, "backfill", dag)  # last: rows, durations, cost of the run
+    _alert_on_failed_tasks(settings, dag)
     return dag

@@ -33,6 +33,8 @@ MANUAL = "manual"
 
 
 def _utc(value: Any) -> dt.datetime:
+    if isinstance(value, str):  # the REST API's and the deadline callback's JSON form
+        value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     return pendulum.instance(value).in_timezone("UTC")
 
 

@@ -19,6 +19,7 @@ import time_machine
 from include import pipeline as P
 from include.run_dates import last_complete_day, run_ds
 from include.run_local import DAG_FILES, load_dag
+from tests.dags.airflow_runs import create_scheduled_run, end_run, run_task
 
 UTC = dt.UTC
 FROZEN = dt.datetime(2026, 3, 15, 9, 30, tzinfo=UTC)  # "now" of every trigger below
@@ -140,34 +141,8 @@ def _trigger(client, dag_id: str, *, logical_date: str | None, conf: dict[str, A
 
 def _run_plan(dag: Any, run_id: str) -> tuple[str, dict[str, Any] | None]:
     """Run the run's `plan` task as dag.test() runs a task; returns its state and its plan."""
-    from airflow.models.dagrun import DagRun
-    from airflow.models.xcom import XComModel
-    from airflow.sdk.definitions.dag import _run_task
-    from airflow.utils.session import create_session
-    from airflow.utils.state import DagRunState, TaskInstanceState
-    from sqlalchemy import select
-
-    with create_session() as session:
-        run = session.scalar(select(DagRun).where(DagRun.dag_id == dag.dag_id, DagRun.run_id == run_id))
-        run.state = DagRunState.RUNNING
-        session.commit()
-        ti = run.get_task_instance("plan", session=session)
-        ti.try_number += 1
-        ti.state = TaskInstanceState.SCHEDULED
-        session.commit()
-        _run_task(ti=ti, task=dag.task_dict["plan"])
-        state = str(session.scalar(select(type(ti).state).where(type(ti).id == ti.id)))
-        value = session.scalar(
-            select(XComModel.value).where(
-                XComModel.dag_id == dag.dag_id,
-                XComModel.run_id == run_id,
-                XComModel.task_id == "plan",
-                XComModel.key == "return_value",
-            )
-        )
-        run.state = DagRunState.FAILED  # done with it: max_active_runs must not hold the next test's run
-        session.commit()
-    plan = XComModel.deserialize_value(type("Row", (), {"value": value})()) if value is not None else None
+    state, plan = run_task(dag, run_id, "plan")
+    end_run(dag.dag_id, run_id)  # done with it: max_active_runs must not hold the next test's run
     return state, plan
 
 
@@ -226,38 +201,10 @@ def test_a_script_triggering_with_a_past_logical_date_builds_that_day(api):
 
 def test_a_scheduled_run_builds_its_data_intervals_day(api):
     """The run the scheduler creates at 02:00 UTC on 2026-03-15: its interval is the 14th."""
-    from airflow.models.dag import DagModel
-    from airflow.models.serialized_dag import SerializedDagModel
-    from airflow.utils.session import create_session
-    from airflow.utils.state import DagRunState
-    from airflow.utils.types import DagRunTriggeredByType, DagRunType
-
     _, dags = api
-    with time_machine.travel(FROZEN, tick=False), create_session() as session:
-        dag = SerializedDagModel.get_dag(NIGHTLY, session=session)
-        model = session.get(DagModel, NIGHTLY)
-        # what the scheduler does (SchedulerJobRunner._create_dag_runs), at the frozen clock
-        model.calculate_dagrun_date_fields(dag, reference_run=None)
-        info = dag.timetable.next_run_info_from_dag_model(dag_model=model)
-        assert info.data_interval.start == dt.datetime(2026, 3, 14, 2, 0, tzinfo=UTC)
-        run = dag.create_dagrun(
-            run_id=dag.timetable.generate_run_id(
-                run_type=DagRunType.SCHEDULED,
-                run_after=info.run_after,
-                data_interval=info.data_interval,
-                partition_key=info.partition_key,
-            ),
-            logical_date=info.logical_date,
-            data_interval=info.data_interval,
-            run_after=info.run_after,
-            run_type=DagRunType.SCHEDULED,
-            triggered_by=DagRunTriggeredByType.TIMETABLE,
-            state=DagRunState.QUEUED,
-            session=session,
-            partition_key=info.partition_key,
-            partition_date=info.partition_date,
-        )
-        run_id = run.run_id
+    with time_machine.travel(FROZEN, tick=False):
+        run_id = create_scheduled_run(NIGHTLY)
+    assert run_id == "scheduled__2026-03-15T02:00:00+00:00"  # named for when it runs
     state, plan = _run_plan(dags["nightly"], run_id)
     assert (state, plan["ds"]) == ("success", "2026-03-14")
 
