@@ -92,7 +92,8 @@ def run_ds(
 
 DS_DESCRIPTION = (
     "Empty (the default): the last complete day in UTC, the day before the UTC day you press "
-    "Trigger in (pressed at 2024-07-01 09:30 UTC, it builds 2024-06-30). Only a logical date in an "
-    "earlier UTC day changes that: then it builds that day. A date: exactly that date (at most the "
-    "last complete UTC day). Scheduled runs and backfills build their data interval's day."
+    "Trigger in (pressed at 2024-07-01 09:30 UTC, it builds 2024-06-30). Only a logical date "
+    "(Advanced Options) in an earlier UTC day changes that: then it builds that day. A date: "
+    "exactly that date, at most the last complete UTC day. Scheduled runs and backfills build "
+    "their data interval's day."
 )
