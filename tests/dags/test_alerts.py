@@ -3,8 +3,9 @@ server the tests start (aiosmtpd on a free port of 127.0.0.1).
 
 The failure: the real nightly DAG under dag.test(), made to fail at `plan` (no Spark needed), so
 Airflow runs its on_failure_callback. The deadline: a scheduled run created the scheduler's way at
-a frozen 02:00 UTC, held back (it stays running, no task finishes), then the clock is moved past
-06:00 and the scheduler loop's deadline check and the executor's callback run as Airflow runs them.
+a frozen 02:00 UTC, held back on purpose (its plan runs, no step is started: the run stays
+running), then the clock is moved past 06:00 and the scheduler loop's deadline check and the
+executor's callback run as Airflow runs them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tests.dags.airflow_runs import (
     create_scheduled_run,
     deadlines_of,
     end_run,
+    run_task,
     scheduler_checks_deadlines_and_executor_runs_callbacks,
     task_sdk_channel,
 )
@@ -134,17 +136,20 @@ def test_a_failed_backfill_is_told_by_email_naming_its_range_the_task_and_the_er
 
 # ---- a run late for its deadline -------------------------------------------------------------
 def test_a_nightly_run_not_finished_by_the_deadline_is_told_by_email(alerting):
-    inbox = alerting
-    inbox.received.clear()
-    load_dag(DAG_FILES["nightly"])
     from tests.dags.scheduling import ScheduledDag
 
-    ScheduledDag(load_dag(DAG_FILES["nightly"]))  # the DAG with its Deadline Alert, in the DB
+    inbox = alerting
+    inbox.received.clear()
+    dag = load_dag(DAG_FILES["nightly"])
+    ScheduledDag(dag)  # the DAG with its Deadline Alert, in the DB
     with time_machine.travel(dt.datetime(2026, 5, 20, 2, 0, 5, tzinfo=UTC), tick=False):
         run_id = create_scheduled_run(NIGHTLY)  # the run of 2026-05-19
     assert deadlines_of(run_id) == [(dt.datetime(2026, 5, 20, 6, 0, tzinfo=UTC), False)]
     try:
-        # held back: the run has not finished at 05:59, nothing is due
+        # held back on purpose: its plan ran, then nothing more (no step is started), so the run
+        # stays running; at 05:59 nothing is due
+        state, plan = run_task(dag, run_id, "plan")
+        assert (state, plan["ds"]) == ("success", "2026-05-19")
         with time_machine.travel(dt.datetime(2026, 5, 20, 5, 59, tzinfo=UTC), tick=False):
             scheduler_checks_deadlines_and_executor_runs_callbacks()
         assert deadlines_of(run_id) == [(dt.datetime(2026, 5, 20, 6, 0, tzinfo=UTC), False)]
@@ -162,7 +167,7 @@ def test_a_nightly_run_not_finished_by_the_deadline_is_told_by_email(alerting):
         )
         body = _html(message)
         assert "<td>2026-05-20 06:00 UTC (PIPELINE_ALERT_DEADLINE_UTC=06:00)</td>" in body
-        assert "<th align='left'>state at the deadline</th><td>queued</td>" in body
+        assert "<th align='left'>state at the deadline</th><td>running</td>" in body
     finally:
         end_run(NIGHTLY, run_id)
 
