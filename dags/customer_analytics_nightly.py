@@ -1,4 +1,4 @@
-"""Nightly customer and market analytics (Airflow DAG), for the logical date, at 02:00 UTC.
+"""Nightly customer and market analytics (Airflow DAG), at 02:00 UTC for the day before.
 
 Built from the pipeline spec in include/pipeline.py for PIPELINE_TARGET (local or emr):
 
@@ -8,7 +8,8 @@ Built from the pipeline spec in include/pipeline.py for PIPELINE_TARGET (local o
     >> register outputs in Glue (Athena) + Assets
     terminate cluster: teardown, runs whatever happened; the run still fails if a step failed.
 
-Form: cluster profile (dev/prod), which outputs to build, optional landing history start.
+Form: the date to build (empty: the last complete UTC day; include/run_dates.py has the rule),
+cluster profile (dev/prod), which outputs to build, optional landing history start.
 Needs the project root on PYTHONPATH (include/, plugins/, spark_jobs/).
 """
 

@@ -2,7 +2,8 @@
 
 Every task of a run gets its arguments from one `plan` task, which validates the run's
 parameters (Param schema first, then here again) before anything reaches AWS or a command
-line, and derives every date from the logical date or the requested range. The planning
+line, and derives every date from the run (`include/run_dates.py`: the form's date, the data
+interval's day, or the last complete UTC day) or the requested range. The planning
 functions are pure and take plain values, so they are tested without Airflow.
 
 emr:   plan -> create cluster + upload code -> per step: add step -> wait (deferrable)
@@ -24,6 +25,7 @@ import json
 import logging
 import os
 import tempfile
+from datetime import time as dt_time
 from datetime import timedelta
 from typing import Any
 
@@ -32,16 +34,22 @@ from airflow.sdk import (
     DAG,
     Asset,
     CronDataIntervalTimetable,
+    DeadlineAlert,
+    DeadlineReference,
     Param,
+    SyncCallback,
     TaskGroup,
     get_current_context,
     task,
 )
 
 from include import pipeline as P
+from include.alert_settings import deadline_interval
+from include.alerts import RunFailedNotifier, deadline_missed
 from include.cluster_profiles import PROFILES, cluster_tags, job_flow_overrides
 from include.emr_release import OPENLINEAGE_SPARK_JAR
 from include.lineage import spark_properties
+from include.run_dates import DS_DESCRIPTION, run_ds
 from include.run_report import add_run_report, lake_io
 from include.settings import PROJECT_ROOT, Settings
 from plugins.spark_job import SparkJobSubprocessOperator
@@ -118,6 +126,8 @@ def _publish_param() -> Param:
 
 def nightly_params(settings: Settings) -> dict[str, Param]:
     return {
+        # first in the form: which date the run builds (include/run_dates.py has the rule)
+        "ds": _date_param("Date to build", DS_DESCRIPTION, nullable=True),
         "cluster_profile": _profile_param(settings),
         "outputs": Param(
             list(P.OUTPUTS),
@@ -162,12 +172,6 @@ def code_location(settings: Settings, version: str) -> dict[str, str]:
         # the OpenLineage listener beside the code (no EMR release bundles one); versioned by name
         code["jars"] = f"{settings.code_uri}/jars/{OPENLINEAGE_SPARK_JAR}"
     return code
-
-
-def _run_ds(logical_date: Any) -> str:
-    if logical_date is None:
-        raise P.RunParamError("this DAG needs a logical date (ds comes from it); trigger it with one")
-    return pendulum.instance(logical_date).in_timezone("UTC").date().isoformat()
 
 
 def _checked_profile(params: dict[str, Any]) -> str:
@@ -387,7 +391,16 @@ def _plan_task(settings: Settings, kind: str):
             "code": code,
         }
         if kind == "nightly":
-            plan = plan_nightly(settings, ds=_run_ds(ctx.get("logical_date")), **common)
+            run = ctx["dag_run"]
+            ds, why = run_ds(
+                run_type=run.run_type,
+                logical_date=run.logical_date,
+                data_interval_start=run.data_interval_start,
+                run_after=run.run_after,
+                requested=common["params"].get("ds"),
+            )
+            log.info("building %s because %s", ds, why)
+            plan = plan_nightly(settings, ds=ds, **common)
         else:
             plan = plan_backfill(settings, **common)
         # the run's checks, where its audit step reads them (validated above, written once)
@@ -511,6 +524,45 @@ def _dag(settings: Settings, dag_id: str, schedule: Any, **kwargs: Any) -> DAG:
     )
 
 
+def _failure_notifier(settings: Settings, *, task_level: bool = False) -> RunFailedNotifier:
+    # run_report fails after a step failed: the alert names the step (the cause) instead
+    return RunFailedNotifier(
+        settings.alerts,
+        settings.aws_conn_id,
+        settings.region,
+        consequences=("run_report",),
+        task_level=task_level,
+    )
+
+
+def _nightly_alerts(settings: Settings) -> dict[str, Any]:
+    """The nightly's failed-run alert (DAG-level: one per run) and Deadline Alert (include/alerts.py)."""
+    minute, hour = NIGHTLY_SCHEDULE.split()[:2]
+    return {
+        "on_failure_callback": _failure_notifier(settings),
+        "deadline": DeadlineAlert(
+            # the run of day D: logical date D 02:00 UTC; due by HH:MM UTC on D+1
+            reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
+            interval=deadline_interval(settings.alerts.deadline_utc, dt_time(int(hour), int(minute))),
+            callback=SyncCallback(deadline_missed, kwargs={"deadline_utc": settings.alerts.deadline_utc}),
+            name="nightly run not finished by PIPELINE_ALERT_DEADLINE_UTC",
+        ),
+    }
+
+
+def _alert_on_failed_tasks(settings: Settings, dag: DAG) -> None:
+    """The backfill's failed-run alert, from its tasks: each task's on_failure_callback (run by
+    the worker once the task failed for good), every task but the run report (it fails because a
+    step did). Not DAG-level as on the nightly: Airflow 3.3.2's dag.test() cannot build a DAG
+    callback's context for a DAG whose Params have no default (start_ds, end_ds) and raises
+    ParamValidationError out of dag.test(), which `include.run_local --dag backfill` and the
+    tests use."""
+    notifier = _failure_notifier(settings, task_level=True)
+    for each in dag.tasks:
+        if each.task_id != "run_report":
+            each.on_failure_callback = [notifier]  # a list, as the constructor would make it
+
+
 def build_nightly_dag(settings: Settings, dag_id: str = NIGHTLY_DAG_ID, doc_md: str | None = None) -> DAG:
     """The nightly pipeline for the logical date, on a transient EMR cluster or locally."""
     with _dag(
@@ -519,6 +571,7 @@ def build_nightly_dag(settings: Settings, dag_id: str = NIGHTLY_DAG_ID, doc_md: 
         schedule=CronDataIntervalTimetable(NIGHTLY_SCHEDULE, timezone="UTC"),
         params=nightly_params(settings),
         doc_md=doc_md,
+        **_nightly_alerts(settings),
     ) as dag:
         plan = _plan_task(settings, "nightly")
         if settings.is_emr:
@@ -578,4 +631,5 @@ def build_backfill_dag(settings: Settings, dag_id: str = BACKFILL_DAG_ID, doc_md
             with register_group():
                 run >> [register_output(settings, out, plan["dates"]) for out in P.OUTPUTS]
         add_run_report(settings, "backfill", dag)  # last: rows, durations, cost of the run
+    _alert_on_failed_tasks(settings, dag)
     return dag

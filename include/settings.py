@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from include.alert_settings import ALERT_ENV, AlertSettings, parse_alerts
 from include.checks import AuditSettings, parse_band, parse_severities
 from include.emr_release import DEFAULT_RELEASE
 from spark_jobs.catalog import DEFAULT_GLUE_PREFIX, namespaces
@@ -55,6 +56,8 @@ class Settings:
     snapshot_retention_days: int = 14
     # write-audit-publish: the checks' bands and severities (include/checks.py)
     audit: AuditSettings = field(default_factory=AuditSettings)
+    # a failed run, and a nightly run late for its deadline, told by e-mail/Slack/SNS (include/alerts.py)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
     # OpenLineage (include/lineage.py): every job's runs, inputs, outputs and column lineage, to
     # LAKE/_lineage as JSON lines, or to a Marquez/DataHub endpoint when lineage_url is set
     lineage: bool = True
@@ -143,7 +146,7 @@ _ENV = {
     "PIPELINE_EMR_TLS_CERTIFICATES_URI": ("tls_certificates_uri", str),
     "PIPELINE_EMR_PREFLIGHT": ("preflight", str),
 }
-ENV_VARS = tuple(_ENV)
+ENV_VARS = tuple(_ENV) + ALERT_ENV  # the alerts' are read apart (include/alert_settings.py)
 # Settings that changed meaning: set, they fail the import with the new name rather than be ignored.
 _RENAMED = {
     "PIPELINE_GLUE_DATABASE": "PIPELINE_GLUE_DATABASE_PREFIX (one Glue database per zone: "
@@ -251,6 +254,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             problems.append(f"{var} must be >= {low}")
 
     values["audit"] = _audit(env, problems)
+    values["alerts"] = parse_alerts(env, problems)
     if "lineage_namespace" in values and not _LINEAGE_NAMESPACE.match(str(values["lineage_namespace"])):
         problems.append("PIPELINE_LINEAGE_NAMESPACE: letters, digits and _ . - only (at most 100)")
     if "lineage_url" in values and not _HTTP_URL.match(str(values["lineage_url"])):

@@ -125,7 +125,8 @@ def test_airflow_runs_every_component_on_a_real_metadata_db(api: AirflowApi, air
 
 def test_trigger_form_shows_the_params_of_the_nightly_dag(api: AirflowApi, nightly_dag):
     params = api.get(f"/dags/{DAG_ID}/details")["params"]
-    assert set(params) == {"cluster_profile", "outputs", "ingest_start_ds", "publish_despite_warnings"}
+    assert list(params) == ["ds", "cluster_profile", "outputs", "ingest_start_ds", "publish_despite_warnings"]
+    assert params["ds"]["value"] is None  # empty: the last complete UTC day (include/run_dates.py)
     assert params["publish_despite_warnings"]["value"] is True
     assert params["outputs"]["value"] == list(P.OUTPUTS)
     assert params["ingest_start_ds"]["value"] is None

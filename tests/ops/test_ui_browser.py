@@ -126,6 +126,7 @@ def test_trigger_form_shows_every_param_with_its_title_and_default(logged_in, ai
         f"Trigger Dag - {DAG_ID}",
         "Logical Date",
         "Run Parameters",
+        "Date to build",
         "Cluster profile",
         "Outputs to build",
         "Load landing history from",
@@ -133,6 +134,26 @@ def test_trigger_form_shows_every_param_with_its_title_and_default(logged_in, ai
     )
     _shot(logged_in, "02-trigger-form-params.png")
     # Close without submitting: this test only looks.
+    logged_in.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+
+
+def test_trigger_form_says_which_date_an_empty_date_field_builds(logged_in, airflow_server):
+    """The form's first field is the date to build, and before Trigger is pressed it says in words
+    which date an empty field builds (include/run_dates.py); saved as its own screenshot."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from include.run_dates import DS_DESCRIPTION
+
+    logged_in.get(f"{airflow_server.url}/dags/{DAG_ID}")
+    _wait_text(logged_in, DAG_ID, "Trigger")
+    logged_in.find_element(By.CSS_SELECTOR, "button[aria-label='Trigger Dag']").click()
+    body = _wait_text(logged_in, f"Trigger Dag - {DAG_ID}", "Date to build", DS_DESCRIPTION[:60])
+    # the date field comes before the other Params
+    assert body.index("Date to build") < body.index("Cluster profile")
+    heading = logged_in.find_element(By.XPATH, "//*[text()='Run Parameters']")
+    logged_in.execute_script("arguments[0].scrollIntoView({block: 'start'});", heading)
+    _shot(logged_in, "06-trigger-form-date-to-build.png")
     logged_in.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
 
 

@@ -1,0 +1,157 @@
+"""DAG runs made the way Airflow's own components make them, for tests that need one run at a
+time: a scheduled run as the scheduler creates it, and one task of a run executed as dag.test()
+executes it (through the Task SDK, in this process)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from contextlib import contextmanager
+from typing import Any
+
+
+def create_scheduled_run(dag_id: str) -> str:
+    """The run the scheduler would create now (SchedulerJobRunner._create_dag_runs); its run id.
+
+    Call it under a frozen clock (time-machine): the timetable picks the latest interval that
+    has ended, as the scheduler does for a DAG without catchup."""
+    from airflow.models.dag import DagModel
+    from airflow.models.serialized_dag import SerializedDagModel
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+    from airflow.utils.types import DagRunTriggeredByType, DagRunType
+
+    with create_session() as session:
+        dag = SerializedDagModel.get_dag(dag_id, session=session)
+        model = session.get(DagModel, dag_id)
+        model.calculate_dagrun_date_fields(dag, reference_run=None)
+        info = dag.timetable.next_run_info_from_dag_model(dag_model=model)
+        run = dag.create_dagrun(
+            run_id=dag.timetable.generate_run_id(
+                run_type=DagRunType.SCHEDULED,
+                run_after=info.run_after,
+                data_interval=info.data_interval,
+                partition_key=info.partition_key,
+            ),
+            logical_date=info.logical_date,
+            data_interval=info.data_interval,
+            run_after=info.run_after,
+            run_type=DagRunType.SCHEDULED,
+            triggered_by=DagRunTriggeredByType.TIMETABLE,
+            state=DagRunState.QUEUED,
+            session=session,
+            partition_key=info.partition_key,
+            partition_date=info.partition_date,
+        )
+        return run.run_id
+
+
+def run_task(dag: Any, run_id: str, task_id: str) -> tuple[str, Any]:
+    """Run one task of an existing run as dag.test() runs a task; returns its state and XCom."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.xcom import XComModel
+    from airflow.sdk.definitions.dag import _run_task
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState, TaskInstanceState
+    from sqlalchemy import select
+
+    with create_session() as session:
+        run = session.scalar(select(DagRun).where(DagRun.dag_id == dag.dag_id, DagRun.run_id == run_id))
+        run.state = DagRunState.RUNNING
+        session.commit()
+        ti = run.get_task_instance(task_id, session=session)
+        ti.try_number += 1
+        ti.state = TaskInstanceState.SCHEDULED
+        session.commit()
+        _run_task(ti=ti, task=dag.task_dict[task_id])
+        state = str(session.scalar(select(type(ti).state).where(type(ti).id == ti.id)))
+        value = session.scalar(
+            select(XComModel.value).where(
+                XComModel.dag_id == dag.dag_id,
+                XComModel.run_id == run_id,
+                XComModel.task_id == task_id,
+                XComModel.key == "return_value",
+            )
+        )
+    return state, XComModel.deserialize_value(_Row(value)) if value is not None else None
+
+
+def end_run(dag_id: str, run_id: str, state: str = "failed") -> None:
+    """Mark a run finished (max_active_runs=1 would hold the next run of the test back)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
+        run.state = state
+        session.commit()
+
+
+class _Row:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+@contextmanager
+def task_sdk_channel():
+    """What Airflow's dag-processor gives the DAG callbacks it runs: a Task SDK channel to Airflow
+    (SUPERVISOR_COMMS, which answers e.g. the run's task states). dag.test() runs the callbacks
+    in its own process without one, so the test provides the channel dag.test() gives its tasks
+    and triggers (Airflow's in-process execution API)."""
+    import os
+    import uuid
+
+    import psutil
+    import structlog
+    from airflow.sdk.execution_time.supervisor import (
+        InProcessSupervisorComms,
+        InProcessTestSupervisor,
+        set_supervisor_comms,
+    )
+
+    supervisor = InProcessTestSupervisor(
+        id=uuid.uuid4(),
+        pid=os.getpid(),
+        process=psutil.Process(),
+        process_log=structlog.get_logger(logger_name="task").bind(),
+        client=InProcessTestSupervisor._api_client(),
+    )
+    supervisor.comms = InProcessSupervisorComms(supervisor=supervisor)
+    with set_supervisor_comms(supervisor.comms):
+        yield
+
+
+def deadlines_of(run_id: str) -> list:
+    from airflow.models import Deadline
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.scalars(select(Deadline).join(DagRun).where(DagRun.run_id == run_id)).all()
+        return [(d.deadline_time, d.missed) for d in rows]
+
+
+def scheduler_checks_deadlines_and_executor_runs_callbacks() -> list[tuple[bool, str | None]]:
+    """What the scheduler's loop does with expired deadlines (SchedulerJobRunner: select the
+    unmissed ones past due, handle_miss queues their callback), then what the executor's
+    callback supervisor runs for each queued callback (execute_callback)."""
+    import structlog
+    from airflow.models import Deadline
+    from airflow.models.callback import Callback
+    from airflow.sdk.execution_time.callback_supervisor import execute_callback
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    results = []
+    with create_session() as session:
+        expired = session.scalars(
+            select(Deadline).where(Deadline.deadline_time < dt.datetime.now(dt.UTC)).where(~Deadline.missed)
+        ).all()
+        for deadline in expired:
+            deadline.handle_miss(session)
+        session.flush()
+        callbacks = [session.get(Callback, d.callback_id).data for d in expired]
+    for data in callbacks:
+        results.append(execute_callback(data["path"], data["kwargs"], None, None, structlog.get_logger()))
+    return results
