@@ -1,7 +1,7 @@
 """A failed run's alert as a person receives it: the nightly DAG fails (its `plan` refuses a history
 start after the run's date) in a throwaway Airflow of its own (dag.test, in a subprocess), a
 local SMTP server receives the alert, and headless Chromium renders the message (its headers and
-HTML body) to docs/screenshots/05-failed-run-alert-email.png. Slow only for the browser and the
+HTML body) to docs/screenshots/07-failed-run-alert-email.png. Slow only for the browser and the
 Airflow home's migration: `make test-ops`."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from tests.ops.conftest import DAG_ID, ROOT
 
 pytestmark = pytest.mark.ops
 
-SHOT = ROOT / "docs" / "screenshots" / "05-failed-run-alert-email.png"
+SHOT = ROOT / "docs" / "screenshots" / "07-failed-run-alert-email.png"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 RECIPIENTS = ["data-oncall@example.com", "analytics-lead@example.com"]
