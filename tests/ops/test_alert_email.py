@@ -8,21 +8,18 @@ from __future__ import annotations
 
 import html
 import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from tests.dags.smtp_inbox import Inbox, free_port, smtp_connection
+from tests.ops.chrome import headless_chrome
 from tests.ops.conftest import DAG_ID, ROOT
 
 pytestmark = pytest.mark.ops
 
 SHOT = ROOT / "docs" / "screenshots" / "07-failed-run-alert-email.png"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 RECIPIENTS = ["data-oncall@example.com", "analytics-lead@example.com"]
 FAILING_DS, HISTORY_AFTER_IT = "2024-06-10", "2024-06-12"  # refused by `plan`: the run fails there
 
@@ -86,8 +83,6 @@ def test_the_failed_runs_alert_arrives_once_naming_the_cause(received):
 
 
 def test_the_alert_as_received_renders_in_a_browser(received, tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
     _, _, messages = received
@@ -103,16 +98,7 @@ def test_the_alert_as_received_renders_in_a_browser(received, tmp_path):
         f"<table style='border-bottom: 1px solid #999; margin-bottom: 12px'>{headers}</table>{body}"
         "</body></html>"
     )
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.fail(
-            "chromium and chromedriver are needed: make ops-prereqs (Debian: chromium chromium-driver)"
-        )
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(arg)
-    options.add_argument("--window-size=1100,600")
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver = headless_chrome(1100, 600)
     try:
         driver.get(page.as_uri())
         text = driver.find_element(By.TAG_NAME, "body").text

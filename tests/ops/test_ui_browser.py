@@ -5,7 +5,6 @@ Each page is saved to docs/screenshots/. Slow: `make test-ops` (after the trigge
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,36 +13,18 @@ from urllib.parse import quote
 import pytest
 
 from include import pipeline as P
+from tests.ops.chrome import headless_chrome
 from tests.ops.conftest import DAG_ID, MAINTENANCE_DAG_ID, ROLLBACK_DAG_ID, ROOT
 
 pytestmark = pytest.mark.ops
 
 SHOTS = ROOT / "docs" / "screenshots"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 PAGE_TIMEOUT = 90  # the React UI on 2 shared cores
 
 
 @pytest.fixture(scope="module")
 def browser(airflow_server) -> Iterator:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.fail(
-            "chromium and chromedriver are needed: make ops-prereqs (Debian: chromium chromium-driver)"
-        )
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(arg)
-    # No calls home: on a closed network each one is a refused connection Chromium retries.
-    for arg in ("--disable-background-networking", "--disable-component-update", "--disable-sync"):
-        options.add_argument(arg)
-    options.add_argument("--no-first-run")
-    options.add_argument("--disable-quic")
-    options.add_argument("--window-size=1400,1000")
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver = headless_chrome(1400, 1000)
     driver.set_page_load_timeout(PAGE_TIMEOUT)
     try:
         yield driver
