@@ -4,8 +4,9 @@ Both go through Airflow's notifier interface (`airflow.sdk.BaseNotifier`) to eve
 channel: e-mail over SMTP (the smtp provider's `SmtpNotifier` on an Airflow connection), Slack
 (an incoming webhook) and Amazon SNS (the amazon provider's `SnsNotifier`).
 
-- failure: the DAG-level `on_failure_callback` of the nightly and backfill DAGs (Airflow's
-  dag-processor runs it when a run fails; `dag.test()` runs it in-process);
+- failure: the nightly DAG's DAG-level `on_failure_callback` (Airflow's dag-processor runs it
+  when a run fails; `dag.test()` runs it in-process), and the backfill's tasks' own
+  `on_failure_callback` (see `dag_factory._alert_on_failed_tasks` for why);
 - deadline: an Airflow Deadline Alert of the nightly DAG. The run for day D (logical date D
   02:00 UTC, the start of its data interval) is due by HH:MM UTC on D+1 (PIPELINE_ALERT_DEADLINE_UTC,
   the first HH:MM after the run starts at 02:00); the scheduler notices a missed deadline and
