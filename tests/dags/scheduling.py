@@ -34,6 +34,11 @@ class ScheduledDag:
         sync_bag_to_db(bag, bundle.name, None)
         self.dag = dag
         self.scheduler_dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+        # The scheduler's DAG, read back from the metadata DB, names its Deadline Alerts by database
+        # id; this round trip keeps them serialized, which DagRun.update_state cannot look up
+        # (Airflow 3.3.2, as in dag.test: include/run_local.run_dag_test). The runs resolved here
+        # are manual runs, which the nightly's deadline never alerts for (tests/dags/test_alerts.py).
+        self.scheduler_dag.deadline = None
 
     def resolve_run(
         self, *, logical_date: dt.datetime, conf: dict[str, Any], decide: Decide, max_rounds: int = 100
