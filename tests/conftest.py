@@ -65,9 +65,16 @@ SAME_WORKER = {
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """The longest unit of work (the files sharing the local nightly run, ~half of the suite's
+    """`make test` deselects the `ops` tests (and says so) unless OPS_TESTS=1 (`make test-ops`).
+
+    Then the longest unit of work (the files sharing the local nightly run, ~half of the suite's
     time) first, so the other worker takes everything else meanwhile (make test keeps this
     order: --no-loadscope-reorder)."""
+    if os.environ.get("OPS_TESTS") != "1":
+        ops = [item for item in items if item.get_closest_marker("ops")]
+        if ops:
+            config.hook.pytest_deselected(items=ops)
+            items[:] = [item for item in items if not item.get_closest_marker("ops")]
     first = [item for item in items if item.nodeid.split("::", 1)[0] in SAME_WORKER]
     rest = [item for item in items if item.nodeid.split("::", 1)[0] not in SAME_WORKER]
     items[:] = first + rest

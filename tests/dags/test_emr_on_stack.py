@@ -26,7 +26,8 @@ from tests.dags.dag_runs import run_pipeline_dag
 from tests.infra.stack import deploy_stack
 from tests.security.test_iam import NOT_EXERCISED, PREFLIGHT_ONLY, authorization_questions
 
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Tried to parse AWS")]
+# the EMR DAG against the whole CloudFormation stack under moto: make test-ops
+pytestmark = [pytest.mark.ops, pytest.mark.filterwarnings("ignore:Tried to parse AWS")]
 DS = "2024-06-28"
 
 

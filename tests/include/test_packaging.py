@@ -9,6 +9,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from include.packaging import ENTRYPOINT_NAME, PACKAGE_DIR, build_bundle
 from spark_jobs.catalog import EXTENSIONS, catalog_conf
 from spark_jobs.common import local_jars
@@ -36,6 +38,7 @@ def test_bundle_holds_every_module_of_spark_jobs_and_nothing_else():
     assert "spark_jobs/cli.py" in names
 
 
+@pytest.mark.ops  # a real spark-submit of the shipped zip: make test-ops
 def test_spark_submit_runs_a_job_from_the_zip_in_an_empty_directory(tmp_path):
     """Exactly the EMR step's command line, with nothing of the project importable."""
     bundle = build_bundle()

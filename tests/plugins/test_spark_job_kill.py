@@ -283,6 +283,7 @@ def start_fake_server(path: str) -> subprocess.Popen:
     return server
 
 
+@pytest.mark.ops  # Airflow's real task supervisor and two Spark JVMs: make test-ops
 @pytest.mark.parametrize("on", ["process", "warm application"])
 def test_marking_a_running_local_step_failed_leaves_no_process_of_its_job(
     job_dir, monkeypatch, capsys, leftovers, on

@@ -15,7 +15,7 @@ from tests.dags.aws_fakes import EmrStepPlayer
 from tests.dags.conftest import EMR_ENV
 from tests.dags.dag_runs import run_pipeline_dag
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.ops  # a whole local DAG run with a failing step: make test-ops
 
 DS, EARLIER = "2024-07-02", "2024-07-01"
 STDERR = b"INFO starting\nspark_jobs.common.JobInputError: no landing partition clickstream/dt=2024-07-02\n"

@@ -99,7 +99,7 @@ def test_a_reader_polling_during_the_write_sees_only_whole_snapshots(lake, old_v
     assert _read(lake) == (NEW_ROWS, frozenset({"new"}))  # ... and the commit landed
 
 
-@pytest.mark.slow
+@pytest.mark.ops  # a real spark-submit killed mid-write, then read back: make test-ops
 def test_a_job_killed_mid_write_leaves_the_table_at_its_previous_snapshot(lake, old_version):
     data = lake_dir(lake) / "warehouse" / "processed" / "customers" / "data" / f"dt={D}"
     before = set(data.glob("*.parquet"))
