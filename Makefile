@@ -20,7 +20,7 @@ help:
 	@echo "make package  - build dist/spark_jobs-<version>.zip + entrypoint for spark-submit"
 	@echo "make bench    - benchmarks, written to docs/BENCHMARKS.md"
 	@echo "make airflow  - a real Airflow on localhost (PostgreSQL); make airflow-stop ends it"
-	@echo "make test-ops - the slow end-to-end tests (marker ops): real spark-submit, kills, stack/IAM runs, a real Airflow, Chromium screenshots (.ci/run)"
+	@echo "make test-ops - the slow end-to-end tests (marker ops): real spark-submit, kills, the EMR DAG on the stack, a real Airflow, Chromium screenshots (.ci/run)"
 	@echo "make aws-deploy STACK=name REGION=region - the AWS stack (infra/), its TLS certificates, the .env settings"
 	@echo "make aws-destroy STACK=name REGION=region - delete the stack (the lake bucket and its key stay)"
 
@@ -103,10 +103,10 @@ ops-prereqs:
 	bash scripts/install_ops_prereqs.sh --browser
 
 # The slow end-to-end tests (marker `ops`): first those beside the code they prove (real
-# spark-submit, process kills, whole-DAG runs against the AWS stack or IAM under moto; on two
-# workers), then a real Airflow running the nightly DAG, a backfill, and the UI in headless
-# Chromium (screenshots in docs/screenshots/). Not part of `make test`, to keep it within its
-# 15-minute budget on 2 cores; .ci/run calls this after `make test`.
+# spark-submit, process kills, whole DAG runs with a failing step or on the AWS stack under
+# moto; on two workers), then a real Airflow running the nightly DAG, a backfill, and the UI in
+# headless Chromium (screenshots in docs/screenshots/). Not part of `make test` (its budget is
+# 15 minutes on 2 cores); .ci/run calls this after `make test`.
 test-ops: venv jars ops-prereqs
 	OPS_TESTS=1 $(PY) -m pytest tests -m ops --ignore=tests/ops -n $(PYTEST_WORKERS) -p no:cacheprovider --durations=10
 	OPS_TESTS=1 $(PY) -m pytest tests/ops -v -p no:cacheprovider --durations=0

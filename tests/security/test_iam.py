@@ -368,7 +368,7 @@ def recorded(fake_aws) -> list[Request]:
     return [q for r in requests for q in authorization_questions(r, tags)]
 
 
-@pytest.mark.ops  # whole EMR DAG runs under moto, every call simulated against IAM: make test-ops
+@pytest.mark.slow
 def test_every_aws_call_of_the_dags_is_allowed_by_the_airflow_role(recorded):
     actions = {q.action for q in recorded}
     # the run really exercised the paths the policy is about
