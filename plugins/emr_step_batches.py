@@ -133,9 +133,9 @@ class EmrStepBatchesOperator(AwsBaseOperator[EmrHook]):
             if failed:
                 # the logs of every step of the batch that ended, in the batch's order
                 ended = {s["Id"]: s for s in steps if s["Status"]["State"] not in ACTIVE_STEP_STATES}
-                self._copy_logs([i for i in step_ids if i in ended and ran(ended[i])])
+                logs = self._copy_logs([i for i in step_ids if i in ended and ran(ended[i])])
                 raise StepFailureReport(self.hook.conn, self._s3(), self.log).fail(
-                    self.job_flow_id, failed[-1]
+                    self.job_flow_id, failed[-1], logs
                 )
             # no step ended badly: the wait itself failed (throttling, network); a retry resumes
             raise AirflowException(f"waiting for batch {index + 1}/{len(self.batches)} failed: {event}")
@@ -146,9 +146,10 @@ class EmrStepBatchesOperator(AwsBaseOperator[EmrHook]):
     def _s3(self) -> S3Hook:
         return S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, config=self.botocore_config)
 
-    def _copy_logs(self, step_ids: list[str]) -> None:
+    def _copy_logs(self, step_ids: list[str]) -> dict[str, str]:
         if self.step_log_lines > 0 and step_ids:
-            copy_step_logs(self, self.job_flow_id, step_ids)
+            return copy_step_logs(self, self.job_flow_id, step_ids)
+        return {}
 
     def on_kill(self) -> None:
         if self._batch and self._batch[1]:

@@ -141,8 +141,12 @@ def step_log_uri(log_uri: str | None, cluster_id: str, step_id: str, name: str) 
     `<LogUri>/<cluster-id>/steps/<step-id>/<name>.gz`."""
     if not log_uri:
         return None
-    base = re.sub(r"^s3[an]?://", "s3://", log_uri).rstrip("/")  # DescribeCluster may say s3n://
-    return f"{base}/{cluster_id}/steps/{step_id}/{name}.gz"
+    return f"{_log_base(log_uri)}/{cluster_id}/steps/{step_id}/{name}.gz"
+
+
+def _log_base(log_uri: str) -> str:
+    """The cluster's LogUri as an s3:// prefix without a trailing slash (DescribeCluster may say s3n://)."""
+    return re.sub(r"^s3[an]?://", "s3://", log_uri).rstrip("/")
 
 
 def stderr_uri(log_uri: str | None, cluster_id: str, step_id: str) -> str | None:
@@ -210,7 +214,8 @@ class StepLogCopier:
     steps together (looking every 10 s), then logs one block per log, e.g. "step <id> driver
     stdout (s3://...): last N of M lines" and the lines. A log still missing after the wait is
     one line saying where it will be. Never fails the task: a log is information, the step's
-    state decides. `lines=0` copies nothing (and waits for nothing).
+    state decides. `lines=0` copies nothing (and waits for nothing). `copy` returns the step logs
+    it read, by URI, for a failure report to use (`StepFailureReport.fail`).
     """
 
     def __init__(
@@ -219,17 +224,18 @@ class StepLogCopier:
         self.emr, self.s3, self.log = emr, s3, log
         self.lines, self.wait_seconds = lines, wait_seconds
 
-    def copy(self, cluster_id: str, step_ids: Sequence[str]) -> None:
+    def copy(self, cluster_id: str, step_ids: Sequence[str]) -> dict[str, str]:
+        read: dict[str, str] = {}
         if self.lines <= 0 or not step_ids:
-            return
+            return read
         try:
             log_uri = self.emr.describe_cluster(ClusterId=cluster_id)["Cluster"].get("LogUri")
         except (ClientError, BotoCoreError) as exc:
             self.log.warning("step logs not copied: DescribeCluster %s failed: %s", cluster_id, exc)
-            return
+            return read
         if not log_uri:
             self.log.info("step logs not copied: cluster %s has no LogUri", cluster_id)
-            return
+            return read
         deadline = _clock() + self.wait_seconds
         step_logs = {
             step_id: [(name, step_log_uri(log_uri, cluster_id, step_id, name)) for name in STEP_LOG_FILES]
@@ -248,14 +254,16 @@ class StepLogCopier:
             for name, uri in logs:
                 text = None if uri in missing else read_log(self.s3, uri)
                 self._block(f"step {step_id} {name}", uri, text)
+                if text is not None:
+                    read[uri] = text
                 if name == "stderr" and text and (app := _APPLICATION.search(text)):
                     drivers[step_id] = app.group(0)
         for step_id, app in drivers.items():
             self._driver(log_uri, cluster_id, step_id, app, deadline)
+        return read
 
     def _driver(self, log_uri: str, cluster_id: str, step_id: str, app: str, deadline: float) -> None:
-        base = re.sub(r"^s3[an]?://", "s3://", log_uri).rstrip("/")
-        folder = f"{base}/{cluster_id}/containers/{app}/"
+        folder = f"{_log_base(log_uri)}/{cluster_id}/containers/{app}/"
         found: list[str] = []
 
         def uploaded() -> bool:
@@ -321,15 +329,16 @@ def driver_container(s3: S3Hook, folder: str) -> str | None:
     return max(masters, key=masters.__getitem__) if masters else None
 
 
-def copy_step_logs(op: Any, cluster_id: str, step_ids: Sequence[str]) -> None:
+def copy_step_logs(op: Any, cluster_id: str, step_ids: Sequence[str]) -> dict[str, str]:
     """`StepLogCopier` with an operator's clients, settings and log; a failure to copy is a warning:
-    the logs are information, the steps' states decide the task."""
+    the logs are information, the steps' states decide the task. The step logs read, by URI."""
     try:
         s3 = S3Hook(aws_conn_id=op.aws_conn_id, region_name=op.region_name, config=op.botocore_config)
         copier = StepLogCopier(op.hook.conn, s3, op.log, op.step_log_lines, op.step_log_wait_seconds)
-        copier.copy(cluster_id, step_ids)
+        return copier.copy(cluster_id, step_ids)
     except Exception as exc:  # never fail (or retry) a task over its logs
         op.log.warning("step logs not copied: %s: %s", type(exc).__name__, exc)
+        return {}
 
 
 def _seconds(value: float) -> str:
@@ -565,8 +574,12 @@ class StepFailureReport:
     def __init__(self, emr: Any, s3: S3Hook, log: Any) -> None:
         self.emr, self.s3, self.log = emr, s3, log
 
-    def fail(self, cluster_id: str, step: Mapping[str, Any]) -> AirflowFailException:
-        """Log everything known about the ended `step`, cancel its run's other steps, return the error."""
+    def fail(
+        self, cluster_id: str, step: Mapping[str, Any], logs: Mapping[str, str] | None = None
+    ) -> AirflowFailException:
+        """Log everything known about the ended `step`, cancel its run's other steps, return the error.
+
+        `logs`: step logs already read (by URI, from `StepLogCopier.copy`), not read again."""
         status = step["Status"]
         lines = [f"EMR step {step['Name']} ({step['Id']}) on cluster {cluster_id} ended {status['State']}"]
         details = status.get("FailureDetails") or {}
@@ -586,7 +599,10 @@ class StepFailureReport:
             lines.append("the cluster has no LogUri: no step logs in S3")
         else:
             lines.append(f"step stderr: {uri}")
-            errors = read_error_lines(self.s3, uri) if status["State"] != "CANCELLED" else None
+            errors = None
+            if status["State"] != "CANCELLED":
+                known = (logs or {}).get(uri)
+                errors = error_lines(known) if known is not None else read_error_lines(self.s3, uri)
             if errors:
                 lines.append("first error lines of stderr:")
                 lines.extend(f"    {line}" for line in errors)
@@ -657,8 +673,7 @@ class EmrRunStepSensor(EmrStepSensor):
             self._copy_logs(step)
             return True
         if state in self.failed_states:
-            self._copy_logs(step)
-            raise self._report().fail(self.job_flow_id, step)
+            raise self._report().fail(self.job_flow_id, step, self._copy_logs(step))
         return False
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> None:
@@ -669,8 +684,7 @@ class EmrRunStepSensor(EmrStepSensor):
         step = self.hook.conn.describe_step(ClusterId=self.job_flow_id, StepId=self.step_id)["Step"]
         state = step["Status"]["State"]
         if state in self.failed_states:
-            self._copy_logs(step)
-            raise self._report().fail(self.job_flow_id, step)
+            raise self._report().fail(self.job_flow_id, step, self._copy_logs(step))
         if state in self.target_states:
             self._copy_logs(step)
             return
@@ -690,6 +704,7 @@ class EmrRunStepSensor(EmrStepSensor):
     def _report(self) -> StepFailureReport:
         return StepFailureReport(self.hook.conn, self._s3(), self.log)
 
-    def _copy_logs(self, step: Mapping[str, Any]) -> None:
+    def _copy_logs(self, step: Mapping[str, Any]) -> dict[str, str]:
         if self.step_log_lines > 0 and ran(step):
-            copy_step_logs(self, self.job_flow_id, [step["Id"]])
+            return copy_step_logs(self, self.job_flow_id, [step["Id"]])
+        return {}
