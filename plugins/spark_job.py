@@ -37,9 +37,8 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-EXIT_BAD_INPUT = 2
-EXIT_AUDIT_FAILED = 3
-LINEAGE_VAR = "SPARK_JOBS_LINEAGE"  # read by spark_jobs.cli: the job's spark.openlineage.* properties
+from spark_jobs.protocol import EXIT_AUDIT_FAILED, EXIT_BAD_INPUT, LINEAGE_VAR, METRICS_PREFIX
+
 # Airflow's task supervisor sends SIGKILL 5 s after the SIGTERM that runs on_kill: the tree's
 # own SIGKILL must come before that, or the task process dies with the job's tree still alive.
 KILL_GRACE_SECONDS = 3.0
@@ -74,7 +73,7 @@ class SparkJobSubprocessOperator(BaseOperator):
         python: str | None = None,
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
-        metrics_prefix: str = "SPARK_JOBS_METRICS ",
+        metrics_prefix: str = METRICS_PREFIX,
         spark_server: str | None = None,
         lineage: Mapping[str, str] | None = None,
         kill_grace_seconds: float = KILL_GRACE_SECONDS,

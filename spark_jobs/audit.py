@@ -32,10 +32,10 @@ from pyspark.sql import functions as F
 from spark_jobs import tables
 from spark_jobs.common import JobInputError, path_exists, read_text, write_text
 from spark_jobs.paths import audit_uri
+from spark_jobs.protocol import EXIT_AUDIT_FAILED
 
 log = logging.getLogger("spark_jobs.audit")
 
-EXIT_AUDIT_FAILED = 3
 OFFENDING_ROWS = 10
 HISTORY_DAYS = 7
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 
 from spark_jobs.common import JobInputError, date_range, normalize_lake, parse_ds
 from spark_jobs.paths import metrics_uri
+from spark_jobs.protocol import EXIT_BAD_INPUT, LINEAGE_VAR, METRICS_PREFIX
 from spark_jobs.schemas import DATASETS
 from spark_jobs.tables import WAP_BRANCH
 
@@ -35,11 +36,6 @@ JOBS = {
     "publish": "spark_jobs.publish",
 }
 RANGED_JOBS = ("ingest", "audit")  # jobs that also take --start-ds/--end-ds
-
-EXIT_BAD_INPUT = 2
-EXIT_AUDIT_FAILED = 3  # the audit ran and an `error` check failed: nothing is published
-METRICS_PREFIX = "SPARK_JOBS_METRICS "
-LINEAGE_VAR = "SPARK_JOBS_LINEAGE"  # a job's `spark.openlineage.*` properties (JSON), set by the operator
 
 log = logging.getLogger("spark_jobs")
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.:+=@-]{1,250}$")  # what the orchestrator's run ids become

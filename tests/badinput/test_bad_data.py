@@ -15,8 +15,9 @@ import pytest
 from include.settings import PROJECT_ROOT
 from spark_jobs import tables
 from spark_jobs.catalog import CATALOG, CATALOG_FILE
-from spark_jobs.cli import EXIT_BAD_INPUT, main, parse_args
+from spark_jobs.cli import main, parse_args
 from spark_jobs.ingest import run
+from spark_jobs.protocol import EXIT_BAD_INPUT
 from spark_jobs.schemas import LANDING_COLUMNS
 from tests.conftest import lake_dir
 from tests.helpers import fail_table_writes, write_landing_csv, write_landing_jsonl

@@ -16,7 +16,8 @@ from moto import mock_aws
 from include import pipeline as P
 from include import run_report as R
 from include.cluster_profiles import PROFILES, instance_types
-from spark_jobs.cli import METRICS_PREFIX, main
+from spark_jobs.cli import main
+from spark_jobs.protocol import METRICS_PREFIX
 from tests.helpers import write_landing_csv
 from tests.lake_tables import append_rows
 

@@ -8,8 +8,9 @@ import json
 
 import pytest
 
-from spark_jobs.cli import EXIT_BAD_INPUT, JOBS, METRICS_PREFIX, main, parse_args
+from spark_jobs.cli import JOBS, main, parse_args
 from spark_jobs.common import JobInputError
+from spark_jobs.protocol import EXIT_BAD_INPUT, METRICS_PREFIX
 from spark_jobs.schemas import LANDING_COLUMNS
 from tests.conftest import lake_dir
 from tests.helpers import write_landing_csv

@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from spark_jobs import stock_daily, tables
-from spark_jobs.cli import EXIT_BAD_INPUT, main, parse_args
+from spark_jobs.cli import main, parse_args
 from spark_jobs.common import JobInputError
 from spark_jobs.ingest import (
     CORRUPT,
@@ -26,6 +26,7 @@ from spark_jobs.ingest import (
     valid_rows,
     with_typed_columns_and_reject_reason,
 )
+from spark_jobs.protocol import EXIT_BAD_INPUT
 from spark_jobs.schemas import LANDING_COLUMNS, PROCESSED, QUARANTINE
 from tests.conftest import lake_dir
 from tests.helpers import fail_table_writes, write_landing_csv, write_landing_jsonl

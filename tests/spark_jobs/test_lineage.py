@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from include import lineage as L
-from spark_jobs.cli import EXIT_BAD_INPUT, main
+from spark_jobs.cli import main
+from spark_jobs.protocol import EXIT_BAD_INPUT
 from spark_jobs.schemas import LANDING_COLUMNS
 from tests.conftest import lake_dir
 from tests.helpers import write_landing_csv
