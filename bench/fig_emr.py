@@ -28,6 +28,7 @@ def probe(delay: float, poll: int | None) -> dict:
     import tests.conftest_airflow as airflow_setup  # throwaway AIRFLOW_HOME, moto request recorder
     from include import pipeline as P
     from include.settings import Settings
+    from plugins.emr_naming import parse_emr_step_name
     from tests.dags.aws_fakes import EmrStepPlayer, FakeAws, start_moto_server
     from tests.dags.dag_runs import run_pipeline_dag
 
@@ -74,7 +75,7 @@ def probe(delay: float, poll: int | None) -> dict:
         server.stop()
 
     def step_of(name: str) -> str:
-        return (P.parse_emr_step_name(name) or {}).get("step", name)
+        return (parse_emr_step_name(name) or {}).get("step", name)
 
     appeared = {step_of(k): v for k, v in player.appeared.items()}
     ended = {step_of(k): v for k, v in player.ended.items()}

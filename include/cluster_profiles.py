@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from include.emr_release import DEFAULT_RELEASE, RELEASES
-from include.pipeline import PROJECT, safe_name
 from include.settings import Settings
+from plugins.emr_naming import run_tags, safe_name
 from spark_jobs.catalog import EXTENSIONS, catalog_conf
 
 # Steps of independent branches (the five ingests, then graph/rolling/stock/clickstream) run
@@ -123,15 +123,7 @@ def cluster_tags(
 ) -> dict[str, str]:
     """Tags naming the DAG and run on the cluster (and, by EMR propagation, its instances)."""
     tags = dict(extra)
-    tags.update(
-        {
-            "project": PROJECT,
-            "dag_id": safe_name(dag_id),
-            "run_id": safe_name(run_id),
-            "ds": ds,
-            "cluster_profile": profile,
-        }
-    )
+    tags.update({**run_tags(dag_id, run_id), "ds": ds, "cluster_profile": profile})
     return tags
 
 

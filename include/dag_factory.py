@@ -52,6 +52,7 @@ from include.lineage import spark_properties
 from include.run_dates import DS_DESCRIPTION, run_ds
 from include.run_report import add_run_report, lake_io
 from include.settings import PROJECT_ROOT, Settings
+from plugins.emr_naming import emr_step_name, safe_name
 from plugins.spark_job import SparkJobSubprocessOperator
 from spark_jobs.catalog import WAREHOUSE
 from spark_jobs.paths import audit_uri
@@ -219,7 +220,7 @@ def plan_nightly(
     for name, args in commands.items():
         if settings.is_emr:
             assert code is not None  # noqa: S101 (emr plans always get the code location)
-            step_name = P.emr_step_name(dag_id, run_id, ds, name)
+            step_name = emr_step_name(dag_id, run_id, ds, name)
             plan[f"step:{name}"] = [P.emr_step(step_name, args, **_code_args(settings, code))]
         else:
             plan[f"step:{name}"] = [args]
@@ -289,7 +290,7 @@ def plan_backfill(
     assert code is not None  # noqa: S101
     plan["batches"] = [
         [
-            P.emr_step(P.emr_step_name(dag_id, run_id, label, s.name), args, **_code_args(settings, code))
+            P.emr_step(emr_step_name(dag_id, run_id, label, s.name), args, **_code_args(settings, code))
             for label, s, args in batch
         ]
         for batch in batches
@@ -468,7 +469,7 @@ def register_output(settings: Settings, output: str, dates: Any):
         for ds in [dates] if isinstance(dates, str) else dates:
             text = read(metrics_uri(settings.lake, step, ds))
             record = json.loads(text) if text else None
-            if record is None or record.get("run_id") != P.safe_name(ctx["run_id"]):
+            if record is None or record.get("run_id") != safe_name(ctx["run_id"]):
                 raise RuntimeError(f"step {step.name} left no metrics of this run for {ds}")
             found.append(record)
         extra = table_asset_extra(found, table)

@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from include import pipeline as P
+from plugins.emr_naming import PROJECT
 from plugins.emr_steps import cancel_run_steps, tagged_clusters
 
 JANITOR_DAG_ID = "customer_analytics_emr_janitor"
@@ -78,7 +78,7 @@ def sweep(
         failed: <error>)
     """
     report = []
-    for cluster in tagged_clusters(client, {"project": P.PROJECT}):
+    for cluster in tagged_clusters(client, {"project": PROJECT}):
         v = verdict(cluster, now=now, max_age=max_age, run_active=run_active)
         action = "kept"
         if v.terminate and dry_run:
@@ -93,7 +93,7 @@ def sweep(
         log.info("%s %s (%s, %.1f h): %s", action, v.cluster_id, v.name, v.age_hours, v.reason)
         report.append({**asdict(v), "action": action})
     if not report:
-        log.info("No active cluster tagged project=%s", P.PROJECT)
+        log.info("No active cluster tagged project=%s", PROJECT)
     return report
 
 

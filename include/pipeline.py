@@ -12,14 +12,14 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-PROJECT = "customer-market-analytics"
+from plugins.emr_naming import safe_name
+
 MAX_BACKFILL_DAYS = 93  # one cluster per quarter of backfill at most; longer ranges go in pieces
 MAX_INGEST_HISTORY_DAYS = 366
 # A sanity window, not a business rule: a date outside it is a typo (0024-06-30, 9024-06-30).
 EARLIEST_DS, LATEST_DS = "2000-01-01", "2099-12-31"
 
 _DS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.:+=@-]")
 
 
 @dataclass(frozen=True)
@@ -186,23 +186,6 @@ def emr_step(
             ],
         },
     }
-
-
-def safe_name(value: str) -> str:
-    """A value usable in EMR step names and tags (letters, digits and _ . : + = @ -)."""
-    return _NAME_UNSAFE.sub("_", value)
-
-
-def emr_step_name(dag_id: str, run_id: str, ds: str, step: str) -> str:
-    """`<dag_id>|<ds>|<step>|<run_id>`: lets anyone find the steps of a run by name (ListSteps)."""
-    return "|".join((safe_name(dag_id), ds, safe_name(step), safe_name(run_id)))[:256]
-
-
-def parse_emr_step_name(name: str) -> dict[str, str] | None:
-    parts = name.split("|")
-    if len(parts) != 4:
-        return None
-    return dict(zip(("dag_id", "ds", "step", "run_id"), parts, strict=True))
 
 
 # ---- run parameters ------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from include import pipeline as P
+from plugins.emr_naming import emr_step_name
 from spark_jobs import paths
 
 REPORTS_DIR = "_runs/reports"
@@ -150,7 +151,7 @@ def build_report(
                 if key in timings:
                     row[key] = timings[key]
         if emr_steps is not None:
-            name = P.emr_step_name(dag_id, run_id, p.label, p.step.name)
+            name = emr_step_name(dag_id, run_id, p.label, p.step.name)
             if name in emr_steps:
                 row["emr_step"] = dict(emr_steps[name])
                 # on EMR the queue is the step's: added, then PENDING until the cluster ran it

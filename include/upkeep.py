@@ -28,6 +28,7 @@ from include.dag_factory import (
     spark_server_socket,
 )
 from include.settings import Settings
+from plugins.emr_naming import emr_step_name, safe_name
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def plan_maintenance(
     from include.cluster_profiles import cluster_tags, job_flow_overrides
 
     assert code is not None  # noqa: S101 (emr plans always get the code location)
-    name = P.emr_step_name(dag_id, run_id, ds, MAINTAIN.name)
+    name = emr_step_name(dag_id, run_id, ds, MAINTAIN.name)
     plan["step:maintain"] = [P.emr_step(name, args, py_files=code["py_files"], entrypoint=code["entrypoint"])]
     tags = cluster_tags(dag_id=dag_id, run_id=run_id, ds=ds, profile="dev", extra=settings.extra_tags)
     plan["job_flow_overrides"] = job_flow_overrides("dev", settings, name=f"{dag_id}-{ds}", tags=tags)
@@ -148,7 +149,7 @@ def build_rollback_dag(settings: Settings, doc_md: str | None = None) -> DAG:
                 raise P.RunParamError(f"table must be one of {list(TABLES)}, got {name!r}")
             catalog = lake.open_catalog(settings.lake, properties=_aws_properties(settings))
             table = catalog.load_table(lake.table_id(settings.lake, name, settings.glue_database_prefix))
-            planned = lake.plan_rollback(table, name, P.safe_name(before))
+            planned = lake.plan_rollback(table, name, safe_name(before))
             log.info("%s", planned.describe())
             if params.get("apply"):
                 lake.rollback(table, planned)

@@ -19,8 +19,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from include.pipeline import PROJECT
 from infra.template import TEMPLATE_FILE, render, settings_of_outputs
+from plugins.emr_naming import PROJECT
 
 _STACK = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")

@@ -25,8 +25,8 @@ from typing import Any
 
 from include import iam
 from include.emr_security import security_configuration
-from include.pipeline import PROJECT
 from include.settings import ENV_VARS, Settings
+from plugins.emr_naming import PROJECT
 from spark_jobs.catalog import namespaces
 
 TEMPLATE_FILE = Path(__file__).with_name("customer-analytics.template.json")

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from include.pipeline import PROJECT
+from plugins.emr_naming import PROJECT
 
 VALID_DAYS = 365
 ZIP_MEMBERS = ("privateKey.pem", "certificateChain.pem", "trustedCertificates.pem")

@@ -4,7 +4,7 @@ themselves, and kills that cancel what they started.
 The provider's operators create a cluster and add a step again on every try, cancel nothing when
 a task is killed, and report a failed step without its log. These subclasses keep the provider's
 interfaces (XComs, deferral, links) and find a run's cluster by its tags and a run's step by its
-name (`include.pipeline.emr_step_name`: dag, date, step and run in one string).
+name (`plugins/emr_naming.py`: dag, date, step and run in one string).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from botocore.exceptions import BotoCoreError, ClientError
 
-from include import pipeline as P
+from plugins.emr_naming import run_of, run_tags
 
 # Every AWS client of the DAGs: throttling (EMR's API limits are low and shared by every sensor
 # of the account), 5xx and connection errors are retried with exponential backoff and jitter.
@@ -59,12 +59,6 @@ def list_steps(client: Any, cluster_id: str, states: Iterable[str] = ()) -> list
     if states:
         kwargs["StepStates"] = list(states)
     return [s for page in client.get_paginator("list_steps").paginate(**kwargs) for s in page["Steps"]]
-
-
-def run_of(step_name: str) -> tuple[str, str] | None:
-    """(dag_id, run_id) of a step named by `emr_step_name`, else None."""
-    parsed = P.parse_emr_step_name(step_name)
-    return (parsed["dag_id"], parsed["run_id"]) if parsed else None
 
 
 def cluster_end(cluster: Mapping[str, Any]) -> str | None:
@@ -111,11 +105,6 @@ def cancel_run_steps(
         and (run is None or run_of(s["Name"]) == run)
     ]
     return cancel_steps(client, cluster_id, active, log)
-
-
-def run_tags(dag_id: str, run_id: str) -> dict[str, str]:
-    """The tags `cluster_profiles.cluster_tags` puts on a run's cluster that identify the run."""
-    return {"project": P.PROJECT, "dag_id": P.safe_name(dag_id), "run_id": P.safe_name(run_id)}
 
 
 def tagged_clusters(

@@ -14,8 +14,8 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from include.pipeline import PROJECT
 from include.settings import Settings, SettingsError
+from plugins.emr_naming import PROJECT
 
 HERE = Path(__file__).resolve().parent
 

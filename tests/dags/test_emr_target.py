@@ -24,6 +24,7 @@ from include import pipeline as P
 from include.emr_release import OPENLINEAGE_SPARK_JAR
 from include.packaging import build_bundle
 from include.settings import PROJECT_ROOT
+from plugins.emr_naming import PROJECT, parse_emr_step_name, safe_name
 from spark_jobs.paths import audit_uri
 from tests.conftest_airflow import OPENLINEAGE_EVENTS
 from tests.dags.aws_fakes import EmrStepPlayer, FakeAws, StepRunner, job_args, spark_submit
@@ -178,13 +179,13 @@ def test_nightly_asks_for_the_dev_cluster_with_tags_concurrency_and_idle_timeout
     assert groups == {("MASTER", "m5.xlarge", 1), ("CORE", "m5.xlarge", 2)}
     tags = {t["Key"]: t["Value"] for t in req["Tags"]}
     assert tags["dag_id"] == "customer_analytics_nightly"
-    assert tags["run_id"] == P.safe_name(nightly.run.run_id)
+    assert tags["run_id"] == safe_name(nightly.run.run_id)
     assert tags["ds"] == DS
-    assert tags["project"] == P.PROJECT
+    assert tags["project"] == PROJECT
 
 
 def test_nightly_adds_each_step_once_its_dependencies_completed(nightly):
-    names = [P.parse_emr_step_name(s["Name"]) for s in nightly.added_steps]
+    names = [parse_emr_step_name(s["Name"]) for s in nightly.added_steps]
     order = [n["step"] for n in names]
     # every step, then the audit of what they wrote to the run's branch, then its publish
     assert sorted(order[:-2]) == sorted(s.name for s in P.PIPELINE)
@@ -195,7 +196,7 @@ def test_nightly_adds_each_step_once_its_dependencies_completed(nightly):
     # added one at a time, each only after what it needs had COMPLETED on the cluster
     assert all(len(call) == 1 for call in nightly.step_calls)
     assert {state for _, state in nightly.finished_steps} == {"COMPLETED"}
-    full_name = {P.parse_emr_step_name(s["Name"])["step"]: s["Name"] for s in nightly.added_steps}
+    full_name = {parse_emr_step_name(s["Name"])["step"]: s["Name"] for s in nightly.added_steps}
     for step in [*P.PIPELINE, P.AUDIT, P.PUBLISH]:
         depends_on = {P.AUDIT: [s.name for s in P.PIPELINE], P.PUBLISH: ["audit"]}.get(step, step.depends_on)
         for dep in depends_on:
@@ -205,7 +206,7 @@ def test_nightly_adds_each_step_once_its_dependencies_completed(nightly):
                 step.name,
             )
     assert {(n["dag_id"], n["ds"], n["run_id"]) for n in names} == {
-        ("customer_analytics_nightly", DS, P.safe_name(nightly.run.run_id))
+        ("customer_analytics_nightly", DS, safe_name(nightly.run.run_id))
     }
     # the deferrable sensors polled EMR from their triggers (aiobotocore), not from a worker
     assert nightly.async_polls, "no sensor deferred to its trigger"
@@ -213,7 +214,7 @@ def test_nightly_adds_each_step_once_its_dependencies_completed(nightly):
 
 def test_nightly_step_arguments_come_from_the_logical_date(nightly):
     run = ["--run-id", nightly.run.run_id, "--branch", P.audit_branch(nightly.run.run_id)]
-    by_name = {P.parse_emr_step_name(s["Name"])["step"]: s for s in nightly.added_steps}
+    by_name = {parse_emr_step_name(s["Name"])["step"]: s for s in nightly.added_steps}
     for step in nightly.added_steps:
         assert step["ActionOnFailure"] == "CONTINUE"
         assert step["HadoopJarStep"]["Jar"] == "command-runner.jar"
@@ -252,7 +253,7 @@ def test_every_step_carries_the_lineage_settings_and_its_add_task_as_parent(nigh
     tasks = {e["job"]["name"]: e for e in _airflow_events(nightly.run.run_id)}
     for step in nightly.added_steps:
         conf = spark_submit(step["HadoopJarStep"]["Args"]).conf
-        name = P.parse_emr_step_name(step["Name"])["step"]
+        name = parse_emr_step_name(step["Name"])["step"]
         assert conf["spark.openlineage.transport.type"] == "file"
         assert conf["spark.openlineage.namespace"] == "customer_market_analytics"
         assert conf["spark.openlineage.parentJobNamespace"] == "customer_market_analytics"
@@ -401,7 +402,7 @@ def test_a_failed_audit_on_emr_publishes_nothing_and_the_cluster_is_still_termin
     catalog = _glue_catalog(fake_aws)
     for name in touched:
         current = catalog.load_table(name).current_snapshot()
-        assert current.summary.additional_properties["pipeline.run-id"] == P.safe_name(good.run.run_id), name
+        assert current.summary.additional_properties["pipeline.run-id"] == safe_name(good.run.run_id), name
     assert set(good.clusters.values()) == {"TERMINATED"}
 
 
@@ -415,7 +416,7 @@ def test_a_failed_step_fails_the_run_and_the_cluster_is_still_terminated(fake_aw
     )
     assert failed.run.state == "failed"
     # only what stock_daily needs was submitted
-    assert [P.parse_emr_step_name(s["Name"])["step"] for s in failed.added_steps] == [
+    assert [parse_emr_step_name(s["Name"])["step"] for s in failed.added_steps] == [
         "ingest_stock_ticks",
         "stock_daily",
     ]
@@ -482,9 +483,7 @@ def test_a_backfill_runs_the_whole_range_on_one_prod_cluster_date_after_date(fak
     *days, audit, publish = backfill.step_calls[1:]
     seen: list[tuple[str, str]] = []
     for batch in days:
-        here = [
-            (P.parse_emr_step_name(s["Name"])["ds"], P.parse_emr_step_name(s["Name"])["step"]) for s in batch
-        ]
+        here = [(parse_emr_step_name(s["Name"])["ds"], parse_emr_step_name(s["Name"])["step"]) for s in batch]
         assert len({ds for ds, _ in here}) == 1
         for ds, step in here:
             assert all((ds, dep) in seen for dep in P.STEPS[step].depends_on if not P.STEPS[dep].ranged)
@@ -494,7 +493,7 @@ def test_a_backfill_runs_the_whole_range_on_one_prod_cluster_date_after_date(fak
     daily = [s.name for s in P.PIPELINE if not s.ranged]
     assert seen == [(ds, step) for ds in dates for step in _by_wave(daily)]
     # then one audit of the whole range on the run's branch, then its publish
-    assert [P.parse_emr_step_name(s["Name"])["step"] for s in (*audit, *publish)] == ["audit", "publish"]
+    assert [parse_emr_step_name(s["Name"])["step"] for s in (*audit, *publish)] == ["audit", "publish"]
     assert _job_args(audit[0])[1:5] == ["--start-ds", dates[0], "--end-ds", dates[1]]
     # every output announced once, after the whole range ran
     assert backfill.run.asset_events == sorted(f"{LAKE}/warehouse/curated/{out}" for out in P.OUTPUTS)

@@ -120,22 +120,6 @@ def test_an_emr_step_runs_the_job_with_spark_submit_in_cluster_mode_from_the_ver
     }
 
 
-def test_step_names_identify_dag_run_date_and_step_and_read_back():
-    run_id = "scheduled__2024-06-30T02:00:00+00:00"
-    name = P.emr_step_name("customer_analytics_nightly", run_id, "2024-06-30", "graph")
-    assert name == "customer_analytics_nightly|2024-06-30|graph|scheduled__2024-06-30T02:00:00+00:00"
-    assert P.parse_emr_step_name(name) == {
-        "dag_id": "customer_analytics_nightly",
-        "ds": "2024-06-30",
-        "step": "graph",
-        "run_id": run_id,
-    }
-    odd = P.emr_step_name("d", "manual|run with spaces", "2024-06-30", "graph")
-    assert P.parse_emr_step_name(odd)["run_id"] == "manual_run_with_spaces"
-    assert len(P.emr_step_name("d" * 300, "r", "2024-06-30", "graph")) == 256
-    assert P.parse_emr_step_name("not a pipeline step") is None
-
-
 @pytest.mark.parametrize(
     "bad", ["2024-6-30", "2024-02-30", "20240630", None, 20240630, "2024-06-30; rm -rf /"]
 )

@@ -16,6 +16,7 @@ from moto import mock_aws
 from include import pipeline as P
 from include import run_report as R
 from include.cluster_profiles import PROFILES, instance_types
+from plugins.emr_naming import emr_step_name
 from spark_jobs.cli import main
 from spark_jobs.protocol import METRICS_PREFIX
 from tests.helpers import write_landing_csv
@@ -297,7 +298,7 @@ def test_emr_usage_and_step_timings_are_read_through_boto3():
         JobFlowRole="EMR_EC2_DefaultRole",
         ServiceRole="EMR_DefaultRole",
     )["JobFlowId"]
-    name = P.emr_step_name("customer_analytics_nightly", "manual__1", DS, "graph")
+    name = emr_step_name("customer_analytics_nightly", "manual__1", DS, "graph")
     step = {"Name": name, "ActionOnFailure": "CONTINUE",
             "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["spark-submit", "x.py"]}}  # fmt: skip
     client.add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])

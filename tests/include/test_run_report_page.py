@@ -17,8 +17,8 @@ from types import SimpleNamespace
 import boto3
 from moto import mock_aws
 
-from include import pipeline as P
 from include import run_report as R
+from plugins.emr_naming import emr_step_name
 
 DAG = "customer_analytics_nightly"
 DS = "2024-06-10"
@@ -135,7 +135,7 @@ def test_a_steps_row_has_its_queue_start_up_and_spark_time_from_the_job_or_from_
 
     # on EMR the queue is the step's (created -> started), the start-up and Spark time the job's
     planned = R.nightly_steps(DS, ["graph"], emr=True)
-    name = P.emr_step_name(DAG, RUN, DS, "graph")
+    name = emr_step_name(DAG, RUN, DS, "graph")
     report = R.build_report(
         dag_id=DAG, run_id=RUN, target="emr", ds=DS, planned=planned, task_states={"wait_graph": "success"},
         metrics={("graph", DS): _metrics({"referral_graph": 40}, 8.0, 2.5)},
@@ -148,7 +148,7 @@ def test_a_steps_row_has_its_queue_start_up_and_spark_time_from_the_job_or_from_
 # ---- links ----------------------------------------------------------------------------------
 def _emr_report():
     planned = R.nightly_steps(DS, ["graph"], emr=True)
-    name = P.emr_step_name(DAG, RUN, DS, "graph")
+    name = emr_step_name(DAG, RUN, DS, "graph")
     cluster = {"cluster_id": "j-2AB3CD", "log_uri": "s3n://logs-bucket/emr/", "region": "eu-west-1",
                "estimated_cost": 1.08, "currency": "USD"}  # fmt: skip
     return R.build_report(

@@ -11,7 +11,7 @@ from moto.core.responses import ActionResult
 from moto.emr import models as emr_models
 from moto.emr.responses import ElasticMapReduceResponse
 
-from include import pipeline as P
+from plugins.emr_naming import PROJECT, safe_name
 from tests.dags.aws_fakes import FakeAws
 
 
@@ -109,9 +109,9 @@ def run_cluster(
         JobFlowRole="EMR_EC2_DefaultRole",
         ServiceRole="EMR_DefaultRole",
         Tags=[
-            {"Key": "project", "Value": P.PROJECT},
-            {"Key": "dag_id", "Value": P.safe_name(dag_id)},
-            {"Key": "run_id", "Value": P.safe_name(run_id)},
+            {"Key": "project", "Value": PROJECT},
+            {"Key": "dag_id", "Value": safe_name(dag_id)},
+            {"Key": "run_id", "Value": safe_name(run_id)},
         ],
     )
     return response["JobFlowId"]

@@ -14,7 +14,7 @@ from airflow.providers.amazon.aws.hooks.emr import EmrHook
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 
-from include import pipeline as P
+from plugins.emr_naming import emr_step_name
 from plugins.emr_steps import AWS_RETRY_CONFIG, EmrIdempotentAddStepsOperator
 from tests.dags.conftest import EMR_ENV
 from tests.reliability.emr_faults import context, run_cluster, step, step_states
@@ -80,7 +80,7 @@ def test_the_retry_config_rides_out_throttling_and_transient_errors_with_backoff
 
 def test_a_throttled_add_steps_task_adds_its_step_once(aws, sleeps):
     cluster = run_cluster(aws)
-    name = P.emr_step_name("nightly_dag", "manual__1", "2024-06-28", "graph")
+    name = emr_step_name("nightly_dag", "manual__1", "2024-06-28", "graph")
     op = EmrIdempotentAddStepsOperator(
         task_id="add_graph", job_flow_id=cluster, steps=[step(name)], botocore_config=AWS_RETRY_CONFIG
     )

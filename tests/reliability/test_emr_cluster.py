@@ -8,9 +8,9 @@ import pytest
 from airflow.sdk.exceptions import AirflowException
 from botocore.exceptions import ClientError
 
-from include import pipeline as P
 from include.cluster_profiles import cluster_tags, job_flow_overrides
 from include.settings import load_settings
+from plugins.emr_naming import PROJECT, emr_step_name
 from plugins.emr_steps import EmrIdempotentAddStepsOperator, EmrRunClusterOperator, EmrRunTeardownOperator
 from tests.dags.conftest import EMR_ENV
 from tests.reliability.emr_faults import context, lose_cluster, run_cluster, step, step_states
@@ -42,7 +42,7 @@ def test_a_retried_create_uses_the_cluster_its_first_try_started(aws):
     assert again == first
     assert len(aws.calls("ElasticMapReduce.RunJobFlow")) == 1
     # another run's cluster with the same name is not taken
-    other = overrides(Tags=[{"Key": "project", "Value": P.PROJECT}, {"Key": "run_id", "Value": "x"}])
+    other = overrides(Tags=[{"Key": "project", "Value": PROJECT}, {"Key": "run_id", "Value": "x"}])
     assert create(other).execute(context(DAG, "x")) != first
 
 
@@ -74,7 +74,7 @@ def teardown(job_flow_id: str | None) -> list[str]:
 
 def test_the_teardown_cancels_the_runs_steps_and_terminates_its_cluster(aws):
     cluster = run_cluster(aws, dag_id=DAG, run_id=RUN)
-    names = [P.emr_step_name(DAG, RUN, "2024-06-28", s) for s in ("graph", "sales_rolling")]
+    names = [emr_step_name(DAG, RUN, "2024-06-28", s) for s in ("graph", "sales_rolling")]
     EmrIdempotentAddStepsOperator(task_id="add", job_flow_id=cluster, steps=[step(n) for n in names]).execute(
         context(DAG, RUN)
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
-from include import pipeline as P
+from plugins.emr_naming import emr_step_name
 from plugins.emr_step_batches import EmrStepBatchesOperator
 from tests.reliability.emr_faults import context, run_cluster, set_step_state, step, step_states
 
@@ -15,7 +15,7 @@ RUN = "manual__backfill"
 
 
 def name(ds: str, s: str) -> str:
-    return P.emr_step_name("customer_analytics_backfill", RUN, ds, s)
+    return emr_step_name("customer_analytics_backfill", RUN, ds, s)
 
 
 BATCHES = [

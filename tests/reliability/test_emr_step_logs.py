@@ -14,14 +14,14 @@ import pytest
 import structlog
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
-from include import pipeline as P
 from plugins import emr_steps
+from plugins.emr_naming import emr_step_name
 from plugins.emr_step_batches import EmrStepBatchesOperator
 from plugins.emr_steps import EmrIdempotentAddStepsOperator, EmrRunStepSensor, tail_block
 from tests.reliability.emr_faults import context, run_cluster, set_step_state, step, step_states
 
 RUN = "manual__2024-06-28T02:00:00+00:00"
-NAME = P.emr_step_name("nightly_dag", RUN, "2024-06-28", "graph")
+NAME = emr_step_name("nightly_dag", RUN, "2024-06-28", "graph")
 LOGS = "s3://lake-bucket/lake/_emr_logs"  # run_cluster's LogUri
 STDOUT = [f"stdout line {i}" for i in range(1, 8)]  # 7 lines
 STDERR = [f"26/06/28 02:10:{i:02d} INFO Client: Application report (state: RUNNING)" for i in range(5)]
@@ -348,7 +348,7 @@ BACKFILL = "customer_analytics_backfill"
 
 
 def batch_name(ds: str, s: str) -> str:
-    return P.emr_step_name(BACKFILL, RUN, ds, s)
+    return emr_step_name(BACKFILL, RUN, ds, s)
 
 
 def test_each_step_of_a_finished_batch_gets_its_tails_in_the_order_added(aws, task_log, fake_time):

@@ -11,7 +11,7 @@ import pytest
 from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from include import pipeline as P
+from plugins.emr_naming import emr_step_name
 from plugins.emr_steps import (
     EmrIdempotentAddStepsOperator,
     EmrRunStepSensor,
@@ -22,8 +22,8 @@ from plugins.emr_steps import (
 from tests.reliability.emr_faults import context, lose_cluster, run_cluster, set_step_state, step, step_states
 
 RUN = "manual__2024-06-28T02:00:00+00:00"
-NAME = P.emr_step_name("nightly_dag", RUN, "2024-06-28", "graph")
-OTHER = P.emr_step_name("nightly_dag", RUN, "2024-06-28", "sales_rolling")
+NAME = emr_step_name("nightly_dag", RUN, "2024-06-28", "graph")
+OTHER = emr_step_name("nightly_dag", RUN, "2024-06-28", "sales_rolling")
 
 
 def add(cluster_id: str, *steps: dict) -> list[str]:
@@ -126,7 +126,7 @@ finished with failed status
 
 def test_a_failed_step_fails_the_sensor_with_its_stderr_location_and_first_error_lines(aws, capsys):
     cluster = run_cluster(aws, run_id=RUN)
-    other_run = P.emr_step_name("nightly_dag", "manual__other", "2024-06-28", "stock_daily")
+    other_run = emr_step_name("nightly_dag", "manual__other", "2024-06-28", "stock_daily")
     failed, running, _foreign = add(cluster, step(NAME), step(OTHER), step(other_run))
     set_step_state(aws, cluster, failed, "FAILED")
     set_step_state(aws, cluster, running, "RUNNING")

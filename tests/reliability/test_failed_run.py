@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from include import pipeline as P
+from plugins.emr_naming import parse_emr_step_name
 from tests.dags.aws_fakes import EmrStepPlayer
 from tests.dags.conftest import EMR_ENV
 from tests.dags.dag_runs import run_pipeline_dag
@@ -61,9 +61,9 @@ def test_a_failed_step_stops_its_branch_cleans_up_and_logs_its_stderr(aws, airfl
     assert states["wait_ingest_clickstream"] == "failed"
     # no later step: clickstream (which needs the failed ingest) was never added
     assert states["add_clickstream"] == "upstream_failed"
-    steps = {P.parse_emr_step_name(n)["step"]: s for n, s in emr.finished}
+    steps = {parse_emr_step_name(n)["step"]: s for n, s in emr.finished}
     assert steps["ingest_clickstream"] == "FAILED"
-    assert "clickstream" not in {P.parse_emr_step_name(s["Name"])["step"] for s in _added(aws)}
+    assert "clickstream" not in {parse_emr_step_name(s["Name"])["step"] for s in _added(aws)}
     # nothing announced for the failed branch (the other one only if it finished before the failed
     # step cancelled the run's other steps); the cluster is gone
     assert states["register_clickstream_checkouts"] == "upstream_failed"

@@ -9,8 +9,8 @@ import logging
 
 import pytest
 
-from include import pipeline as P
 from include.janitor import JANITOR_DAG_ID, sweep, verdict
+from plugins.emr_naming import PROJECT
 from tests.dags.conftest import EMR_ENV
 from tests.reliability.emr_faults import run_cluster
 
@@ -28,7 +28,7 @@ def cluster(created: dt.datetime, **tags: str) -> dict:
 
 
 NOW = dt.datetime(2024, 6, 29, 12, 0, tzinfo=dt.UTC)
-TAGS = {"project": P.PROJECT, "dag_id": "customer_analytics_nightly", "run_id": "scheduled__x"}
+TAGS = {"project": PROJECT, "dag_id": "customer_analytics_nightly", "run_id": "scheduled__x"}
 
 
 @pytest.mark.parametrize(
@@ -37,8 +37,8 @@ TAGS = {"project": P.PROJECT, "dag_id": "customer_analytics_nightly", "run_id": 
         (1, TAGS, True, False),  # its run still runs
         (1, TAGS, False, True),  # its run ended (or never existed)
         (15, TAGS, True, True),  # too old, whatever its run says
-        (1, {"project": P.PROJECT}, False, False),  # not started by a DAG: age limit only
-        (15, {"project": P.PROJECT}, False, True),
+        (1, {"project": PROJECT}, False, False),  # not started by a DAG: age limit only
+        (15, {"project": PROJECT}, False, True),
     ],
 )
 def test_verdict_terminates_clusters_whose_run_ended_or_that_are_too_old(age_hours, tags, active, terminate):

@@ -15,9 +15,9 @@ from moto.core import DEFAULT_ACCOUNT_ID
 
 from include import iam
 from include.iam.evaluate import Request, UnsupportedPolicy, granted_actions, is_allowed, too_broad
-from include.pipeline import PROJECT
 from include.run_local import load_dag, run_dag_test
 from include.settings import PROJECT_ROOT, SettingsError, load_settings
+from plugins.emr_naming import PROJECT
 from tests.dags.aws_fakes import CLUSTER_AGENT, REGION, AwsRequest, EmrStepPlayer
 from tests.dags.conftest import EMR_ENV
 from tests.dags.dag_runs import run_pipeline_dag
