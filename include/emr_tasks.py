@@ -26,9 +26,9 @@ from include.dag_factory import (
     step_group,
 )
 from include.settings import PROJECT_ROOT, Settings
+from plugins.emr_client import AWS_RETRY_CONFIG
 from plugins.emr_step_batches import EmrStepBatchesOperator
 from plugins.emr_steps import (
-    AWS_RETRY_CONFIG,
     EmrIdempotentAddStepsOperator,
     EmrRunClusterOperator,
     EmrRunStepSensor,

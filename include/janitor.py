@@ -15,8 +15,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from plugins.emr_client import cancel_run_steps, tagged_clusters
 from plugins.emr_naming import PROJECT
-from plugins.emr_steps import cancel_run_steps, tagged_clusters
 
 JANITOR_DAG_ID = "customer_analytics_emr_janitor"
 # A run ends within the DAGs' dagrun_timeout (12 h); 2 h more for its teardown and slack.
@@ -101,7 +101,7 @@ def build_janitor_dag(settings: Any) -> Any:
     """Hourly, no catchup: the sweep, with the maximum age and a dry run as run parameters."""
     from airflow.sdk import DAG, CronTriggerTimetable, Param, get_current_context, task
 
-    from plugins.emr_steps import AWS_RETRY_CONFIG
+    from plugins.emr_client import AWS_RETRY_CONFIG
 
     with DAG(
         dag_id=JANITOR_DAG_ID,

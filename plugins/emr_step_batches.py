@@ -20,18 +20,9 @@ from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.sdk.exceptions import AirflowException
 
-from plugins.emr_steps import (
-    ACTIVE_STEP_STATES,
-    FAILED_STEP_STATES,
-    STEP_LOG_LINES,
-    STEP_LOG_WAIT_SECONDS,
-    EmrStepsCancelOnKillTrigger,
-    StepFailureReport,
-    add_steps_once,
-    cancel_steps,
-    copy_step_logs,
-    ran,
-)
+from plugins.emr_client import ACTIVE_STEP_STATES, FAILED_STEP_STATES, add_steps_once, cancel_steps
+from plugins.emr_step_logs import STEP_LOG_LINES, STEP_LOG_WAIT_SECONDS, copy_step_logs, ran
+from plugins.emr_steps import EmrStepsCancelOnKillTrigger, StepFailureReport
 
 MAX_STEPS_PER_BATCH = 10  # ListSteps (what the trigger polls) filters on at most 10 step ids
 

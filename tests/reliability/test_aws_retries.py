@@ -14,8 +14,9 @@ from airflow.providers.amazon.aws.hooks.emr import EmrHook
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 
+from plugins.emr_client import AWS_RETRY_CONFIG
 from plugins.emr_naming import emr_step_name
-from plugins.emr_steps import AWS_RETRY_CONFIG, EmrIdempotentAddStepsOperator
+from plugins.emr_steps import EmrIdempotentAddStepsOperator
 from tests.dags.conftest import EMR_ENV
 from tests.reliability.emr_faults import context, run_cluster, step, step_states
 

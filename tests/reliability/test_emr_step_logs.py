@@ -14,10 +14,11 @@ import pytest
 import structlog
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
-from plugins import emr_steps
+from plugins import emr_step_logs
 from plugins.emr_naming import emr_step_name
 from plugins.emr_step_batches import EmrStepBatchesOperator
-from plugins.emr_steps import EmrIdempotentAddStepsOperator, EmrRunStepSensor, tail_block
+from plugins.emr_step_logs import tail_block
+from plugins.emr_steps import EmrIdempotentAddStepsOperator, EmrRunStepSensor
 from tests.reliability.emr_faults import context, run_cluster, set_step_state, step, step_states
 
 RUN = "manual__2024-06-28T02:00:00+00:00"
@@ -48,8 +49,8 @@ class FakeTime:
 @pytest.fixture
 def fake_time(monkeypatch) -> FakeTime:
     fake = FakeTime()
-    monkeypatch.setattr(emr_steps, "_clock", fake.clock)
-    monkeypatch.setattr(emr_steps, "_sleep", fake.sleep)
+    monkeypatch.setattr(emr_step_logs, "_clock", fake.clock)
+    monkeypatch.setattr(emr_step_logs, "_sleep", fake.sleep)
     return fake
 
 
@@ -414,7 +415,7 @@ def test_a_failure_to_copy_the_logs_is_a_warning_not_a_failed_task(aws, task_log
     def broken(s3, uri):
         raise RuntimeError("unexpected")
 
-    monkeypatch.setattr(emr_steps, "read_log", broken)
+    monkeypatch.setattr(emr_step_logs, "read_log", broken)
     task_log.text()
     sensor(cluster, step_id).execute_complete(context(), {"status": "success"})  # no exception
     assert task_log.records[-1] == {

@@ -12,12 +12,11 @@ from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from plugins.emr_naming import emr_step_name
+from plugins.emr_step_logs import error_lines, stderr_uri
 from plugins.emr_steps import (
     EmrIdempotentAddStepsOperator,
     EmrRunStepSensor,
     EmrStepCancelOnKillTrigger,
-    error_lines,
-    stderr_uri,
 )
 from tests.reliability.emr_faults import context, lose_cluster, run_cluster, set_step_state, step, step_states
 
