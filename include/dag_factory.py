@@ -15,13 +15,13 @@ In the UI each step of the spec is a task group named after it (`step_group`), t
 `register_referral_graph`), so the run report, alerting and earlier runs find the same tasks.
 
 The emr tasks live in `include.emr_tasks`, imported only for that target: the local target
-never loads the AWS SDK at parse time.
+never loads the AWS SDK at parse time. What both targets build from (the task groups, the
+`register_<output>` tasks, the step timeout) is `include.dag_parts`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import tempfile
@@ -32,13 +32,11 @@ from typing import Any
 import pendulum
 from airflow.sdk import (
     DAG,
-    Asset,
     CronDataIntervalTimetable,
     DeadlineAlert,
     DeadlineReference,
     Param,
     SyncCallback,
-    TaskGroup,
     get_current_context,
     task,
 )
@@ -47,14 +45,14 @@ from include import pipeline as P
 from include.alert_settings import deadline_interval
 from include.alerts import RunFailedNotifier, deadline_missed
 from include.cluster_profiles import PROFILES, cluster_tags, job_flow_overrides
-from include.emr_release import OPENLINEAGE_SPARK_JAR
+from include.dag_parts import AUDIT_TOOLTIP, PUBLISH_TOOLTIP, register_group, register_output, step_group
 from include.lineage import spark_properties
+from include.packaging import code_location
 from include.run_dates import DS_DESCRIPTION, run_ds
 from include.run_report import add_run_report, lake_io
 from include.settings import PROJECT_ROOT, Settings
-from plugins.emr_naming import emr_step_name, safe_name
+from plugins.emr_naming import emr_step_name
 from plugins.spark_job import SparkJobSubprocessOperator
-from spark_jobs.catalog import WAREHOUSE
 from spark_jobs.paths import audit_uri
 
 NIGHTLY_DAG_ID = "customer_analytics_nightly"
@@ -63,25 +61,12 @@ BACKFILL_DAG_ID = "customer_analytics_backfill"
 # (= data_interval_start) is D, so ds is the day whose data is complete.
 NIGHTLY_SCHEDULE = "0 2 * * *"
 START_DATE = pendulum.datetime(2024, 1, 1, tz="UTC")
-STEP_TIMEOUT = timedelta(hours=6)  # a step running longer than this is stuck, not slow
 DS_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 
 log = logging.getLogger(__name__)
 
 
 # ---- what the DAGs share -------------------------------------------------------------------
-def output_asset(settings: Settings, output: str) -> Asset:
-    """The Asset of a curated output: its Iceberg table, named by where the table lives.
-
-    `LAKE/warehouse/curated/<output>` (s3:// or file://) on both targets. Airflow wants an asset's
-    name and URI to be unique together: a fixed name with a per-lake URI would make the asset of
-    one lake (or target) inactive once another is parsed. Each event carries the table's new
-    snapshot id (`register_output`).
-    """
-    uri = f"{settings.lake}/{WAREHOUSE}/curated/{output}"
-    return Asset(name=uri, uri=uri, group="customer-analytics")
-
-
 def default_args(settings: Settings) -> dict[str, Any]:
     return {
         "owner": "data-platform",
@@ -159,22 +144,6 @@ def backfill_params(settings: Settings) -> dict[str, Param]:
 
 
 # ---- planning (pure) -----------------------------------------------------------------------
-def code_location(settings: Settings, version: str) -> dict[str, str]:
-    """Where a code version lives in S3: one folder per version, never overwritten."""
-    from include.packaging import ENTRYPOINT_NAME
-
-    prefix = f"{settings.code_uri}/{version}"
-    code = {
-        "version": version,
-        "py_files": f"{prefix}/spark_jobs-{version}.zip",
-        "entrypoint": f"{prefix}/{ENTRYPOINT_NAME}",
-    }
-    if settings.lineage:
-        # the OpenLineage listener beside the code (no EMR release bundles one); versioned by name
-        code["jars"] = f"{settings.code_uri}/jars/{OPENLINEAGE_SPARK_JAR}"
-    return code
-
-
 def _checked_profile(params: dict[str, Any]) -> str:
     profile = params.get("cluster_profile")
     if not isinstance(profile, str) or profile not in PROFILES:
@@ -343,37 +312,6 @@ def _code_args(settings: Settings, code: dict[str, str]) -> dict[str, Any]:
     }
 
 
-# ---- task groups ---------------------------------------------------------------------------
-REGISTER_GROUP = "register"
-AUDIT_TOOLTIP = "audit: the checks on what the run's steps wrote to its branch, once every step ended"
-PUBLISH_TOOLTIP = "publish: main := the run's branch, per table, once the audit passed"
-
-
-def step_tooltip(step: P.Step) -> str:
-    """What the spec says of a step, for its group's tooltip: its job, what it needs, what it produces."""
-    parts = [" ".join((step.job, *step.options))]
-    if step.depends_on:
-        parts.append(f"after {', '.join(step.depends_on)}")
-    if step.produces:
-        parts.append(f"produces {', '.join(step.produces)}")
-    return "; ".join(parts)
-
-
-def step_group(step: P.Step, tooltip: str | None = None) -> TaskGroup:
-    """The task group of one step (use it as `with`): its id is the step's name; the ids of the
-    tasks in it stay unprefixed (`add_graph`, not `graph.add_graph`)."""
-    return TaskGroup(step.name, tooltip=tooltip or step_tooltip(step), prefix_group_id=False)
-
-
-def register_group() -> TaskGroup:
-    """The `register_<output>` tasks: the asset events, once the run published."""
-    return TaskGroup(
-        REGISTER_GROUP,
-        tooltip="each published output's Airflow asset event, with the table's new snapshot",
-        prefix_group_id=False,
-    )
-
-
 # ---- tasks ---------------------------------------------------------------------------------
 def _plan_task(settings: Settings, kind: str):
     @task(task_id="plan", multiple_outputs=True, retries=0)
@@ -424,60 +362,6 @@ def _local_job(
         spark_server=spark_server,
         lineage=spark_properties(settings),
     )
-
-
-def table_asset_extra(metrics: list[dict[str, Any]], table: str) -> dict[str, Any] | None:
-    """What an asset event says of a table's commits in the jobs' metrics.
-
-    The last commit is the table's new snapshot; a task that wrote several dates (a backfill)
-    lists each date's snapshot too. None when no job wrote the table.
-    """
-    commits = [(m.get("ds"), m["tables"][table]) for m in metrics if table in (m.get("tables") or {})]
-    if not commits:
-        return None
-    ds, last = commits[-1]
-    extra: dict[str, Any] = {
-        "table": table,
-        "snapshot_id": last["snapshot_id"],
-        "ds": ds,
-        "rows": last["rows"],
-    }
-    if len(commits) > 1:
-        extra["snapshots"] = {str(d): c["snapshot_id"] for d, c in commits}
-    return extra
-
-
-def register_output(settings: Settings, output: str, dates: Any):
-    """`register_<output>`: the output's asset event once the run published, with its new snapshot.
-
-    `dates` (the plan's ds, or the backfill's dates) name the metrics files of the producing step
-    (spark_jobs/cli.py) that hold its commits; a file left by another run does not count. The
-    table itself is registered by the catalog when the job commits (Glue on EMR): this only tells
-    Airflow (data-aware schedules, lineage) which snapshot is new.
-    """
-    from include.run_report import lake_io, metrics_uri
-
-    asset = output_asset(settings, output)
-    step = P.STEPS[P.PRODUCER[output]]
-    table = f"curated.{output}"
-
-    @task(task_id=f"register_{output}", outlets=[asset])
-    def register(dates: str | list[str]) -> dict[str, Any] | None:
-        ctx = get_current_context()
-        read, _ = lake_io(settings.aws_conn_id if settings.is_emr else None, settings.region)
-        found = []
-        for ds in [dates] if isinstance(dates, str) else dates:
-            text = read(metrics_uri(settings.lake, step, ds))
-            record = json.loads(text) if text else None
-            if record is None or record.get("run_id") != safe_name(ctx["run_id"]):
-                raise RuntimeError(f"step {step.name} left no metrics of this run for {ds}")
-            found.append(record)
-        extra = table_asset_extra(found, table)
-        if extra is not None:
-            ctx["outlet_events"][asset].extra.update(extra)
-        return extra
-
-    return register(dates)
 
 
 def spark_server_socket(dag_id: str, run_id: str) -> str:

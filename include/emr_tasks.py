@@ -17,7 +17,7 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import chain, task
 
 from include import pipeline as P
-from include.dag_factory import (
+from include.dag_parts import (
     AUDIT_TOOLTIP,
     PUBLISH_TOOLTIP,
     STEP_TIMEOUT,

@@ -2,7 +2,8 @@
 
 `spark-submit --py-files spark_jobs-<version>.zip spark_jobs_main.py JOB --ds ... --lake ...`
 runs exactly what `python -m spark_jobs JOB ...` runs locally. The version carries a content
-hash, so a changed job never overwrites the code a running cluster is using.
+hash, so a changed job never overwrites the code a running cluster is using; `code_location` says
+where in S3 a version goes (the EMR DAGs upload it there, preflight checks it may).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import spark_jobs
+from include.emr_release import OPENLINEAGE_SPARK_JAR
+from include.settings import Settings
 
 PACKAGE_DIR = Path(spark_jobs.__file__).resolve().parent
 ENTRYPOINT_NAME = "spark_jobs_main.py"
@@ -65,6 +68,20 @@ def build_bundle() -> CodeBundle:
             zf.writestr(info, data)
     version = f"{spark_jobs.__version__}-{digest.hexdigest()[:12]}"
     return CodeBundle(version, buffer.getvalue(), ENTRYPOINT_SOURCE.encode())
+
+
+def code_location(settings: Settings, version: str) -> dict[str, str]:
+    """Where a code version lives in S3: one folder per version, never overwritten."""
+    prefix = f"{settings.code_uri}/{version}"
+    code = {
+        "version": version,
+        "py_files": f"{prefix}/spark_jobs-{version}.zip",
+        "entrypoint": f"{prefix}/{ENTRYPOINT_NAME}",
+    }
+    if settings.lineage:
+        # the OpenLineage listener beside the code (no EMR release bundles one); versioned by name
+        code["jars"] = f"{settings.code_uri}/jars/{OPENLINEAGE_SPARK_JAR}"
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -289,8 +289,7 @@ def _document(doc: Any) -> dict[str, Any]:
 
 
 def check_code_location(settings: Settings, aws: Clients) -> list[Finding]:
-    from include.dag_factory import code_location
-    from include.packaging import build_bundle
+    from include.packaging import build_bundle, code_location
 
     target = code_location(settings, build_bundle().version)["py_files"]
     bucket, key = _bucket_key(target)

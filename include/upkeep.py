@@ -23,10 +23,10 @@ from include.dag_factory import (
     START_DATE,
     _local_job,
     _local_spark,
-    code_location,
     default_args,
     spark_server_socket,
 )
+from include.packaging import code_location
 from include.settings import Settings
 from plugins.emr_naming import emr_step_name, safe_name
 
