@@ -216,6 +216,8 @@ def machine() -> dict[str, Any]:
         except PackageNotFoundError:
             versions[dist] = "not installed"
     versions["moto"] = version("moto")
+    from spark_jobs.common import LOCAL_JVM_OPTIONS
+
     return {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
@@ -226,4 +228,7 @@ def machine() -> dict[str, Any]:
         "versions": versions,
         "spark_driver_memory": os.environ.get("SPARK_DRIVER_MEMORY", "2g"),
         "spark_shuffle_partitions": os.environ.get("SPARK_SHUFFLE_PARTITIONS", "8 (get_spark default)"),
+        "spark_driver_java_options": os.environ.get(
+            "SPARK_DRIVER_JAVA_OPTIONS", f"{LOCAL_JVM_OPTIONS} (local default)"
+        ),
     }
