@@ -14,7 +14,7 @@ os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
 @pytest.fixture(scope="session")
 def spark():
     """The local Spark of the jobs (Iceberg, its SQL extensions), sized for small test data."""
-    from spark_jobs.common import local_builder
+    from spark_jobs.session import local_builder
 
     session = (
         local_builder("tests", master="local[2]")

@@ -32,7 +32,7 @@ WRITER = """
 import datetime as dt, sys, time
 from pyspark.sql import functions as F
 from spark_jobs import tables
-from spark_jobs.common import local_builder
+from spark_jobs.session import local_builder
 from spark_jobs.schemas import PROCESSED
 
 lake, rows, pause = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
