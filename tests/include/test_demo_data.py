@@ -18,8 +18,8 @@ from include.demo_data import (
     TICKERS,
     generate,
     generate_if_empty,
-    main,
 )
+from scripts.generate_demo_data import main
 from spark_jobs import tables
 from spark_jobs.cli import parse_args
 from spark_jobs.ingest import run

@@ -414,7 +414,7 @@ def test_the_recorded_calls_would_be_denied_on_a_cluster_without_the_project_tag
 
 
 def test_the_command_prints_each_roles_rendered_documents(monkeypatch, capsys):
-    from include.iam.__main__ import main
+    from scripts.render_iam_policies import main
 
     env = {
         **EMR_ENV,
