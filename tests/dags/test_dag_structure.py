@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-import tests.conftest_airflow  # noqa: F401  (Airflow's home before Airflow is imported)
+import tests.harness.airflow_home  # noqa: F401  (Airflow's home before Airflow is imported)
 from include import pipeline as P
 from include.run_local import DAGS_FOLDER
 from include.settings import PROJECT_ROOT
-from tests.dags.conftest import EMR_ENV
+from tests.harness.settings import EMR_ENV
 
 NIGHTLY, BACKFILL = "customer_analytics_nightly", "customer_analytics_backfill"
 MAINTENANCE, ROLLBACK = "customer_analytics_maintenance", "customer_analytics_rollback"
@@ -106,7 +106,7 @@ def test_the_local_target_parses_without_loading_the_aws_sdk():
 
     probe = (
         "import os, sys\n"
-        "import tests.conftest_airflow\n"
+        "import tests.harness.airflow_home\n"
         "os.environ['PIPELINE_TARGET'] = 'local'\n"
         "from airflow.dag_processing.dagbag import DagBag\n"
         f"bag = DagBag(dag_folder={str(DAGS_FOLDER)!r})\n"

@@ -24,7 +24,7 @@ from spark_jobs import tables
 from spark_jobs.cli import parse_args
 from spark_jobs.ingest import run
 from spark_jobs.schemas import DATASETS, KEYS, LANDING_COLUMNS
-from tests.lake_tables import read_table
+from tests.harness.lake_tables import read_table
 
 START, END = "2024-06-27", "2024-06-30"  # Thursday .. Sunday
 SCALE = 0.003

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from include.settings import PROJECT_ROOT
-from tests.conftest import lake_dir
-from tests.lake_tables import catalog, seed_rows
+from tests.harness.lake_files import lake_dir
+from tests.harness.lake_tables import catalog, seed_rows
 
 D = dt.date(2024, 6, 28)
 OLD_ROWS, NEW_ROWS = 400, 1000
