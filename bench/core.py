@@ -29,9 +29,9 @@ def work_dir(base: Path | None = None) -> Path:
     return root
 
 
-# The emr target's settings for parsing and for the moto run (the same values as the DAG tests'
-# tests/dags/conftest.py; copied because importing that module imports moto and boto3, which
-# would then be loaded before the parse timer starts).
+# The emr target's settings for parsing and for the moto run (the values of the DAG tests'
+# tests/harness/settings.py, with a Glue prefix of its own; kept here so that a figure process
+# imports nothing of the tests before the parse timer starts).
 EMR_ENV = {
     "PIPELINE_TARGET": "emr",
     "PIPELINE_LAKE": "s3://lake-bucket/lake",
@@ -232,7 +232,7 @@ def machine() -> dict[str, Any]:
         except PackageNotFoundError:
             versions[dist] = "not installed"
     versions["moto"] = version("moto")
-    from spark_jobs.common import LOCAL_JVM_OPTIONS
+    from spark_jobs.session import LOCAL_JVM_OPTIONS
 
     return {
         "cpu": cpu_model(),

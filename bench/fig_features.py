@@ -181,7 +181,7 @@ def compare(lake: Path, out: Path) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> core.FigureResult:
-    from spark_jobs.common import get_spark
+    from spark_jobs.session import get_spark
 
     load = core.load_average()
     work = core.work_dir(args.work)

@@ -13,8 +13,8 @@ import json
 import pytest
 
 from include import pipeline as P
-from tests.dags.conftest import EMR_ENV
-from tests.dags.emr_runs import EmrRun, run_emr, step_job_args
+from tests.harness.emr_runs import EmrRun, run_emr, step_job_args
+from tests.harness.settings import EMR_ENV
 
 pytestmark = pytest.mark.slow
 

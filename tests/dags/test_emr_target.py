@@ -22,12 +22,13 @@ from include.emr_release import OPENLINEAGE_SPARK_JAR
 from include.packaging import build_bundle
 from include.settings import PROJECT_ROOT
 from spark_jobs.paths import audit_uri
-from tests.conftest_airflow import OPENLINEAGE_EVENTS
-from tests.dags.aws_fakes import FakeAws, StepRunner, spark_submit
-from tests.dags.conftest import EMR_ENV, demo_landing
-from tests.dags.conftest import NIGHTLY_DS as DS
-from tests.dags.conftest import NIGHTLY_HISTORY_START as HISTORY_START
-from tests.dags.emr_runs import EmrRun, run_emr, step_job_args
+from tests.harness.airflow_home import OPENLINEAGE_EVENTS
+from tests.harness.aws_fakes import FakeAws, StepRunner, spark_submit
+from tests.harness.emr_runs import EmrRun, run_emr, step_job_args
+from tests.harness.nightly import NIGHTLY_DS as DS
+from tests.harness.nightly import NIGHTLY_HISTORY_START as HISTORY_START
+from tests.harness.nightly import demo_landing
+from tests.harness.settings import EMR_ENV
 
 pytestmark = pytest.mark.slow
 

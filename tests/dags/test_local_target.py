@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from include import pipeline as P
-from tests.dags.conftest import NIGHTLY_DS as DS
-from tests.dags.conftest import NIGHTLY_HISTORY_START as HISTORY_START
-from tests.dags.dag_runs import DagRunRecord, rows_written, run_pipeline_dag
+from tests.harness.dag_runs import DagRunRecord, rows_written, run_pipeline_dag
+from tests.harness.nightly import NIGHTLY_DS as DS
+from tests.harness.nightly import NIGHTLY_HISTORY_START as HISTORY_START
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 
 from include import pipeline as P
 from plugins.emr_steps import AWS_RETRY_CONFIG, EmrIdempotentAddStepsOperator
-from tests.dags.conftest import EMR_ENV
+from tests.harness.settings import EMR_ENV
 from tests.reliability.emr_faults import context, run_cluster, step, step_states
 
 

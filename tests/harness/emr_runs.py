@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from include import pipeline as P
-from tests.dags.aws_fakes import EmrStepPlayer, FakeAws, job_args
-from tests.dags.dag_runs import DagRunRecord, run_pipeline_dag
+from tests.harness.aws_fakes import EmrStepPlayer, FakeAws, job_args
+from tests.harness.dag_runs import DagRunRecord, run_pipeline_dag
 
 
 @dataclass
