@@ -46,10 +46,10 @@ $(JARS_DIR)/.fetched: jars/pom.xml
 jars: $(JARS_DIR)/.fetched
 
 demo-data: venv jars
-	$(PY) -m include.demo_data --lake $(DEMO_LAKE) --start $(DEMO_START) --end $(DEMO_DS) --scale $(DEMO_SCALE)
+	$(PY) -m scripts.generate_demo_data --lake $(DEMO_LAKE) --start $(DEMO_START) --end $(DEMO_DS) --scale $(DEMO_SCALE)
 
 demo: demo-data
-	$(PY) -m include.run_local --lake $(DEMO_LAKE) --ds $(DEMO_DS) --history-start $(DEMO_START)
+	$(PY) -m scripts.run_dag_locally --lake $(DEMO_LAKE) --ds $(DEMO_DS) --history-start $(DEMO_START)
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -68,7 +68,7 @@ test: lint jars
 	$(PY) -m bench.suite_times $(TEST_REPORT) --top 12
 
 package: venv
-	$(PY) -m include.packaging --out dist
+	$(PY) -m scripts.package_spark_jobs --out dist
 
 # Benchmarks (not tests: no timing is asserted anywhere). Data and raw results go to .bench/.
 # `make bench BENCH_ARGS="--quick"` for small sizes, `BENCH_ARGS="--only pagerank --repeat 5"`.

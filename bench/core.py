@@ -9,7 +9,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,9 @@ def work_dir(base: Path | None = None) -> Path:
     return root
 
 
-# The emr target's settings for parsing and for the moto run (the same values as the DAG tests'
-# tests/dags/conftest.py; copied because importing that module imports moto and boto3, which
-# would then be loaded before the parse timer starts).
+# The emr target's settings for parsing and for the moto run (the values of the DAG tests'
+# tests/harness/settings.py, with a Glue prefix of its own; kept here so that a figure process
+# imports nothing of the tests before the parse timer starts).
 EMR_ENV = {
     "PIPELINE_TARGET": "emr",
     "PIPELINE_LAKE": "s3://lake-bucket/lake",
@@ -78,6 +79,21 @@ def run_probe(
         if line.startswith(prefix):
             return json.loads(line[len(prefix) :])
     raise RuntimeError(f"{what} failed:\n{out.stdout[-3000:]}\n{out.stderr[-4000:]}")
+
+
+@contextmanager
+def environ(**values: str) -> Iterator[None]:
+    """Environment variables set for the block, as they were after it."""
+    before = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def load_average() -> float:
@@ -216,6 +232,8 @@ def machine() -> dict[str, Any]:
         except PackageNotFoundError:
             versions[dist] = "not installed"
     versions["moto"] = version("moto")
+    from spark_jobs.session import LOCAL_JVM_OPTIONS
+
     return {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
@@ -226,4 +244,7 @@ def machine() -> dict[str, Any]:
         "versions": versions,
         "spark_driver_memory": os.environ.get("SPARK_DRIVER_MEMORY", "2g"),
         "spark_shuffle_partitions": os.environ.get("SPARK_SHUFFLE_PARTITIONS", "8 (get_spark default)"),
+        "spark_driver_java_options": os.environ.get(
+            "SPARK_DRIVER_JAVA_OPTIONS", f"{LOCAL_JVM_OPTIONS} (local default)"
+        ),
     }

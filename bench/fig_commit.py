@@ -237,7 +237,7 @@ def _timing(runs: list[dict[str, Any]], part: str) -> core.Timing:
 
 
 def run(args: argparse.Namespace) -> core.FigureResult:
-    from spark_jobs.common import get_spark
+    from spark_jobs.session import get_spark
 
     load = core.load_average()
     work = core.work_dir(args.work)

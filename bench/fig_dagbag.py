@@ -20,7 +20,7 @@ PROBE_PREFIX = "DAGBAG_PROBE "
 
 def probe(target: str) -> dict:
     """One parse in this (fresh) process; the DAG folder comes from include.run_local."""
-    import tests.conftest_airflow  # noqa: F401  (throwaway AIRFLOW_HOME, no PIPELINE_* leaking in)
+    import tests.harness.airflow_home  # noqa: F401  (throwaway AIRFLOW_HOME, no PIPELINE_* leaking in)
 
     if target == "emr":
         os.environ.update(core.EMR_ENV)

@@ -1,7 +1,7 @@
 """Figure 5: EMR orchestration latency under moto, steps completing a fixed delay after they appear.
 
 The nightly DAG of the emr target runs with `dag.test()` against moto (a server in this
-process, as in tests/dags); a player thread (tests/dags/aws_fakes.EmrStepPlayer's loop, with
+process, as in tests/dags); a player thread (tests/harness/aws_fakes.EmrStepPlayer's loop, with
 timestamps) completes every step `--delay` seconds after it is submitted and notes when each
 step appeared, ended, and when the cluster was asked to terminate. Measured: for each step
 that waits on other steps, the time from the last of those steps' end to its own submission,
@@ -25,12 +25,12 @@ FULL_DELAY, QUICK_DELAY = 20.0, 2.0
 
 
 def probe(delay: float, poll: int | None) -> dict:
-    import tests.conftest_airflow as airflow_setup  # throwaway AIRFLOW_HOME, moto request recorder
+    import tests.harness.airflow_home as airflow_setup  # throwaway AIRFLOW_HOME, moto request recorder
     from include import pipeline as P
     from include.settings import Settings
     from plugins.emr_naming import parse_emr_step_name
-    from tests.dags.aws_fakes import EmrStepPlayer, FakeAws, start_moto_server
-    from tests.dags.dag_runs import run_pipeline_dag
+    from tests.harness.aws_fakes import EmrStepPlayer, FakeAws, start_moto_server
+    from tests.harness.dag_runs import run_pipeline_dag
 
     class TimedPlayer(EmrStepPlayer):
         """EmrStepPlayer that also records when each step appeared and ended, and the termination."""

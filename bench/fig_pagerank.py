@@ -130,7 +130,7 @@ def networkx_pagerank(path: Path, tol: float) -> dict[str, float]:
 
 def run(args: argparse.Namespace) -> core.FigureResult:
     from spark_jobs import graph
-    from spark_jobs.common import get_spark
+    from spark_jobs.session import get_spark
 
     load = core.load_average()
     work = core.work_dir(args.work)

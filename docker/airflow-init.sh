@@ -16,7 +16,7 @@ java -version 2>&1 | head -1
 python -c "import pyspark, airflow.providers.amazon as a; print('pyspark', pyspark.__version__, 'amazon', a.__version__)"
 
 echo "== mounted project"
-for d in dags include plugins spark_jobs; do
+for d in dags include plugins spark_jobs scripts; do
   if [[ ! -d "$project/$d" ]]; then
     echo "missing $project/$d: run docker compose from the project root" >&2
     exit 1
@@ -47,7 +47,7 @@ lake=/opt/airflow/lake
 echo "== demo lake"
 if [[ "${PIPELINE_LAKE:-}" == "file://$lake" ]]; then
   # Only into an empty volume (its first start): a lake holding anything is left as it is.
-  python -m include.demo_data --lake "$lake" --if-empty \
+  python -m scripts.generate_demo_data --lake "$lake" --if-empty \
     --start "${DEMO_START:?}" --end "${DEMO_END:?}" --scale "${DEMO_SCALE:?}"
 else
   echo "PIPELINE_LAKE is ${PIPELINE_LAKE:-unset}, not the lake volume: no demo data"

@@ -101,6 +101,7 @@ def build_janitor_dag(settings: Any) -> Any:
     """Hourly, no catchup: the sweep, with the maximum age and a dry run as run parameters."""
     from airflow.sdk import DAG, CronTriggerTimetable, Param, get_current_context, task
 
+    from include.dag_factory import default_args
     from plugins.emr_client import AWS_RETRY_CONFIG
 
     with DAG(
@@ -110,7 +111,7 @@ def build_janitor_dag(settings: Any) -> Any:
         catchup=False,
         max_active_runs=1,
         tags=["customer-analytics", "emr", "janitor"],
-        default_args={"owner": "data-platform", "retries": 1, "retry_delay": dt.timedelta(minutes=5)},
+        default_args=default_args(settings),  # retries as PIPELINE_RETRIES says, as every DAG's
         params={
             "max_age_hours": Param(
                 DEFAULT_MAX_AGE_HOURS, type="integer", minimum=1, maximum=168, title="Maximum cluster age (h)"

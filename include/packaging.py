@@ -3,12 +3,12 @@
 `spark-submit --py-files spark_jobs-<version>.zip spark_jobs_main.py JOB --ds ... --lake ...`
 runs exactly what `python -m spark_jobs JOB ...` runs locally. The version carries a content
 hash, so a changed job never overwrites the code a running cluster is using; `code_location` says
-where in S3 a version goes (the EMR DAGs upload it there, preflight checks it may).
+where in S3 a version goes (the EMR DAGs upload it there, preflight checks it may). The EMR tasks
+build it at run time; `python -m scripts.package_spark_jobs` (`make package`) writes it to dist/.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import zipfile
@@ -82,17 +82,3 @@ def code_location(settings: Settings, version: str) -> dict[str, str]:
         # the OpenLineage listener beside the code (no EMR release bundles one); versioned by name
         code["jars"] = f"{settings.code_uri}/jars/{OPENLINEAGE_SPARK_JAR}"
     return code
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=Path("dist"))
-    args = parser.parse_args(argv)
-    bundle = build_bundle()
-    zip_path, entry_path = bundle.write(args.out)
-    print(f"version {bundle.version}: {zip_path} ({len(bundle.zip_bytes)} bytes), {entry_path}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -84,7 +84,7 @@ class Settings:
     # One Glue database per table zone: <prefix>_processed, <prefix>_quarantine, <prefix>_curated.
     glue_database_prefix: str = DEFAULT_GLUE_PREFIX
     # Security (emr only). The security configuration is created once per account and region
-    # with `python -m include.emr_security`; clusters only name it.
+    # with `python -m scripts.create_emr_security_configuration`; clusters only name it.
     security_configuration: str = "customer-market-analytics"
     kms_key_arn: str = ""  # local disk (and S3 with SSE-KMS) encryption key
     s3_encryption: str = "SSE-KMS"

@@ -9,8 +9,8 @@ into `.env`.
 Nothing here is written twice: the policies are `include/iam/*.json` and the security
 configuration is `include.emr_security.security_configuration`, their `${Placeholders}` turned
 into `Fn::Sub` (the same syntax); Glue database and role names come from the same functions the
-DAGs and `python -m include.iam` use. `python -m infra.template` writes the template file;
-`--check` fails when the committed file is not what the sources generate (make test runs it).
+DAGs and `python -m scripts.render_iam_policies` use. `python -m infra.template` writes the
+template file; `--check` fails when the committed file is not what the sources generate (make test runs it).
 """
 
 from __future__ import annotations

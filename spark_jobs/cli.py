@@ -140,8 +140,9 @@ def main(
     except JobInputError as exc:
         print(f"spark_jobs: bad arguments: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    from spark_jobs.common import get_spark, write_text
+    from spark_jobs.common import write_text
     from spark_jobs.lineage import StepLineage, job_name, properties
+    from spark_jobs.session import get_spark
 
     module = importlib.import_module(JOBS[args.job])
     spark = get_spark(f"{args.job}-{args.ds}", args.lake)

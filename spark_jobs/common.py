@@ -1,18 +1,16 @@
-"""Shared plumbing of the jobs: arguments, the Spark session, and paths of the landing files.
+"""Shared plumbing of the jobs: arguments, bad input, small files and paths of the landing files.
 
-The tables (processed, quarantine, curated zones) are Iceberg tables: see `spark_jobs.tables`.
-Landing stays the files upstream delivers; they, the run metrics and the stream checkpoints are
-read and written through Hadoop's FileSystem, so the same code works on `file://` locally and
-on `s3://` (EMRFS) on a cluster.
+The jobs' Spark session is `spark_jobs.session`; the tables (processed, quarantine, curated
+zones) are Iceberg tables: see `spark_jobs.tables`. Landing stays the files upstream delivers;
+they, the run metrics and the stream checkpoints are read and written through Hadoop's
+FileSystem, so the same code works on `file://` locally and on `s3://` (EMRFS) on a cluster.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import re
-import sys
 from pathlib import Path
 
 from pyspark.sql import Column, SparkSession
@@ -56,113 +54,7 @@ def date_range(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
 
 
-# ---- Spark ---------------------------------------------------------------------------------
-# Set by a long-lived local Spark application (spark_jobs.server) that runs many jobs: each job
-# then gets a new session of it (own SQL settings, catalogs and temporary views) instead of a JVM.
-_SHARED: SparkSession | None = None
-_ISSUED: list[SparkSession] = []  # the sessions handed out of _SHARED, closed after each job
-
-JARS_DIR_VAR = "SPARK_JOBS_JARS_DIR"
-_DEFAULT_JARS_DIR = Path(__file__).resolve().parent.parent / ".cache" / "jars"
-# Local runs need Iceberg's runtime, the SQLite JDBC driver and the OpenLineage listener (it only
-# listens when a job's lineage settings say so: spark_jobs.lineage); an s3:// lake (the EMR
-# target's commands run locally against a stand-in of S3 and Glue) also Iceberg's AWS bundle and s3a.
-_LOCAL_JARS = ("iceberg-spark-runtime-", "sqlite-jdbc-", "openlineage-spark_")
-_S3_JARS = ("iceberg-aws-bundle-", "hadoop-aws-", "aws-java-sdk-bundle-")
-
-
-def local_jars(*, s3: bool = False) -> list[str]:
-    """The Spark packages of a local run (fetched by `make jars`), as absolute paths."""
-    folder = Path(os.environ.get(JARS_DIR_VAR) or _DEFAULT_JARS_DIR)
-    wanted = _LOCAL_JARS + (_S3_JARS if s3 else ())
-    found = sorted(str(p) for p in folder.glob("*.jar") if p.name.startswith(wanted))
-    missing = [w for w in wanted if not any(Path(f).name.startswith(w) for f in found)]
-    if missing:
-        raise RuntimeError(
-            f"no {', '.join(m + '*.jar' for m in missing)} in {folder}: run `make jars` "
-            f"(or point {JARS_DIR_VAR} at a folder holding them)"
-        )
-    return found
-
-
-def local_builder(app_name: str, *, master: str | None = None, s3: bool = False) -> SparkSession.Builder:
-    """A local-mode session with what EMR gives a cluster by configuration: Iceberg and its SQL."""
-    from spark_jobs.catalog import EXTENSIONS
-
-    # Python workers (pandas UDFs) run the driver's interpreter and packages unless told otherwise;
-    # PySpark reads this when the SparkContext starts.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = (
-        SparkSession.builder.appName(app_name)
-        .master(master or os.environ.get("SPARK_MASTER", "local[*]"))
-        .config("spark.jars", ",".join(local_jars(s3=s3)))
-        .config("spark.sql.extensions", EXTENSIONS)
-        .config("spark.driver.memory", os.environ.get("SPARK_DRIVER_MEMORY", "2g"))
-        .config("spark.sql.shuffle.partitions", os.environ.get("SPARK_SHUFFLE_PARTITIONS", "8"))
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.session.timeZone", "UTC")
-        # Our row_number() = 1 filters deduplicate by transaction/event id, which are nearly all
-        # unique: Spark 3.5's partial WindowGroupLimit would sort every row before the shuffle
-        # and drop none (one extra sort of the whole input; see docs/BENCHMARKS.md, figure 2).
-        .config("spark.sql.optimizer.windowGroupLimitThreshold", "-1")
-        # Listing landing directories from the driver takes milliseconds; above the default
-        # threshold (32 paths) Spark starts a job to list them (seconds for a history range).
-        .config("spark.sql.sources.parallelPartitionDiscovery.threshold", "4096")
-    )
-    if s3:
-        builder = _with_local_s3(builder)
-    return builder
-
-
-def _with_local_s3(builder: SparkSession.Builder) -> SparkSession.Builder:
-    """s3:// through Hadoop's s3a (EMR has EMRFS), at AWS_ENDPOINT_URL(_S3) when one is set (moto)."""
-    builder = builder.config("spark.hadoop.fs.s3.impl", "org.apache.hadoop.fs.s3a.S3AFileSystem")
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if endpoint:
-        builder = (
-            builder.config("spark.hadoop.fs.s3a.endpoint", endpoint)
-            .config("spark.hadoop.fs.s3a.path.style.access", "true")
-            .config("spark.hadoop.fs.s3a.connection.ssl.enabled", str(endpoint.startswith("https")).lower())
-            .config("spark.hadoop.fs.s3a.change.detection.mode", "none")
-        )
-    return builder
-
-
-def get_spark(app_name: str = "spark_jobs", lake: str | None = None) -> SparkSession:
-    """The job's SparkSession, its catalog `lake` serving `lake`.
-
-    Under spark-submit (EMR) the cluster's configuration set up the catalog; in local mode
-    (`python -m spark_jobs`) this starts Spark with Iceberg and points the catalog at the lake.
-    """
-    from spark_jobs.catalog import is_s3
-    from spark_jobs.tables import bind
-
-    if _SHARED is not None:
-        spark = _SHARED.newSession()
-        _ISSUED.append(spark)
-    elif "PYSPARK_GATEWAY_PORT" in os.environ:
-        # spark-submit opened the gateway: the cluster's session, configured by the cluster.
-        spark = SparkSession.builder.appName(app_name).getOrCreate()
-    else:
-        spark = local_builder(app_name, s3=bool(lake and is_s3(lake))).getOrCreate()
-    spark.sparkContext.setLogLevel(os.environ.get("SPARK_LOG_LEVEL", "WARN"))
-    if lake:
-        spark = bind(spark, lake)
-        if _SHARED is not None:
-            _ISSUED.append(spark)
-    return spark
-
-
-def release_sessions() -> None:
-    """Close the catalogs of the sessions handed out since the last call (a shared application
-    between two jobs): their connections to the catalog go with the job that opened them."""
-    from spark_jobs.tables import close_catalog
-
-    while _ISSUED:
-        close_catalog(_ISSUED.pop())
-
-
+# ---- files through Hadoop's FileSystem ----------------------------------------------------
 def hadoop_fs(spark: SparkSession, uri: str):
     """(Hadoop FileSystem, Path) of a URI: file:// locally, s3:// on EMR (EMRFS) or through s3a."""
     jvm = spark.sparkContext._jvm

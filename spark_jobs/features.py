@@ -86,12 +86,6 @@ def feature_correlation(features: DataFrame) -> DataFrame:
     return features.agg(*aggregates).select(F.explode(F.array(*pairs)).alias("p")).select("p.*")
 
 
-def latest_customers(spark: SparkSession, ds: dt.date) -> tuple[dt.date, DataFrame]:
-    """The latest processed customers snapshot on or before ds (each date holds a full snapshot)."""
-    snapshot = tables.latest_date(spark, "processed", "customers", ds)
-    return snapshot, tables.read(spark, "processed", "customers", since=snapshot, upto=snapshot).drop("dt")
-
-
 def run(spark: SparkSession, args) -> dict:
     ds = args.ds
     try:
@@ -99,7 +93,7 @@ def run(spark: SparkSession, args) -> dict:
     except JobInputError as exc:
         raise JobInputError(f"{exc} (the graph job of the same ds writes it)") from None
     sales = tables.read_history(spark, "processed", "sales", ds)
-    snapshot_dt, customers = latest_customers(spark, ds)
+    snapshot_dt, customers = tables.read_latest(spark, "processed", "customers", ds)
     log.warning("features %s: customers snapshot dt=%s", ds, snapshot_dt)
 
     # Cached while it is written (one row per customer), so the correlation is computed from

@@ -23,7 +23,7 @@ import logging
 from pyspark.sql import SparkSession
 
 from spark_jobs import tables
-from spark_jobs.catalog import CATALOG, ZONES
+from spark_jobs.catalog import CATALOG
 
 log = logging.getLogger("spark_jobs.maintain")
 
@@ -36,18 +36,6 @@ AUDIT_BRANCH_PREFIX = "audit_"  # the branches runs write to (include/pipeline.p
 
 def _timestamp(day: dt.date) -> str:
     return f"TIMESTAMP '{day.isoformat()} 00:00:00'"
-
-
-def table_names(spark: SparkSession) -> list[tuple[str, str]]:
-    """(zone, table) of every table the catalog holds in the lake's namespaces."""
-    found = []
-    for zone in ZONES:
-        ns = tables.namespace(spark, zone)
-        if not spark.catalog.databaseExists(f"{CATALOG}.{ns}"):
-            continue
-        for row in spark.sql(f"SHOW TABLES IN {CATALOG}.{ns}").collect():
-            found.append((zone, row.tableName))
-    return sorted(found)
 
 
 def drop_old_audit_branches(spark: SparkSession, table: str, before: dt.date) -> list[str]:
@@ -99,7 +87,7 @@ def run(spark: SparkSession, args) -> dict:
     keep = getattr(args, "keep_days", None) or DEFAULT_KEEP_DAYS
     done = {
         f"{zone}.{name}": maintain_table(spark, zone, name, args.ds, keep)
-        for zone, name in table_names(spark)
+        for zone, name in tables.table_names(spark)
     }
     totals = {key: sum(t[key] for t in done.values()) for key in next(iter(done.values()), {})}
     return {"rows_in": {}, "rows_out": {}, "rows_quarantined": 0, "tables_maintained": done, **totals}

@@ -24,10 +24,8 @@ log = logging.getLogger("spark_jobs.publish")
 
 def tables_on_branch(spark: SparkSession, branch: str) -> list[tuple[str, str]]:
     """(zone, name) of every table of the lake that has `branch`."""
-    from spark_jobs.maintain import table_names
-
     found = []
-    for zone, name in table_names(spark):
+    for zone, name in tables.table_names(spark):
         if tables.current_snapshot_id(spark, tables.identifier(spark, zone, name), branch) is not None:
             found.append((zone, name))
     return found

@@ -73,8 +73,7 @@ def sales_window(spark: SparkSession, ds: dt.date) -> DataFrame:
 def run(spark: SparkSession, args) -> dict:
     ds = args.ds
     sales = sales_window(spark, ds)
-    snapshot_dt = tables.latest_date(spark, "processed", "customers", ds)
-    customers = tables.read(spark, "processed", "customers", since=snapshot_dt, upto=snapshot_dt).drop("dt")
+    snapshot_dt, customers = tables.read_latest(spark, "processed", "customers", ds)
     log.warning("sales_rolling %s: customers snapshot dt=%s", ds, snapshot_dt)
     written = tables.replace_date(
         rolling_sales_by_region(sales, customers, ds),

@@ -76,13 +76,13 @@ class _CurrentStderr(io.TextIOBase):
 
 
 def _serve(path: str, s3: bool) -> None:
-    from spark_jobs import cli, common
+    from spark_jobs import cli, session
 
     logging.basicConfig(level=logging.INFO, stream=_CurrentStderr(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
-    base = common.local_builder("spark_jobs.server", s3=s3).getOrCreate()
+    base = session.local_builder("spark_jobs.server", s3=s3).getOrCreate()
     base.sparkContext.setLogLevel(os.environ.get("SPARK_LOG_LEVEL", "WARN"))
-    common._SHARED = base
+    session._SHARED = base
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -117,9 +117,9 @@ def _serve(path: str, s3: bool) -> None:
 def _run_job(conn: socket.socket, request: dict, cli, now: Callable[[], float] = time.time) -> int:
     """`python -m spark_jobs ARGV` in this process, its output sent to the client; the job's
     timings get how long it waited for this application (jobs run one at a time)."""
-    from spark_jobs import common
+    from spark_jobs import session
 
-    base = common._SHARED
+    base = session._SHARED
     argv = [str(a) for a in request.get("argv") or []]
     sent = request.get("sent_at")  # the client's clock: same machine (a Unix socket)
     queued = max(0.0, now() - float(sent)) if isinstance(sent, (int, float)) else None
@@ -138,7 +138,7 @@ def _run_job(conn: socket.socket, request: dict, cli, now: Callable[[], float] =
         sys.stdout, sys.stderr = saved
         # Whatever the job cached, opened or left running goes, so the next job starts clean.
         with contextlib.suppress(Exception):
-            common.release_sessions()
+            session.release_sessions()
         base.catalog.clearCache()
         for query in base.streams.active:
             query.stop()

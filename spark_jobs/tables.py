@@ -155,6 +155,18 @@ def identifier(spark: SparkSession, zone: str, name: str) -> str:
     return f"{CATALOG}.{parts[0]}.{parts[1]}"
 
 
+def table_names(spark: SparkSession) -> list[tuple[str, str]]:
+    """(zone, table) of every table the catalog holds in the lake's namespaces."""
+    found = []
+    for zone in ZONES:
+        ns = namespace(spark, zone)
+        if not spark.catalog.databaseExists(f"{CATALOG}.{ns}"):
+            continue
+        for row in spark.sql(f"SHOW TABLES IN {CATALOG}.{ns}").collect():
+            found.append((zone, row.tableName))
+    return sorted(found)
+
+
 def _metadata(spark: SparkSession, table: str, kind: str, tail: str = "", **args: object) -> DataFrame:
     """`SELECT * FROM <table>.<kind> <tail>`: an Iceberg metadata table (refs, snapshots,
     partitions...), values bound as parameters. `table` comes from `identifier` (checked)."""
@@ -327,12 +339,13 @@ def read_history(
     return read(spark, zone, name, since=since, upto=upto)
 
 
-def latest_date(spark: SparkSession, zone: str, name: str, ds: dt.date) -> dt.date:
-    """The latest date with rows on or before ds (snapshot datasets: customers); JobInputError if none."""
+def read_latest(spark: SparkSession, zone: str, name: str, ds: dt.date) -> tuple[dt.date, DataFrame]:
+    """The latest date with rows on or before ds and its rows (without `dt`): a snapshot dataset
+    (customers) holds a full snapshot on each date; JobInputError if there is none."""
     dates = [d for d in dates_with_rows(spark, zone, name) if d <= ds]
     if not dates:
         raise JobInputError(f"{identifier(spark, zone, name)} has no rows on or before {ds}")
-    return dates[-1]
+    return dates[-1], read(spark, zone, name, since=dates[-1], upto=dates[-1]).drop(DT)
 
 
 # ---- writing -------------------------------------------------------------------------------

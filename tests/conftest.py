@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ("tests.harness.fixtures",)  # Airflow's DB and moto, for every Airflow test folder
+
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
 
@@ -14,7 +16,7 @@ os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
 @pytest.fixture(scope="session")
 def spark():
     """The local Spark of the jobs (Iceberg, its SQL extensions), sized for small test data."""
-    from spark_jobs.common import local_builder
+    from spark_jobs.session import local_builder
 
     session = (
         local_builder("tests", master="local[2]")
@@ -41,10 +43,6 @@ def lake(tmp_path: Path) -> str:
     root = tmp_path / "lake"
     root.mkdir()
     return root.as_uri()
-
-
-def lake_dir(lake_uri: str) -> Path:
-    return Path(lake_uri.removeprefix("file://"))
 
 
 @pytest.fixture(scope="module")

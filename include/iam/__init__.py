@@ -1,7 +1,7 @@
 """Least-privilege IAM for the three roles the pipeline needs, as templated JSON documents.
 
 `*-policy.json` are identity policies, `*-trust.json` who may assume the role. Placeholders
-(`${LakeBucket}`, ...) are filled from the settings by `render`; `python -m include.iam
+(`${LakeBucket}`, ...) are filled from the settings by `render`; `python -m scripts.render_iam_policies
 --account ID` prints them ready for `aws iam put-role-policy` or infrastructure code.
 """
 

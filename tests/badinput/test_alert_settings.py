@@ -15,14 +15,14 @@ import time_machine
 
 from include.alert_settings import AlertSettings
 from include.settings import PROJECT_ROOT, SettingsError, load_settings
-from tests.dags.airflow_runs import (
+from tests.harness.airflow_runs import (
     create_scheduled_run,
     deadlines_of,
     end_run,
     scheduler_checks_deadlines_and_executor_runs_callbacks,
     task_sdk_channel,
 )
-from tests.dags.smtp_inbox import free_port, smtp_connection
+from tests.harness.smtp_inbox import free_port, smtp_connection
 
 UTC = dt.UTC
 NIGHTLY = "customer_analytics_nightly"
@@ -122,7 +122,7 @@ def _alert_warnings(caplog) -> list[str]:
 def test_an_unreachable_smtp_server_costs_one_warning_and_the_failed_run_stays_as_it_was(
     unreachable_smtp, caplog
 ):
-    from tests.dags.dag_runs import run_pipeline_dag
+    from tests.harness.dag_runs import run_pipeline_dag
 
     with caplog.at_level(logging.INFO, logger="include.alerts"), task_sdk_channel():
         run = run_pipeline_dag("nightly", "2024-03-08", {"ingest_start_ds": "2024-03-10"})
@@ -140,7 +140,7 @@ def test_an_unreachable_smtp_server_costs_one_warning_and_the_late_run_goes_on(u
     from sqlalchemy import select
 
     from include.run_local import DAG_FILES, load_dag
-    from tests.dags.scheduling import ScheduledDag
+    from tests.harness.scheduling import ScheduledDag
 
     ScheduledDag(load_dag(DAG_FILES["nightly"]))
     with time_machine.travel(dt.datetime(2026, 4, 2, 2, 0, 5, tzinfo=UTC), tick=False):

@@ -19,9 +19,8 @@ from spark_jobs.cli import main, parse_args
 from spark_jobs.ingest import run
 from spark_jobs.protocol import EXIT_BAD_INPUT
 from spark_jobs.schemas import LANDING_COLUMNS
-from tests.conftest import lake_dir
-from tests.helpers import fail_table_writes, write_landing_csv, write_landing_jsonl
-from tests.lake_tables import load, read_table, snapshot_ids, table_exists
+from tests.harness.lake_files import lake_dir, write_landing_csv, write_landing_jsonl
+from tests.harness.lake_tables import fail_table_writes, load, read_table, snapshot_ids, table_exists
 
 DS = "2024-06-30"
 SALES = LANDING_COLUMNS["sales"]

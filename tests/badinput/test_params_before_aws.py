@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.dags.aws_fakes import EmrStepPlayer
-from tests.dags.dag_runs import run_pipeline_dag
+from tests.harness.aws_fakes import EmrStepPlayer
+from tests.harness.dag_runs import run_pipeline_dag
 
 pytestmark = pytest.mark.slow
 

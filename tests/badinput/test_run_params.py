@@ -13,8 +13,8 @@ from include import pipeline as P
 from include.dag_factory import backfill_params, nightly_params, plan_backfill, plan_nightly
 from include.settings import load_settings
 from spark_jobs.cli import parse_args
-from tests.dags.aws_fakes import job_args
-from tests.dags.conftest import EMR_ENV
+from tests.harness.aws_fakes import job_args
+from tests.harness.settings import EMR_ENV
 
 EMR = load_settings(EMR_ENV)
 LOCAL = load_settings({"PIPELINE_LAKE": "/tmp/lake"})

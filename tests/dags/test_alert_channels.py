@@ -11,7 +11,7 @@ import pytest
 
 from include.alert_settings import AlertSettings
 from include.alerts import Alert, send
-from tests.dags.aws_fakes import REGION
+from tests.harness.aws_fakes import REGION
 
 ALERT = Alert(
     subject="[customer-analytics] FAILED customer_analytics_nightly ds 2024-06-28: task plan (run r1)",

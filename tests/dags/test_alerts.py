@@ -21,7 +21,7 @@ import time_machine
 
 from include.alert_settings import AlertSettings, deadline_interval
 from include.run_local import DAG_FILES, load_dag
-from tests.dags.airflow_runs import (
+from tests.harness.airflow_runs import (
     create_scheduled_run,
     deadlines_of,
     end_run,
@@ -29,7 +29,7 @@ from tests.dags.airflow_runs import (
     scheduler_checks_deadlines_and_executor_runs_callbacks,
     task_sdk_channel,
 )
-from tests.dags.smtp_inbox import Inbox, free_port, smtp_connection
+from tests.harness.smtp_inbox import Inbox, free_port, smtp_connection
 
 NIGHTLY = "customer_analytics_nightly"
 RECIPIENTS = ["ops@example.com", "data-lead@example.com"]
@@ -80,7 +80,7 @@ def test_the_deadline_is_the_first_hh_mm_after_the_run_starts(deadline, hours):
 
 # ---- a failed run ----------------------------------------------------------------------------
 def test_a_failed_run_is_told_by_email_naming_dag_run_date_task_and_log(alerting):
-    from tests.dags.dag_runs import run_pipeline_dag
+    from tests.harness.dag_runs import run_pipeline_dag
 
     inbox = alerting
     inbox.received.clear()
@@ -110,7 +110,7 @@ def test_a_failed_run_is_told_by_email_naming_dag_run_date_task_and_log(alerting
 
 
 def test_a_failed_backfill_is_told_by_email_naming_its_range_the_task_and_the_error(alerting):
-    from tests.dags.dag_runs import run_pipeline_dag
+    from tests.harness.dag_runs import run_pipeline_dag
 
     inbox = alerting
     inbox.received.clear()
@@ -136,7 +136,7 @@ def test_a_failed_backfill_is_told_by_email_naming_its_range_the_task_and_the_er
 
 # ---- a run late for its deadline -------------------------------------------------------------
 def test_a_nightly_run_not_finished_by_the_deadline_is_told_by_email(alerting):
-    from tests.dags.scheduling import ScheduledDag
+    from tests.harness.scheduling import ScheduledDag
 
     inbox = alerting
     inbox.received.clear()

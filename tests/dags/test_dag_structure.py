@@ -17,14 +17,26 @@ from typing import Any
 
 import pytest
 
-import tests.conftest_airflow  # noqa: F401  (Airflow's home before Airflow is imported)
+import tests.harness.airflow_home  # noqa: F401  (Airflow's home before Airflow is imported)
 from include import pipeline as P
 from include.run_local import DAGS_FOLDER
 from include.settings import PROJECT_ROOT
-from tests.dags.conftest import EMR_ENV
+from tests.harness.settings import EMR_ENV
 
 NIGHTLY, BACKFILL = "customer_analytics_nightly", "customer_analytics_backfill"
 MAINTENANCE, ROLLBACK = "customer_analytics_maintenance", "customer_analytics_rollback"
+JANITOR = "customer_analytics_emr_janitor"
+# Every DAG of dags/ per target (the janitor has no clusters to clean up locally). The DagBag must
+# hold exactly these, so a new DAG cannot escape the policies every DAG is held to below.
+DAG_IDS = {
+    "local": (NIGHTLY, BACKFILL, MAINTENANCE, ROLLBACK),
+    "emr": (NIGHTLY, BACKFILL, MAINTENANCE, ROLLBACK, JANITOR),
+}
+EVERY_DAG = [
+    pytest.param(target, dag_id, id=f"{target}-{dag_id}") for target, ids in DAG_IDS.items() for dag_id in ids
+]
+# DAGs whose tasks do not retry, each with why.
+NO_RETRIES = {ROLLBACK: "a person triggers it and watches it: a failed rollback is looked at, not retried"}
 # Different from the defaults, so a value that did not come from the settings shows.
 RETRIES, RETRY_DELAY = 4, 45
 TARGET_ENV = {
@@ -82,7 +94,7 @@ def test_every_dag_file_imports_without_errors_or_io_for_both_targets(bag):
         # the janitor has nothing to clean up without clusters: no DAG for the local target
         {"emr_janitor.py"} if bag.target == "local" else set()
     )
-    assert {NIGHTLY, BACKFILL} <= set(bag.dags)
+    assert sorted(bag.dags) == sorted(DAG_IDS[bag.target])
 
 
 def test_a_dag_reaching_for_aws_at_parse_time_is_caught(tmp_path):
@@ -106,7 +118,7 @@ def test_the_local_target_parses_without_loading_the_aws_sdk():
 
     probe = (
         "import os, sys\n"
-        "import tests.conftest_airflow\n"
+        "import tests.harness.airflow_home\n"
         "os.environ['PIPELINE_TARGET'] = 'local'\n"
         "from airflow.dag_processing.dagbag import DagBag\n"
         f"bag = DagBag(dag_folder={str(DAGS_FOLDER)!r})\n"
@@ -328,11 +340,44 @@ def test_preflight_follows_the_plan_and_comes_before_anything_that_creates(bag, 
         assert "preflight" in dag.task_dict[creator].get_flat_relative_ids(upstream=True), creator
 
 
-@pytest.mark.parametrize("dag_id", [NIGHTLY, BACKFILL])
-def test_retries_and_retry_delay_come_from_the_settings(bag, dag_id):
+# ---- policies every DAG of both targets is held to -----------------------------------------
+@pytest.mark.parametrize(("bag", "dag_id"), EVERY_DAG, indirect=["bag"])
+def test_every_dag_is_tagged_with_the_project_and_its_target(bag, dag_id):
+    assert {"customer-analytics", bag.target} <= set(bag.dags[dag_id].tags)
+
+
+@pytest.mark.parametrize(("bag", "dag_id"), EVERY_DAG, indirect=["bag"])
+def test_every_dag_and_task_is_owned_by_the_data_platform(bag, dag_id):
     dag = bag.dags[dag_id]
-    assert dag.default_args["retries"] == RETRIES
-    assert dag.default_args["retry_delay"] == dt.timedelta(seconds=RETRY_DELAY)
+    assert dag.owner == "data-platform"
+    assert {t.owner for t in dag.tasks} == {"data-platform"}
+
+
+@pytest.mark.parametrize(("bag", "dag_id"), EVERY_DAG, indirect=["bag"])
+def test_every_dag_takes_its_retries_and_retry_delay_from_the_settings(bag, dag_id):
+    dag = bag.dags[dag_id]
+    retries = 0 if dag_id in NO_RETRIES else RETRIES
+    assert {k: dag.default_args.get(k) for k in ("retries", "retry_delay")} == {
+        "retries": retries,
+        "retry_delay": dt.timedelta(seconds=RETRY_DELAY),
+    }
+    # backing off the same way everywhere (at most 30 minutes apart)
+    assert dag.default_args.get("retry_exponential_backoff") == 2.0
+    assert dag.default_args.get("max_retry_delay") == dt.timedelta(minutes=30)
+    assert max(t.retries for t in dag.tasks) == retries
+
+
+@pytest.mark.parametrize(("bag", "dag_id"), EVERY_DAG, indirect=["bag"])
+def test_every_dag_runs_one_at_a_time_without_catchup_from_a_fixed_utc_start(bag, dag_id):
+    dag = bag.dags[dag_id]
+    assert dag.catchup is False
+    assert dag.max_active_runs == 1
+    assert dag.start_date.utcoffset() == dt.timedelta(0)
+
+
+@pytest.mark.parametrize("dag_id", [NIGHTLY, BACKFILL, MAINTENANCE])
+def test_the_tasks_that_touch_spark_or_aws_retry_and_the_others_fail_at_once(bag, dag_id):
+    dag = bag.dags[dag_id]
     # the tasks that touch Spark or AWS retry; validation and reporting fail at once (a retry
     # of a bad parameter or of a report on a failed run cannot help)
     work = [
@@ -344,11 +389,6 @@ def test_retries_and_retry_delay_come_from_the_settings(bag, dag_id):
     for t in work:
         assert (t.retries, t.retry_delay) == (RETRIES, dt.timedelta(seconds=RETRY_DELAY)), t.task_id
     assert dag.task_dict["plan"].retries == 0
-
-
-@pytest.mark.parametrize("dag_id", [NIGHTLY, BACKFILL])
-def test_dags_are_tagged_with_the_project_and_target(bag, dag_id):
-    assert set(bag.dags[dag_id].tags) == {"customer-analytics", bag.target}
 
 
 def test_nightly_runs_at_two_utc_for_the_previous_day_without_catchup(bag):

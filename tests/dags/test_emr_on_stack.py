@@ -21,10 +21,10 @@ from include.iam.evaluate import granted_actions, is_allowed
 from include.packaging import build_bundle
 from include.settings import load_settings
 from infra.template import CONNECTION_VAR
-from tests.dags.aws_fakes import CLUSTER_AGENT, REGION, EmrStepPlayer, FakeAws
-from tests.dags.dag_runs import run_pipeline_dag
+from tests.harness.aws_fakes import CLUSTER_AGENT, REGION, EmrStepPlayer, FakeAws
+from tests.harness.dag_runs import run_pipeline_dag
+from tests.harness.iam_questions import NOT_EXERCISED, PREFLIGHT_ONLY, authorization_questions
 from tests.infra.stack import deploy_stack
-from tests.security.test_iam import NOT_EXERCISED, PREFLIGHT_ONLY, authorization_questions
 
 # the EMR DAG against the whole CloudFormation stack under moto: make test-ops
 pytestmark = [pytest.mark.ops, pytest.mark.filterwarnings("ignore:Tried to parse AWS")]

@@ -14,8 +14,8 @@ import pytest
 
 from include import lineage as L
 from spark_jobs.paths import file_safe
-from tests.conftest_airflow import OPENLINEAGE_EVENTS
-from tests.dags.conftest import NIGHTLY_DS as DS
+from tests.harness.airflow_home import OPENLINEAGE_EVENTS
+from tests.harness.nightly import NIGHTLY_DS as DS
 
 pytestmark = pytest.mark.slow
 

@@ -2,7 +2,7 @@
 
 Airflow decides which tasks run: for each of the 127 non-empty subsets of the seven outputs a
 real DagRun of the nightly DAG is driven by the scheduler's own dependency evaluation
-(tests/dags/scheduling.py). The plan comes from the plan task's own function; a step task's
+(tests/harness/scheduling.py). The plan comes from the plan task's own function; a step task's
 outcome is what its operator does with the plan entry it reads (an empty entry skips it:
 tests/plugins and tests/reliability check the operators do exactly that). The steps that run
 are compared with the dependency closure networkx computes from the spec.
@@ -18,8 +18,8 @@ import networkx as nx
 import pytest
 
 from include import pipeline as P
-from tests.dags.conftest import EMR_ENV
-from tests.dags.scheduling import ScheduledDag
+from tests.harness.scheduling import ScheduledDag
+from tests.harness.settings import EMR_ENV
 
 SUBSETS = [list(c) for r in range(1, len(P.OUTPUTS) + 1) for c in itertools.combinations(P.OUTPUTS, r)]
 FIRST_DAY = dt.datetime(2024, 1, 1, 2, tzinfo=dt.UTC)

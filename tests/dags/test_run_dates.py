@@ -19,7 +19,7 @@ import time_machine
 from include import pipeline as P
 from include.run_dates import last_complete_day, run_ds
 from include.run_local import DAG_FILES, load_dag
-from tests.dags.airflow_runs import create_scheduled_run, end_run, run_task
+from tests.harness.airflow_runs import create_scheduled_run, end_run, run_task
 
 UTC = dt.UTC
 FROZEN = dt.datetime(2026, 3, 15, 9, 30, tzinfo=UTC)  # "now" of every trigger below
@@ -102,7 +102,7 @@ def api(airflow_db, tmp_path_factory, module_monkeypatch):
     from airflow.api_fastapi.app import create_app
     from fastapi.testclient import TestClient
 
-    from tests.dags.scheduling import ScheduledDag
+    from tests.harness.scheduling import ScheduledDag
 
     lake = tmp_path_factory.mktemp("run-dates") / "lake"
     lake.mkdir()

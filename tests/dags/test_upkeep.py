@@ -8,9 +8,9 @@ import pyarrow as pa
 import pytest
 
 from include import lake as L
-from tests.dags.aws_fakes import EmrStepPlayer, job_args
-from tests.dags.conftest import EMR_ENV
-from tests.dags.dag_runs import run_pipeline_dag
+from tests.harness.aws_fakes import EmrStepPlayer, job_args
+from tests.harness.dag_runs import run_pipeline_dag
+from tests.harness.settings import EMR_ENV
 
 RUNS = ("manual__2024-06-01T02:00:00+00:00", "manual__2024-06-02T02:00:00+00:00")
 SCHEMA = pa.schema([("ticker", pa.string()), ("dt", pa.date32())])

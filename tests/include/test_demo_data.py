@@ -18,13 +18,13 @@ from include.demo_data import (
     TICKERS,
     generate,
     generate_if_empty,
-    main,
 )
+from scripts.generate_demo_data import main
 from spark_jobs import tables
 from spark_jobs.cli import parse_args
 from spark_jobs.ingest import run
 from spark_jobs.schemas import DATASETS, KEYS, LANDING_COLUMNS
-from tests.lake_tables import read_table
+from tests.harness.lake_tables import read_table
 
 START, END = "2024-06-27", "2024-06-30"  # Thursday .. Sunday
 SCALE = 0.003

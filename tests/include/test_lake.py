@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from include import lake as L
-from tests.lake_tables import catalog
+from tests.harness.lake_tables import catalog
 
 RUNS = ("manual__2024-06-01T02:00:00+00:00", "scheduled__2024-06-02T02:00:00+00:00", "manual__late")
 

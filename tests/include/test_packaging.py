@@ -13,9 +13,9 @@ import pytest
 
 from include.packaging import ENTRYPOINT_NAME, PACKAGE_DIR, build_bundle
 from spark_jobs.catalog import EXTENSIONS, catalog_conf
-from spark_jobs.common import local_jars
-from tests.helpers import write_landing_csv
-from tests.lake_tables import read_table
+from spark_jobs.session import local_jars
+from tests.harness.lake_files import write_landing_csv
+from tests.harness.lake_tables import read_table
 
 VENV_BIN = Path(sys.executable).parent
 

@@ -19,8 +19,8 @@ from include.cluster_profiles import PROFILES, instance_types
 from plugins.emr_naming import emr_step_name
 from spark_jobs.cli import main
 from spark_jobs.protocol import METRICS_PREFIX
-from tests.helpers import write_landing_csv
-from tests.lake_tables import append_rows
+from tests.harness.lake_files import write_landing_csv
+from tests.harness.lake_tables import append_rows
 
 DS = "2024-06-08"
 UTC = dt.UTC
@@ -370,7 +370,7 @@ def test_html_page_charts_segments_rolling_sales_and_pagerank_leaders_without_ne
     ("target", "kind"), [("local", "nightly"), ("local", "backfill"), ("emr", "nightly"), ("emr", "backfill")]
 )
 def test_run_report_is_the_one_last_task_and_runs_whatever_happened(target, kind):
-    import tests.conftest_airflow  # noqa: F401  (Airflow's home before Airflow is imported)
+    import tests.harness.airflow_home  # noqa: F401  (Airflow's home before Airflow is imported)
     from include.dag_factory import build_backfill_dag, build_nightly_dag
     from include.settings import Settings
 

@@ -8,7 +8,7 @@ import warnings
 import boto3
 import pytest
 
-import tests.conftest_airflow  # noqa: F401  (first: sets up Airflow's home before Airflow is imported)
+import tests.harness.airflow_home  # noqa: F401  (first: sets up Airflow's home before Airflow is imported)
 from tests.infra.stack import deploy_stack
 
 

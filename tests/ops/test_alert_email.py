@@ -13,9 +13,9 @@ import sys
 
 import pytest
 
-from tests.dags.smtp_inbox import Inbox, free_port, smtp_connection
+from tests.harness.smtp_inbox import Inbox, free_port, smtp_connection
 from tests.ops.chrome import headless_chrome
-from tests.ops.conftest import DAG_ID, ROOT
+from tests.ops.instance import DAG_ID, ROOT
 
 pytestmark = pytest.mark.ops
 
@@ -24,13 +24,13 @@ RECIPIENTS = ["data-oncall@example.com", "analytics-lead@example.com"]
 FAILING_DS, HISTORY_AFTER_IT = "2024-06-10", "2024-06-12"  # refused by `plan`: the run fails there
 
 # The run, as `python dags/customer_analytics_nightly.py` runs it, with the Task SDK channel Airflow's
-# dag-processor gives DAG callbacks (tests/dags/airflow_runs.py says why dag.test() needs it).
+# dag-processor gives DAG callbacks (tests/harness/airflow_runs.py says why dag.test() needs it).
 RUN = f"""
 from pathlib import Path
 import sys
 from include.run_local import DAG_FILES, load_dag, prepare_airflow, run_dag_test
 prepare_airflow(Path(sys.argv[1]))
-from tests.dags.airflow_runs import task_sdk_channel
+from tests.harness.airflow_runs import task_sdk_channel
 with task_sdk_channel():
     conf = {{"ingest_start_ds": "{HISTORY_AFTER_IT}"}}
     run = run_dag_test(load_dag(DAG_FILES["nightly"]), "{FAILING_DS}", conf)

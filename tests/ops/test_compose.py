@@ -14,15 +14,15 @@ import compose
 import pytest
 
 from include.settings import ENV_VARS
-from spark_jobs.common import JARS_DIR_VAR
 from spark_jobs.schemas import DATASETS
+from spark_jobs.session import JARS_DIR_VAR
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yaml"
 ENV_EXAMPLE = ROOT / ".env.example"
 INIT_SCRIPT = ROOT / "docker" / "airflow-init.sh"
 LAKE = "/opt/airflow/lake"
-CODE = ("dags", "plugins", "include", "spark_jobs")
+CODE = ("dags", "plugins", "include", "spark_jobs", "scripts")
 AIRFLOW_SERVICES = {
     "airflow-init",
     "airflow-apiserver",
@@ -284,7 +284,7 @@ def test_init_makes_no_demo_lake_for_a_lake_elsewhere(tmp_path):
 
 def test_the_jobs_read_the_driver_memory_compose_sets(monkeypatch):
     """SPARK_DRIVER_MEMORY is what spark_jobs' local sessions (and the warm Spark application) use."""
-    from spark_jobs.common import local_builder
+    from spark_jobs.session import local_builder
 
     monkeypatch.setenv("SPARK_DRIVER_MEMORY", "1g")
     assert local_builder("probe")._options["spark.driver.memory"] == "1g"  # not started: no JVM

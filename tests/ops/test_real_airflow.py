@@ -21,7 +21,7 @@ import pytest
 from include import lake as L
 from include import pipeline as P
 from tests.ops.airflow_api import AirflowApi, wait_for, wait_for_run
-from tests.ops.conftest import (
+from tests.ops.instance import (
     BACKFILL_DATES,
     DAG_ID,
     HISTORY_START,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops.conftest import ROOT
+from tests.ops.instance import ROOT
 
 pytestmark = pytest.mark.ops
 

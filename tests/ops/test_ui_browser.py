@@ -14,7 +14,7 @@ import pytest
 
 from include import pipeline as P
 from tests.ops.chrome import headless_chrome
-from tests.ops.conftest import DAG_ID, MAINTENANCE_DAG_ID, ROLLBACK_DAG_ID, ROOT
+from tests.ops.instance import DAG_ID, MAINTENANCE_DAG_ID, ROLLBACK_DAG_ID, ROOT
 
 pytestmark = pytest.mark.ops
 

@@ -12,7 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-import tests.conftest_airflow as airflow_setup
+import tests.harness.airflow_home as airflow_setup
 from include import run_report as R
 from plugins import run_report_view as V
 

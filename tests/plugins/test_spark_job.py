@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import tests.conftest_airflow  # noqa: F401  (Airflow's home before Airflow is imported)
+import tests.harness.airflow_home  # noqa: F401  (Airflow's home before Airflow is imported)
 
 FAKE_JOB = """
 import json, sys

@@ -1,17 +1,13 @@
-"""Fixtures for the fault tests: Airflow set up first, moto in this process with EMR's missing parts."""
+"""Fixtures for the fault tests: Airflow set up first, moto in this process with EMR's missing parts
+(this folder's `moto_url` replaces tests/harness/fixtures.py's)."""
 
 from __future__ import annotations
 
 import pytest
 
-import tests.conftest_airflow as airflow_setup  # first: sets up Airflow before it is imported
-from tests.dags.aws_fakes import FakeAws, start_moto_server
+import tests.harness.airflow_home  # noqa: F401  (first: sets up Airflow before it is imported)
+from tests.harness.aws_fakes import FakeAws, start_moto_server
 from tests.reliability.emr_faults import emr_with_faults
-
-
-@pytest.fixture(scope="session")
-def airflow_db() -> None:
-    airflow_setup.migrate_db()
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from moto.emr import models as emr_models
 from moto.emr.responses import ElasticMapReduceResponse
 
 from plugins.emr_naming import PROJECT, safe_name
-from tests.dags.aws_fakes import FakeAws
+from tests.harness.aws_fakes import FakeAws
 
 
 def _cancel_steps(self: ElasticMapReduceResponse) -> ActionResult:

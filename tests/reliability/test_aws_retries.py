@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from plugins.emr_client import AWS_RETRY_CONFIG
 from plugins.emr_naming import emr_step_name
 from plugins.emr_steps import EmrIdempotentAddStepsOperator
-from tests.dags.conftest import EMR_ENV
+from tests.harness.settings import EMR_ENV
 from tests.reliability.emr_faults import context, run_cluster, step, step_states
 
 

@@ -12,7 +12,7 @@ from include.cluster_profiles import cluster_tags, job_flow_overrides
 from include.settings import load_settings
 from plugins.emr_naming import PROJECT, emr_step_name
 from plugins.emr_steps import EmrIdempotentAddStepsOperator, EmrRunClusterOperator, EmrRunTeardownOperator
-from tests.dags.conftest import EMR_ENV
+from tests.harness.settings import EMR_ENV
 from tests.reliability.emr_faults import context, lose_cluster, run_cluster, step, step_states
 
 DAG, RUN = "customer_analytics_nightly", "scheduled__2024-06-28T02:00:00+00:00"

@@ -11,9 +11,9 @@ import re
 import pytest
 
 from plugins.emr_naming import parse_emr_step_name
-from tests.dags.aws_fakes import EmrStepPlayer
-from tests.dags.conftest import EMR_ENV
-from tests.dags.dag_runs import run_pipeline_dag
+from tests.harness.aws_fakes import EmrStepPlayer
+from tests.harness.dag_runs import run_pipeline_dag
+from tests.harness.settings import EMR_ENV
 
 pytestmark = pytest.mark.ops  # a whole local DAG run with a failing step: make test-ops
 

@@ -11,7 +11,7 @@ import pytest
 
 from include.janitor import JANITOR_DAG_ID, sweep, verdict
 from plugins.emr_naming import PROJECT
-from tests.dags.conftest import EMR_ENV
+from tests.harness.settings import EMR_ENV
 from tests.reliability.emr_faults import run_cluster
 
 MAX_AGE = dt.timedelta(hours=14)

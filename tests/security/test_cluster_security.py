@@ -9,9 +9,10 @@ import pytest
 from moto import mock_aws
 
 from include.cluster_profiles import PROFILES, job_flow_overrides
-from include.emr_security import SecurityConfigurationConflict, ensure_security_configuration, main
+from include.emr_security import SecurityConfigurationConflict, ensure_security_configuration
 from include.emr_security import security_configuration as security_document
 from include.settings import SettingsError, load_settings
+from scripts.create_emr_security_configuration import main
 
 KEY = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 CERTS = "s3://security-bucket/emr/certs.zip"

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from include.settings import PROJECT_ROOT
-from tests.conftest import lake_dir
-from tests.lake_tables import catalog, seed_rows
+from tests.harness.lake_files import lake_dir
+from tests.harness.lake_tables import catalog, seed_rows
 
 D = dt.date(2024, 6, 28)
 OLD_ROWS, NEW_ROWS = 400, 1000
@@ -32,7 +32,7 @@ WRITER = """
 import datetime as dt, sys, time
 from pyspark.sql import functions as F
 from spark_jobs import tables
-from spark_jobs.common import local_builder
+from spark_jobs.session import local_builder
 from spark_jobs.schemas import PROCESSED
 
 lake, rows, pause = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])

@@ -20,7 +20,7 @@ from include.checks import AuditSettings, checks_json, tables_of
 from spark_jobs import audit, tables
 from spark_jobs.common import JobInputError
 from spark_jobs.paths import audit_uri
-from tests.lake_tables import read_table, seed_rows
+from tests.harness.lake_tables import read_table, seed_rows
 
 BRANCH = "audit_manual__2024-06-04"
 D1, D2, D3, D4 = (dt.date(2024, 6, d) for d in (1, 2, 3, 4))

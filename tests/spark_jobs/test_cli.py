@@ -12,9 +12,8 @@ from spark_jobs.cli import JOBS, main, parse_args
 from spark_jobs.common import JobInputError
 from spark_jobs.protocol import EXIT_BAD_INPUT, METRICS_PREFIX
 from spark_jobs.schemas import LANDING_COLUMNS
-from tests.conftest import lake_dir
-from tests.helpers import write_landing_csv
-from tests.lake_tables import load
+from tests.harness.lake_files import lake_dir, write_landing_csv
+from tests.harness.lake_tables import load
 
 DS = "2024-06-30"
 TS = "2024-06-30T10:00:00Z"

@@ -13,9 +13,8 @@ from pyspark.sql import functions as F
 
 from spark_jobs import tables
 from spark_jobs.clickstream import OUTPUT, run
-from tests.conftest import lake_dir
-from tests.helpers import write_landing_jsonl
-from tests.lake_tables import load, read_table, snapshot_ids
+from tests.harness.lake_files import lake_dir, write_landing_jsonl
+from tests.harness.lake_tables import load, read_table, snapshot_ids
 
 D0, D1, D2, D3 = dt.date(2024, 5, 31), dt.date(2024, 6, 1), dt.date(2024, 6, 2), dt.date(2024, 6, 3)
 FMT = "%Y-%m-%d %H:%M:%S"

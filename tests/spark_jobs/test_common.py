@@ -43,3 +43,40 @@ def test_normalize_lake_turns_a_plain_path_into_an_absolute_file_uri(tmp_path):
 def test_normalize_lake_refuses_other_schemes_and_shell_characters(bad):
     with pytest.raises(JobInputError):
         normalize_lake(bad)
+
+
+def test_local_spark_runs_its_jvm_with_the_local_options_and_an_empty_setting_keeps_the_defaults(
+    spark, monkeypatch
+):
+    from spark_jobs.session import LOCAL_JVM_OPTIONS, local_builder
+
+    runtime = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    started_with = list(runtime.getInputArguments())
+    assert set(LOCAL_JVM_OPTIONS.split()) <= set(started_with), started_with
+    monkeypatch.setenv("SPARK_DRIVER_JAVA_OPTIONS", "")
+    assert local_builder("probe")._options["spark.driver.extraJavaOptions"] == ""  # not started: no JVM
+
+
+def test_utc_date_is_the_utc_calendar_date_whatever_the_session_time_zone(spark):
+    """The one UTC-date formula every job uses (ingest's partition check, clickstream, features):
+    whole days of microseconds since the epoch, floored, so it needs no session time zone and
+    days before 1970 count down, not towards zero."""
+    from pyspark.sql import functions as F
+
+    from spark_jobs.common import utc_date
+
+    stamps = [
+        dt.datetime(2024, 6, 1, 23, 59, 59, 999999, tzinfo=dt.UTC),
+        dt.datetime(2024, 6, 2, 0, 0, tzinfo=dt.UTC),
+        dt.datetime(2024, 6, 2, 1, 30, tzinfo=dt.timezone(dt.timedelta(hours=5))),  # 2024-06-01 20:30Z
+        dt.datetime(1969, 12, 31, 23, 0, tzinfo=dt.UTC),
+    ]
+    saved = spark.conf.get("spark.sql.session.timeZone")
+    try:
+        for zone in ("UTC", "America/Los_Angeles", "Asia/Kolkata"):
+            spark.conf.set("spark.sql.session.timeZone", zone)
+            df = spark.createDataFrame([(s,) for s in stamps], "ts timestamp")
+            got = [r.d for r in df.select(utc_date(F.col("ts")).alias("d")).collect()]
+            assert got == [s.astimezone(dt.UTC).date() for s in stamps], zone
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", saved)

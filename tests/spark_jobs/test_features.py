@@ -15,7 +15,7 @@ from spark_jobs import tables
 from spark_jobs.common import JobInputError
 from spark_jobs.features import CORRELATION, OUTPUT, feature_correlation, run
 from spark_jobs.schemas import CURATED, FEATURE_COLUMNS, PROCESSED
-from tests.lake_tables import load, read_table, seed_rows, snapshot_ids, table_exists
+from tests.harness.lake_tables import load, read_table, seed_rows, snapshot_ids, table_exists
 
 D0 = dt.date(2024, 5, 1)
 DAYS = [D0 + dt.timedelta(days=i) for i in range(10)]

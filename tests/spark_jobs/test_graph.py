@@ -24,7 +24,7 @@ from spark_jobs.graph import (
     run,
 )
 from spark_jobs.schemas import CURATED, PROCESSED
-from tests.lake_tables import dates_with_rows, load, read_table, seed_rows
+from tests.harness.lake_tables import dates_with_rows, load, read_table, seed_rows
 
 D1, D2, D3 = dt.date(2024, 6, 1), dt.date(2024, 6, 2), dt.date(2024, 6, 3)
 T0 = dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.UTC)

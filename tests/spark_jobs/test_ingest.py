@@ -2,7 +2,7 @@
 in quarantine.<dataset>, each table one commit for the dates ingested; and the failures the contract
 asks for (wrong header, missing partition, a failed write) commit nothing.
 
-The tables are read back through pyiceberg (tests/lake_tables.py), not through the jobs' Spark code.
+The tables are read back through pyiceberg (tests/harness/lake_tables.py), not through the jobs' Spark code.
 """
 
 from __future__ import annotations
@@ -28,9 +28,15 @@ from spark_jobs.ingest import (
 )
 from spark_jobs.protocol import EXIT_BAD_INPUT
 from spark_jobs.schemas import LANDING_COLUMNS, PROCESSED, QUARANTINE
-from tests.conftest import lake_dir
-from tests.helpers import fail_table_writes, write_landing_csv, write_landing_jsonl
-from tests.lake_tables import dates_with_rows, load, read_table, snapshot_ids, table_exists
+from tests.harness.lake_files import lake_dir, write_landing_csv, write_landing_jsonl
+from tests.harness.lake_tables import (
+    dates_with_rows,
+    fail_table_writes,
+    load,
+    read_table,
+    snapshot_ids,
+    table_exists,
+)
 
 DS = "2024-06-30"
 SALES = LANDING_COLUMNS["sales"]

@@ -14,8 +14,7 @@ from include import lineage as L
 from spark_jobs.cli import main
 from spark_jobs.protocol import EXIT_BAD_INPUT
 from spark_jobs.schemas import LANDING_COLUMNS
-from tests.conftest import lake_dir
-from tests.helpers import write_landing_csv
+from tests.harness.lake_files import lake_dir, write_landing_csv
 
 DS = "2024-06-30"
 TS = "2024-06-30T10:00:00Z"

@@ -16,8 +16,8 @@ import pandas as pd
 import pyarrow as pa
 
 from spark_jobs import maintain, tables
-from tests.conftest import lake_dir
-from tests.lake_tables import load, seed_rows
+from tests.harness.lake_files import lake_dir
+from tests.harness.lake_tables import load, seed_rows
 
 DS = dt.date(2024, 6, 28)
 FAR = dt.date(2099, 1, 1)  # a run date long after every commit of the test

@@ -13,7 +13,7 @@ import pytest
 
 from spark_jobs import publish, tables
 from spark_jobs.common import JobInputError
-from tests.lake_tables import load, read_table, seed_rows
+from tests.harness.lake_tables import load, read_table, seed_rows
 
 BRANCH = "audit_manual__2024-06-04"
 OTHER = "audit_scheduled__2024-06-04"

@@ -16,7 +16,7 @@ from spark_jobs import tables
 from spark_jobs.common import JobInputError
 from spark_jobs.schemas import CURATED, SEGMENT_K, SEGMENT_SEED
 from spark_jobs.segments import OUTPUT, customer_segments, run
-from tests.lake_tables import load, read_table, seed_rows, snapshot_ids, table_exists
+from tests.harness.lake_tables import load, read_table, seed_rows, snapshot_ids, table_exists
 
 DS = dt.date(2024, 6, 30)
 # Blob centres in standard units of the four features (total_spent, num_purchases,

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from spark_jobs import common, server
+from spark_jobs import server, session
 
 
 class _Conn:
@@ -27,8 +27,8 @@ class _Conn:
 def shared_application(monkeypatch):
     catalog = SimpleNamespace(clearCache=lambda: None)
     base = SimpleNamespace(catalog=catalog, streams=SimpleNamespace(active=[]))
-    monkeypatch.setattr(common, "_SHARED", base)
-    monkeypatch.setattr(common, "release_sessions", lambda: None)
+    monkeypatch.setattr(session, "_SHARED", base)
+    monkeypatch.setattr(session, "release_sessions", lambda: None)
     return base
 
 

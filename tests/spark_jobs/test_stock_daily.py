@@ -14,7 +14,7 @@ from spark_jobs import tables
 from spark_jobs.common import JobInputError
 from spark_jobs.schemas import CURATED
 from spark_jobs.stock_daily import OUTPUT, run
-from tests.lake_tables import load, read_table, seed_rows, table_exists
+from tests.harness.lake_tables import load, read_table, seed_rows, table_exists
 
 D0 = dt.date(2024, 4, 29)  # a Monday
 DAYS = [D0 + dt.timedelta(days=i) for i in range(37)]  # .. Tuesday 2024-06-04

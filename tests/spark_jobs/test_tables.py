@@ -1,7 +1,7 @@
 """The Iceberg table layer every job writes through: one commit per job and dates, exactly its dates.
 
 Spark writes through `spark_jobs.tables`; every assertion reads back through pyiceberg on the
-lake's SQLite catalog (tests/lake_tables.py), the way any reader of the lake would.
+lake's SQLite catalog (tests/harness/lake_tables.py), the way any reader of the lake would.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pyspark.sql.types import IntegerType, StructField, StructType
 from spark_jobs import tables
 from spark_jobs.common import JobInputError
 from spark_jobs.schemas import PROCESSED
-from tests.conftest import lake_dir
-from tests.lake_tables import catalog, dates_with_rows, load, read_table, seed_rows, snapshot_ids
+from tests.harness.lake_files import lake_dir
+from tests.harness.lake_tables import catalog, dates_with_rows, load, read_table, seed_rows, snapshot_ids
 
 D1, D2, D3 = dt.date(2024, 6, 1), dt.date(2024, 6, 2), dt.date(2024, 6, 3)
 CUSTOMERS = PROCESSED["customers"]

@@ -128,3 +128,28 @@ def append_rows(lake: str, zone: str, name: str, rows: pd.DataFrame, ds: dt.date
         cat.create_namespace(zone)
     table = cat.create_table_if_not_exists(f"{zone}.{name}", schema=frame.schema)
     table.append(frame)
+
+
+def fail_table_writes(monkeypatch, zone: str, *, in_spark: bool = False) -> None:
+    """Make every write of a `zone` table (spark_jobs.tables.replace_dates) fail; other zones'
+    writes go through.
+
+    By default the write raises OSError("injected: ...") before Spark runs anything. With
+    `in_spark`, the write's Spark job runs and fails in its tasks (every row raises "injected:
+    ..." as the table's data files are written, as a lost executor or a poisoned row would),
+    so the failure comes from inside Spark and Iceberg; the frame must hold at least one row.
+    """
+    real = tables.replace_dates
+
+    def fail_there(df, zone_, name, schema, *args, **kwargs):
+        if zone_ != zone:
+            return real(df, zone_, name, schema, *args, **kwargs)
+        message = f"injected: the write of {zone}.{name} failed"
+        if not in_spark:
+            raise OSError(message)
+        first = schema.fieldNames()[0]
+        # A non-deterministic condition, so that the optimizer cannot fold the error away.
+        poisoned = F.when(F.spark_partition_id() >= 0, F.raise_error(F.lit(message))).otherwise(F.col(first))
+        return real(df.withColumn(first, poisoned), zone_, name, schema, *args, **kwargs)
+
+    monkeypatch.setattr(tables, "replace_dates", fail_there)

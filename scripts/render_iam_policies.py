@@ -1,4 +1,5 @@
-"""`python -m include.iam --account ID`: the rendered IAM documents of the PIPELINE_* settings, as JSON."""
+"""`python -m scripts.render_iam_policies --account ID`: the rendered IAM documents of the
+PIPELINE_* settings, as JSON."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from include.settings import SettingsError, load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m include.iam", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m scripts.render_iam_policies", description=__doc__)
     parser.add_argument("--account", required=True, help="12-digit AWS account id")
     args = parser.parse_args(argv)
     try:

@@ -1,7 +1,9 @@
 """Airflow for the tests: a throwaway AIRFLOW_HOME (own sqlite DB), this project's dags/ and plugins/.
 
 Airflow reads AIRFLOW_HOME and its configuration once, when first imported, so the conftest of
-every test folder that touches Airflow imports this module before anything imports Airflow.
+every test folder that touches Airflow imports this module first, before anything imports
+Airflow (a conftest is imported before the test files of its folder). No module of the harness
+imports Airflow at its top, so importing one never gets ahead of this.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from include.run_local import airflow_env
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="airflow-tests-"))
 atexit.register(shutil.rmtree, AIRFLOW_HOME, ignore_errors=True)
 os.environ.update(airflow_env(AIRFLOW_HOME))
-# moto's request recorder (what the DAG asked AWS) writes here; read by tests/dags/aws_fakes.py.
+# moto's request recorder (what the DAG asked AWS) writes here; read by tests/harness/aws_fakes.py.
 os.environ["MOTO_RECORDER_FILEPATH"] = str(AIRFLOW_HOME / "moto_requests.jsonl")
 for var in [v for v in os.environ if v.startswith("PIPELINE_")]:
     del os.environ[var]  # the developer's own settings must not leak into the tests

@@ -1,7 +1,7 @@
 """Print what a run produced in a local lake: every table's rows of a date, with highlights.
 
 Reads the Iceberg tables with pyiceberg (no Spark start-up), so `make demo` can show its outputs
-at once. `python -m include.lake_summary --lake LAKE --ds YYYY-MM-DD`.
+at once. `python -m scripts.summarize_lake --lake LAKE --ds YYYY-MM-DD`.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def summarize(lake: str, ds: str, out=sys.stdout) -> dict[str, int | None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m scripts.summarize_lake", description=__doc__)
     parser.add_argument("--lake", required=True)
     parser.add_argument("--ds", required=True)
     args = parser.parse_args(argv)

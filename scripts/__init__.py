@@ -1,0 +1,1 @@
+"""Programs a person runs in a checkout (`python -m scripts.<name>`): make targets call them."""
