@@ -48,9 +48,10 @@ from include.alert_settings import deadline_interval
 from include.alerts import RunFailedNotifier, deadline_missed
 from include.cluster_profiles import PROFILES, cluster_tags, job_flow_overrides
 from include.emr_release import OPENLINEAGE_SPARK_JAR
+from include.lake_files import lake_io
 from include.lineage import spark_properties
 from include.run_dates import DS_DESCRIPTION, run_ds
-from include.run_report import add_run_report, lake_io
+from include.run_report import add_run_report
 from include.settings import PROJECT_ROOT, Settings
 from plugins.spark_job import SparkJobSubprocessOperator
 from spark_jobs.catalog import WAREHOUSE
@@ -454,7 +455,8 @@ def register_output(settings: Settings, output: str, dates: Any):
     table itself is registered by the catalog when the job commits (Glue on EMR): this only tells
     Airflow (data-aware schedules, lineage) which snapshot is new.
     """
-    from include.run_report import lake_io, metrics_uri
+    from include.lake_files import lake_io
+    from include.run_report import metrics_uri
 
     asset = output_asset(settings, output)
     step = P.STEPS[P.PRODUCER[output]]

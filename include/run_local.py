@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = {}
     for ds in dates:
         rows = summarize(lake, ds)
-    from include.run_report import report_uri
+    from include.lake_files import report_uri
 
     for ds in dates:
         for name in ("report.json", "report.html"):

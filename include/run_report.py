@@ -26,9 +26,9 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from include import pipeline as P
+from include.lake_files import lake_io, report_dates, report_uri
 from spark_jobs import paths
 
-REPORTS_DIR = "_runs/reports"
 TREND_RUNS = 14  # the report's trends: this run and the 13 before it
 PAGE_XCOM_KEY = "report_page"  # run_report's XCom naming its page, read by plugins/run_report_view.py
 PRICES_FILE = Path(__file__).with_name("instance_prices.json")
@@ -64,11 +64,6 @@ def metrics_uri(lake: str, step: P.Step, ds: str) -> str:
     """The metrics file the step's job writes for ds (spark_jobs/paths.py)."""
     dataset = step.options[step.options.index("--dataset") + 1] if "--dataset" in step.options else None
     return paths.metrics_uri(lake, step.job, ds, dataset)
-
-
-def report_uri(lake: str, dag_id: str, ds: str, name: str = "report.json") -> str:
-    """One report per DAG and date; a rerun replaces it, as it replaces the date's data."""
-    return f"{lake}/{REPORTS_DIR}/dag_id={dag_id}/dt={ds}/{name}"
 
 
 def nightly_steps(ds: str, selected: Sequence[str], *, emr: bool) -> list[PlannedStep]:
@@ -765,52 +760,6 @@ def html_page(
         )
     parts.append("</body></html>")
     return "\n".join(parts)
-
-
-# ---- lake I/O (file:// here, s3:// through the Amazon provider) ----------------------------
-def lake_io(
-    aws_conn_id: str | None, region: str | None
-) -> tuple[Callable[[str], str | None], Callable[[str, str], None]]:
-    """(read, write) of small text objects by URI; read gives None for a missing object."""
-
-    def read(uri: str) -> str | None:
-        if uri.startswith("file://"):
-            path = Path(uri.removeprefix("file://"))
-            return path.read_text() if path.is_file() else None
-        hook = _s3(aws_conn_id, region)
-        bucket, key = hook.parse_s3_url(uri)
-        return hook.read_key(key, bucket) if hook.check_for_key(key, bucket) else None
-
-    def write(uri: str, text: str) -> None:
-        if uri.startswith("file://"):
-            path = Path(uri.removeprefix("file://"))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            return
-        hook = _s3(aws_conn_id, region)
-        bucket, key = hook.parse_s3_url(uri)
-        hook.load_string(text, key, bucket, replace=True)
-
-    return read, write
-
-
-def _s3(aws_conn_id: str | None, region: str | None) -> Any:
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-    return S3Hook(aws_conn_id=aws_conn_id, region_name=region)
-
-
-def report_dates(lake: str, dag_id: str, aws_conn_id: str | None, region: str | None) -> list[str]:
-    """The dates that have a report of `dag_id` in the lake (the dt= folders), sorted."""
-    base = report_uri(lake, dag_id, "X").rsplit("/dt=X/", 1)[0] + "/"
-    if base.startswith("file://"):
-        folder = Path(base.removeprefix("file://"))
-        found = [p.name for p in folder.glob("dt=*") if (p / "report.json").is_file()]
-    else:
-        hook = _s3(aws_conn_id, region)
-        bucket, key = hook.parse_s3_url(base)
-        found = [p.rstrip("/").rsplit("/", 1)[-1] for p in hook.list_prefixes(bucket, key, "/")]
-    return sorted(name.removeprefix("dt=") for name in found if name.startswith("dt="))
 
 
 def earlier_reports(

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import boto3
 from moto import mock_aws
 
+from include import lake_files
 from include import pipeline as P
 from include import run_report as R
 
@@ -278,13 +279,13 @@ def test_earlier_reports_are_the_13_latest_dates_before_this_one_from_the_lake(t
     lake = tmp_path.as_uri()
     days = _days(16)
     for d in days:
-        path = Path(R.report_uri(lake, DAG, d).removeprefix("file://"))
+        path = Path(lake_files.report_uri(lake, DAG, d).removeprefix("file://"))
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps({"ds": d}) if d != days[3] else "not json")
     (tmp_path / "_runs" / "reports" / f"dag_id={DAG}" / "dt=2024-07-01").mkdir()  # no report in it
-    dates = R.report_dates(lake, DAG, None, None)
+    dates = lake_files.report_dates(lake, DAG, None, None)
     assert dates == days
-    read, _ = R.lake_io(None, None)
+    read, _ = lake_files.lake_io(None, None)
     earlier = R.earlier_reports(read, lake, DAG, days[-1], dates)
     assert [r["ds"] for r in earlier] == [d for d in days[2:-1] if d != days[3]]  # 13 dates, one unreadable
     assert "not a report" in caplog.text
@@ -295,12 +296,12 @@ def test_on_emr_the_page_is_written_to_s3_beside_the_json_with_the_earlier_runs_
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket="lake-bucket")
     lake = "s3://lake-bucket/lake"
-    read, write = R.lake_io(None, "us-east-1")
+    read, write = lake_files.lake_io(None, "us-east-1")
     earlier = _emr_report()
     earlier["ds"] = "2024-06-09"
-    write(R.report_uri(lake, DAG, "2024-06-09"), json.dumps(earlier))
+    write(lake_files.report_uri(lake, DAG, "2024-06-09"), json.dumps(earlier))
     report = R.add_links(_emr_report(), airflow_base=BASE, region="eu-west-1")
-    write(R.report_uri(lake, DAG, DS), json.dumps(report))  # as run_report does, first the JSON
+    write(lake_files.report_uri(lake, DAG, DS), json.dumps(report))  # as run_report does, first the JSON
 
     settings = SimpleNamespace(lake=lake, aws_conn_id=None, region="us-east-1")
     page_uri = R._write_page(settings, DAG, DS, report, read, write)

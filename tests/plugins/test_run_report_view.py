@@ -14,6 +14,7 @@ from moto import mock_aws
 
 import tests.conftest_airflow as airflow_setup
 from include import run_report as R
+from include.lake_files import report_uri
 from plugins import run_report_view as V
 
 DAG_ID = "customer_analytics_nightly"
@@ -40,7 +41,7 @@ def tokens() -> dict[str, str]:
 def _lake_page(tmp_path: Path, run_id: str = RUN_ID) -> dict[str, str]:
     """A report and its page where run_report writes them, and the XCom it pushes."""
     lake = tmp_path.as_uri()
-    json_uri, html_uri = (R.report_uri(lake, DAG_ID, "2024-06-10", n) for n in ("report.json", "report.html"))
+    json_uri, html_uri = (report_uri(lake, DAG_ID, "2024-06-10", n) for n in ("report.json", "report.html"))
     for uri, text in ((json_uri, json.dumps({"run_id": run_id})), (html_uri, PAGE)):
         path = Path(uri.removeprefix("file://"))
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,7 +127,7 @@ def test_on_emr_the_page_is_read_from_s3_beside_the_json(tokens):
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket="lake-bucket")
     lake = "s3://lake-bucket/lake"
-    json_uri, html_uri = (R.report_uri(lake, DAG_ID, "2024-06-10", n) for n in ("report.json", "report.html"))
+    json_uri, html_uri = (report_uri(lake, DAG_ID, "2024-06-10", n) for n in ("report.json", "report.html"))
     for uri, text in ((json_uri, json.dumps({"run_id": RUN_ID})), (html_uri, PAGE)):
         s3.put_object(Bucket="lake-bucket", Key=uri.removeprefix("s3://lake-bucket/"), Body=text.encode())
     where = {"json": json_uri, "html": html_uri, "aws_conn_id": None, "region": "us-east-1"}
