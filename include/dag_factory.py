@@ -52,7 +52,7 @@ from include.lake_files import lake_io
 from include.lineage import spark_properties
 from include.run_dates import DS_DESCRIPTION, run_ds
 from include.run_plan import BACKFILL_TASK_ID, PLAN_XCOM_KEY, backfill_plan, nightly_plan, step_task_ids
-from include.run_report import add_run_report
+from include.run_report.task import add_run_report
 from include.settings import PROJECT_ROOT, Settings
 from plugins.spark_job import SparkJobSubprocessOperator
 from spark_jobs.catalog import WAREHOUSE
@@ -599,7 +599,7 @@ def build_nightly_dag(settings: Settings, dag_id: str = NIGHTLY_DAG_ID, doc_md: 
             nightly_emr(settings, plan)
         else:
             _nightly_local(settings, plan)
-        add_run_report(settings, "nightly", dag)  # last: rows, durations, cost of the run
+        add_run_report(settings, dag)  # last: rows, durations, cost of the run
     return dag
 
 
@@ -650,6 +650,6 @@ def build_backfill_dag(settings: Settings, dag_id: str = BACKFILL_DAG_ID, doc_md
                 start >> run >> stop
             with register_group():
                 run >> [register_output(settings, out, plan["dates"]) for out in P.OUTPUTS]
-        add_run_report(settings, "backfill", dag)  # last: rows, durations, cost of the run
+        add_run_report(settings, dag)  # last: rows, durations, cost of the run
     _alert_on_failed_tasks(settings, dag)
     return dag

@@ -1,6 +1,6 @@
 """The run's plan, typed: what the plan task says of each step (its tasks, date or range, metrics
 file, EMR step name, outputs) equals what the spec and the naming rules give, survives XCom's JSON,
-and is what the steps' EMR names use."""
+and is what the steps' EMR names and the run report use."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import tests.conftest_airflow  # noqa: F401  (Airflow's home before Airflow is i
 from include import pipeline as P
 from include.dag_factory import plan_backfill, plan_nightly
 from include.run_plan import PLAN_XCOM_KEY, PlannedStep, RunPlan
+from include.run_report import model, task
 from include.settings import Settings
 
 DS = "2024-06-30"
@@ -144,3 +145,44 @@ def test_backfill_report_files_ranged_ingest_under_the_last_date_and_each_date_o
     for p in run.steps:
         assert p.emr_step_name == (f"{BACKFILL}|{p.label}|{p.step}|{RUN}" if settings.is_emr else None)
         assert p.outputs == (P.STEPS[p.step].produces if p.step in P.STEPS else ())
+
+
+def test_the_report_takes_tasks_labels_metrics_and_emr_names_from_the_plan_as_they_are():
+    """Whatever the plan says of a step, the report says it too: it derives none of it."""
+    odd = PlannedStep(
+        step="graph",
+        label="any label",
+        task_ids=("first_task", "state_task"),
+        selected=True,
+        metrics_uri="file:///elsewhere/graph-metrics.json",
+        emr_step_name="a name of the plan's",
+        outputs=("referral_graph",),
+    )
+    skipped = PlannedStep("segments", "any label", ("t",), False, None, None, ())
+    plan = RunPlan(ds="2024-01-02", branch="b", steps=(odd, skipped))
+    asked = []
+
+    def read(uri: str) -> str:
+        asked.append(uri)
+        return json.dumps({"rows_out": {"referral_graph": 7}})
+
+    metrics = task.gather_metrics(read, plan.steps)
+    assert asked == ["file:///elsewhere/graph-metrics.json"]  # the skipped step's file is not read
+    report = model.build_report(
+        dag_id="d",
+        run_id="r",
+        target="emr",
+        plan=plan,
+        task_states={"first_task": "failed", "state_task": "success"},
+        metrics=metrics,
+        emr_steps={"a name of the plan's": {"id": "s-1", "queue_seconds": 3.0}},
+    )
+    graph, segments = report["steps"]
+    assert (graph["step"], graph["ds"], graph["task_id"], graph["state"]) == (
+        "graph",
+        "any label",
+        "state_task",
+        "success",
+    )
+    assert (graph["rows_out"], graph["emr_step"]["id"], graph["queue_seconds"]) == (7, "s-1", 3.0)
+    assert (segments["state"], report["ds"]) == ("skipped", "2024-01-02")

@@ -13,8 +13,8 @@ import pytest
 from moto import mock_aws
 
 import tests.conftest_airflow as airflow_setup
-from include import run_report as R
 from include.lake_files import report_uri
+from include.run_report.task import PAGE_XCOM_KEY
 from plugins import run_report_view as V
 
 DAG_ID = "customer_analytics_nightly"
@@ -145,7 +145,7 @@ def test_the_page_is_found_by_the_run_report_tasks_xcom_in_airflows_database():
 
         @task(task_id="run_report")
         def run_report() -> None:
-            get_current_context()["ti"].xcom_push(key=R.PAGE_XCOM_KEY, value=value)
+            get_current_context()["ti"].xcom_push(key=PAGE_XCOM_KEY, value=value)
 
         run_report()
     _serialize(dag)  # as the dag-processor would (dag.test runs serialized DAGs only)
@@ -154,7 +154,7 @@ def test_the_page_is_found_by_the_run_report_tasks_xcom_in_airflows_database():
     assert V.find_page("report_view_lookup", run.run_id) == value
     assert V.find_page("report_view_lookup", "manual__another") is None
     assert V.find_page("another_dag", run.run_id) is None
-    assert V.XCOM_KEY == R.PAGE_XCOM_KEY  # the plugin reads the key the task pushes
+    assert V.XCOM_KEY == PAGE_XCOM_KEY  # the plugin reads the key the task pushes
 
 
 def _serialize(dag) -> None:
