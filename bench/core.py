@@ -9,7 +9,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,21 @@ def run_probe(
         if line.startswith(prefix):
             return json.loads(line[len(prefix) :])
     raise RuntimeError(f"{what} failed:\n{out.stdout[-3000:]}\n{out.stderr[-4000:]}")
+
+
+@contextmanager
+def environ(**values: str) -> Iterator[None]:
+    """Environment variables set for the block, as they were after it."""
+    before = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def load_average() -> float:
@@ -216,6 +232,8 @@ def machine() -> dict[str, Any]:
         except PackageNotFoundError:
             versions[dist] = "not installed"
     versions["moto"] = version("moto")
+    from spark_jobs.common import LOCAL_JVM_OPTIONS
+
     return {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
@@ -226,4 +244,7 @@ def machine() -> dict[str, Any]:
         "versions": versions,
         "spark_driver_memory": os.environ.get("SPARK_DRIVER_MEMORY", "2g"),
         "spark_shuffle_partitions": os.environ.get("SPARK_SHUFFLE_PARTITIONS", "8 (get_spark default)"),
+        "spark_driver_java_options": os.environ.get(
+            "SPARK_DRIVER_JAVA_OPTIONS", f"{LOCAL_JVM_OPTIONS} (local default)"
+        ),
     }

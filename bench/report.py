@@ -48,6 +48,7 @@ def render(results: list[FigureResult], machine: dict[str, Any], mode: str, find
         "java",
         "spark_driver_memory",
         "spark_shuffle_partitions",
+        "spark_driver_java_options",
     ):
         lines.append(f"| {key} | {machine.get(key)} |")
     for dist, version in machine.get("versions", {}).items():

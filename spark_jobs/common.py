@@ -85,9 +85,20 @@ def local_jars(*, s3: bool = False) -> list[str]:
     return found
 
 
+# Local mode runs development-sized data in one JVM (driver and executor). The JVM's server
+# defaults compile hot code twice (C1, then C2) and collect garbage with parallel threads: on a
+# laptop or a 2-core runner that work competes with the job itself, and a local step ends
+# before C2's code pays off. Quick compilation only and the serial collector took the same
+# three jobs from 179-220 s to 86-98 s on 2 busy cores (docs/BENCHMARKS.md). EMR clusters keep
+# the JVM's defaults; SPARK_DRIVER_JAVA_OPTIONS="" restores them locally (large local data).
+LOCAL_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+
+
 def local_builder(app_name: str, *, master: str | None = None, s3: bool = False) -> SparkSession.Builder:
     """A local-mode session with what EMR gives a cluster by configuration: Iceberg and its SQL."""
     from spark_jobs.catalog import EXTENSIONS
+
+    jvm_options = os.environ.get("SPARK_DRIVER_JAVA_OPTIONS", LOCAL_JVM_OPTIONS)
 
     # Python workers (pandas UDFs) run the driver's interpreter and packages unless told otherwise;
     # PySpark reads this when the SparkContext starts.
@@ -98,6 +109,7 @@ def local_builder(app_name: str, *, master: str | None = None, s3: bool = False)
         .config("spark.jars", ",".join(local_jars(s3=s3)))
         .config("spark.sql.extensions", EXTENSIONS)
         .config("spark.driver.memory", os.environ.get("SPARK_DRIVER_MEMORY", "2g"))
+        .config("spark.driver.extraJavaOptions", jvm_options)
         .config("spark.sql.shuffle.partitions", os.environ.get("SPARK_SHUFFLE_PARTITIONS", "8"))
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")

@@ -5,16 +5,13 @@ it too. In the nightly run the EmrStepPlayer runs every step the DAG added for r
 cluster would: the command line from the step, the code from the zip the DAG uploaded, local
 Spark against moto's S3 and Glue. The jobs create their Iceberg tables in moto's Glue and S3;
 pyiceberg's Glue catalog (another reader, no Spark) reads rows equal to the local target's run
-of the same landing data. The other runs (a failed step, a backfill) only play the steps.
+of the same landing data; a failed audit on that lake publishes nothing. (A failed step and a
+backfill, which only play the steps: tests/dags/test_emr_runs.py.)
 """
 
 from __future__ import annotations
 
-import html
 import json
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
@@ -26,89 +23,16 @@ from include.packaging import build_bundle
 from include.settings import PROJECT_ROOT
 from spark_jobs.paths import audit_uri
 from tests.conftest_airflow import OPENLINEAGE_EVENTS
-from tests.dags.aws_fakes import EmrStepPlayer, FakeAws, StepRunner, job_args, spark_submit
+from tests.dags.aws_fakes import FakeAws, StepRunner, spark_submit
 from tests.dags.conftest import EMR_ENV, demo_landing
 from tests.dags.conftest import NIGHTLY_DS as DS
 from tests.dags.conftest import NIGHTLY_HISTORY_START as HISTORY_START
-from tests.dags.dag_runs import DagRunRecord, run_pipeline_dag
+from tests.dags.emr_runs import EmrRun, run_emr, step_job_args
 
 pytestmark = pytest.mark.slow
 
 LAKE = EMR_ENV["PIPELINE_LAKE"]
 PREFIX = EMR_ENV["PIPELINE_GLUE_DATABASE_PREFIX"]
-
-
-@dataclass
-class EmrRun:
-    """A finished dag.test() run and a snapshot of what AWS holds and was asked afterwards."""
-
-    run: DagRunRecord
-    run_job_flow: list[dict]
-    added_steps: list[dict]  # every step of every AddJobFlowSteps call, in submission order
-    step_calls: list[list[dict]]  # the AddJobFlowSteps calls themselves
-    clusters: dict[str, str]  # cluster id -> state
-    s3_objects: dict[str, bytes]
-    glue: dict[str, dict[str, Any]]  # "<database>.<table>" -> GetTable's Table
-    async_polls: list[str]  # user agents of the DescribeStep/ListSteps calls made by aiobotocore
-    finished_steps: list[tuple[str, str]]
-    seen_round: dict[str, int]  # step name -> player round it was first seen on the cluster
-    ended_round: dict[str, int]  # step name -> player round it ended
-
-
-def snapshot(aws: FakeAws, run: DagRunRecord, player: EmrStepPlayer) -> EmrRun:
-    s3 = aws.s3
-    objects = {}
-    for obj in s3.list_objects_v2(Bucket="lake-bucket").get("Contents", []):
-        objects[obj["Key"]] = s3.get_object(Bucket="lake-bucket", Key=obj["Key"])["Body"].read()
-    glue = aws.client("glue")
-    tables = {
-        f"{db['Name']}.{t['Name']}": t
-        for db in glue.get_databases()["DatabaseList"]
-        for t in glue.get_tables(DatabaseName=db["Name"])["TableList"]
-    }
-    emr = aws.client("emr")
-    clusters = {c["Id"]: c["Status"]["State"] for c in emr.list_clusters()["Clusters"]}
-    step_calls = [body["Steps"] for body in aws.calls("ElasticMapReduce.AddJobFlowSteps")]
-    async_polls = [
-        r
-        for r in aws.requests()
-        if r.action in ("ElasticMapReduce.DescribeStep", "ElasticMapReduce.ListSteps")
-    ]
-    return EmrRun(
-        run=run,
-        run_job_flow=aws.calls("ElasticMapReduce.RunJobFlow"),
-        added_steps=[step for call in step_calls for step in call],
-        step_calls=step_calls,
-        clusters=clusters,
-        s3_objects=objects,
-        glue=tables,
-        async_polls=[r.user_agent for r in async_polls if "aiobotocore" in r.user_agent],
-        finished_steps=list(player.finished),
-        seen_round=dict(player.seen_round),
-        ended_round=dict(player.ended_round),
-    )
-
-
-def run_emr(
-    aws: FakeAws,
-    which: str,
-    ds: str | None,
-    conf: dict,
-    landing: Path | None = None,
-    reset: bool = True,
-    **player: Any,
-) -> EmrRun:
-    if reset:  # a fresh account (otherwise: the same lake, a later run)
-        aws.reset()
-        aws.s3.create_bucket(Bucket="lake-bucket")
-    if landing is not None:  # what upstream systems delivered to the lake
-        for path in sorted(landing.rglob("*")):
-            if path.is_file():
-                key = f"lake/landing/{path.relative_to(landing).as_posix()}"
-                aws.s3.put_object(Bucket="lake-bucket", Key=key, Body=path.read_bytes())
-    with EmrStepPlayer(aws, **player) as emr:
-        run = run_pipeline_dag(which, ds, conf, xcom_tasks=tuple(f"register_{o}" for o in P.OUTPUTS))
-    return snapshot(aws, run, emr)
 
 
 @pytest.fixture(scope="module")
@@ -140,10 +64,6 @@ def _airflow_events(run_id: str) -> list[dict]:
         e for e in events
         if (e["run"].get("facets") or {}).get("airflow", {}).get("dagRun", {}).get("run_id") == run_id
     ]  # fmt: skip
-
-
-def _job_args(step: dict) -> list[str]:
-    return job_args(step["HadoopJarStep"]["Args"])
 
 
 def _glue_catalog(aws: FakeAws):
@@ -219,14 +139,15 @@ def test_nightly_step_arguments_come_from_the_logical_date(nightly):
         assert step["HadoopJarStep"]["Jar"] == "command-runner.jar"
     for spec in P.PIPELINE:  # each step writes the run's branch
         dates = ["--start-ds", HISTORY_START, "--end-ds", DS] if spec.ranged else ["--ds", DS]
-        assert _job_args(by_name[spec.name]) == [spec.job, *spec.options, *dates, "--lake", LAKE, *run]
+        assert step_job_args(by_name[spec.name]) == [spec.job, *spec.options, *dates, "--lake", LAKE, *run]
     branch = P.audit_branch(nightly.run.run_id)
     checks = audit_uri(LAKE, DS, branch, "checks")  # written by the plan task (below)
     assert checks.startswith(f"{LAKE}/_runs/audits/dt={DS}/audit_")
     assert checks.endswith(".checks.json")
     assert checks.removeprefix("s3://lake-bucket/") in nightly.s3_objects
-    assert _job_args(by_name["audit"]) == ["audit", "--ds", DS, "--lake", LAKE, *run, "--checks-uri", checks]
-    assert _job_args(by_name["publish"]) == ["publish", "--ds", DS, "--lake", LAKE, *run]
+    audit = ["audit", "--ds", DS, "--lake", LAKE, *run, "--checks-uri", checks]
+    assert step_job_args(by_name["audit"]) == audit
+    assert step_job_args(by_name["publish"]) == ["publish", "--ds", DS, "--lake", LAKE, *run]
 
 
 def test_nightly_uploads_the_versioned_code_the_steps_run(nightly):
@@ -403,103 +324,3 @@ def test_a_failed_audit_on_emr_publishes_nothing_and_the_cluster_is_still_termin
         current = catalog.load_table(name).current_snapshot()
         assert current.summary.additional_properties["pipeline.run-id"] == P.safe_name(good.run.run_id), name
     assert set(good.clusters.values()) == {"TERMINATED"}
-
-
-def test_a_failed_step_fails_the_run_and_the_cluster_is_still_terminated(fake_aws):
-    failed = run_emr(
-        fake_aws,
-        "nightly",
-        "2024-07-01",
-        {"outputs": ["stock_daily"]},
-        fail=lambda name: "|stock_daily|" in name,
-    )
-    assert failed.run.state == "failed"
-    # only what stock_daily needs was submitted
-    assert [P.parse_emr_step_name(s["Name"])["step"] for s in failed.added_steps] == [
-        "ingest_stock_ticks",
-        "stock_daily",
-    ]
-    states = failed.run.task_states
-    assert states["wait_stock_daily"] == "failed"
-    assert states["register_stock_daily"] == "upstream_failed"
-    assert states["add_graph"] == "skipped"
-    assert states["terminate_cluster"] == "success"
-    assert list(failed.clusters.values()) == ["TERMINATED"]
-    assert failed.run.asset_events == []  # nothing new to announce
-    _the_report_page_is_on_s3_beside_the_json(failed, "2024-07-01", "stock_daily")
-
-
-def _the_report_page_is_on_s3_beside_the_json(emr: EmrRun, ds: str, failed_step: str) -> None:
-    """run_report wrote report.html beside report.json in the lake's bucket, with the EMR links,
-    and the UI's Run report tab finds it by the task's XCom (plugins/run_report_view.py)."""
-    from include.run_report import model
-    from plugins.run_report_view import find_page
-
-    folder = f"lake/_runs/reports/dag_id=customer_analytics_nightly/dt={ds}/"
-    assert {k for k in emr.s3_objects if k.startswith(folder)} == {
-        folder + "report.json",
-        folder + "report.html",
-    }
-    report = json.loads(emr.s3_objects[folder + "report.json"])
-    page = emr.s3_objects[folder + "report.html"].decode()
-    (cluster_id,) = emr.clusters
-    step = next(s for s in report["steps"] if s["step"] == failed_step)
-    assert step["state"] == "failed"
-    log_folder = f"{LAKE}/_emr_logs/{cluster_id}/steps/{step['emr_step']['id']}/"
-    assert step["step_log_url"] == model.s3_console_url(log_folder, "us-east-1")
-    assert report["links"]["emr_cluster"] == model.emr_console_url("us-east-1", cluster_id)
-    for url in (step["step_log_url"], report["links"]["emr_cluster"], step["task_log_url"]):
-        assert f'href="{html.escape(url)}"' in page
-    assert find_page("customer_analytics_nightly", emr.run.run_id) == {
-        "json": f"s3://lake-bucket/{folder}report.json",
-        "html": f"s3://lake-bucket/{folder}report.html",
-        "aws_conn_id": "aws_default",
-        "region": None,
-    }
-
-
-def test_a_backfill_runs_the_whole_range_on_one_prod_cluster_date_after_date(fake_aws):
-    dates = ["2024-06-29", "2024-06-30"]
-    backfill = run_emr(
-        fake_aws, "backfill", None, {"start_ds": dates[0], "end_ds": dates[1], "cluster_profile": "prod"}
-    )
-    assert backfill.run.state == "success", backfill.run.task_states
-    assert len(backfill.run_job_flow) == 1
-    assert list(backfill.clusters.values()) == ["TERMINATED"]
-    req = backfill.run_job_flow[0]
-    fleets = {f["InstanceFleetType"]: f for f in req["Instances"]["InstanceFleets"]}
-    assert set(fleets) == {"MASTER", "CORE", "TASK"}
-    assert fleets["TASK"]["TargetSpotCapacity"] > 0
-    assert req["ManagedScalingPolicy"]["ComputeLimits"]["MaximumCapacityUnits"] > 5
-
-    # first every dataset's history in one ranged step each, side by side
-    first = backfill.step_calls[0]
-    assert sorted(_job_args(s)[2] for s in first) == sorted(
-        d for d in ("customers", "sales", "referrals", "stock_ticks", "clickstream")
-    )
-    assert all(_job_args(s)[3:7] == ["--start-ds", dates[0], "--end-ds", dates[1]] for s in first)
-    # then each date's steps, dates in order, a step's dependencies in earlier batches
-    *days, audit, publish = backfill.step_calls[1:]
-    seen: list[tuple[str, str]] = []
-    for batch in days:
-        here = [
-            (P.parse_emr_step_name(s["Name"])["ds"], P.parse_emr_step_name(s["Name"])["step"]) for s in batch
-        ]
-        assert len({ds for ds, _ in here}) == 1
-        for ds, step in here:
-            assert all((ds, dep) in seen for dep in P.STEPS[step].depends_on if not P.STEPS[dep].ranged)
-            args = _job_args(next(s for s in batch if f"|{step}|" in s["Name"]))
-            assert args[args.index("--ds") + 1] == ds
-        seen.extend(here)
-    daily = [s.name for s in P.PIPELINE if not s.ranged]
-    assert seen == [(ds, step) for ds in dates for step in _by_wave(daily)]
-    # then one audit of the whole range on the run's branch, then its publish
-    assert [P.parse_emr_step_name(s["Name"])["step"] for s in (*audit, *publish)] == ["audit", "publish"]
-    assert _job_args(audit[0])[1:5] == ["--start-ds", dates[0], "--end-ds", dates[1]]
-    # every output announced once, after the whole range ran
-    assert backfill.run.asset_events == sorted(f"{LAKE}/warehouse/curated/{out}" for out in P.OUTPUTS)
-    assert {backfill.run.task_states[f"register_{out}"] for out in P.OUTPUTS} == {"success"}
-
-
-def _by_wave(names: list[str]) -> list[str]:
-    return [s.name for wave in P.waves([P.STEPS[n] for n in names]) for s in wave]

@@ -43,3 +43,15 @@ def test_normalize_lake_turns_a_plain_path_into_an_absolute_file_uri(tmp_path):
 def test_normalize_lake_refuses_other_schemes_and_shell_characters(bad):
     with pytest.raises(JobInputError):
         normalize_lake(bad)
+
+
+def test_local_spark_runs_its_jvm_with_the_local_options_and_an_empty_setting_keeps_the_defaults(
+    spark, monkeypatch
+):
+    from spark_jobs.common import LOCAL_JVM_OPTIONS, local_builder
+
+    runtime = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    started_with = list(runtime.getInputArguments())
+    assert set(LOCAL_JVM_OPTIONS.split()) <= set(started_with), started_with
+    monkeypatch.setenv("SPARK_DRIVER_JAVA_OPTIONS", "")
+    assert local_builder("probe")._options["spark.driver.extraJavaOptions"] == ""  # not started: no JVM
