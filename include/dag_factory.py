@@ -46,12 +46,13 @@ from include.alert_settings import deadline_interval
 from include.alerts import RunFailedNotifier, deadline_missed
 from include.cluster_profiles import PROFILES, cluster_tags, job_flow_overrides
 from include.dag_parts import AUDIT_TOOLTIP, PUBLISH_TOOLTIP, register_group, register_output, step_group
+from include.lake_files import lake_io
 from include.lineage import spark_properties
 from include.packaging import code_location
 from include.run_dates import DS_DESCRIPTION, run_ds
-from include.run_report import add_run_report, lake_io
+from include.run_plan import BACKFILL_TASK_ID, PLAN_XCOM_KEY, backfill_plan, nightly_plan, step_task_ids
+from include.run_report.task import add_run_report
 from include.settings import PROJECT_ROOT, Settings
-from plugins.emr_naming import emr_step_name
 from plugins.spark_job import SparkJobSubprocessOperator
 from spark_jobs.paths import audit_uri
 
@@ -160,7 +161,8 @@ def plan_nightly(
     params: dict[str, Any],
     code: dict[str, str] | None,
 ) -> dict[str, Any]:
-    """Everything a nightly run's tasks need, keyed for `multiple_outputs` (flat keys)."""
+    """Everything a nightly run's tasks need, keyed for `multiple_outputs` (flat keys); under
+    `run_plan` each step as the later tasks and the run report read it (`include.run_plan`)."""
     ds = P.check_ds(ds, "the logical date")
     profile = _checked_profile(params)
     outputs = P.check_outputs(params.get("outputs"))
@@ -186,11 +188,15 @@ def plan_nightly(
     wap = wap_commands(settings, ds=ds, run_id=run_id, branch=branch, steps=list(commands), params=params)
     plan["checks"] = wap.pop("checks")
     commands.update(wap)
+    run = nightly_plan(
+        dag_id=dag_id, run_id=run_id, ds=ds, branch=branch, commands=commands, emr=settings.is_emr
+    )
+    plan[PLAN_XCOM_KEY] = run.to_xcom()
+    emr_names = {planned.step: planned.emr_step_name for planned in run.steps}
     for name, args in commands.items():
         if settings.is_emr:
             assert code is not None  # noqa: S101 (emr plans always get the code location)
-            step_name = emr_step_name(dag_id, run_id, ds, name)
-            plan[f"step:{name}"] = [P.emr_step(step_name, args, **_code_args(settings, code))]
+            plan[f"step:{name}"] = [P.emr_step(emr_names[name], args, **_code_args(settings, code))]
         else:
             plan[f"step:{name}"] = [args]
     if settings.is_emr:
@@ -206,7 +212,8 @@ def plan_backfill(
     """A date range on one cluster: ranged ingest per dataset, then each date's steps, dates in order.
 
     emr: `batches` (each batch runs side by side, the next starts when it completed);
-    local: `commands` (run one after another).
+    local: `commands` (run one after another); both: `run_plan`, each step of each date as the
+    run report reads it (`include.run_plan`).
     """
     start = P.check_ds(params.get("start_ds"), "start_ds")
     end = P.check_ds(params.get("end_ds"), "end_ds")
@@ -245,21 +252,31 @@ def plan_backfill(
     batches.append([(f"{start}..{end}", P.AUDIT, wap["audit"])])
     batches.append([(end, P.PUBLISH, wap["publish"])])
 
+    run = backfill_plan(
+        dag_id=dag_id,
+        run_id=run_id,
+        ds=end,
+        branch=branch,
+        commands=[command for batch in batches for command in batch],
+        emr=settings.is_emr,
+    )
     plan: dict[str, Any] = {
         "dates": dates,
         "start_ds": start,
         "end_ds": end,
         "branch": branch,
         "checks": wap["checks"],
+        PLAN_XCOM_KEY: run.to_xcom(),
     }
     if not settings.is_emr:
         plan["commands"] = [args for batch in batches for _, _, args in batch]
         plan["spark_server"] = spark_server_socket(dag_id, run_id) if settings.local_spark_server else None
         return plan
     assert code is not None  # noqa: S101
+    emr_names = {(planned.step, planned.label): planned.emr_step_name for planned in run.steps}
     plan["batches"] = [
         [
-            P.emr_step(emr_step_name(dag_id, run_id, label, s.name), args, **_code_args(settings, code))
+            P.emr_step(emr_names[(s.name, label)], args, **_code_args(settings, code))
             for label, s, args in batch
         ]
         for batch in batches
@@ -465,7 +482,7 @@ def build_nightly_dag(settings: Settings, dag_id: str = NIGHTLY_DAG_ID, doc_md: 
             nightly_emr(settings, plan)
         else:
             _nightly_local(settings, plan)
-        add_run_report(settings, "nightly", dag)  # last: rows, durations, cost of the run
+        add_run_report(settings, dag)  # last: rows, durations, cost of the run
     return dag
 
 
@@ -477,18 +494,19 @@ def _nightly_local(settings: Settings, plan: Any) -> None:
     runs = {}
     for step in P.PIPELINE:
         with step_group(step):
-            runs[step.name] = _local_job(
-                settings, f"run_{step.name}", plan[f"step:{step.name}"], plan["spark_server"]
-            )
+            (task_id,) = step_task_ids(step.name, emr=False)
+            runs[step.name] = _local_job(settings, task_id, plan[f"step:{step.name}"], plan["spark_server"])
         for dep in step.depends_on:
             runs[dep] >> runs[step.name]
     # Write-audit-publish: the audit runs once every step ran or was skipped (none failed), on
     # the run's branch; publish only after it passed; each output's asset event after that.
     with step_group(P.AUDIT, AUDIT_TOOLTIP):
-        audit = _local_job(settings, "run_audit", plan["step:audit"], plan["spark_server"])
+        (task_id,) = step_task_ids(P.AUDIT.name, emr=False)
+        audit = _local_job(settings, task_id, plan["step:audit"], plan["spark_server"])
         audit.trigger_rule = "none_failed_min_one_success"
     with step_group(P.PUBLISH, PUBLISH_TOOLTIP):
-        publish = _local_job(settings, "run_publish", plan["step:publish"], plan["spark_server"])
+        (task_id,) = step_task_ids(P.PUBLISH.name, emr=False)
+        publish = _local_job(settings, task_id, plan["step:publish"], plan["spark_server"])
     list(runs.values()) >> audit >> publish
     if start is not None:
         start >> list(runs.values())
@@ -509,12 +527,12 @@ def build_backfill_dag(settings: Settings, dag_id: str = BACKFILL_DAG_ID, doc_md
             backfill_emr(settings, plan)
         else:
             # the steps, then the audit of every date, then publish: one command list
-            run = _local_job(settings, "run_steps", plan["commands"], plan["spark_server"])
+            run = _local_job(settings, BACKFILL_TASK_ID, plan["commands"], plan["spark_server"])
             if settings.local_spark_server:
                 start, stop = _local_spark(settings, plan)
                 start >> run >> stop
             with register_group():
                 run >> [register_output(settings, out, plan["dates"]) for out in P.OUTPUTS]
-        add_run_report(settings, "backfill", dag)  # last: rows, durations, cost of the run
+        add_run_report(settings, dag)  # last: rows, durations, cost of the run
     _alert_on_failed_tasks(settings, dag)
     return dag

@@ -95,7 +95,8 @@ def register_output(settings: Settings, output: str, dates: Any):
     table itself is registered by the catalog when the job commits (Glue on EMR): this only tells
     Airflow (data-aware schedules, lineage) which snapshot is new.
     """
-    from include.run_report import lake_io, metrics_uri
+    from include.lake_files import lake_io
+    from include.run_plan import metrics_uri
 
     asset = output_asset(settings, output)
     step = P.STEPS[P.PRODUCER[output]]

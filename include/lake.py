@@ -199,7 +199,7 @@ def _glue_prefix() -> str:
 
 def record_publish_by_hand(lake: str, dag_id: str, ds: str, entry: dict[str, Any]) -> str | None:
     """Add `entry` to the run report of (dag_id, ds), when there is one; returns its URI."""
-    from include.run_report import lake_io, report_uri
+    from include.lake_files import lake_io, report_uri
 
     read, write = lake_io(None, None)
     uri = report_uri(lake, dag_id, ds)

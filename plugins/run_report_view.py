@@ -4,7 +4,7 @@ The tab (an external view, destination `dag_run`) shows `/run-report/dags/<dag>/
 page of this plugin's FastAPI app, mounted in Airflow's api-server. The app is thin: it finds the
 page the run's `run_report` task wrote (that task's XCom `report_page`: the page's URI, file://
 or s3://, and the AWS connection to read it with), reads it and serves it. The report itself is
-made in the task (include/run_report.py); nothing here imports the project's code.
+made in the task (include/run_report/task.py); nothing here imports the project's code.
 
 Access is Airflow's own: the route depends on the api-server's `requires_access_dag("GET", RUN)`,
 so the UI's session cookie (or an API token) of a user who may read the DAG's runs is needed.
@@ -24,7 +24,7 @@ from airflow.plugins_manager import AirflowPlugin
 
 URL_PREFIX = "/run-report"
 TASK_ID = "run_report"
-XCOM_KEY = "report_page"  # what include/run_report.py pushes (PAGE_XCOM_KEY)
+XCOM_KEY = "report_page"  # what include/run_report/task.py pushes (PAGE_XCOM_KEY)
 # The page is the task's own HTML: inline styles and SVG, no script, nothing fetched.
 PAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'"
 

@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from include.lake_files import report_uri
 from include.run_local import DAG_FILES, PROJECT_ROOT, load_dag, prepare_airflow, run_dag_test
-from include.run_report import report_uri
 from scripts.summarize_lake import summarize
 
 

@@ -49,7 +49,7 @@ def test_a_failed_step_fails_the_run_and_the_cluster_is_still_terminated(fake_aw
 def _the_report_page_is_on_s3_beside_the_json(emr: EmrRun, ds: str, failed_step: str) -> None:
     """run_report wrote report.html beside report.json in the lake's bucket, with the EMR links,
     and the UI's Run report tab finds it by the task's XCom (plugins/run_report_view.py)."""
-    from include import run_report as R
+    from include.run_report import model
     from plugins.run_report_view import find_page
 
     folder = f"lake/_runs/reports/dag_id=customer_analytics_nightly/dt={ds}/"
@@ -63,8 +63,8 @@ def _the_report_page_is_on_s3_beside_the_json(emr: EmrRun, ds: str, failed_step:
     step = next(s for s in report["steps"] if s["step"] == failed_step)
     assert step["state"] == "failed"
     log_folder = f"{LAKE}/_emr_logs/{cluster_id}/steps/{step['emr_step']['id']}/"
-    assert step["step_log_url"] == R.s3_console_url(log_folder, "us-east-1")
-    assert report["links"]["emr_cluster"] == R.emr_console_url("us-east-1", cluster_id)
+    assert step["step_log_url"] == model.s3_console_url(log_folder, "us-east-1")
+    assert report["links"]["emr_cluster"] == model.emr_console_url("us-east-1", cluster_id)
     for url in (step["step_log_url"], report["links"]["emr_cluster"], step["task_log_url"]):
         assert f'href="{html.escape(url)}"' in page
     assert find_page("customer_analytics_nightly", emr.run.run_id) == {

@@ -112,7 +112,7 @@ def test_publishing_a_kept_branch_by_hand_describes_first_then_fast_forwards_and
     import json
     from pathlib import Path
 
-    from include.run_report import report_uri
+    from include.lake_files import report_uri
 
     head = _branch_with_a_commit(three_runs, lake)
     report = Path(report_uri(lake, "customer_analytics_nightly", "2024-06-04").removeprefix("file://"))

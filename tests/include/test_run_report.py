@@ -14,13 +14,15 @@ import pytest
 from moto import mock_aws
 
 from include import pipeline as P
-from include import run_report as R
 from include.cluster_profiles import PROFILES, instance_types
+from include.run_plan import metrics_uri
+from include.run_report import cost, model, render, task
 from plugins.emr_naming import emr_step_name
 from spark_jobs.cli import main
 from spark_jobs.protocol import METRICS_PREFIX
 from tests.harness.lake_files import write_landing_csv
 from tests.harness.lake_tables import append_rows
+from tests.harness.plans import nightly_run_plan
 
 DS = "2024-06-08"
 UTC = dt.UTC
@@ -44,7 +46,7 @@ def test_cli_writes_the_metrics_it_prints_to_the_lake_where_the_report_reads_the
 
     printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith(METRICS_PREFIX)]
     assert len(printed) == 1
-    uri = R.metrics_uri(lake, P.STEPS["ingest_customers"], DS)
+    uri = metrics_uri(lake, P.STEPS["ingest_customers"], DS)
     assert uri == f"{lake}/_runs/metrics/dt={DS}/ingest-customers.json"
     stored = json.loads(Path(uri.removeprefix("file://")).read_text())
     assert stored == json.loads(printed[0].removeprefix(METRICS_PREFIX))
@@ -73,26 +75,9 @@ def _metrics(rows_in, rows_out, quarantined=0, seconds=10.0):
     }
 
 
-def test_metrics_names_match_the_cli_file_names_for_every_step():
-    names = {s.name: R.metrics_name(s) for s in P.PIPELINE}
-    assert names == {
-        "ingest_customers": "ingest-customers",
-        "ingest_sales": "ingest-sales",
-        "ingest_referrals": "ingest-referrals",
-        "ingest_stock_ticks": "ingest-stock_ticks",
-        "ingest_clickstream": "ingest-clickstream",
-        "graph": "graph",
-        "features": "features",
-        "segments": "segments",
-        "sales_rolling": "sales_rolling",
-        "stock_daily": "stock_daily",
-        "clickstream": "clickstream",
-    }
-
-
 def test_report_uses_metrics_of_succeeded_steps_only_and_fails_with_the_failed_tasks():
     selected = [s.name for s in P.steps_for(["customer_features", "stock_daily"])]
-    planned = R.nightly_steps(DS, selected, emr=False)
+    plan = nightly_run_plan(DS, selected, emr=False)
     states = {
         "run_ingest_customers": "success",
         "run_ingest_sales": "success",
@@ -110,9 +95,9 @@ def test_report_uses_metrics_of_succeeded_steps_only_and_fails_with_the_failed_t
         # a file of an earlier run of the failed step must not count
         ("graph", DS): _metrics({"referrals": 9}, {"referral_graph": 9}, 0, 99.0),
     }
-    report = R.build_report(
-        dag_id="nightly", run_id="manual__1", target="local", ds=DS,
-        planned=planned, task_states=states, metrics=metrics,
+    report = model.build_report(
+        dag_id="nightly", run_id="manual__1", target="local",
+        plan=plan, task_states=states, metrics=metrics,
     )  # fmt: skip
     by_step = {s["step"]: s for s in report["steps"]}
     assert [s["step"] for s in report["steps"]] == [s.name for s in P.PIPELINE] + ["audit", "publish"]
@@ -145,38 +130,14 @@ def test_report_uses_metrics_of_succeeded_steps_only_and_fails_with_the_failed_t
     }
 
 
-def test_backfill_report_files_ranged_ingest_under_the_last_date_and_each_date_once():
-    planned = R.backfill_steps(
-        "2024-06-09", "2024-06-11", ["2024-06-09", "2024-06-10", "2024-06-11"], emr=False
-    )
-    # the ranged ingests first, each date's steps, then one audit of the range and one publish
-    *steps, audit, publish = planned
-    assert (audit.step.name, audit.label) == ("audit", "2024-06-09..2024-06-11")
-    assert audit.metrics_ds == "2024-06-11"
-    assert (publish.step.name, publish.label, publish.metrics_ds) == ("publish", "2024-06-11", "2024-06-11")
-    ranged = [p for p in steps if p.step.ranged]
-    daily = [p for p in steps if not p.step.ranged]
-    assert {(p.label, p.metrics_ds) for p in ranged} == {("2024-06-09..2024-06-11", "2024-06-11")}
-    assert len(ranged) == 5
-    assert [p.label for p in daily] == [
-        d for d in ("2024-06-09", "2024-06-10", "2024-06-11") for _ in range(6)
-    ]
-    assert {p.task_id for p in planned} == {"run_steps"}
-
-    files = {R.metrics_uri("file:///l", p.step, p.metrics_ds): p for p in planned}
-    assert len(files) == len(planned)
-    assert "file:///l/_runs/metrics/dt=2024-06-11/ingest-sales.json" in files
-    assert "file:///l/_runs/metrics/dt=2024-06-10/graph.json" in files
-
-
 def test_table_in_the_log_has_one_line_per_step_with_its_numbers():
-    planned = R.nightly_steps(DS, ["ingest_sales"], emr=False)
-    report = R.build_report(
-        dag_id="nightly", run_id="manual__1", target="local", ds=DS, planned=planned,
+    plan = nightly_run_plan(DS, ["ingest_sales"], emr=False)
+    report = model.build_report(
+        dag_id="nightly", run_id="manual__1", target="local", plan=plan,
         task_states={"run_ingest_sales": "success"},
         metrics={("ingest_sales", DS): _metrics({"sales": 12345}, {"sales": 12000}, 300, 61.04)},
     )  # fmt: skip
-    lines = R.format_table(report).splitlines()
+    lines = render.format_table(report).splitlines()
     assert lines[0] == f"run report: nightly manual__1 (ds {DS}, local): success"
     assert lines[1].split() == ["step", "ds", "state", "rows", "in", "rows", "out", "quarantined", "seconds"]
     body = {line.split()[0]: line.split() for line in lines[3:-2]}
@@ -214,14 +175,14 @@ def _cluster(created, ended=None):
      ("t3.small", 1), ("m5.metal", None)],
 )  # fmt: skip
 def test_normalization_factor_follows_emr_sizes(instance_type, factor):
-    assert R.normalization_factor(instance_type) == factor
+    assert cost.normalization_factor(instance_type) == factor
 
 
 def test_cost_is_normalized_instance_hours_times_the_price_per_normalized_hour():
     t0 = dt.datetime(2024, 6, 9, 2, 0, tzinfo=UTC)
     cluster = _cluster(t0, t0 + dt.timedelta(hours=1, minutes=30))
     instances = _instances("m5.xlarge", 3)  # the dev profile: 1 primary + 2 core, the cluster's life long
-    usage = R.cluster_usage(cluster, instances, [], PRICES)
+    usage = cost.cluster_usage(cluster, instances, [], PRICES)
     assert usage["runtime_hours"] == 1.5
     assert usage["runtime_source"] == "cluster end"
     # 3 instances x 1.5 h x factor 8 = 36 normalized hours; 36 x (0.24 / 8) = 3 x 1.5 x 0.24 = 1.08
@@ -239,7 +200,7 @@ def test_a_terminating_cluster_is_counted_to_its_last_step_and_unknown_types_lea
         {"Name": "c", "Status": {"Timeline": {}}},  # cancelled, never ran
     ]
     instances = _instances("r5.4xlarge", 5) + _instances("x9.huge", 2, "SPOT")
-    usage = R.cluster_usage(_cluster(t0), instances, steps, PRICES)
+    usage = cost.cluster_usage(_cluster(t0), instances, steps, PRICES)
     assert usage["runtime_hours"] == 0.75
     assert usage["runtime_source"].startswith("last step end")
     assert usage["instance_types"][0]["normalized_instance_hours"] == 5 * 0.75 * 32
@@ -262,9 +223,9 @@ def test_a_fleets_cost_follows_the_instances_it_really_ran_each_for_its_own_life
         + _instances("c6g.4xlarge", 1, "SPOT", created=at(90), ended=at(120), fleet="if-task")
         + _instances("c7g.4xlarge", 1, "ON_DEMAND", created=at(30), fleet="if-task")
     )
-    prices = R.load_prices()["instances"]
+    prices = cost.load_prices()["instances"]
     hourly = {t: p["ec2"] + p["emr"] for t, p in prices.items()}
-    usage = R.cluster_usage(cluster, instances, [], R.load_prices())
+    usage = cost.cluster_usage(cluster, instances, [], cost.load_prices())
     rows = {(t["instance_type"], t["market"]): t for t in usage["instance_types"]}
     assert {k: (r["instances"], r["instance_hours"]) for k, r in rows.items()} == {
         ("m7g.2xlarge", "ON_DEMAND"): (1, 2.0),
@@ -282,10 +243,10 @@ def test_a_fleets_cost_follows_the_instances_it_really_ran_each_for_its_own_life
 
 
 def test_the_price_table_in_include_prices_every_instance_type_of_the_profiles():
-    prices = R.load_prices()
+    prices = cost.load_prices()
     types = {t for profile in PROFILES for t in instance_types(profile)}
     assert types <= set(prices["instances"])
-    assert all(R.normalization_factor(t) for t in prices["instances"])
+    assert all(cost.normalization_factor(t) for t in prices["instances"])
 
 
 @mock_aws
@@ -304,8 +265,8 @@ def test_emr_usage_and_step_timings_are_read_through_boto3():
     client.add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])
     client.terminate_job_flows(JobFlowIds=[cluster_id])
 
-    cluster, instances, steps = R.read_emr(client, cluster_id)
-    usage = R.cluster_usage(cluster, instances, steps, PRICES)
+    cluster, instances, steps = cost.read_emr(client, cluster_id)
+    usage = cost.cluster_usage(cluster, instances, steps, PRICES)
     timeline = cluster["Status"]["Timeline"]
     hours = (timeline["EndDateTime"] - timeline["CreationDateTime"]).total_seconds() / 3600
     assert [(t["instance_type"], t["market"], t["instances"]) for t in usage["instance_types"]] == [
@@ -315,17 +276,17 @@ def test_emr_usage_and_step_timings_are_read_through_boto3():
     assert usage["normalized_instance_hours"] == round(3 * hours * 8, 3)
     assert usage["estimated_cost"] == round(3 * hours * 0.24, 4)
 
-    timings = R.emr_step_timings(steps)
+    timings = cost.emr_step_timings(steps)
     assert list(timings) == [name]
-    planned = R.nightly_steps(DS, ["graph"], emr=True)
-    report = R.build_report(
-        dag_id="customer_analytics_nightly", run_id="manual__1", target="emr", ds=DS, planned=planned,
+    plan = nightly_run_plan(DS, ["graph"], emr=True, dag_id="customer_analytics_nightly")
+    report = model.build_report(
+        dag_id="customer_analytics_nightly", run_id="manual__1", target="emr", plan=plan,
         task_states={"wait_graph": "success"}, metrics={}, emr_steps=timings, cluster=usage,
     )  # fmt: skip
     graph = next(s for s in report["steps"] if s["step"] == "graph")
     assert graph["task_id"] == "wait_graph"
     assert graph["emr_step"]["id"] == steps[0]["Id"]
-    assert f"EMR cluster {cluster_id}" in R.format_table(report)
+    assert f"EMR cluster {cluster_id}" in render.format_table(report)
 
 
 # ---- the HTML page --------------------------------------------------------------------------
@@ -345,7 +306,7 @@ def test_html_page_charts_segments_rolling_sales_and_pagerank_leaders_without_ne
     graph = pd.DataFrame({"customer_id": list(ranks), "pagerank": list(ranks.values())})
     _write(tmp_path, "referral_graph", DS, graph)
 
-    charts = R.chart_data(tmp_path.as_uri(), DS)
+    charts = task.chart_data(tmp_path.as_uri(), DS)
     assert charts["segments"] == [("segment 0", 2, 20.0), ("segment 1", 1, 100.0), ("segment 2", 3, 6.0)]
     # 2024-05-01 is outside the 30 days up to ds
     assert charts["rolling"] == {
@@ -354,11 +315,11 @@ def test_html_page_charts_segments_rolling_sales_and_pagerank_leaders_without_ne
     }
     assert [c for c, _ in charts["pagerank"]] == [f"u{i:02d}" for i in range(11, 1, -1)]
 
-    report = R.build_report(
-        dag_id="nightly", run_id="manual__1", target="local", ds=DS,
-        planned=R.nightly_steps(DS, [], emr=False), task_states={}, metrics={},
+    report = model.build_report(
+        dag_id="nightly", run_id="manual__1", target="local",
+        plan=nightly_run_plan(DS, [], emr=False), task_states={}, metrics={},
     )  # fmt: skip
-    page = R.html_page(report, charts)
+    page = render.html_page(report, charts)
     assert page.count('<rect class="bar"') == 3 + 3 + 10
     assert page.count('<polyline class="line"') == 2
     assert "<script" not in page
@@ -400,11 +361,11 @@ def test_run_report_is_the_one_last_task_and_runs_whatever_happened(target, kind
 
 
 def test_html_page_shows_a_single_days_rolling_sales_as_bars_per_region():
-    report = R.build_report(
-        dag_id="nightly", run_id="manual__1", target="local", ds=DS,
-        planned=R.nightly_steps(DS, [], emr=False), task_states={}, metrics={},
+    report = model.build_report(
+        dag_id="nightly", run_id="manual__1", target="local",
+        plan=nightly_run_plan(DS, [], emr=False), task_states={}, metrics={},
     )  # fmt: skip
-    page = R.html_page(report, {"rolling": {"north": [(DS, 12345.0)], "south": [(DS, 40.5)]}})
+    page = render.html_page(report, {"rolling": {"north": [(DS, 12345.0)], "south": [(DS, 40.5)]}})
     assert page.count('<rect class="bar"') == 2
     assert "<polyline" not in page
     assert ">12,345<" in page
@@ -433,9 +394,9 @@ def test_the_checks_section_counts_every_result_and_the_log_names_each_failure_w
         _check("processed.sales", "row_count_vs_history", "2024-06-01", "skipped", note="fewer than 3"),
         _check("processed.sales", "row_count_vs_history", "2024-06-02", "skipped", note="fewer than 3"),
     ]
-    planned = R.nightly_steps(DS, ["graph"], emr=False)
-    report = R.build_report(
-        dag_id="nightly", run_id="manual__1", target="local", ds=DS, planned=planned,
+    plan = nightly_run_plan(DS, ["graph"], emr=False)
+    report = model.build_report(
+        dag_id="nightly", run_id="manual__1", target="local", plan=plan,
         task_states={"run_graph": "success", "run_audit": "failed"}, metrics={}, checks=results,
     )  # fmt: skip
 
@@ -444,7 +405,7 @@ def test_the_checks_section_counts_every_result_and_the_log_names_each_failure_w
         "passed": 3, "warnings": 1, "errors": 1, "skipped": 2,
     }  # fmt: skip
     assert section["results"] == results  # every check with its numbers, per output
-    text = R.format_table(report)
+    text = render.format_table(report)
     assert "checks: 3 passed, 1 warnings, 1 errors, 2 skipped" in text
     lines = text.splitlines()
     assert any(

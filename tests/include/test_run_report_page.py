@@ -12,13 +12,15 @@ import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
-from types import SimpleNamespace
 
 import boto3
 from moto import mock_aws
 
-from include import run_report as R
+from include import lake_files
+from include.run_report import cost, model, render, task
+from include.settings import Settings
 from plugins.emr_naming import emr_step_name
+from tests.harness.plans import nightly_run_plan
 
 DAG = "customer_analytics_nightly"
 DS = "2024-06-10"
@@ -98,14 +100,14 @@ def _metrics(rows_out, spark, startup, queue=None, total=None):
 
 
 def _local_report(ds=DS, run_id=RUN, sales=1000, segments=300, graph_state="success"):
-    planned = R.nightly_steps(ds, ["ingest_sales", "graph", "segments"], emr=False)
+    plan = nightly_run_plan(ds, ["ingest_sales", "graph", "segments"], emr=False, dag_id=DAG, run_id=run_id)
     states = {"run_ingest_sales": "success", "run_graph": graph_state, "run_segments": "success"}
     metrics = {
         ("ingest_sales", ds): _metrics({"sales": sales}, 12.25, 0.75, queue=3.5, total=17.0),
         ("graph", ds): _metrics({"referral_graph": 40}, 8.0, 0.5),
         ("segments", ds): _metrics({"customer_segments": segments}, 5.0, 0.5, queue=0.0),
     }
-    return R.build_report(dag_id=DAG, run_id=run_id, target="local", ds=ds, planned=planned,
+    return model.build_report(dag_id=DAG, run_id=run_id, target="local", plan=plan,
                           task_states=states, metrics=metrics)  # fmt: skip
 
 
@@ -118,7 +120,7 @@ def test_emr_step_timings_split_the_queue_from_the_run():
             "EndDateTime": t0 + dt.timedelta(seconds=600.5)}}},
         {"Id": "s-2", "Name": "b", "Status": {"State": "PENDING", "Timeline": {"CreationDateTime": t0}}},
     ]  # fmt: skip
-    assert R.emr_step_timings(steps) == {
+    assert cost.emr_step_timings(steps) == {
         "a": {"id": "s-1", "state": "COMPLETED", "queue_seconds": 210.0, "seconds": 390.5},
         "b": {"id": "s-2", "state": "PENDING", "queue_seconds": None, "seconds": None},
     }
@@ -134,10 +136,10 @@ def test_a_steps_row_has_its_queue_start_up_and_spark_time_from_the_job_or_from_
     assert rows["segments"]["queue_seconds"] == 0.0
 
     # on EMR the queue is the step's (created -> started), the start-up and Spark time the job's
-    planned = R.nightly_steps(DS, ["graph"], emr=True)
+    plan = nightly_run_plan(DS, ["graph"], emr=True, dag_id=DAG, run_id=RUN)
     name = emr_step_name(DAG, RUN, DS, "graph")
-    report = R.build_report(
-        dag_id=DAG, run_id=RUN, target="emr", ds=DS, planned=planned, task_states={"wait_graph": "success"},
+    report = model.build_report(
+        dag_id=DAG, run_id=RUN, target="emr", plan=plan, task_states={"wait_graph": "success"},
         metrics={("graph", DS): _metrics({"referral_graph": 40}, 8.0, 2.5)},
         emr_steps={name: {"id": "s-9", "state": "COMPLETED", "queue_seconds": 95.0, "seconds": 31.0}},
     )  # fmt: skip
@@ -147,12 +149,12 @@ def test_a_steps_row_has_its_queue_start_up_and_spark_time_from_the_job_or_from_
 
 # ---- links ----------------------------------------------------------------------------------
 def _emr_report():
-    planned = R.nightly_steps(DS, ["graph"], emr=True)
+    plan = nightly_run_plan(DS, ["graph"], emr=True, dag_id=DAG, run_id=RUN)
     name = emr_step_name(DAG, RUN, DS, "graph")
     cluster = {"cluster_id": "j-2AB3CD", "log_uri": "s3n://logs-bucket/emr/", "region": "eu-west-1",
                "estimated_cost": 1.08, "currency": "USD"}  # fmt: skip
-    return R.build_report(
-        dag_id=DAG, run_id=RUN, target="emr", ds=DS, planned=planned,
+    return model.build_report(
+        dag_id=DAG, run_id=RUN, target="emr", plan=plan,
         task_states={"wait_graph": "success", "wait_audit": "success", "wait_publish": "success"},
         metrics={("graph", DS): _metrics({"referral_graph": 40}, 8.0, 2.5)},
         emr_steps={name: {"id": "s-9XYZ", "state": "COMPLETED", "queue_seconds": 95.0, "seconds": 31.0}},
@@ -161,7 +163,7 @@ def _emr_report():
 
 
 def test_emr_links_go_to_the_cluster_its_spark_history_server_and_each_steps_log_folder():
-    report = R.add_links(_emr_report(), airflow_base=BASE, region="eu-west-1")
+    report = model.add_links(_emr_report(), airflow_base=BASE, region="eu-west-1")
     console = "https://eu-west-1.console.aws.amazon.com/emr/home?region=eu-west-1#/clusterDetails/j-2AB3CD"
     assert report["links"] == {
         "airflow_run": f"{BASE}/dags/{DAG}/runs/{RUN_Q}",
@@ -181,7 +183,7 @@ def test_emr_links_go_to_the_cluster_its_spark_history_server_and_each_steps_log
 
 
 def test_local_links_are_the_airflow_task_logs_and_nothing_of_aws():
-    report = R.add_links(_local_report(), airflow_base=BASE + "/", region=None)
+    report = model.add_links(_local_report(), airflow_base=BASE + "/", region=None)
     assert report["links"] == {
         "airflow_run": f"{BASE}/dags/{DAG}/runs/manual__2024-06-10T02%3A00%3A00%2B00%3A00"
     }
@@ -207,7 +209,7 @@ def test_trends_hold_rows_per_output_and_cost_of_the_last_14_runs():
     emr = _emr_report()
     emr["ds"] = days[-1]
     reports[-1] = emr
-    trend = R.trends(list(reversed(reports)))  # in any order: by date
+    trend = model.trends(list(reversed(reports)))  # in any order: by date
     assert [r["ds"] for r in trend["runs"]] == days[2:]
     assert list(trend["rows"]) == ["curated.customer_segments", "curated.referral_graph", "processed.sales"]
     assert trend["rows"]["processed.sales"] == {d: 1000 + i for i, d in enumerate(days) if 2 <= i < 15}
@@ -220,8 +222,8 @@ def test_trends_hold_rows_per_output_and_cost_of_the_last_14_runs():
 def test_the_page_shows_each_steps_times_rows_and_links_and_the_trends():
     reports = [_local_report(ds=d, run_id=f"scheduled__{d}", sales=1000 + i, segments=300 - i)
                for i, d in enumerate(_days(3))]  # fmt: skip
-    report = R.add_links(reports[-1], airflow_base=BASE, region=None)
-    page = _Page(R.html_page(report, {}, R.trends(reports)))
+    report = model.add_links(reports[-1], airflow_base=BASE, region=None)
+    page = _Page(render.html_page(report, {}, model.trends(reports)))
 
     steps = page.table("step")
     assert steps[0] == ["step", "ds", "state", "queued s", "start-up s", "Spark s", "total s", "rows in",
@@ -245,15 +247,15 @@ def test_the_page_shows_each_steps_times_rows_and_links_and_the_trends():
     ]
     assert page.marks["polyline.trend"] == 3
     assert "no cost: these runs ran on local Spark (or their instances have no price)" in page.texts
-    assert "<script" not in R.html_page(report, {}, R.trends(reports))
+    assert "<script" not in render.html_page(report, {}, model.trends(reports))
 
 
 def test_an_emr_page_charts_the_cost_per_run_and_opens_the_consoles_in_a_tab_of_their_own():
     earlier = _emr_report()
     earlier["ds"], earlier["emr_cluster"] = "2024-06-09", dict(earlier["emr_cluster"], estimated_cost=2.5)
     local = _local_report(ds="2024-06-08")
-    report = R.add_links(_emr_report(), airflow_base=BASE, region="eu-west-1")
-    page = _Page(R.html_page(report, {}, R.trends([local, earlier, report])))
+    report = model.add_links(_emr_report(), airflow_base=BASE, region="eu-west-1")
+    page = _Page(render.html_page(report, {}, model.trends([local, earlier, report])))
     assert page.marks["rect.bar"] == 2  # the two priced runs
     assert "no cost: 2024-06-08" in page.texts
     bars = [t for t in page.texts if re.fullmatch(r"[\d.]+ USD", t)]
@@ -278,14 +280,14 @@ def test_earlier_reports_are_the_13_latest_dates_before_this_one_from_the_lake(t
     lake = tmp_path.as_uri()
     days = _days(16)
     for d in days:
-        path = Path(R.report_uri(lake, DAG, d).removeprefix("file://"))
+        path = Path(lake_files.report_uri(lake, DAG, d).removeprefix("file://"))
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps({"ds": d}) if d != days[3] else "not json")
     (tmp_path / "_runs" / "reports" / f"dag_id={DAG}" / "dt=2024-07-01").mkdir()  # no report in it
-    dates = R.report_dates(lake, DAG, None, None)
+    dates = lake_files.report_dates(lake, DAG, None, None)
     assert dates == days
-    read, _ = R.lake_io(None, None)
-    earlier = R.earlier_reports(read, lake, DAG, days[-1], dates)
+    read, _ = lake_files.lake_io(None, None)
+    earlier = task.earlier_reports(read, lake, DAG, days[-1], dates)
     assert [r["ds"] for r in earlier] == [d for d in days[2:-1] if d != days[3]]  # 13 dates, one unreadable
     assert "not a report" in caplog.text
 
@@ -295,15 +297,15 @@ def test_on_emr_the_page_is_written_to_s3_beside_the_json_with_the_earlier_runs_
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket="lake-bucket")
     lake = "s3://lake-bucket/lake"
-    read, write = R.lake_io(None, "us-east-1")
+    read, write = lake_files.lake_io(None, "us-east-1")
     earlier = _emr_report()
     earlier["ds"] = "2024-06-09"
-    write(R.report_uri(lake, DAG, "2024-06-09"), json.dumps(earlier))
-    report = R.add_links(_emr_report(), airflow_base=BASE, region="eu-west-1")
-    write(R.report_uri(lake, DAG, DS), json.dumps(report))  # as run_report does, first the JSON
+    write(lake_files.report_uri(lake, DAG, "2024-06-09"), json.dumps(earlier))
+    report = model.add_links(_emr_report(), airflow_base=BASE, region="eu-west-1")
+    write(lake_files.report_uri(lake, DAG, DS), json.dumps(report))  # as run_report does, first the JSON
 
-    settings = SimpleNamespace(lake=lake, aws_conn_id=None, region="us-east-1")
-    page_uri = R._write_page(settings, DAG, DS, report, read, write)
+    settings = Settings(target="emr", lake=lake, aws_conn_id=None, region="us-east-1")
+    page_uri = task._write_page(settings, DAG, DS, report, read, write)
 
     assert page_uri == f"{lake}/_runs/reports/dag_id={DAG}/dt={DS}/report.html"
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="lake-bucket")["Contents"]}

@@ -13,7 +13,8 @@ import pytest
 from moto import mock_aws
 
 import tests.harness.airflow_home as airflow_setup
-from include import run_report as R
+from include.lake_files import report_uri
+from include.run_report.task import PAGE_XCOM_KEY
 from plugins import run_report_view as V
 
 DAG_ID = "customer_analytics_nightly"
@@ -40,7 +41,7 @@ def tokens() -> dict[str, str]:
 def _lake_page(tmp_path: Path, run_id: str = RUN_ID) -> dict[str, str]:
     """A report and its page where run_report writes them, and the XCom it pushes."""
     lake = tmp_path.as_uri()
-    json_uri, html_uri = (R.report_uri(lake, DAG_ID, "2024-06-10", n) for n in ("report.json", "report.html"))
+    json_uri, html_uri = (report_uri(lake, DAG_ID, "2024-06-10", n) for n in ("report.json", "report.html"))
     for uri, text in ((json_uri, json.dumps({"run_id": run_id})), (html_uri, PAGE)):
         path = Path(uri.removeprefix("file://"))
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,7 +127,7 @@ def test_on_emr_the_page_is_read_from_s3_beside_the_json(tokens):
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket="lake-bucket")
     lake = "s3://lake-bucket/lake"
-    json_uri, html_uri = (R.report_uri(lake, DAG_ID, "2024-06-10", n) for n in ("report.json", "report.html"))
+    json_uri, html_uri = (report_uri(lake, DAG_ID, "2024-06-10", n) for n in ("report.json", "report.html"))
     for uri, text in ((json_uri, json.dumps({"run_id": RUN_ID})), (html_uri, PAGE)):
         s3.put_object(Bucket="lake-bucket", Key=uri.removeprefix("s3://lake-bucket/"), Body=text.encode())
     where = {"json": json_uri, "html": html_uri, "aws_conn_id": None, "region": "us-east-1"}
@@ -144,7 +145,7 @@ def test_the_page_is_found_by_the_run_report_tasks_xcom_in_airflows_database():
 
         @task(task_id="run_report")
         def run_report() -> None:
-            get_current_context()["ti"].xcom_push(key=R.PAGE_XCOM_KEY, value=value)
+            get_current_context()["ti"].xcom_push(key=PAGE_XCOM_KEY, value=value)
 
         run_report()
     _serialize(dag)  # as the dag-processor would (dag.test runs serialized DAGs only)
@@ -153,7 +154,7 @@ def test_the_page_is_found_by_the_run_report_tasks_xcom_in_airflows_database():
     assert V.find_page("report_view_lookup", run.run_id) == value
     assert V.find_page("report_view_lookup", "manual__another") is None
     assert V.find_page("another_dag", run.run_id) is None
-    assert V.XCOM_KEY == R.PAGE_XCOM_KEY  # the plugin reads the key the task pushes
+    assert V.XCOM_KEY == PAGE_XCOM_KEY  # the plugin reads the key the task pushes
 
 
 def _serialize(dag) -> None:

@@ -1,0 +1,162 @@
+"""What the `plan` task knows of each step of a run, typed, for the tasks that come after it: which
+Airflow tasks run the step, the date (or range) it builds, where its job leaves its metrics, its
+EMR step name and the outputs it produces. The run report reads this and derives none of it.
+
+The plan task pushes it as the XCom `run_plan` (`RunPlan.to_xcom()`: plain JSON); a reader takes it
+back with `RunPlan.from_xcom`. Pure: no Airflow, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from include import pipeline as P
+from plugins.emr_naming import emr_step_name
+
+PLAN_XCOM_KEY = "run_plan"  # the plan task's XCom holding `RunPlan.to_xcom()`
+BACKFILL_TASK_ID = "run_steps"  # a backfill runs every step of every date in this one task
+
+
+def step_task_ids(step: str, *, emr: bool) -> tuple[str, ...]:
+    """The tasks of one step of a nightly run, in the order they run; the last one's state is the
+    step's: on EMR `add_<step>` then `wait_<step>`, locally `run_<step>`."""
+    return (f"add_{step}", f"wait_{step}") if emr else (f"run_{step}",)
+
+
+def metrics_uri_of(command: Sequence[str]) -> str:
+    """Where the job that `command` runs (a `python -m spark_jobs` command line) leaves its metrics:
+    the command read by the jobs' own parser, the file named by the jobs' own rule."""
+    from spark_jobs import paths
+    from spark_jobs.cli import parse_args
+
+    args = parse_args(list(command))
+    return paths.metrics_uri(args.lake, args.job, args.ds, args.dataset)
+
+
+def metrics_uri(lake: str, step: P.Step, ds: str) -> str:
+    """Where `step`'s job, run for `ds` alone, leaves its metrics."""
+    return metrics_uri_of(P.job_args(step, ds=ds, lake=lake))
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """One step for one date (or, for a ranged step of a backfill, one range) of a run."""
+
+    step: str  # the spec's step name
+    label: str  # the date, or "start..end" for a ranged step (as in EMR step names)
+    task_ids: tuple[str, ...]  # the Airflow tasks that run it; the last one's state is the step's
+    selected: bool  # False: no requested output needs it, its task skips itself
+    metrics_uri: str | None  # where its job leaves its metrics (None: not selected, nothing runs)
+    emr_step_name: str | None  # its EMR step's name (None: the local target)
+    outputs: tuple[str, ...]  # the curated outputs it produces
+
+    @property
+    def task_id(self) -> str:
+        """The task whose state is the step's."""
+        return self.task_ids[-1]
+
+    def to_xcom(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "label": self.label,
+            "task_ids": list(self.task_ids),
+            "selected": self.selected,
+            "metrics_uri": self.metrics_uri,
+            "emr_step_name": self.emr_step_name,
+            "outputs": list(self.outputs),
+        }
+
+    @classmethod
+    def from_xcom(cls, value: Mapping[str, Any]) -> PlannedStep:
+        return cls(
+            step=value["step"],
+            label=value["label"],
+            task_ids=tuple(value["task_ids"]),
+            selected=value["selected"],
+            metrics_uri=value["metrics_uri"],
+            emr_step_name=value["emr_step_name"],
+            outputs=tuple(value["outputs"]),
+        )
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """The steps of one run in the order its report lists them, the date it is reported under
+    (a backfill's last date) and the branch its steps write to."""
+
+    ds: str
+    branch: str
+    steps: tuple[PlannedStep, ...]
+
+    def to_xcom(self) -> dict[str, Any]:
+        return {"ds": self.ds, "branch": self.branch, "steps": [s.to_xcom() for s in self.steps]}
+
+    @classmethod
+    def from_xcom(cls, value: Mapping[str, Any]) -> RunPlan:
+        steps = tuple(PlannedStep.from_xcom(s) for s in value["steps"])
+        return cls(ds=value["ds"], branch=value["branch"], steps=steps)
+
+
+def nightly_plan(
+    *,
+    dag_id: str,
+    run_id: str,
+    ds: str,
+    branch: str,
+    commands: Mapping[str, Sequence[str]],
+    emr: bool,
+) -> RunPlan:
+    """Every pipeline step for `ds`, then the audit and publish of what the run wrote; `commands`
+    holds the command line of each step the run's outputs need (the others are not selected)."""
+    steps = []
+    for step in (*P.PIPELINE, P.AUDIT, P.PUBLISH):
+        command = commands.get(step.name)
+        steps.append(
+            PlannedStep(
+                step=step.name,
+                label=ds,
+                task_ids=step_task_ids(step.name, emr=emr),
+                selected=command is not None,
+                metrics_uri=metrics_uri_of(command) if command is not None else None,
+                emr_step_name=emr_step_name(dag_id, run_id, ds, step.name) if emr else None,
+                outputs=step.produces,
+            )
+        )
+    return RunPlan(ds=ds, branch=branch, steps=tuple(steps))
+
+
+def backfill_plan(
+    *,
+    dag_id: str,
+    run_id: str,
+    ds: str,
+    branch: str,
+    commands: Sequence[tuple[str, P.Step, Sequence[str]]],
+    emr: bool,
+) -> RunPlan:
+    """A backfill reported under its last date `ds`: the ranged steps once for the range, then each
+    date's steps in the spec's order, then the audit of the range and publish. `commands` are the
+    run's (label, step, command line), in the order they run."""
+    spec_order = {step.name: i for i, step in enumerate(P.PIPELINE)}
+
+    def place(command: tuple[str, P.Step, Sequence[str]]) -> tuple[int, str, int]:
+        label, step, _ = command
+        if step.name not in spec_order:
+            return (2, "", 0)  # the audit, then publish: a stable sort keeps them in order
+        return (0, "", spec_order[step.name]) if step.ranged else (1, label, spec_order[step.name])
+
+    steps = tuple(
+        PlannedStep(
+            step=step.name,
+            label=label,
+            task_ids=(BACKFILL_TASK_ID,),
+            selected=True,
+            metrics_uri=metrics_uri_of(args),
+            emr_step_name=emr_step_name(dag_id, run_id, label, step.name) if emr else None,
+            outputs=step.produces,
+        )
+        for label, step, args in sorted(commands, key=place)
+    )
+    return RunPlan(ds=ds, branch=branch, steps=steps)

@@ -1,0 +1,196 @@
+"""The `run_report` task, the DAGs' last: reads the run's plan, the tasks' states, the jobs' metrics,
+the audit's results and on EMR the cluster, builds the report (`model`), writes report.json and
+report.html to the lake and logs the table (`render`); then fails if a step failed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from include.lake_files import lake_io, report_dates, report_uri
+from include.run_plan import PLAN_XCOM_KEY, PlannedStep, RunPlan
+from include.run_report.cost import cluster_usage, emr_step_timings, load_prices, read_emr
+from include.run_report.model import FAILED_STATES, TREND_RUNS, add_links, build_report, trends
+from include.run_report.render import format_table, html_page
+from include.settings import Settings
+from spark_jobs import paths
+
+PAGE_XCOM_KEY = "report_page"  # run_report's XCom naming its page, read by plugins/run_report_view.py
+
+log = logging.getLogger(__name__)
+
+
+# ---- what the report reads -----------------------------------------------------------------
+def chart_data(lake: str, ds: str) -> dict[str, Any]:
+    """What the page charts, from the curated outputs of `ds` (pyiceberg; no Spark)."""
+    from include.lake import read_date as read_partition
+
+    out: dict[str, Any] = {}
+    segments = read_partition(lake, "curated", "customer_segments", ds)
+    if segments is not None and not segments.empty:
+        by = segments.groupby("segment").agg(
+            customers=("customer_id", "count"), spent=("total_spent", lambda s: float(s.astype(float).mean()))
+        )
+        out["segments"] = [(f"segment {k}", int(r.customers), r.spent) for k, r in by.sort_index().iterrows()]
+    # Every date of the 30 days up to ds that was written (one per day the pipeline ran).
+    first = dt.date.fromisoformat(ds) - dt.timedelta(days=29)
+    series: dict[str, list[tuple[str, float]]] = {}
+    for day in (first + dt.timedelta(days=k) for k in range(30)):
+        rolling = read_partition(lake, "curated", "sales_rolling_30d", day.isoformat())
+        if rolling is not None:
+            for r in rolling.itertuples():
+                series.setdefault(r.region, []).append((day.isoformat(), float(r.rolling_30d_sum)))
+    if series:
+        out["rolling"] = series
+    graph = read_partition(lake, "curated", "referral_graph", ds)
+    if graph is not None and not graph.empty:
+        top = graph.sort_values(["pagerank", "customer_id"], ascending=[False, True]).head(10)
+        out["pagerank"] = [(r.customer_id, float(r.pagerank)) for r in top.itertuples()]
+    return out
+
+
+def earlier_reports(
+    read: Callable[[str], str | None], lake: str, dag_id: str, ds: str, dates: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The reports of the TREND_RUNS - 1 latest dates before `ds` (one a date: its last run's)."""
+    out = []
+    for day in sorted(d for d in dates if d < ds)[-(TREND_RUNS - 1) :]:
+        text = read(report_uri(lake, dag_id, day))
+        if not text:
+            continue
+        try:
+            out.append(json.loads(text))
+        except ValueError:
+            log.warning("%s is not a report; left out of the trends", report_uri(lake, dag_id, day))
+    return out
+
+
+def read_checks(read: Callable[[str], str | None], lake: str, ds: str, branch: str | None) -> list | None:
+    """The run's audit results, None when its audit did not run (or left none)."""
+    if not branch:
+        return None
+    text = read(paths.audit_uri(lake, ds, branch))
+    return json.loads(text) if text else None
+
+
+def gather_metrics(
+    read: Callable[[str], str | None], planned: Sequence[PlannedStep]
+) -> dict[tuple[str, str], dict | None]:
+    """(step, label) -> the metrics its job left where the plan says, None when there are none
+    (or the step was not selected)."""
+    out = {}
+    for p in planned:
+        text = read(p.metrics_uri) if p.selected and p.metrics_uri else None
+        out[(p.step, p.label)] = json.loads(text) if text else None
+    return out
+
+
+# ---- the task ------------------------------------------------------------------------------
+def add_run_report(settings: Settings, dag: Any) -> Any:
+    """Add `run_report` as the last task of `dag` (call it inside `with dag`): it runs whatever happened
+    (trigger rule all_done), writes and logs the report, then fails if a step failed, so the
+    run's state stays the steps' state (a run's state is its last tasks')."""
+    from airflow.sdk import get_current_context, task
+    from airflow.sdk.exceptions import AirflowFailException
+
+    @task(task_id="run_report", trigger_rule="all_done", retries=0)
+    def run_report() -> dict[str, Any]:
+        ctx = get_current_context()
+        ti, dag = ctx["ti"], ctx["dag"]
+        planned = ti.xcom_pull(task_ids="plan", key=PLAN_XCOM_KEY)
+        if planned is None:
+            raise AirflowFailException("the plan task did not finish; there is nothing to report")
+        plan = RunPlan.from_xcom(planned)
+        ds = plan.ds
+        states = ti.get_task_states(dag_id=dag.dag_id, run_ids=[ctx["run_id"]]).get(ctx["run_id"], {})
+        read, write = lake_io(settings.aws_conn_id, settings.region)
+        emr_steps = cluster = None
+        if settings.is_emr:
+            emr_steps, cluster = _emr_part(settings, ti.xcom_pull(task_ids="create_cluster"))
+        report = build_report(
+            dag_id=dag.dag_id,
+            run_id=ctx["run_id"],
+            target=settings.target,
+            plan=plan,
+            task_states=states,
+            metrics=gather_metrics(read, plan.steps),
+            emr_steps=emr_steps,
+            cluster=cluster,
+            checks=read_checks(read, settings.lake, ds, plan.branch),
+        )
+        add_links(report, airflow_base=_airflow_base(ti), region=(cluster or {}).get("region"))
+        uri = report_uri(settings.lake, dag.dag_id, ds)
+        write(uri, json.dumps(report, indent=2, sort_keys=True, default=str))
+        log.info("\n%s\nreport: %s", format_table(report), uri)
+        page = _write_page(settings, dag.dag_id, ds, report, read, write)
+        # where the UI's "Run report" tab finds the page (pushed before a failed run fails)
+        aws = {"aws_conn_id": settings.aws_conn_id, "region": settings.region} if settings.is_emr else {}
+        ti.xcom_push(key=PAGE_XCOM_KEY, value={"json": uri, "html": page, **aws})
+        # Teardowns (terminate_cluster) do not decide a run's state; the steps do.
+        teardowns = {t.task_id for t in dag.tasks if getattr(t, "is_teardown", False)}
+        failed = sorted(t for t, s in states.items() if s in FAILED_STATES and t not in teardowns)
+        if failed:
+            raise AirflowFailException(f"the run failed: {', '.join(failed)} (report: {uri})")
+        return {"report": uri, "state": report["state"]}
+
+    ends = [t for t in dag.tasks if not t.downstream_list]
+    report = run_report()
+    ends >> report.operator
+    return report
+
+
+def _airflow_base(ti: Any) -> str | None:
+    """The UI's address, as Airflow itself puts it in task log links ([api] base_url)."""
+    try:
+        return str(ti.log_url).split("/dags/", 1)[0] or None
+    except Exception:  # a link is worth having, not worth failing the report for
+        log.exception("no Airflow address for the report's links")
+        return None
+
+
+def _write_page(
+    settings: Settings,
+    dag_id: str,
+    ds: str,
+    report: dict[str, Any],
+    read: Callable[[str], str | None],
+    write: Callable[[str, str], None],
+) -> str | None:
+    """report.html beside report.json (S3 on EMR): the run, its trends, a local lake's charts.
+    Its URI, None when it could not be written (the JSON report stands either way)."""
+    page = report_uri(settings.lake, dag_id, ds, "report.html")
+    charts: dict[str, Any] = {}
+    if settings.lake.startswith("file://"):  # the outputs' charts read the local catalog
+        try:
+            charts = chart_data(settings.lake, ds)
+        except Exception:  # a chart problem must not hide the report or fail the run
+            log.exception("no charts for %s", page)
+    try:
+        dates = report_dates(settings.lake, dag_id, settings.aws_conn_id, settings.region)
+        trend = trends([*earlier_reports(read, settings.lake, dag_id, ds, dates), report])
+        write(page, html_page(report, charts, trend))
+    except Exception:
+        log.exception("could not write %s", page)
+        return None
+    log.info("report page: %s", page)
+    return page
+
+
+def _emr_part(settings: Settings, cluster_id: str | None) -> tuple[dict | None, dict | None]:
+    if not cluster_id:
+        return None, None
+    from airflow.providers.amazon.aws.hooks.emr import EmrHook
+
+    client = EmrHook(aws_conn_id=settings.aws_conn_id, region_name=settings.region).conn
+    try:
+        cluster, instances, steps = read_emr(client, cluster_id)
+    except Exception:  # the numbers are worth having, not worth failing a run for
+        log.exception("could not read EMR cluster %s for the report", cluster_id)
+        return None, None
+    usage = cluster_usage(cluster, instances, steps, load_prices())
+    usage["region"] = client.meta.region_name  # for the report's console links
+    return emr_step_timings(steps), usage

@@ -1,0 +1,25 @@
+"""Nightly run plans for the report's tests, made by the plan's own pure builder (`include.run_plan`)
+from command lines as the plan task writes them, for any choice of steps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from include import pipeline as P
+from include.run_plan import RunPlan, nightly_plan
+
+LAKE = "file:///lake"
+
+
+def _command(step: P.Step, ds: str, run_id: str) -> list[str]:
+    args = P.job_args(step, ds=ds, lake=LAKE, run_id=run_id)
+    return [*args, "--checks-uri", f"{LAKE}/checks.json"] if step is P.AUDIT else args
+
+
+def nightly_run_plan(
+    ds: str, selected: Sequence[str], *, emr: bool, dag_id: str = "nightly", run_id: str = "manual__1"
+) -> RunPlan:
+    """A nightly run of the `selected` steps (the others skip), then its audit and publish."""
+    steps = [s for s in P.PIPELINE if s.name in selected] + [P.AUDIT, P.PUBLISH]
+    commands = {s.name: _command(s, ds, run_id) for s in steps}
+    return nightly_plan(dag_id=dag_id, run_id=run_id, ds=ds, branch="b", commands=commands, emr=emr)
