@@ -25,6 +25,7 @@ from include.dag_parts import (
     register_output,
     step_group,
 )
+from include.run_plan import step_task_ids
 from include.settings import PROJECT_ROOT, Settings
 from plugins.emr_client import AWS_RETRY_CONFIG
 from plugins.emr_step_batches import EmrStepBatchesOperator
@@ -157,8 +158,9 @@ def _step_tasks(settings: Settings, plan: Any, create: Any, name: str) -> tuple[
     """add_<name> and wait_<name>: one step added once (idempotent, cancelled when killed) and
     watched by a deferrable sensor (a failed step fails it at once, with its stderr, and cancels
     the run's other steps). An empty step list skips the add, and with it what follows."""
+    add_id, wait_id = step_task_ids(name, emr=True)  # the ids the plan (and the report) name
     add = EmrIdempotentAddStepsOperator(
-        task_id=f"add_{name}",
+        task_id=add_id,
         job_flow_id=create.output,
         steps=plan[f"step:{name}"],
         # the provider's OpenLineage injection: this task's run becomes the Spark job's parent
@@ -166,9 +168,9 @@ def _step_tasks(settings: Settings, plan: Any, create: Any, name: str) -> tuple[
         **_aws(settings),
     )
     wait = EmrRunStepSensor(
-        task_id=f"wait_{name}",
+        task_id=wait_id,
         job_flow_id=create.output,
-        step_id=f"{{{{ ti.xcom_pull(task_ids='add_{name}')[0] }}}}",
+        step_id=f"{{{{ ti.xcom_pull(task_ids='{add_id}')[0] }}}}",
         deferrable=True,  # the triggerer polls EMR; no worker slot is held while the step runs
         poke_interval=settings.poll_seconds,
         max_attempts=max(1, int(STEP_TIMEOUT.total_seconds()) // settings.poll_seconds),
