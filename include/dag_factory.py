@@ -514,7 +514,7 @@ def _nightly_local(settings: Settings, plan: Any) -> None:
     with register_group():
         for step in P.PIPELINE:
             for output in step.produces:
-                [runs[step.name], publish] >> register_output(settings, output, plan["ds"])
+                [runs[step.name], publish] >> register_output(settings, output, plan[PLAN_XCOM_KEY])
 
 
 def build_backfill_dag(settings: Settings, dag_id: str = BACKFILL_DAG_ID, doc_md: str | None = None) -> DAG:
@@ -532,7 +532,7 @@ def build_backfill_dag(settings: Settings, dag_id: str = BACKFILL_DAG_ID, doc_md
                 start, stop = _local_spark(settings, plan)
                 start >> run >> stop
             with register_group():
-                run >> [register_output(settings, out, plan["dates"]) for out in P.OUTPUTS]
+                run >> [register_output(settings, out, plan[PLAN_XCOM_KEY]) for out in P.OUTPUTS]
         add_run_report(settings, dag)  # last: rows, durations, cost of the run
     _alert_on_failed_tasks(settings, dag)
     return dag

@@ -87,35 +87,38 @@ def table_asset_extra(metrics: list[dict[str, Any]], table: str) -> dict[str, An
     return extra
 
 
-def register_output(settings: Settings, output: str, dates: Any):
+def register_output(settings: Settings, output: str, run_plan: Any):
     """`register_<output>`: the output's asset event once the run published, with its new snapshot.
 
-    `dates` (the plan's ds, or the backfill's dates) name the metrics files of the producing step
-    (spark_jobs/cli.py) that hold its commits; a file left by another run does not count. The
-    table itself is registered by the catalog when the job commits (Glue on EMR): this only tells
-    Airflow (data-aware schedules, lineage) which snapshot is new.
+    `run_plan` (the plan task's `RunPlan` XCom) names, for each date the producing step ran, the
+    metrics file its job left (spark_jobs/cli.py) with its commits; a file left by another run
+    does not count. The table itself is registered by the catalog when the job commits (Glue on
+    EMR): this only tells Airflow (data-aware schedules, lineage) which snapshot is new.
     """
     from include.lake_files import lake_io
-    from include.run_plan import metrics_uri
+    from include.run_plan import RunPlan
 
     asset = output_asset(settings, output)
-    step = P.STEPS[P.PRODUCER[output]]
+    producer = P.PRODUCER[output]
     table = f"curated.{output}"
 
     @task(task_id=f"register_{output}", outlets=[asset])
-    def register(dates: str | list[str]) -> dict[str, Any] | None:
+    def register(run_plan: dict[str, Any]) -> dict[str, Any] | None:
         ctx = get_current_context()
         read, _ = lake_io(settings.aws_conn_id if settings.is_emr else None, settings.region)
+        planned = [p for p in RunPlan.from_xcom(run_plan).steps if p.step == producer and p.selected]
+        if not planned:
+            raise RuntimeError(f"the run's plan has no {producer} step: {output} was not built")
         found = []
-        for ds in [dates] if isinstance(dates, str) else dates:
-            text = read(metrics_uri(settings.lake, step, ds))
+        for step in planned:
+            text = read(step.metrics_uri)
             record = json.loads(text) if text else None
             if record is None or record.get("run_id") != safe_name(ctx["run_id"]):
-                raise RuntimeError(f"step {step.name} left no metrics of this run for {ds}")
+                raise RuntimeError(f"step {producer} left no metrics of this run for {step.label}")
             found.append(record)
         extra = table_asset_extra(found, table)
         if extra is not None:
             ctx["outlet_events"][asset].extra.update(extra)
         return extra
 
-    return register(dates)
+    return register(run_plan)

@@ -25,7 +25,7 @@ from include.dag_parts import (
     register_output,
     step_group,
 )
-from include.run_plan import step_task_ids
+from include.run_plan import PLAN_XCOM_KEY, step_task_ids
 from include.settings import PROJECT_ROOT, Settings
 from plugins.emr_client import AWS_RETRY_CONFIG
 from plugins.emr_step_batches import EmrStepBatchesOperator
@@ -208,7 +208,7 @@ def nightly_emr(settings: Settings, plan: Any) -> None:
     with register_group():
         for step in P.PIPELINE:
             for output in step.produces:
-                [waits[step.name], wait_publish] >> register_output(settings, output, plan["ds"])
+                [waits[step.name], wait_publish] >> register_output(settings, output, plan[PLAN_XCOM_KEY])
     # Registering needs no cluster: the cluster goes as soon as the last step ended.
     chain([*waits.values(), wait_audit, wait_publish], terminate)
 
@@ -234,7 +234,7 @@ def backfill_emr(settings: Settings, plan: Any) -> None:
     [create, upload] >> run_steps >> terminate
     # one operator runs every batch: no group per step here (the run report lists them)
     with register_group():
-        run_steps >> [register_output(settings, out, plan["dates"]) for out in P.OUTPUTS]
+        run_steps >> [register_output(settings, out, plan[PLAN_XCOM_KEY]) for out in P.OUTPUTS]
 
 
 def single_step_emr(settings: Settings, plan: Any, step: str) -> None:
