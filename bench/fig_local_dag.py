@@ -78,10 +78,10 @@ def probe(lake: Path, home: Path, ds: str, start: str, server: str) -> dict:
     on_app: list[float] = []
     in_process: list[float] = []
 
-    def timed_run(self, args, env):
+    def timed_run(self, args, *rest, **kwargs):  # the operator's own arguments, passed on as they are
         begin = time.perf_counter()
         try:
-            return original(self, args, env)
+            return original(self, args, *rest, **kwargs)
         finally:
             spark_runs.append({"job": " ".join(args[:3]), "seconds": time.perf_counter() - begin})
 
