@@ -136,7 +136,7 @@ aws-certs: aws-check-target venv
 
 # Preflight with the PIPELINE_* settings exported in this shell: what a cluster would find missing.
 aws-preflight: venv
-	$(PY) -m include.preflight
+	$(PY) -m scripts.check_aws_preflight
 
 aws-destroy: aws-check-target venv
 	$(PY) -m infra.deploy destroy --stack $(STACK) --region $(REGION)

@@ -2,11 +2,8 @@
 
 pyiceberg opens the same catalog the jobs write through: the SQLite file of a local lake
 (`LAKE/_catalog/iceberg.db`), or the Glue Data Catalog of an s3:// lake (credentials from the
-usual AWS chain). Used by `make demo`'s summary, the run report's charts, and people:
-
-    python -m include.lake snapshots curated.customer_features [--lake LAKE]
-    python -m include.lake rollback curated.customer_features --before-run RUN_ID [--lake LAKE] [--apply]
-    python -m include.lake publish --branch audit_RUN_ID --ds DS [--dag-id DAG] [--lake LAKE] [--apply]
+usual AWS chain). Used by `make demo`'s summary, the run report's charts, the rollback DAG and
+a person's `python -m scripts.manage_lake_tables` (snapshots, rollback, publish).
 
 `rollback` puts a table back to the snapshot it had before a run's first commit (the jobs record
 the Airflow run id on every commit). `publish` makes a branch a run left unpublished (its audit
@@ -16,15 +13,12 @@ records that in the run's report. Without --apply both only say what they would 
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
 
 from spark_jobs.catalog import CATALOG, CATALOG_FILE, WAREHOUSE, is_s3, local_path, namespaces
 
@@ -210,88 +204,3 @@ def record_publish_by_hand(lake: str, dag_id: str, ds: str, entry: dict[str, Any
     report.setdefault("published_by_hand", []).append(entry)
     write(uri, json.dumps(report, indent=2, sort_keys=True, default=str))
     return uri
-
-
-def _lake_default() -> str:
-    from include.settings import load_settings
-
-    return load_settings().lake
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m include.lake", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--lake", help="lake URI (default: PIPELINE_LAKE, as the DAGs see it)")
-    parser.add_argument(
-        "--glue-prefix", help="Glue database prefix (s3:// lakes; default PIPELINE_GLUE_DATABASE_PREFIX)"
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    show = sub.add_parser("snapshots", help="the commits readers have seen, oldest first")
-    show.add_argument("table", help="<zone>.<name>, e.g. curated.customer_features")
-    back = sub.add_parser("rollback", help="put a table back to its snapshot before a run")
-    back.add_argument("table", help="<zone>.<name>, e.g. curated.customer_features")
-    back.add_argument("--before-run", required=True, help="the Airflow run_id whose commits to take away")
-    back.add_argument("--apply", action="store_true", help="do it (without: say what it would do)")
-    pub = sub.add_parser("publish", help="make a kept audit branch what readers see (after a person looked)")
-    pub.add_argument("--branch", required=True, help="the run's branch: audit_<run id>")
-    pub.add_argument("--ds", required=True, help="the run's date (its report gets a record of this)")
-    pub.add_argument("--dag-id", default="customer_analytics_nightly", help="the run's DAG (its report)")
-    pub.add_argument("--apply", action="store_true", help="do it (without: say what it would do)")
-    args = parser.parse_args(argv)
-
-    lake = (args.lake or _lake_default()).rstrip("/")
-    if "://" not in lake:
-        lake = f"file://{os.path.abspath(lake)}"
-    prefix = args.glue_prefix or os.environ.get("PIPELINE_GLUE_DATABASE_PREFIX") or None
-    if not is_s3(lake) and not local_catalog_exists(lake):
-        print(
-            f"no catalog at {urlparse(lake).path}/{CATALOG_FILE}: nothing has been written yet",
-            file=sys.stderr,
-        )
-        return 2
-    catalog = open_catalog(lake)
-    if args.command == "publish":
-        return _publish_command(catalog, lake, args)
-    ident = table_id(lake, args.table, prefix)
-    if not catalog.table_exists(ident):
-        print(f"no table {ident} in the catalog of {lake}", file=sys.stderr)
-        return 2
-    table = catalog.load_table(ident)
-    if args.command == "snapshots":
-        for commit in main_history(table):
-            print(commit.line())
-        return 0
-    plan = plan_rollback(table, args.table, args.before_run)
-    print(plan.describe())
-    if not args.apply:
-        print("(nothing changed: add --apply to roll back)")
-        return 0
-    rollback(table, plan)
-    print(f"{args.table} now reads snapshot {plan.target}")
-    return 0
-
-
-def _publish_command(catalog: Any, lake: str, args: argparse.Namespace) -> int:
-    found = branch_tables(catalog, lake, args.branch)
-    if not found:
-        print(f"no table of {lake} has branch {args.branch}", file=sys.stderr)
-        return 2
-    for name, table in found:
-        print(f"{name}: main -> {table.metadata.refs[args.branch].snapshot_id} ({args.branch})")
-    if not args.apply:
-        print("(nothing changed: add --apply to publish)")
-        return 0
-    published = {name: publish_branch(table, args.branch) for name, table in found}
-    entry = {
-        "branch": args.branch,
-        "tables": published,
-        "by": os.environ.get("USER") or "unknown",
-        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),  # when a person acted: a record
-    }
-    where = record_publish_by_hand(lake, args.dag_id, args.ds, entry)
-    print(f"published {len(published)} table(s); recorded in {where or 'no report (none for that run)'}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

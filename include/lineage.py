@@ -6,21 +6,14 @@ START and COMPLETE or FAIL, parent = the task) and the job's Spark SQL execution
 OpenLineage Spark listener: inputs, outputs and column lineage, parent = the job).
 By default the jobs' events are JSON lines under `LAKE/_lineage/spark/`, the local Airflow's
 under `LAKE/_lineage/airflow/`; with PIPELINE_LINEAGE_URL they go to that Marquez or DataHub.
-
-    python -m include.lineage OUTPUT [--lake LAKE] [--ds YYYY-MM-DD] [--run-id RUN]
-
-prints where OUTPUT's rows of a run came from: the jobs, the tables and landing files upstream
-of it, and for each of its columns the columns it is computed from (the last run that wrote it,
-unless --ds/--run-id pick another).
+`python -m scripts.show_lineage OUTPUT` prints the upstream graph of an output read from here.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
-import sys
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -336,33 +329,3 @@ def render(graph: Upstream) -> str:
             )
             lines.append(f"  {column} <- {shown}  (from {', '.join(sorted(origins))})")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from include.settings import load_settings
-
-    parser = argparse.ArgumentParser(prog="python -m include.lineage", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("output", help="a curated output (customer_segments) or a table (processed.sales)")
-    parser.add_argument("--lake", help="lake URI or path (default PIPELINE_LAKE, else ./lake)")
-    parser.add_argument("--ds", help="only job runs of this date")
-    parser.add_argument("--run-id", help="only job runs of this Airflow run")
-    args = parser.parse_args(argv)
-    lake = args.lake or load_settings().lake
-    if "://" not in lake:
-        lake = Path(lake).resolve().as_uri()
-    events = read_events(lake)
-    if not events:
-        print(f"no lineage events under {lake}/{LINEAGE_DIR}", file=sys.stderr)
-        return 1
-    try:
-        graph = upstream(job_runs(events, lake), args.output, ds=args.ds, run_id=args.run_id)
-    except LookupError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    print(render(graph))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

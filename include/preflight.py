@@ -1,6 +1,6 @@
 """Preflight: is everything a cluster needs there? Read-only AWS calls, seconds, before RunJobFlow.
 
-`python -m include.preflight` (with the deployer's credentials) and the EMR DAGs' `preflight`
+`python -m scripts.check_aws_preflight` (with the deployer's credentials) and the EMR DAGs' `preflight`
 task (with the Airflow connection's) check what a RunJobFlow would otherwise find missing
 minutes in: the EMR security configuration and the TLS certificates it names, the KMS key, the
 EMR service role and the nodes' instance profile, a private subnet tagged for
@@ -14,10 +14,8 @@ evaluating them (include/iam/evaluate.py) for the upload the run will make.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +24,7 @@ from botocore.exceptions import ClientError
 
 from include.emr_security import network_problems
 from include.iam.evaluate import Request, UnsupportedPolicy, is_allowed
-from include.settings import Settings, SettingsError, load_settings
+from include.settings import Settings
 
 SERVICES = ("emr", "iam", "ec2", "s3", "glue", "kms", "sts")
 MANAGED_TAG = ("for-use-with-amazon-emr-managed-policies", "true")
@@ -386,22 +384,3 @@ def boto3_clients(region: str | None) -> dict[str, Any]:
     config = Config(retries={"mode": "standard", "max_attempts": 10})
     session = boto3.session.Session(region_name=region)
     return {name: session.client(name, config=config) for name in SERVICES}
-
-
-def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m include.preflight", description=__doc__.splitlines()[0])
-    parser.parse_args(argv)
-    try:
-        settings = load_settings(environ)
-        if not settings.is_emr:
-            raise SettingsError("preflight checks the emr target: set PIPELINE_TARGET=emr and its settings")
-    except SettingsError as exc:
-        print(f"preflight: {exc}", file=sys.stderr)
-        return 2
-    passed, text = report(run_checks(settings, boto3_clients(settings.region)))
-    print(text, file=sys.stdout if passed else sys.stderr)
-    return 0 if passed else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

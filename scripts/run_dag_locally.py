@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     if settings.lineage and not settings.lineage_url:
         where = Path(lake.removeprefix("file://")) / "_lineage"
         print(f"lineage (OpenLineage events, JSON lines): {where}")
-        print(f"  upstream of an output: python -m include.lineage customer_segments --lake {where.parent}")
+        print(
+            f"  upstream of an output: python -m scripts.show_lineage customer_segments --lake {where.parent}"
+        )
     print(f"\n{dag.dag_id}: run {run.run_id} {run.state}")
     return 0 if str(run.state) == "success" and None not in rows.values() else 1
 

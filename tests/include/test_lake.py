@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 
 from include import lake as L
+from scripts.manage_lake_tables import main as lake_tables_main
 from tests.harness.lake_tables import catalog
 
 RUNS = ("manual__2024-06-01T02:00:00+00:00", "scheduled__2024-06-02T02:00:00+00:00", "manual__late")
@@ -57,11 +58,11 @@ def test_a_rollback_plan_names_the_snapshot_before_the_run_and_every_commit_it_t
 
 def test_the_command_only_describes_without_apply_and_rolls_back_with_it(three_runs, lake, capsys):
     args = ["--lake", lake, "rollback", "curated.stock_daily", "--before-run", RUNS[1]]
-    assert L.main(args) == 0
+    assert lake_tables_main(args) == 0
     assert "nothing changed" in capsys.readouterr().out
     assert _tickers(lake) == ["T0", "T1", "T2"]
 
-    assert L.main([*args, "--apply"]) == 0
+    assert lake_tables_main([*args, "--apply"]) == 0
     assert _tickers(lake) == ["T0"]
     table = catalog(lake).load_table("curated.stock_daily")
     assert table.current_snapshot().snapshot_id == L.main_history(three_runs)[0].snapshot_id
@@ -69,18 +70,20 @@ def test_the_command_only_describes_without_apply_and_rolls_back_with_it(three_r
 
 def test_rolling_back_the_run_that_created_the_table_is_refused(three_runs, lake):
     with pytest.raises(SystemExit, match="created by that run"):
-        L.main(["--lake", lake, "rollback", "curated.stock_daily", "--before-run", RUNS[0], "--apply"])
+        lake_tables_main(
+            ["--lake", lake, "rollback", "curated.stock_daily", "--before-run", RUNS[0], "--apply"]
+        )
     assert _tickers(lake) == ["T0", "T1", "T2"]
 
 
 def test_the_snapshots_command_lists_the_commits_oldest_first(three_runs, lake, capsys):
-    assert L.main(["--lake", lake, "snapshots", "curated.stock_daily"]) == 0
+    assert lake_tables_main(["--lake", lake, "snapshots", "curated.stock_daily"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split()[-1] for line in lines] == list(RUNS)
 
 
 def test_a_lake_without_a_catalog_or_a_table_gives_a_clear_answer(lake, capsys):
-    assert L.main(["--lake", lake, "snapshots", "curated.stock_daily"]) == 2
+    assert lake_tables_main(["--lake", lake, "snapshots", "curated.stock_daily"]) == 2
     assert "nothing has been written yet" in capsys.readouterr().err
     with pytest.raises(SystemExit, match=r"<zone>\.<name>"):
         L.table_id(lake, "stock_daily")
@@ -120,11 +123,11 @@ def test_publishing_a_kept_branch_by_hand_describes_first_then_fast_forwards_and
     report.write_text(json.dumps({"state": "failed"}))
     args = ["--lake", lake, "publish", "--branch", BRANCH, "--ds", "2024-06-04"]
 
-    assert L.main(args) == 0
+    assert lake_tables_main(args) == 0
     assert f"curated.stock_daily: main -> {head}" in capsys.readouterr().out
     assert _tickers(lake) == ["T0", "T1", "T2"]  # nothing changed
 
-    assert L.main([*args, "--apply"]) == 0
+    assert lake_tables_main([*args, "--apply"]) == 0
     table = catalog(lake).load_table("curated.stock_daily")
     assert table.current_snapshot().snapshot_id == head
     assert _tickers(lake) == ["T0", "T1", "T2", "T9"]
@@ -141,12 +144,14 @@ def test_publishing_by_hand_is_refused_when_main_moved_since_the_branch(three_ru
     main = catalog(lake).load_table("curated.stock_daily").current_snapshot().snapshot_id
 
     with pytest.raises(SystemExit, match="moved since audit_manual__2024-06-04 was made"):
-        L.main(["--lake", lake, "publish", "--branch", BRANCH, "--ds", "2024-06-04", "--apply"])
+        lake_tables_main(["--lake", lake, "publish", "--branch", BRANCH, "--ds", "2024-06-04", "--apply"])
     table = catalog(lake).load_table("curated.stock_daily")
     assert table.current_snapshot().snapshot_id == main
     assert BRANCH in table.metadata.refs
 
 
 def test_publishing_a_branch_no_table_has_says_so(three_runs, lake, capsys):
-    assert L.main(["--lake", lake, "publish", "--branch", "audit_nothing", "--ds", "2024-06-04"]) == 2
+    assert (
+        lake_tables_main(["--lake", lake, "publish", "--branch", "audit_nothing", "--ds", "2024-06-04"]) == 2
+    )
     assert "no table of" in capsys.readouterr().err

@@ -10,6 +10,7 @@ import pytest
 
 from include import iam, preflight
 from include.settings import load_settings
+from scripts.check_aws_preflight import main as check_aws_preflight_main
 
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS")
 ACCOUNT = "123456789012"
@@ -165,15 +166,15 @@ def test_a_code_location_outside_the_lake_is_not_writable_for_the_airflow_role(m
 def test_the_command_judges_what_it_can_with_the_deployers_credentials(moto_account, capsys):
     region, settings = moto_account.deploy()
     capsys.readouterr()  # what deploying printed
-    assert preflight.main([], settings) == 0
+    assert check_aws_preflight_main([], settings) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"preflight: 0 missing or wrong, {len(preflight.CHECKS)} checks"
     # the deployer is not the Airflow role: writability is noted as not judged, not failed
     assert len(out) == 2
     assert out[1].startswith("NOTE code location: writability of s3://")
     moto_account.client("glue", region).delete_database(Name=load_settings(settings).namespaces["curated"])
-    assert preflight.main([], settings) == 1
+    assert check_aws_preflight_main([], settings) == 1
     err = capsys.readouterr().err.splitlines()
     assert err[0] == f"preflight: 1 missing or wrong, {len(preflight.CHECKS)} checks"
     assert err[1].startswith("MISSING Glue database: ")
-    assert preflight.main([], {"PIPELINE_TARGET": "local"}) == 2
+    assert check_aws_preflight_main([], {"PIPELINE_TARGET": "local"}) == 2
