@@ -368,9 +368,11 @@ def _plan_task(settings: Settings, kind: str):
     return plan()
 
 
-def _local_job(
+def local_job(
     settings: Settings, task_id: str, commands: Any, spark_server: Any
 ) -> SparkJobSubprocessOperator:
+    """One local task running job command lines (the nightly's steps, the backfill's, maintain),
+    on the run's warm Spark application when there is one, else in a process of its own."""
     return SparkJobSubprocessOperator(
         task_id=task_id,
         commands=commands,
@@ -387,7 +389,7 @@ def spark_server_socket(dag_id: str, run_id: str) -> str:
     return os.path.join(tempfile.gettempdir(), f"spark-jobs-{digest}.sock")
 
 
-def _local_spark(settings: Settings, plan: Any) -> tuple[Any, Any]:
+def local_spark(settings: Settings, plan: Any) -> tuple[Any, Any]:
     """start_spark (setup) and stop_spark (teardown): the local run's warm Spark application, the
     local twin of the EMR cluster. Steps whose worker cannot reach it run in a process of their own."""
 
@@ -490,23 +492,23 @@ def _nightly_local(settings: Settings, plan: Any) -> None:
     # A step the requested outputs do not need gets no command and skips itself; a branch
     # operator cannot express that (Airflow's branch leaves a task alone once it is downstream
     # of a chosen one, so an unneeded `segments` would run after a chosen `features`).
-    start, stop = _local_spark(settings, plan) if settings.local_spark_server else (None, None)
+    start, stop = local_spark(settings, plan) if settings.local_spark_server else (None, None)
     runs = {}
     for step in P.PIPELINE:
         with step_group(step):
             (task_id,) = step_task_ids(step.name, emr=False)
-            runs[step.name] = _local_job(settings, task_id, plan[f"step:{step.name}"], plan["spark_server"])
+            runs[step.name] = local_job(settings, task_id, plan[f"step:{step.name}"], plan["spark_server"])
         for dep in step.depends_on:
             runs[dep] >> runs[step.name]
     # Write-audit-publish: the audit runs once every step ran or was skipped (none failed), on
     # the run's branch; publish only after it passed; each output's asset event after that.
     with step_group(P.AUDIT, AUDIT_TOOLTIP):
         (task_id,) = step_task_ids(P.AUDIT.name, emr=False)
-        audit = _local_job(settings, task_id, plan["step:audit"], plan["spark_server"])
+        audit = local_job(settings, task_id, plan["step:audit"], plan["spark_server"])
         audit.trigger_rule = "none_failed_min_one_success"
     with step_group(P.PUBLISH, PUBLISH_TOOLTIP):
         (task_id,) = step_task_ids(P.PUBLISH.name, emr=False)
-        publish = _local_job(settings, task_id, plan["step:publish"], plan["spark_server"])
+        publish = local_job(settings, task_id, plan["step:publish"], plan["spark_server"])
     list(runs.values()) >> audit >> publish
     if start is not None:
         start >> list(runs.values())
@@ -527,9 +529,9 @@ def build_backfill_dag(settings: Settings, dag_id: str = BACKFILL_DAG_ID, doc_md
             backfill_emr(settings, plan)
         else:
             # the steps, then the audit of every date, then publish: one command list
-            run = _local_job(settings, BACKFILL_TASK_ID, plan["commands"], plan["spark_server"])
+            run = local_job(settings, BACKFILL_TASK_ID, plan["commands"], plan["spark_server"])
             if settings.local_spark_server:
-                start, stop = _local_spark(settings, plan)
+                start, stop = local_spark(settings, plan)
                 start >> run >> stop
             with register_group():
                 run >> [register_output(settings, out, plan[PLAN_XCOM_KEY]) for out in P.OUTPUTS]

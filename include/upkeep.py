@@ -21,9 +21,9 @@ from airflow.sdk import DAG, CronDataIntervalTimetable, Param, get_current_conte
 from include import pipeline as P
 from include.dag_factory import (
     START_DATE,
-    _local_job,
-    _local_spark,
     default_args,
+    local_job,
+    local_spark,
     spark_server_socket,
 )
 from include.packaging import code_location
@@ -117,9 +117,9 @@ def build_maintenance_dag(settings: Settings, doc_md: str | None = None) -> DAG:
 
             single_step_emr(settings, planned, MAINTAIN.name)
         else:
-            run = _local_job(settings, "run_maintain", planned["step:maintain"], planned["spark_server"])
+            run = local_job(settings, "run_maintain", planned["step:maintain"], planned["spark_server"])
             if settings.local_spark_server:
-                start, stop = _local_spark(settings, planned)
+                start, stop = local_spark(settings, planned)
                 start >> run >> stop
     return dag
 
