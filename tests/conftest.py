@@ -13,6 +13,22 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def botocore_models_loaded_once():
+    """Every boto3 session of a test process shares one botocore loader, so the service models
+    and endpoint data (JSON files of megabytes) are parsed once per process, not once per
+    session: Airflow's AWS hooks make a session per client, about 0.3 s of parsing each, some
+    twenty per EMR DAG run. Within one session botocore already hands the same loaded models to
+    every client; this widens that cache to the process (what the tests assert is unchanged)."""
+    import functools
+
+    import botocore.session
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(botocore.session, "create_loader", functools.cache(botocore.session.create_loader))
+        yield
+
+
 @pytest.fixture(scope="session")
 def spark():
     """The local Spark of the jobs (Iceberg, its SQL extensions), sized for small test data."""
