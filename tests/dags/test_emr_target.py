@@ -270,7 +270,11 @@ def test_a_failed_audit_on_emr_publishes_nothing_and_the_cluster_is_still_termin
     """Issue #13 on the emr target, on the nightly run's lake (moto's S3 and Glue): the sales feed
     of DS delivers 5 % of its rows; the audit step (on the same cluster) fails the row count of
     processed.sales against its three published dates. main stays where the nightly run left it
-    in Glue, the branch is kept, no asset event, the cluster is terminated."""
+    in Glue, the branch is kept, no asset event, the cluster is terminated.
+
+    That the next good run publishes after a failed audit (its own branch, the failed one kept)
+    is the local target's test: the same audit and publish jobs on the same Iceberg branches;
+    that a publish moves what Glue points at is the nightly run above."""
     import json
 
     catalog = _glue_catalog(fake_aws)
@@ -313,16 +317,3 @@ def test_a_failed_audit_on_emr_publishes_nothing_and_the_cluster_is_still_termin
     sales = catalog.load_table(f"{PREFIX}_processed.sales")
     on_branch = sales.scan(row_filter=f"dt = '{DS}'", snapshot_id=sales.metadata.refs[branch].snapshot_id)
     assert len(on_branch.to_pandas()) == count["numbers"]["rows"]  # the bad data, kept to look at
-
-    # the feed is whole again: the next run publishes, and Glue shows it
-    good = run_emr(
-        fake_aws, "nightly", DS, {"cluster_profile": "dev", "outputs": ["sales_rolling_30d"]},
-        reset=False, run=steps_run,
-    )  # fmt: skip
-    assert good.run.state == "success", good.run.task_states
-    assert good.run.asset_events == [f"{LAKE}/warehouse/curated/sales_rolling_30d"]
-    catalog = _glue_catalog(fake_aws)
-    for name in touched:
-        current = catalog.load_table(name).current_snapshot()
-        assert current.summary.additional_properties["pipeline.run-id"] == safe_name(good.run.run_id), name
-    assert set(good.clusters.values()) == {"TERMINATED"}
