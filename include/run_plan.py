@@ -35,11 +35,6 @@ def metrics_uri_of(command: Sequence[str]) -> str:
     return paths.metrics_uri(args.lake, args.job, args.ds, args.dataset)
 
 
-def metrics_uri(lake: str, step: P.Step, ds: str) -> str:
-    """Where `step`'s job, run for `ds` alone, leaves its metrics."""
-    return metrics_uri_of(P.job_args(step, ds=ds, lake=lake))
-
-
 @dataclass(frozen=True)
 class PlannedStep:
     """One step for one date (or, for a ranged step of a backfill, one range) of a run."""
