@@ -128,7 +128,10 @@ def run(args: argparse.Namespace) -> core.FigureResult:
     delay = QUICK_DELAY if args.quick else FULL_DELAY
     poll = args.poll or (2 if args.quick else None)
     n = cli.runs(args, full=3, quick=1)
-    probes = [run_probe(delay, poll) for _ in range(n)]
+    probes, loads = [], []
+    for _ in range(n):
+        loads.append(core.load_average())  # each run's own: the load moves between runs
+        probes.append(run_probe(delay, poll))
     for p in probes:  # a latency of a run that failed measures nothing: say which tasks, stop
         if p["state"] != "success":
             bad = {t: s for t, s in p["task_states"].items() if s != "success"}
@@ -179,7 +182,8 @@ def run(args: argparse.Namespace) -> core.FigureResult:
     summary = (
         f"EMR under moto (steps {delay:g}s, poll {poll_s}s): step end -> next step median {gaps.median:.1f}s "
         f"max {max(gaps.runs):.1f}s, last step -> terminate "
-        f"{f'{term.median:.1f}s' if term else 'never'} (target < 60 s each), runs {states}, load {load}"
+        f"{f'{term.median:.1f}s' if term else 'never'} (target < 60 s each), runs {states}, "
+        f"loads at each run's start {loads}"
     )
     return core.FigureResult(
         figure=5,
@@ -188,7 +192,7 @@ def run(args: argparse.Namespace) -> core.FigureResult:
         summary=summary,
         load_start=load,
         rows=rows,
-        details={"probes": probes, "runs": n},
+        details={"probes": probes, "runs": n, "loads": loads},
         ok=all(r.met for r in rows if r.met is not None) and all(s == "success" for s in states),
         method=core.method(__doc__),
     )
