@@ -294,13 +294,13 @@ def referral_graph_on_driver(nodes: DataFrame, edges: DataFrame) -> DataFrame:
     """
     spark = nodes.sparkSession
     schema = CURATED[OUTPUT]
-    ids = sorted(nodes.agg(F.collect_list("id")).first()[0])
+    ids = sorted(nodes.agg(F.collect_list("id")).collect()[0][0])
     if not ids:
         return spark.createDataFrame([], schema)
     index = {customer: i for i, customer in enumerate(ids)}
     # One aggregate fills both lists from the same rows in the same order: element i of each is
     # edge i (half the time of a list of [src, dst] pairs).
-    sources, targets = edges.agg(F.collect_list("src"), F.collect_list("dst")).first()
+    [(sources, targets)] = edges.agg(F.collect_list("src"), F.collect_list("dst")).collect()
     if len(sources) != len(targets):  # cannot happen: src and dst are never null here
         raise RuntimeError(f"graph: {len(sources)} edge sources but {len(targets)} targets")
     src = np.fromiter((index[u] for u in sources), dtype=np.int64, count=len(sources))
@@ -311,8 +311,11 @@ def referral_graph_on_driver(nodes: DataFrame, edges: DataFrame) -> DataFrame:
         [(ids, ranks.tolist(), [ids[i] for i in labels.tolist()])],
         "customer_id array<string>, pagerank array<double>, community_id array<string>",
     )
-    rows = columns.select(F.explode(F.arrays_zip("customer_id", "pagerank", "community_id")).alias("r"))
-    return rows.select(*[F.col(f"r.{f.name}").cast(f.dataType).alias(f.name) for f in schema.fields])
+    computed = columns.select(F.explode(F.arrays_zip("customer_id", "pagerank", "community_id")).alias("r"))
+    # The customers are taken from the referrals' plan, not from the local rows alone, so that the
+    # write's lineage names its input (processed.referrals), as the Spark path's does.
+    rows = nodes.select(F.col("id").alias("customer_id")).join(computed.select("r.*"), "customer_id")
+    return rows.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
 
 
 # ---- the output ----------------------------------------------------------------------------
