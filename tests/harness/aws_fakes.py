@@ -18,6 +18,7 @@ import os
 import re
 import threading
 import time
+import traceback
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -171,6 +172,15 @@ def _records(text: str) -> list[dict]:
     return records
 
 
+class HarnessError(AssertionError):
+    """A fake of AWS failed: the test's failure is the harness's own, not the code's under test."""
+
+
+def _error(exc: BaseException) -> str:
+    """An exception in one line, then its traceback, for a harness error's message."""
+    return f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exception(exc)).rstrip()
+
+
 @dataclass
 class EmrStepPlayer:
     """Plays EMR: completes each step `delay(name)` seconds after it appears; fails those `fail(name)` picks.
@@ -201,15 +211,24 @@ class EmrStepPlayer:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        """Stop playing; if the player itself failed, that is the test's failure, said first.
+
+        A step the player could not play ends FAILED, so the DAG run fails too: without this the
+        test would only see a failed task and never learn that the harness, not the DAG, broke."""
         self._stop.set()
         self._thread.join()
+        if self.errors:
+            raise HarnessError(
+                "the EMR step player (tests/harness/aws_fakes.py) failed, so the run's failure is the "
+                "harness's, not the DAG's:\n" + "\n".join(self.errors)
+            ) from exc
 
     def _loop(self) -> None:
         try:
             self._rounds()
         except BaseException as exc:  # the DAG would wait on its steps for ever: say why at once
-            self.errors.append(f"the player stopped: {type(exc).__name__}: {exc}")
+            self.errors.append(f"the player stopped: {_error(exc)}")
             raise
 
     def _rounds(self) -> None:
@@ -230,7 +249,7 @@ class EmrStepPlayer:
                     try:
                         step.state = "FAILED" if self.fail(step.name) else self._play(step)
                     except Exception as exc:  # a broken fake fails the step, not the whole test by a hang
-                        self.errors.append(f"{step.name}: {type(exc).__name__}: {exc}")
+                        self.errors.append(f"step {step.name}: {_error(exc)}")
                         step.state = "FAILED"
                     self.finished.append((step.name, step.state))
                     self.ended_round[step.name] = rounds
