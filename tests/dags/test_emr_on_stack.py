@@ -21,7 +21,7 @@ from include.iam.evaluate import granted_actions, is_allowed
 from include.packaging import build_bundle
 from include.settings import load_settings
 from infra.template import CONNECTION_VAR
-from tests.harness.aws_fakes import CLUSTER_AGENT, REGION, EmrStepPlayer, FakeAws
+from tests.harness.aws_fakes import REGION, EmrStepPlayer, FakeAws
 from tests.harness.dag_runs import run_pipeline_dag
 from tests.harness.iam_questions import NOT_EXERCISED, PREFLIGHT_ONLY, authorization_questions
 from tests.infra.stack import deploy_stack
@@ -56,8 +56,9 @@ def on_stack(moto_url, module_monkeypatch, airflow_db) -> dict[str, Any]:
         run = run_pipeline_dag("nightly", DS, {"outputs": ["stock_daily"]}, xcom_tasks=("preflight",))
     clusters = aws.emr_backend().clusters.items()
     tags = {cid: {t["Key"]: t["Value"] for t in c.tags} for cid, c in clusters}
-    # what the stand-in cluster itself writes (a job's metrics) is the nodes', not Airflow's
-    requests = [r for r in aws.requests() if CLUSTER_AGENT not in r.user_agent]
+    # every recorded request is Airflow's: the stand-in cluster writes its jobs' metrics into moto
+    # directly (tests/harness/aws_fakes.py), as the nodes' own requests would not be Airflow's
+    requests = aws.requests()
     airflow_role = iam.role_name("airflow", REGION)
     policy = aws.client("iam").get_role_policy(RoleName=airflow_role, PolicyName="customer-market-analytics")
     return {

@@ -26,16 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from botocore.config import Config
 from moto.backends import get_backend
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.moto_api import recorder
 from moto.server import ThreadedMotoServer
 
 REGION = "us-east-1"
-# The user agent of what the stand-in cluster itself does in S3 (a job's metrics record): the
-# cluster's requests, not the DAG's, so the IAM tests leave them out of the Airflow role's.
-CLUSTER_AGENT = "stand-in-emr-cluster"
 
 
 def start_moto_server() -> tuple[ThreadedMotoServer, str]:
@@ -156,6 +152,9 @@ class FakeAws:
     def emr_backend(self) -> Any:
         return get_backend("emr")[DEFAULT_ACCOUNT_ID][REGION]
 
+    def s3_backend(self) -> Any:
+        return get_backend("s3")[DEFAULT_ACCOUNT_ID]["global"]
+
 
 def _records(text: str) -> list[dict]:
     """The recorder's JSON records. It writes a record and its newline in two writes, so while
@@ -208,6 +207,12 @@ class EmrStepPlayer:
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def __enter__(self) -> EmrStepPlayer:
+        # The jobs' own parser and path rule, imported here in the test's thread: the player's
+        # thread only reads moto's state and writes into it (no import, no HTTP, no boto3 session).
+        from spark_jobs.cli import parse_args
+        from spark_jobs.paths import metrics_uri
+
+        self._parse_args, self._metrics_uri = parse_args, metrics_uri
         self._thread.start()
         return self
 
@@ -264,17 +269,16 @@ class EmrStepPlayer:
         return "COMPLETED"
 
     def _report(self, args: list[str]) -> None:
-        """The metrics record a job leaves (spark_jobs/cli.py), here of a job that committed nothing."""
-        from spark_jobs.cli import metrics_uri, parse_args
+        """The metrics record a job leaves (spark_jobs/cli.py), here of a job that committed nothing.
 
-        parsed = parse_args(args)
-        uri = metrics_uri(parsed.lake, parsed.job, parsed.ds, parsed.dataset)
+        Written straight into moto's S3 (this process's), as the player moves steps in moto's EMR:
+        what the stand-in cluster does is no request of the DAG's, so it is neither recorded with
+        the DAG's requests nor made through a boto3 session and the server from this thread."""
+        parsed = self._parse_args(args)
+        uri = self._metrics_uri(parsed.lake, parsed.job, parsed.ds, parsed.dataset)
         bucket, _, key = uri.removeprefix("s3://").partition("/")
         record = {"job": parsed.job, "ds": str(parsed.ds), "run_id": parsed.run_id}
-        cluster_s3 = boto3.client(
-            "s3", region_name=REGION, endpoint_url=self.aws.url, config=Config(user_agent_extra=CLUSTER_AGENT)
-        )
-        cluster_s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(record).encode())
+        self.aws.s3_backend().put_object(bucket, key, json.dumps(record).encode())
 
 
 @dataclass

@@ -16,7 +16,7 @@ from include.iam.evaluate import Request, UnsupportedPolicy, granted_actions, is
 from include.run_local import load_dag, run_dag_test
 from include.settings import PROJECT_ROOT, SettingsError, load_settings
 from plugins.emr_naming import PROJECT
-from tests.harness.aws_fakes import CLUSTER_AGENT, REGION, EmrStepPlayer
+from tests.harness.aws_fakes import REGION, EmrStepPlayer
 from tests.harness.dag_runs import run_pipeline_dag
 from tests.harness.iam_questions import ACCOUNT, NOT_EXERCISED, PREFLIGHT_ONLY, authorization_questions
 from tests.harness.settings import EMR_ENV
@@ -220,14 +220,15 @@ def recorded(fake_aws) -> list[Request]:
     """Every authorization question of two nightly runs of the same date (the first creates the
     cluster and uploads the code while a sensor defers to its trigger, then reads the step's
     metrics for the asset event; the second finds the code already there), then of the janitor
-    DAG. What the stand-in cluster itself writes (a job's metrics) is not the DAG's."""
+    DAG. What the stand-in cluster itself writes (a job's metrics) goes into moto directly, so every
+    recorded request is the DAG's."""
     slow = lambda name: 4.0 if "|stock_daily|" in name else 0.2  # noqa: E731
     fake_aws.forget_requests()  # the fixture's own bucket creation is not the DAG's
     for _ in range(2):
         with EmrStepPlayer(fake_aws, delay=slow):
             run = run_pipeline_dag("nightly", "2024-06-28", {"outputs": ["stock_daily"]})
         assert run.state == "success", run.task_states
-    requests = [r for r in fake_aws.requests() if CLUSTER_AGENT not in r.user_agent]
+    requests = fake_aws.requests()
     if JANITOR_DAG.exists():
         _leaked_and_foreign_clusters(fake_aws)
         fake_aws.forget_requests()
