@@ -42,7 +42,7 @@ from airflow.sdk import (
 
 from include import pipeline as P
 from include.alert_settings import deadline_interval
-from include.alerts import RunFailedNotifier, deadline_missed
+from include.alerts import RunFailedNotifier, deadline_missed, record_task_error
 from include.cluster_profiles import PROFILES, cluster_tags, job_flow_overrides
 from include.dag_parts import AUDIT_TOOLTIP, PUBLISH_TOOLTIP, register_group, register_output, step_group
 from include.lake_files import lake_io
@@ -491,6 +491,13 @@ def _alert_on_failed_tasks(settings: Settings, dag: DAG) -> None:
             each.on_failure_callback = [notifier]  # a list, as the constructor would make it
 
 
+def _record_task_errors(dag: DAG) -> None:
+    """Each task keeps its error when it fails for good, for the run's failure alert (Airflow
+    gives the DAG's on_failure_callback no task's error: include/alerts.record_task_error)."""
+    for each in dag.tasks:
+        each.on_failure_callback = [*each.on_failure_callback, record_task_error]
+
+
 def build_nightly_dag(settings: Settings, dag_id: str = NIGHTLY_DAG_ID, doc_md: str | None = None) -> DAG:
     """The nightly pipeline for the logical date, on a transient EMR cluster or locally."""
     with _dag(
@@ -509,6 +516,7 @@ def build_nightly_dag(settings: Settings, dag_id: str = NIGHTLY_DAG_ID, doc_md: 
         else:
             _nightly_local(settings, plan)
         add_run_report(settings, dag)  # last: rows, durations, cost of the run
+    _record_task_errors(dag)
     return dag
 
 

@@ -101,11 +101,58 @@ def test_a_failed_run_is_told_by_email_naming_dag_run_date_task_and_log(alerting
         f"[customer-analytics] FAILED {NIGHTLY} ds 2024-03-07: task plan (run {run.run_id})"
     )
     body = _html(message)
-    assert "<th align='left'>failed task</th><td>plan</td>" in body
-    assert "<th align='left'>all failed tasks</th><td>plan, run_report</td>" in body
-    assert "<th align='left'>reason</th><td>task_failure</td>" in body
+    # the failed task, its error as it raised it in the worker (Airflow gives the DAG's callback
+    # only its reason), the other failed task (a consequence), Airflow's reason
+    assert (
+        "<tr><th align='left'>failed task</th><td>plan</td></tr>"
+        "<tr><th align='left'>error of plan</th><td>RunParamError: ingest_start_ds .. ds: start "
+        "2024-03-09 is after end 2024-03-07</td></tr>"
+        "<tr><th align='left'>all failed tasks</th><td>plan, run_report</td></tr>"
+        "<tr><th align='left'>reason</th><td>task_failure</td></tr>"
+    ) in body
     link = f"http://localhost:8080/dags/{NIGHTLY}/runs/{quote(run.run_id)}/tasks/plan"
     assert f"<a href='{link}'>" in body
+
+
+def test_a_long_error_is_cut_for_the_alert():
+    from include.alerts import MAX_ERROR_CHARS, error_text
+
+    assert MAX_ERROR_CHARS == 2000
+    assert error_text(ValueError("x" * 3000)) == (
+        f"ValueError: {'x' * 1988} ... (1012 more characters in the task's log)"
+    )
+    assert error_text(ValueError("x" * 1988)) == f"ValueError: {'x' * 1988}"
+
+
+def test_a_task_marked_failed_by_hand_has_no_error_and_the_alert_says_so(nightly_in_db):
+    """What the dag-processor's DAG callback finds for a task that failed without raising."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import update
+
+    from include.alerts import failure_alert
+
+    run_id = _manual_run(dt.datetime(2024, 3, 13, 2, 0, tzinfo=UTC))
+    try:
+        with create_session() as session:
+            session.execute(
+                update(TaskInstance)
+                .where(TaskInstance.run_id == run_id, TaskInstance.task_id == "plan")
+                .values(state="failed")
+            )
+        context = {"dag_run": {"dag_id": NIGHTLY, "run_id": run_id, "conf": {}}, "reason": "task_failure"}
+        with task_sdk_channel():
+            alert = failure_alert(context, ("run_report",))
+        assert alert.lines[3:6] == (
+            ("failed task", "plan"),
+            (
+                "error of plan",
+                "none recorded (the task did not raise in its worker: marked failed, or its worker was lost)",
+            ),
+            ("all failed tasks", "plan"),
+        )
+    finally:
+        end_run(NIGHTLY, run_id)
 
 
 def test_a_failed_backfill_is_told_by_email_naming_its_range_the_task_and_the_error(alerting):
@@ -126,8 +173,8 @@ def test_a_failed_backfill_is_told_by_email_naming_its_range_the_task_and_the_er
     )
     body = _html(message)
     assert (
-        "<th align='left'>reason</th><td>RunParamError: start_ds .. end_ds: start 2024-03-20 is after "
-        "end 2024-03-19</td>"
+        "<th align='left'>error of plan</th><td>RunParamError: start_ds .. end_ds: start 2024-03-20 is "
+        "after end 2024-03-19</td>"
     ) in body
     link = f"http://localhost:8080/dags/customer_analytics_backfill/runs/{quote(run.run_id)}/tasks/plan"
     assert f"<a href='{link}'>" in body
