@@ -6,7 +6,11 @@ channel: e-mail over SMTP (the smtp provider's `SmtpNotifier` on an Airflow conn
 
 - failure: the nightly DAG's DAG-level `on_failure_callback` (Airflow's dag-processor runs it
   when a run fails; `dag.test()` runs it in-process), and the backfill's tasks' own
-  `on_failure_callback` (see `dag_factory._alert_on_failed_tasks` for why);
+  `on_failure_callback` (see `dag_factory._alert_on_failed_tasks` for why). It names the failed
+  task(s) and each one's error: Airflow gives a DAG's callback only its reason (`task_failure`)
+  and the last task instance, so each task of the nightly records its error when it fails for
+  good (`record_task_error`, its own `on_failure_callback`, run by the worker with the
+  exception) as an XCom the DAG's callback reads back;
 - deadline: an Airflow Deadline Alert of the nightly DAG. The run for day D (logical date D
   02:00 UTC, the start of its data interval) is due by HH:MM UTC on D+1 (PIPELINE_ALERT_DEADLINE_UTC,
   the first HH:MM after the run starts at 02:00); the scheduler notices a missed deadline and
@@ -36,6 +40,8 @@ from include.alert_settings import AlertSettings
 log = logging.getLogger(__name__)
 
 SUBJECT_PREFIX = "[customer-analytics]"
+ERROR_XCOM_KEY = "failure_error"  # a failed task's error, for its run's failure alert
+MAX_ERROR_CHARS = 2000  # an error longer than this is cut in the alert (the task's log has it all)
 DEFAULT_FROM = "customer-analytics-airflow@localhost"  # unless the SMTP connection has from_email
 SLACK_TIMEOUT_SECONDS = 10
 
@@ -103,6 +109,51 @@ def failed_tasks(dag_id: str, run_id: str) -> list[str] | None:
     return sorted(task for task, state in per_run.items() if str(state) == "failed")
 
 
+def error_text(exception: BaseException) -> str:
+    """How an alert states a task's error: its type and message, cut at MAX_ERROR_CHARS."""
+    text = f"{type(exception).__name__}: {exception}"
+    if len(text) > MAX_ERROR_CHARS:
+        text = (
+            f"{text[:MAX_ERROR_CHARS]} ... ({len(text) - MAX_ERROR_CHARS} more characters in the task's log)"
+        )
+    return text
+
+
+def record_task_error(context: Mapping[str, Any]) -> None:
+    """A task's on_failure_callback (the worker runs it once the task failed for good, with the
+    exception): keeps the error as the task's XCom ERROR_XCOM_KEY for the run's failure alert.
+    Clearing the task drops it with the task's other XComs. Never raises."""
+    exception = context.get("exception")
+    ti = context.get("ti")
+    if not isinstance(exception, BaseException) or ti is None:
+        return  # failed without raising here (e.g. the dag-processor runs this for a lost worker)
+    try:
+        ti.xcom_push(key=ERROR_XCOM_KEY, value=error_text(exception))
+    except Exception as exc:  # the alert then says the error was not recorded
+        log.warning(
+            "could not record the error of %s for the failure alert: %s", getattr(ti, "task_id", "?"), exc
+        )
+
+
+def task_errors(dag_id: str, run_id: str, task_ids: list[str]) -> dict[str, str] | None:
+    """The errors `record_task_error` kept for these tasks of the run, asked of Airflow through
+    the Task SDK (as `failed_tasks`); None where no Task SDK channel exists."""
+    from airflow.sdk.execution_time.xcom import XCom  # the configured XCom backend, as tasks use it
+
+    errors = {}
+    for task_id in task_ids:
+        try:
+            value = XCom.get_one(
+                key=ERROR_XCOM_KEY, dag_id=dag_id, task_id=task_id, run_id=run_id, map_index=-1
+            )
+        except Exception as exc:
+            log.debug("task errors not available here (%s)", exc)
+            return None
+        if value is not None:
+            errors[task_id] = str(value)
+    return errors
+
+
 def log_url(dag_id: str, run_id: str, task_id: str) -> str:
     """A task's page (its log) in the Airflow UI, as Airflow's own TaskInstance.log_url builds it."""
     from airflow.sdk.configuration import conf
@@ -114,10 +165,12 @@ def log_url(dag_id: str, run_id: str, task_id: str) -> str:
 def failure_alert(
     context: Mapping[str, Any], consequences: tuple[str, ...] = (), *, task_level: bool = False
 ) -> Alert:
-    """What a failed run's alert says: the DAG, the run, its date, the failed task, the reason, the log.
+    """What a failed run's alert says: the DAG, the run, its date, the failed task(s) and their
+    errors, Airflow's reason, the log.
 
     Airflow passes the failed task that ended last; the run report (`consequences`) fails after a
-    step failed, so the alert names the failed tasks that are not consequences (the cause)."""
+    step failed, so the alert names the failed tasks that are not consequences (the cause). A
+    task's callback has the task's exception; a DAG's reads what `record_task_error` kept."""
     dag_run = context.get("dag_run")
     dag = context.get("dag")
     dag_id = str(_get(dag_run, "dag_id") or getattr(dag, "dag_id", "?"))
@@ -131,9 +184,17 @@ def failure_alert(
     causes = [t for t in failed if t not in consequences] or failed
     task = ", ".join(causes) if causes else "none (the run failed without a failed task)"
     exception = context.get("exception")  # a task's callback has it; a DAG's has Airflow's reason
-    reason = (
-        f"{type(exception).__name__}: {exception}" if exception else str(context.get("reason") or "failed")
-    )
+    if task_level:
+        errors = {last: error_text(exception)} if last and isinstance(exception, BaseException) else {}
+    else:
+        errors = task_errors(dag_id, run_id, causes)
+    if errors is None:
+        errors, not_recorded = {}, "not available here (no Task SDK channel): see the task's log"
+    else:
+        not_recorded = (
+            "none recorded (the task did not raise in its worker: marked failed, or its worker was lost)"
+        )
+    reason = str(context.get("reason") or "failed")
     link = log_url(dag_id, run_id, causes[0]) if causes else None
     subject = f"{SUBJECT_PREFIX} FAILED {dag_id} ds {ds}: task {task} (run {run_id})"
     lines = (
@@ -141,6 +202,7 @@ def failure_alert(
         ("run", run_id),
         ("ds", ds),
         ("failed task", task),
+        *((f"error of {cause}", errors.get(cause, not_recorded)) for cause in causes),
         ("all failed tasks", ", ".join(failed) or "none"),
         ("reason", reason),
     )

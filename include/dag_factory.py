@@ -34,7 +34,6 @@ from airflow.sdk import (
     DAG,
     CronDataIntervalTimetable,
     DeadlineAlert,
-    DeadlineReference,
     Param,
     SyncCallback,
     get_current_context,
@@ -43,7 +42,7 @@ from airflow.sdk import (
 
 from include import pipeline as P
 from include.alert_settings import deadline_interval
-from include.alerts import RunFailedNotifier, deadline_missed
+from include.alerts import RunFailedNotifier, deadline_missed, record_task_error
 from include.cluster_profiles import PROFILES, cluster_tags, job_flow_overrides
 from include.dag_parts import AUDIT_TOOLTIP, PUBLISH_TOOLTIP, register_group, register_output, step_group
 from include.lake_files import lake_io
@@ -53,6 +52,7 @@ from include.run_dates import DS_DESCRIPTION, run_ds
 from include.run_plan import BACKFILL_TASK_ID, PLAN_XCOM_KEY, backfill_plan, nightly_plan, step_task_ids
 from include.run_report.task import add_run_report
 from include.settings import PROJECT_ROOT, Settings
+from plugins.deadline_reference import ScheduledRunLogicalDate
 from plugins.spark_job import SparkJobSubprocessOperator
 from spark_jobs.paths import audit_uri
 
@@ -414,8 +414,31 @@ def local_spark(settings: Settings, plan: Any) -> tuple[Any, Any]:
 
 
 # ---- DAGs ----------------------------------------------------------------------------------
+class PipelineDAG(DAG):
+    """Airflow's DAG, whose `test()` (`airflow dags test`, `python dags/<file>.py`, `make demo`)
+    finishes a green run of a DAG with a Deadline Alert.
+
+    Airflow 3.3.2's `dag.test()` schedules its run with a copy of the DAG made by serializing
+    and deserializing it in memory, which holds each Deadline Alert as its serialized dict; the
+    DAG the scheduler reads from the metadata DB holds the alerts' database ids instead. When the
+    run succeeds, `DagRun.update_state` looks the DAG's alerts up by id
+    (`DeadlineAlert.get_by_id`) to prune the run's deadlines, and with a dict for an id the query
+    fails ("'dict' object has no attribute 'hex'"): every green `dag.test()` of such a DAG ends in
+    that error. A `dag.test()` run is a manual run, which the nightly's deadline does not apply
+    to (`plugins/deadline_reference.py` gives it none), so it runs without the alert; the DAG
+    keeps it (it is set back after the run), and what `dag.test()` writes to the metadata DB is
+    parsed afresh from the DAG file, with the alert: scheduled runs keep their deadline."""
+
+    def test(self, *args: Any, **kwargs: Any) -> Any:
+        deadline, self.deadline = self.deadline, None
+        try:
+            return super().test(*args, **kwargs)
+        finally:
+            self.deadline = deadline
+
+
 def _dag(settings: Settings, dag_id: str, schedule: Any, **kwargs: Any) -> DAG:
-    return DAG(
+    return PipelineDAG(
         dag_id=dag_id,
         schedule=schedule,
         start_date=START_DATE,
@@ -445,8 +468,9 @@ def _nightly_alerts(settings: Settings) -> dict[str, Any]:
     return {
         "on_failure_callback": _failure_notifier(settings),
         "deadline": DeadlineAlert(
-            # the run of day D: logical date D 02:00 UTC; due by HH:MM UTC on D+1
-            reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
+            # the scheduled run of day D: logical date D 02:00 UTC; due by HH:MM UTC on D+1; a
+            # manual or backfill run gets no deadline (it is late by design)
+            reference=ScheduledRunLogicalDate(),
             interval=deadline_interval(settings.alerts.deadline_utc, dt_time(int(hour), int(minute))),
             callback=SyncCallback(deadline_missed, kwargs={"deadline_utc": settings.alerts.deadline_utc}),
             name="nightly run not finished by PIPELINE_ALERT_DEADLINE_UTC",
@@ -467,6 +491,13 @@ def _alert_on_failed_tasks(settings: Settings, dag: DAG) -> None:
             each.on_failure_callback = [notifier]  # a list, as the constructor would make it
 
 
+def _record_task_errors(dag: DAG) -> None:
+    """Each task keeps its error when it fails for good, for the run's failure alert (Airflow
+    gives the DAG's on_failure_callback no task's error: include/alerts.record_task_error)."""
+    for each in dag.tasks:
+        each.on_failure_callback = [*each.on_failure_callback, record_task_error]
+
+
 def build_nightly_dag(settings: Settings, dag_id: str = NIGHTLY_DAG_ID, doc_md: str | None = None) -> DAG:
     """The nightly pipeline for the logical date, on a transient EMR cluster or locally."""
     with _dag(
@@ -485,6 +516,7 @@ def build_nightly_dag(settings: Settings, dag_id: str = NIGHTLY_DAG_ID, doc_md: 
         else:
             _nightly_local(settings, plan)
         add_run_report(settings, dag)  # last: rows, durations, cost of the run
+    _record_task_errors(dag)
     return dag
 
 

@@ -70,13 +70,7 @@ def logical_date(ds: str) -> dt.datetime:
 
 
 def run_dag_test(dag: Any, ds: str | None, conf: dict[str, Any] | None = None) -> Any:
-    """Run `dag` once with dag.test(); returns the DagRun.
-
-    Without the DAG's Deadline Alert: Airflow 3.3.2's dag.test() cannot finish a successful run
-    of a DAG that has one (DagRun.update_state looks the alerts up by database id, and dag.test's
-    DAG holds them serialized: "'dict' object has no attribute 'hex'"). dag.test() runs are
-    manual runs, which have no deadline anyway (include/alerts.py)."""
-    dag.deadline = None
+    """Run `dag` once with dag.test() (as `airflow dags test` does); returns the DagRun."""
     return dag.test(logical_date=logical_date(ds) if ds else None, run_conf=conf or None)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
-import logging
 from urllib.parse import quote
 
 import pytest
@@ -102,11 +101,58 @@ def test_a_failed_run_is_told_by_email_naming_dag_run_date_task_and_log(alerting
         f"[customer-analytics] FAILED {NIGHTLY} ds 2024-03-07: task plan (run {run.run_id})"
     )
     body = _html(message)
-    assert "<th align='left'>failed task</th><td>plan</td>" in body
-    assert "<th align='left'>all failed tasks</th><td>plan, run_report</td>" in body
-    assert "<th align='left'>reason</th><td>task_failure</td>" in body
+    # the failed task, its error as it raised it in the worker (Airflow gives the DAG's callback
+    # only its reason), the other failed task (a consequence), Airflow's reason
+    assert (
+        "<tr><th align='left'>failed task</th><td>plan</td></tr>"
+        "<tr><th align='left'>error of plan</th><td>RunParamError: ingest_start_ds .. ds: start "
+        "2024-03-09 is after end 2024-03-07</td></tr>"
+        "<tr><th align='left'>all failed tasks</th><td>plan, run_report</td></tr>"
+        "<tr><th align='left'>reason</th><td>task_failure</td></tr>"
+    ) in body
     link = f"http://localhost:8080/dags/{NIGHTLY}/runs/{quote(run.run_id)}/tasks/plan"
     assert f"<a href='{link}'>" in body
+
+
+def test_a_long_error_is_cut_for_the_alert():
+    from include.alerts import MAX_ERROR_CHARS, error_text
+
+    assert MAX_ERROR_CHARS == 2000
+    assert error_text(ValueError("x" * 3000)) == (
+        f"ValueError: {'x' * 1988} ... (1012 more characters in the task's log)"
+    )
+    assert error_text(ValueError("x" * 1988)) == f"ValueError: {'x' * 1988}"
+
+
+def test_a_task_marked_failed_by_hand_has_no_error_and_the_alert_says_so(nightly_in_db):
+    """What the dag-processor's DAG callback finds for a task that failed without raising."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import update
+
+    from include.alerts import failure_alert
+
+    run_id = _manual_run(dt.datetime(2024, 3, 13, 2, 0, tzinfo=UTC))
+    try:
+        with create_session() as session:
+            session.execute(
+                update(TaskInstance)
+                .where(TaskInstance.run_id == run_id, TaskInstance.task_id == "plan")
+                .values(state="failed")
+            )
+        context = {"dag_run": {"dag_id": NIGHTLY, "run_id": run_id, "conf": {}}, "reason": "task_failure"}
+        with task_sdk_channel():
+            alert = failure_alert(context, ("run_report",))
+        assert alert.lines[3:6] == (
+            ("failed task", "plan"),
+            (
+                "error of plan",
+                "none recorded (the task did not raise in its worker: marked failed, or its worker was lost)",
+            ),
+            ("all failed tasks", "plan"),
+        )
+    finally:
+        end_run(NIGHTLY, run_id)
 
 
 def test_a_failed_backfill_is_told_by_email_naming_its_range_the_task_and_the_error(alerting):
@@ -127,21 +173,18 @@ def test_a_failed_backfill_is_told_by_email_naming_its_range_the_task_and_the_er
     )
     body = _html(message)
     assert (
-        "<th align='left'>reason</th><td>RunParamError: start_ds .. end_ds: start 2024-03-20 is after "
-        "end 2024-03-19</td>"
+        "<th align='left'>error of plan</th><td>RunParamError: start_ds .. end_ds: start 2024-03-20 is "
+        "after end 2024-03-19</td>"
     ) in body
     link = f"http://localhost:8080/dags/customer_analytics_backfill/runs/{quote(run.run_id)}/tasks/plan"
     assert f"<a href='{link}'>" in body
 
 
 # ---- a run late for its deadline -------------------------------------------------------------
-def test_a_nightly_run_not_finished_by_the_deadline_is_told_by_email(alerting):
-    from tests.harness.scheduling import ScheduledDag
-
+def test_a_nightly_run_not_finished_by_the_deadline_is_told_by_email(alerting, nightly_in_db):
     inbox = alerting
     inbox.received.clear()
-    dag = load_dag(DAG_FILES["nightly"])
-    ScheduledDag(dag)  # the DAG with its Deadline Alert, in the DB
+    dag = nightly_in_db.dag  # with its Deadline Alert, in the DB
     with time_machine.travel(dt.datetime(2026, 5, 20, 2, 0, 5, tzinfo=UTC), tick=False):
         run_id = create_scheduled_run(NIGHTLY)  # the run of 2026-05-19
     assert deadlines_of(run_id) == [(dt.datetime(2026, 5, 20, 6, 0, tzinfo=UTC), False)]
@@ -172,17 +215,40 @@ def test_a_nightly_run_not_finished_by_the_deadline_is_told_by_email(alerting):
         end_run(NIGHTLY, run_id)
 
 
-def test_a_manual_run_of_an_old_date_is_not_late(alerting, caplog):
-    """Its deadline (from its 2024 logical date) has long passed when it is created: no alert."""
+@pytest.fixture(scope="module")
+def nightly_in_db(alerting):
+    """The nightly DAG parsed from its file as the dag-processor parses it, in the metadata DB."""
+    from tests.harness.scheduling import ScheduledDag
+
+    return ScheduledDag(load_dag(DAG_FILES["nightly"]))
+
+
+def test_the_nightly_in_the_db_has_its_deadline_from_a_scheduled_runs_logical_date(nightly_in_db):
+    from airflow.models.deadline_alert import DeadlineAlert
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        # the alerts' ids, as DagRun.update_state looks them up when a run succeeds
+        alerts = [DeadlineAlert.get_by_id(i, session=session) for i in nightly_in_db.scheduler_dag.deadline]
+        assert [(a.name, a.reference) for a in alerts] == [
+            (
+                "nightly run not finished by PIPELINE_ALERT_DEADLINE_UTC",
+                {
+                    "reference_type": "ScheduledRunLogicalDate",
+                    "__class_path": "plugins.deadline_reference.ScheduledRunLogicalDate",
+                },
+            )
+        ]
+
+
+def _manual_run(logical: dt.datetime) -> str:
+    """A run triggered with a logical date (the REST API's way, as the UI's Trigger does)."""
     from airflow.models.dagrun import DagRun
     from airflow.models.serialized_dag import SerializedDagModel
     from airflow.utils.session import create_session
     from airflow.utils.state import DagRunState
     from airflow.utils.types import DagRunTriggeredByType, DagRunType
 
-    inbox = alerting
-    inbox.received.clear()
-    logical = dt.datetime(2024, 3, 12, 2, 0, tzinfo=UTC)
     with create_session() as session:
         dag = SerializedDagModel.get_dag(NIGHTLY, session=session)
         run = dag.create_dagrun(
@@ -197,13 +263,54 @@ def test_a_manual_run_of_an_old_date_is_not_late(alerting, caplog):
             state=DagRunState.QUEUED,
             session=session,
         )
-        run_id = run.run_id
+        return run.run_id
+
+
+def _backfill_run(logical: dt.datetime) -> str:
+    """The run `airflow backfill create` makes for one date (Airflow's own backfill code)."""
+    from airflow.models.backfill import Backfill, ReprocessBehavior, _create_backfill
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    backfill = _create_backfill(
+        dag_id=NIGHTLY,
+        from_date=logical,
+        to_date=logical,
+        max_active_runs=1,
+        reverse=False,
+        dag_run_conf=None,
+        triggering_user_name="test",
+        reprocess_behavior=ReprocessBehavior.COMPLETED,
+    )
+    with create_session() as session:
+        (run_id,) = session.scalars(select(DagRun.run_id).where(DagRun.backfill_id == backfill.id)).all()
+        session.get(Backfill, backfill.id).completed_at = dt.datetime.now(UTC)  # no other backfill waits
+    return run_id
+
+
+@pytest.mark.parametrize(("kind", "create"), [("manual", _manual_run), ("backfill", _backfill_run)])
+def test_a_manual_or_backfill_run_of_an_old_date_has_no_deadline_to_miss(
+    nightly_in_db, alerting, kind, create
+):
+    """A deadline from its 2024 logical date would have passed long before the run was created
+    (Missed at once in the grid, its callback queued): the run is late by design and gets none."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    inbox = alerting
+    inbox.received.clear()
+    logical = dt.datetime(2024, 3, 12, 2, 0, tzinfo=UTC)
+    run_id = create(logical)
     try:
-        with caplog.at_level(logging.INFO, logger="include.alerts"):
-            assert (True, None) in scheduler_checks_deadlines_and_executor_runs_callbacks()
-        assert deadlines_of(run_id)[0][1] is True  # missed, and handled: the callback ran
+        with create_session() as session:
+            run = session.scalar(select(DagRun).where(DagRun.dag_id == NIGHTLY, DagRun.run_id == run_id))
+            assert (str(run.run_type), run.logical_date) == (kind, logical)
+        assert deadlines_of(run_id) == []
+        scheduler_checks_deadlines_and_executor_runs_callbacks()  # what the scheduler's loop does
+        assert deadlines_of(run_id) == []  # nothing missed: the grid shows no "Missed"
         assert inbox.received == []
-        assert "a manual run has no deadline; no alert" in caplog.text
     finally:
         end_run(NIGHTLY, run_id)
 

@@ -23,7 +23,7 @@ class ScheduledDag:
     def __init__(self, dag: Any) -> None:
         from airflow.dag_processing.bundles.manager import DagBundlesManager
         from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
-        from airflow.serialization.serialized_objects import DagSerialization
+        from airflow.models.serialized_dag import SerializedDagModel
 
         manager = DagBundlesManager()
         manager.sync_bundles_to_db()
@@ -33,12 +33,10 @@ class ScheduledDag:
             raise LookupError(f"{dag.dag_id} is not in {bundle.path}: {bag.import_errors}")
         sync_bag_to_db(bag, bundle.name, None)
         self.dag = dag
-        self.scheduler_dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
-        # The scheduler's DAG, read back from the metadata DB, names its Deadline Alerts by database
-        # id; this round trip keeps them serialized, which DagRun.update_state cannot look up
-        # (Airflow 3.3.2, as in dag.test: include/run_local.run_dag_test). The runs resolved here
-        # are manual runs, which the nightly's deadline never alerts for (tests/dags/test_alerts.py).
-        self.scheduler_dag.deadline = None
+        # the DAG as the scheduler reads it from the metadata DB (its Deadline Alerts by database
+        # id, as DagRun.update_state looks them up: include/dag_factory.PipelineDAG says why an
+        # in-memory round trip would not do)
+        self.scheduler_dag = SerializedDagModel.get_dag(dag.dag_id)
 
     def resolve_run(
         self, *, logical_date: dt.datetime, conf: dict[str, Any], decide: Decide, max_rounds: int = 100

@@ -80,6 +80,11 @@ def test_the_failed_runs_alert_arrives_once_naming_the_cause(received):
         message["Subject"]
         == f"[customer-analytics] FAILED {DAG_ID} ds {FAILING_DS}: task plan (run {run_id})"
     )
+    body = message.get_body(preferencelist=("html",)).get_content()
+    assert (
+        "<th align='left'>error of plan</th><td>RunParamError: ingest_start_ds .. ds: start "
+        f"{HISTORY_AFTER_IT} is after end {FAILING_DS}</td>"
+    ) in body
 
 
 def test_the_alert_as_received_renders_in_a_browser(received, tmp_path):
