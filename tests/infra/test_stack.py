@@ -106,6 +106,26 @@ def test_the_dashboard_and_alarms_watch_only_metrics_the_run_report_publishes_in
     # (that a nightly on EMR publishes each of them: tests/dags/test_emr_target.py)
 
 
+def test_every_alarms_evaluation_range_is_within_what_put_metric_alarm_accepts():
+    """PutMetricAlarm: period x evaluation periods at most 7 days, at most 1 day for periods under an
+    hour; a metric-math alarm's period is its metrics'; M of N with M <= N."""
+    alarms = [
+        r["Properties"] for r in TEMPLATE["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"
+    ]
+    assert len(alarms) == 6
+    for alarm in alarms:
+        periods = (
+            {alarm["Period"]}
+            if "Period" in alarm
+            else {q["MetricStat"]["Period"] for q in alarm["Metrics"] if "MetricStat" in q}
+        )
+        (period,) = periods
+        assert period % 60 == 0
+        span = period * alarm["EvaluationPeriods"]
+        assert span <= (86400 if period < 3600 else 604800), alarm["AlarmName"]
+        assert alarm.get("DatapointsToAlarm", 1) <= alarm["EvaluationPeriods"]
+
+
 def test_the_dashboards_picture_is_what_the_template_draws_one_box_per_widget():
     from xml.etree import ElementTree
 
