@@ -141,6 +141,8 @@ aws-preflight: venv
 aws-destroy: aws-check-target venv
 	$(PY) -m infra.deploy destroy --stack $(STACK) --region $(REGION)
 
-# Regenerate infra/customer-analytics.template.json from include/iam and include/emr_security.
+# Regenerate infra/customer-analytics.template.json from include/iam, include/emr_security and the
+# run report's metrics, and docs/cloudwatch-dashboard.svg (the picture of its dashboard) from it.
 aws-template: venv
 	$(PY) -m infra.template
+	$(PY) -m infra.dashboard_picture

@@ -56,8 +56,7 @@ from plugins.deadline_reference import ScheduledRunLogicalDate
 from plugins.spark_job import SparkJobSubprocessOperator
 from spark_jobs.paths import audit_uri
 
-NIGHTLY_DAG_ID = "customer_analytics_nightly"
-BACKFILL_DAG_ID = "customer_analytics_backfill"
+NIGHTLY_DAG_ID, BACKFILL_DAG_ID = P.NIGHTLY_DAG_ID, P.BACKFILL_DAG_ID  # named in the spec (infra/ needs them)
 # Interval timetable: the run for day D starts at 02:00 UTC on D+1, and its logical date
 # (= data_interval_start) is D, so ds is the day whose data is complete.
 NIGHTLY_SCHEDULE = "0 2 * * *"

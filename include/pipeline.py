@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 from plugins.emr_naming import safe_name
 
+# The pipeline's DAGs (include/dag_factory.py); the stack's dashboard and alarms name them too.
+NIGHTLY_DAG_ID = "customer_analytics_nightly"
+BACKFILL_DAG_ID = "customer_analytics_backfill"
 MAX_BACKFILL_DAYS = 93  # one cluster per quarter of backfill at most; longer ranges go in pieces
 MAX_INGEST_HISTORY_DAYS = 366
 # A sanity window, not a business rule: a date outside it is a typo (0024-06-30, 9024-06-30).

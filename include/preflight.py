@@ -5,11 +5,13 @@ task (with the Airflow connection's) check what a RunJobFlow would otherwise fin
 minutes in: the EMR security configuration and the TLS certificates it names, the KMS key, the
 EMR service role and the nodes' instance profile, a private subnet tagged for
 AmazonEMRServicePolicy_v2 and its security groups, the lake bucket and its default encryption,
-the zones' Glue databases, and whether the code zip's location is writable. Each missing piece
-is one finding: one line saying what is wrong and what to do about it.
+the zones' Glue databases, whether the code zip's location is writable, and whether the run
+report may publish its metrics to CloudWatch and the alerts to their SNS topic. Each missing
+piece is one finding: one line saying what is wrong and what to do about it.
 
-Nothing is written: writability is judged by reading the caller's own IAM policies and
-evaluating them (include/iam/evaluate.py) for the upload the run will make.
+Nothing is written: writability and the permissions to publish are judged by reading the
+caller's own IAM policies and evaluating them (include/iam/evaluate.py) for the calls the run
+will make.
 """
 
 from __future__ import annotations
@@ -286,6 +288,45 @@ def _document(doc: Any) -> dict[str, Any]:
     return json.loads(doc) if isinstance(doc, str) else doc
 
 
+@dataclass(frozen=True)
+class _Caller:
+    """The caller's role and its identity policies, or why they could not be had."""
+
+    role: str | None
+    policies: list[dict[str, Any]]
+    why_not: str = ""  # "the caller ... is not an assumed role" / "... could not be read (...)"
+    fix: str = ""
+
+
+def _caller(aws: Clients, identity: Mapping[str, Any]) -> _Caller:
+    role = _ASSUMED_ROLE.match(identity["Arn"])
+    if role is None:
+        return _Caller(
+            None,
+            [],
+            f"the caller {identity['Arn']} is not an assumed role",
+            "run preflight with the Airflow role's credentials to judge it",
+        )
+    name = role.group("role")
+    try:
+        return _Caller(name, _role_policies(aws["iam"], name))
+    except ClientError as exc:
+        return _Caller(
+            name,
+            [],
+            f"the policies of role {name} could not be read ({_code(exc)})",
+            "grant the role include/iam/airflow-role-policy.json's PreflightReadsItsOwnPolicies",
+        )
+
+
+def _denied(caller: _Caller, questions: Sequence[Request]) -> list[Request] | str:
+    """The questions the caller's policies deny, or the feature that keeps them from being judged."""
+    try:
+        return [q for q in questions if not is_allowed(caller.policies, q)]
+    except UnsupportedPolicy as exc:
+        return str(exc)
+
+
 def check_code_location(settings: Settings, aws: Clients) -> list[Finding]:
     from include.packaging import build_bundle, code_location
 
@@ -296,40 +337,23 @@ def check_code_location(settings: Settings, aws: Clients) -> list[Finding]:
     missing = _bucket_exists(aws, bucket, piece, identity["Account"])
     if missing:
         return [missing]
-    role = _ASSUMED_ROLE.match(identity["Arn"])
-    if role is None:
+    caller = _caller(aws, identity)
+    if caller.why_not:
         return [
             Finding(
-                piece,
-                f"writability of {target} not judged: the caller {identity['Arn']} is not an assumed role",
-                "run preflight with the Airflow role's credentials to judge it",
-                blocking=False,
-            )
-        ]
-    name = role.group("role")
-    try:
-        policies = _role_policies(aws["iam"], name)
-    except ClientError as exc:
-        return [
-            Finding(
-                piece,
-                f"writability of {target} not judged: the policies of role {name} could not be read "
-                f"({_code(exc)})",
-                "grant the role include/iam/airflow-role-policy.json's PreflightReadsItsOwnPolicies",
-                blocking=False,
+                piece, f"writability of {target} not judged: {caller.why_not}", caller.fix, blocking=False
             )
         ]
     questions = [Request("s3:PutObject", f"arn:aws:s3:::{bucket}/{key}")]
     if settings.s3_encryption == "SSE-KMS" and settings.kms_key_arn and settings.region:
         via_s3 = {"kms:ViaService": f"s3.{settings.region}.amazonaws.com"}
         questions.append(Request("kms:GenerateDataKey", settings.kms_key_arn, via_s3))
-    try:
-        denied = [q for q in questions if not is_allowed(policies, q)]
-    except UnsupportedPolicy as exc:
+    denied = _denied(caller, questions)
+    if isinstance(denied, str):
         return [
             Finding(
                 piece,
-                f"writability of {target} not judged: a policy of role {name} uses {exc}",
+                f"writability of {target} not judged: a policy of role {caller.role} uses {denied}",
                 "check the role grants s3:PutObject there",
                 blocking=False,
             )
@@ -337,12 +361,68 @@ def check_code_location(settings: Settings, aws: Clients) -> list[Finding]:
     return [
         Finding(
             piece,
-            f"role {name} may not {q.action} on {q.resource} (uploading {target})",
+            f"role {caller.role} may not {q.action} on {q.resource} (uploading {target})",
             "grant it include/iam/airflow-role-policy.json (the stack's Airflow role has it) "
             "or point PIPELINE_CODE_URI inside the lake",
         )
         for q in denied
     ]
+
+
+def check_monitoring(settings: Settings, aws: Clients) -> list[Finding]:
+    """May the caller publish the run's metrics to its namespace (PIPELINE_CLOUDWATCH_METRICS) and
+    the alerts to their topic (PIPELINE_ALERT_SNS_TOPIC_ARN)? Judged from its own policies: neither
+    call has a read-only twin, and a test metric or message would land where people watch."""
+    asked: list[tuple[str, Request, str]] = []
+    if settings.cloudwatch_metrics:
+        namespace = settings.cloudwatch_namespace
+        asked.append(
+            (
+                "CloudWatch metrics",
+                Request("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": namespace}),
+                f"grant it PutMetricData on namespace {namespace} (include/iam/airflow-role-policy.json; "
+                "the stack's Airflow role has it for the stack's MetricsNamespace), or set "
+                "PIPELINE_CLOUDWATCH_NAMESPACE to that namespace",
+            )
+        )
+    if settings.alerts.sns_topic_arn:
+        topic = settings.alerts.sns_topic_arn
+        asked.append(
+            (
+                "alerts topic",
+                Request("sns:Publish", topic),
+                "grant it sns:Publish on the topic (the stack's Airflow role has it for the stack's topic)",
+            )
+        )
+    if not asked:
+        return []
+    caller = _caller(aws, aws["sts"].get_caller_identity())
+    what = " and ".join(piece for piece, _, _ in asked)
+    if caller.why_not:
+        return [
+            Finding(
+                asked[0][0], f"permission for {what} not judged: {caller.why_not}", caller.fix, blocking=False
+            )
+        ]
+    denied = _denied(caller, [q for _, q, _ in asked])
+    if isinstance(denied, str):
+        return [
+            Finding(
+                asked[0][0],
+                f"permission for {what} not judged: a policy of role {caller.role} uses {denied}",
+                "check the role's grants by hand",
+                blocking=False,
+            )
+        ]
+    return [
+        Finding(piece, f"role {caller.role} may not {q.action} ({_context(q)})", fix)
+        for piece, q, fix in asked
+        if q in denied
+    ]
+
+
+def _context(q: Request) -> str:
+    return ", ".join(f"{k}={v}" for k, v in q.context.items()) if q.context else q.resource
 
 
 CHECKS: tuple[Check, ...] = (
@@ -353,6 +433,7 @@ CHECKS: tuple[Check, ...] = (
     check_bucket,
     check_glue_databases,
     check_code_location,
+    check_monitoring,
 )
 
 

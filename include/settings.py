@@ -37,6 +37,9 @@ _LINEAGE_NAMESPACE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _HTTP_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~/-]*)?$")
 _CERTS_ZIP_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[A-Za-z0-9._/=+-]+\.zip$")
 S3_ENCRYPTION_MODES = ("SSE-KMS", "SSE-S3")
+# CloudWatch's rule for a custom namespace (not AWS/...), narrowed to characters safe in an IAM condition
+_CLOUDWATCH_NAMESPACE = re.compile(r"^(?!AWS/)[A-Za-z0-9._/#-]{1,255}$")
+CLOUDWATCH_NAMESPACE = "CustomerMarketAnalytics"
 
 
 class SettingsError(ValueError):
@@ -92,6 +95,9 @@ class Settings:
     # The `preflight` task checks that everything a cluster needs exists before RunJobFlow
     # (include/preflight.py); off only where the caller may not read IAM, EC2 or EMR configuration.
     preflight: bool = True
+    # emr only: the run report publishes the run's numbers to CloudWatch (include/run_report/metrics.py)
+    cloudwatch_metrics: bool = True
+    cloudwatch_namespace: str = CLOUDWATCH_NAMESPACE
     extra_tags: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -145,6 +151,8 @@ _ENV = {
     "PIPELINE_EMR_S3_ENCRYPTION": ("s3_encryption", str),
     "PIPELINE_EMR_TLS_CERTIFICATES_URI": ("tls_certificates_uri", str),
     "PIPELINE_EMR_PREFLIGHT": ("preflight", str),
+    "PIPELINE_CLOUDWATCH_METRICS": ("cloudwatch_metrics", _boolean),
+    "PIPELINE_CLOUDWATCH_NAMESPACE": ("cloudwatch_namespace", str),
 }
 ENV_VARS = tuple(_ENV) + ALERT_ENV  # the alerts' are read apart (include/alert_settings.py)
 # Settings that changed meaning: set, they fail the import with the new name rather than be ignored.
@@ -263,6 +271,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "(the Marquez or DataHub server; the API path is added)"
         )
 
+    if "cloudwatch_namespace" in values and not _CLOUDWATCH_NAMESPACE.match(
+        str(values["cloudwatch_namespace"])
+    ):
+        problems.append(
+            f"PIPELINE_CLOUDWATCH_NAMESPACE={values['cloudwatch_namespace']!r}: letters, digits and "
+            ". _ / # - only (at most 255), not starting with AWS/"
+        )
     if "preflight" in values:
         flag = str(values["preflight"]).lower()
         if flag not in ("true", "false"):

@@ -2,8 +2,10 @@
 
 One stack holds everything a run needs: the lake bucket, its KMS key, the EMR security
 configuration, the three roles (EMR service, the nodes' instance profile, Airflow's), the zones'
-Glue databases and, optionally, a private subnet with S3/Glue/KMS endpoints and the EMR-managed
-security groups. Its outputs are the `PIPELINE_*` settings (and the Airflow connection) to paste
+Glue databases, optionally a private subnet with S3/Glue/KMS endpoints and the EMR-managed
+security groups, and the monitoring: a CloudWatch dashboard of the metrics the run report
+publishes, alarms on them and the SNS topic they (and Airflow's alerts) go to.
+Its outputs are the `PIPELINE_*` settings (and the Airflow connection) to paste
 into `.env`.
 
 Nothing here is written twice: the policies are `include/iam/*.json` and the security
@@ -24,8 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from include import iam
+from include import pipeline as P
+from include.checks import AuditSettings
 from include.emr_security import security_configuration
-from include.settings import ENV_VARS, Settings
+from include.run_report import metrics as M
+from include.settings import CLOUDWATCH_NAMESPACE, ENV_VARS, Settings
 from plugins.emr_naming import PROJECT
 from spark_jobs.catalog import namespaces
 
@@ -67,6 +72,8 @@ def _values() -> dict[str, Any]:
         "KmsKeyArn": {"Fn::GetAtt": ["LakeKey", "Arn"]},
         "TlsCertificatesBucket": {"Ref": "LakeBucket"},
         "TlsCertificatesKey": TLS_CERTIFICATES_KEY,
+        "MetricsNamespace": {"Ref": "MetricsNamespace"},
+        "AlertsTopicArn": {"Ref": "AlertsTopic"},
     }
 
 
@@ -157,6 +164,26 @@ def _parameters() -> dict[str, Any]:
             "Default": "",
             "Description": "With CreateNetwork=false: a private subnet tagged "
             "for-use-with-amazon-emr-managed-policies=true",
+        },
+        "MetricsNamespace": {
+            "Type": "String",
+            "Default": CLOUDWATCH_NAMESPACE,
+            "AllowedPattern": "^(?!AWS/)[A-Za-z0-9._/#-]{1,255}$",
+            "Description": "The CloudWatch namespace the runs publish to (PIPELINE_CLOUDWATCH_NAMESPACE)",
+        },
+        "QuarantineShareAlarmThreshold": {
+            "Type": "Number",
+            "Default": str(AuditSettings().quarantine_warn),
+            "MinValue": 0,
+            "MaxValue": 1,
+            "Description": "Alarm when a dataset's quarantined share of a nightly run is above this: "
+            "the audit's warning band (PIPELINE_AUDIT_QUARANTINE_WARN)",
+        },
+        "RunCostBudget": {
+            "Type": "Number",
+            "Default": str(RUN_COST_BUDGET),
+            "MinValue": 0,
+            "Description": "Alarm when a nightly run's estimated cluster cost (USD) is above this",
         },
     }
 
@@ -436,6 +463,274 @@ def _network() -> dict[str, Any]:
     return {name: {"Condition": "CreateNetwork", **resource} for name, resource in resources.items()}
 
 
+# ---- monitoring: the run report's metrics (include/run_report/metrics.py) -------------------
+NIGHTLY, BACKFILL = P.NIGHTLY_DAG_ID, P.BACKFILL_DAG_ID
+RUN_COST_BUDGET = 5.0  # USD: a dev nightly costs well under $1 (README), prod's a few dollars
+HOUR, DAY = 3600, 86400
+# A scheduled nightly finishes at most once a day: this many hours without one is a missed night.
+MISSING_AFTER_HOURS = 26
+
+
+def _row(
+    name: str, dag_id: str = NIGHTLY, step: str | None = None, output: str | None = None, **options: Any
+) -> list:
+    """A dashboard metric row: namespace, name, the dimensions' names and values, options."""
+    identity = M.metric(name, dag_id, step, output)
+    dims = [part for d in identity["Dimensions"] for part in (d["Name"], d["Value"])]
+    return [{"Ref": "MetricsNamespace"}, name, *dims, *([options] if options else [])]
+
+
+def _widget(
+    title: str, x: int, y: int, w: int, h: int, rows: list, stat: str, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "type": "metric",
+        "x": x,
+        "y": y,
+        "width": w,
+        "height": h,
+        "properties": {
+            "title": title,
+            "region": {"Ref": "AWS::Region"},
+            "view": "timeSeries",
+            "stacked": False,
+            "period": DAY,
+            "stat": stat,
+            "metrics": rows,
+            **extra,
+        },
+    }
+
+
+def dashboard_body() -> dict[str, Any]:
+    """The pipeline's dashboard (CloudWatch's dashboard body), one point a day, on a 24-column grid."""
+    ingest = [s.name for s in P.PIPELINE if s.job == "ingest"]
+    steps = [s.name for s in P.PIPELINE] + [P.AUDIT.name, P.PUBLISH.name]
+    text = (
+        f"# {PROJECT}: the nightly pipeline on EMR\n"
+        f"One point per day from the run report of `{NIGHTLY}` (and `{BACKFILL}` where shown). "
+        "Alarms: failed, late or missing nightly, audit errors, quarantine share, cost "
+        "(README: Running it on AWS)."
+    )
+    return {
+        "widgets": [
+            {"type": "text", "x": 0, "y": 0, "width": 24, "height": 2, "properties": {"markdown": text}},
+            _widget(
+                "Runs: succeeded and failed",
+                0, 2, 8, 6,
+                [
+                    _row("RunSucceeded", label="nightly succeeded"),
+                    _row("RunFailed", label="nightly failed"),
+                    _row("RunSucceeded", BACKFILL, label="backfill succeeded"),
+                    _row("RunFailed", BACKFILL, label="backfill failed"),
+                ],
+                "Sum",
+            ),
+            _widget(
+                "Nightly: duration, past its deadline (s)",
+                8, 2, 8, 6,
+                [
+                    _row("RunDurationSeconds", label="run duration"),
+                    _row("SecondsPastDeadline", label="past the deadline (negative: early)"),
+                ],
+                "Maximum",
+            ),
+            _widget(
+                "Estimated cost per run (USD)",
+                16, 2, 8, 6,
+                [_row("EstimatedCost", label="nightly"), _row("EstimatedCost", BACKFILL, label="backfill")],
+                "Maximum",
+            ),
+            _widget(
+                "Step duration, nightly (s)",
+                0, 8, 12, 6,
+                [_row("StepDurationSeconds", step=step, label=step) for step in steps],
+                "Maximum",
+            ),
+            _widget(
+                "Audit: failed checks, nightly",
+                12, 8, 12, 6,
+                [_row("AuditErrors", label="errors"), _row("AuditWarnings", label="warnings")],
+                "Maximum",
+            ),
+            _widget(
+                "Rows written per output, nightly",
+                0, 14, 12, 7,
+                [_row("RowsOut", step=step, output=out, label=out) for step, out in M.pipeline_outputs()],
+                "Sum",
+            ),
+            _widget(
+                "Quarantined share per dataset, nightly",
+                12, 14, 12, 7,
+                [
+                    _row("QuarantineShare", step=step, output=out, label=out)
+                    for step, out in M.pipeline_outputs()
+                    if step in ingest
+                ],
+                "Maximum",
+                annotations={
+                    "horizontal": [
+                        {"label": "audit: warn", "value": AuditSettings().quarantine_warn},
+                        {"label": "audit: error", "value": AuditSettings().quarantine_error},
+                    ]
+                },
+            ),
+            _widget(
+                "Rows read, written and quarantined per step, nightly",
+                0, 21, 24, 7,
+                [
+                    _row(name, step=step, label=f"{step} {name.removeprefix('Rows').lower()}")
+                    for step in [s.name for s in P.PIPELINE]
+                    for name in ("RowsIn", "RowsOut", "RowsQuarantined")
+                ],
+                "Sum",
+            ),
+        ]
+    }  # fmt: skip
+
+
+def _stat(name: str, stat: str, **dims: Any) -> dict[str, Any]:
+    """An alarm's single metric (properties of AWS::CloudWatch::Alarm)."""
+    identity = M.metric(name, dims.pop("dag_id", NIGHTLY), **dims)
+    return {"Namespace": {"Ref": "MetricsNamespace"}, **identity, "Statistic": stat, "Period": HOUR}
+
+
+def _alarm(name: str, description: str, **properties: Any) -> dict[str, Any]:
+    return {
+        "Type": "AWS::CloudWatch::Alarm",
+        "Properties": {
+            "AlarmName": f"{PROJECT}-{name}",
+            "AlarmDescription": description,
+            "ActionsEnabled": True,
+            "AlarmActions": [{"Ref": "AlertsTopic"}],
+            "EvaluationPeriods": 1,
+            "TreatMissingData": "notBreaching",
+            **properties,
+        },
+    }
+
+
+def alarms() -> dict[str, Any]:
+    """The alarms on the run report's metrics, each to the alerts' topic (README says what to do)."""
+    shares = [
+        {
+            "Id": f"q{i}",
+            "MetricStat": {
+                "Metric": {
+                    "Namespace": {"Ref": "MetricsNamespace"},
+                    **M.metric("QuarantineShare", NIGHTLY, step, out),
+                },
+                "Period": HOUR,
+                "Stat": "Maximum",
+            },
+            "ReturnData": False,
+        }
+        for i, (step, out) in enumerate((s, o) for s, o in M.pipeline_outputs() if s.startswith("ingest_"))
+    ]
+    return {
+        "NightlyFailedAlarm": _alarm(
+            "nightly-failed",
+            f"A run of {NIGHTLY} failed (a step, the audit or publish): its run report names the step.",
+            **_stat("RunFailed", "Sum"),
+            ComparisonOperator="GreaterThanOrEqualToThreshold",
+            Threshold=1,
+        ),
+        "NightlyLateAlarm": _alarm(
+            "nightly-late",
+            f"A scheduled run of {NIGHTLY} finished after PIPELINE_ALERT_DEADLINE_UTC.",
+            **_stat("SecondsPastDeadline", "Maximum"),
+            ComparisonOperator="GreaterThanThreshold",
+            Threshold=0,
+        ),
+        "NightlyMissingAlarm": _alarm(
+            "nightly-missing",
+            f"No scheduled run of {NIGHTLY} finished (or published its metrics) for "
+            f"{MISSING_AFTER_HOURS} hours: paused, stuck, or the report could not publish.",
+            **_stat("SecondsPastDeadline", "SampleCount"),
+            ComparisonOperator="LessThanThreshold",
+            Threshold=1,
+            EvaluationPeriods=MISSING_AFTER_HOURS,
+            DatapointsToAlarm=MISSING_AFTER_HOURS,
+            TreatMissingData="breaching",
+        ),
+        "AuditErrorsAlarm": _alarm(
+            "audit-errors",
+            f"The audit of a {NIGHTLY} run failed an error check: nothing was published for its date.",
+            **_stat("AuditErrors", "Maximum"),
+            ComparisonOperator="GreaterThanOrEqualToThreshold",
+            Threshold=1,
+        ),
+        "QuarantineShareAlarm": _alarm(
+            "quarantine-share",
+            f"A dataset of a {NIGHTLY} run had more of its rows quarantined than "
+            "QuarantineShareAlarmThreshold.",
+            Metrics=[
+                *shares,
+                {
+                    "Id": "highest",
+                    "Expression": f"MAX([{', '.join(q['Id'] for q in shares)}])",
+                    "Label": "highest quarantined share of the datasets",
+                    "ReturnData": True,
+                },
+            ],
+            ComparisonOperator="GreaterThanThreshold",
+            Threshold={"Ref": "QuarantineShareAlarmThreshold"},
+        ),
+        "RunCostAlarm": _alarm(
+            "run-cost",
+            f"A {NIGHTLY} run's estimated cluster cost was above RunCostBudget (USD).",
+            **_stat("EstimatedCost", "Maximum"),
+            ComparisonOperator="GreaterThanThreshold",
+            Threshold={"Ref": "RunCostBudget"},
+        ),
+    }
+
+
+def watched_metrics(
+    template: dict[str, Any] | None = None,
+) -> set[tuple[Any, str, tuple[tuple[str, str], ...]]]:
+    """Every metric the template's dashboard and alarms name: (namespace, name, ((dimension, value), ...))."""
+    resources = (template or build_template())["Resources"]
+    found = set()
+    for widget in resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::ToJsonString"]["widgets"]:
+        for row in widget["properties"].get("metrics", []):
+            parts = [p for p in row[2:] if not isinstance(p, dict)]
+            found.add((json.dumps(row[0]), row[1], tuple(zip(parts[::2], parts[1::2], strict=True))))
+    for resource in resources.values():
+        if resource["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        props = resource["Properties"]
+        stats = [props, *(q["MetricStat"]["Metric"] for q in props.get("Metrics", []) if "MetricStat" in q)]
+        for stat in (s for s in stats if "MetricName" in s):
+            dims = tuple((d["Name"], d["Value"]) for d in stat["Dimensions"])
+            found.add((json.dumps(stat["Namespace"]), stat["MetricName"], dims))
+    return found
+
+
+def _monitoring() -> dict[str, Any]:
+    return {
+        # Where the alarms and Airflow's alerts (PIPELINE_ALERT_SNS_TOPIC_ARN) go: subscribe e-mail,
+        # chat or paging to it. Not encrypted: CloudWatch alarms cannot publish to a topic encrypted
+        # with AWS's managed key, and the messages hold no data of the lake.
+        "AlertsTopic": {
+            "Type": "AWS::SNS::Topic",
+            "Properties": {
+                "TopicName": iam.alerts_topic_name(),
+                "DisplayName": f"{PROJECT} alerts",
+                "Tags": [PROJECT_TAG],
+            },
+        },
+        "Dashboard": {
+            "Type": "AWS::CloudWatch::Dashboard",
+            "Properties": {
+                "DashboardName": {"Fn::Sub": f"{PROJECT}-${{AWS::Region}}"},
+                "DashboardBody": as_json(dashboard_body()),
+            },
+        },
+        **alarms(),
+    }
+
+
 def _outputs() -> dict[str, Any]:
     lake = {"Fn::Sub": "s3://${LakeBucket}/${LakePrefix}"}
     settings: dict[str, tuple[Any, str | None]] = {
@@ -459,6 +754,8 @@ def _outputs() -> dict[str, Any]:
             sub("s3://${TlsCertificatesBucket}/${TlsCertificatesKey}"),
             None,
         ),
+        "PIPELINE_CLOUDWATCH_NAMESPACE": ({"Ref": "MetricsNamespace"}, None),
+        "PIPELINE_ALERT_SNS_TOPIC_ARN": ({"Ref": "AlertsTopic"}, None),
         # The connection the DAGs reach AWS with: Airflow's role, assumed by the workers.
         CONNECTION_VAR: (
             {
@@ -479,7 +776,7 @@ def _outputs() -> dict[str, Any]:
 
 def build_template() -> dict[str, Any]:
     """The whole template as a dict (JSON-able)."""
-    resources = {**_storage(), **_emr_security(), **_roles(), **_glue(), **_network()}
+    resources = {**_storage(), **_emr_security(), **_roles(), **_glue(), **_network(), **_monitoring()}
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Transform": "AWS::LanguageExtensions",  # Fn::ToJsonString

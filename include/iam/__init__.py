@@ -49,6 +49,9 @@ RESOURCE_STAR_ACTIONS = {
     "ec2:DescribeSubnets",
     "ec2:DescribeRouteTables",
     "ec2:DescribeSecurityGroups",
+    # the run report's metrics: PutMetricData has no resource; the statement's condition
+    # (cloudwatch:namespace) scopes it to the project's namespace
+    "cloudwatch:PutMetricData",
 }
 
 # The names infra/ gives the three roles (the instance profile is named like its role, as EMR's
@@ -72,7 +75,10 @@ PLACEHOLDERS = (
     "KmsKeyArn",
     "TlsCertificatesBucket",
     "TlsCertificatesKey",
+    "MetricsNamespace",
+    "AlertsTopicArn",
 )
+ALERTS_TOPIC_NAME = "${Project}-alerts"  # the stack's topic (infra/), the default the policy grants
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z]+)\}")
 
 
@@ -98,6 +104,11 @@ def render(doc: Any, values: Mapping[str, str]) -> Any:
 def role_name(role: str, region: str) -> str:
     """The name infra/ gives `role` (a key of ROLES) in `region`."""
     return Template(ROLE_NAMES[role]).substitute(Project=PROJECT, Region=region)
+
+
+def alerts_topic_name() -> str:
+    """The name infra/ gives the alerts' SNS topic (one per account and region)."""
+    return Template(ALERTS_TOPIC_NAME).substitute(Project=PROJECT)
 
 
 def _bucket_and_key(uri: str) -> tuple[str, str]:
@@ -134,6 +145,10 @@ def values_from_settings(settings: Settings, account: str) -> dict[str, str]:
         "KmsKeyArn": settings.kms_key_arn,
         "TlsCertificatesBucket": certs_bucket,
         "TlsCertificatesKey": certs_key,
+        "MetricsNamespace": settings.cloudwatch_namespace,
+        # the alerts' topic: the one configured, else the stack's (its name is fixed per region)
+        "AlertsTopicArn": settings.alerts.sns_topic_arn
+        or f"arn:aws:sns:{settings.region or ''}:{account}:{alerts_topic_name()}",
     }
 
 

@@ -10,6 +10,10 @@ Server and each step's logs (locally: the Airflow task's log), rows per output a
 over the last 14 runs, and on a local lake charts of the run's outputs; no script, nothing fetched.
 The Airflow UI shows it from the run (plugins/run_report_view.py, a "Run report" tab).
 
-`model` builds the report, `cost` prices the EMR cluster, `render` writes the table and the page
-(all pure, tested without Airflow); `task` is the Airflow task and its I/O.
+On EMR the task also publishes the report's numbers to CloudWatch (`metrics`: PutMetricData, the
+names the stack's dashboard and alarms use); locally they stay in the report.
+
+`model` builds the report, `cost` prices the EMR cluster, `render` writes the table and the page,
+`metrics` turns the report into CloudWatch datums (all pure, tested without Airflow); `task` is
+the Airflow task and its I/O.
 """

@@ -5,11 +5,13 @@ follows next, and the trends over the runs before it. Pure: every input is hande
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from include.alert_settings import deadline_interval
 from include.run_plan import PlannedStep, RunPlan
 
 TREND_RUNS = 14  # the report's trends: this run and the 13 before it
@@ -99,6 +101,32 @@ def build_report(
         "emr_cluster": dict(cluster) if cluster is not None else None,
         "checks": checks_section(checks),
     }
+
+
+def run_timing(
+    *,
+    started_at: dt.datetime | None,
+    finished_at: dt.datetime,
+    run_type: str | None,
+    logical_date: dt.datetime | None,
+    deadline_utc: str,
+) -> dict[str, Any]:
+    """When the run started and finished (its report, the last task), how long it took and, for a
+    scheduled run, its deadline (PIPELINE_ALERT_DEADLINE_UTC: the first HH:MM after the run of D
+    starts on D+1, as the DAG's Deadline Alert counts it) and how far past it the run finished
+    (negative: that much early). A manual run or a backfill has no deadline (include/alerts.py)."""
+    out: dict[str, Any] = {
+        "started_at": started_at.isoformat() if started_at else None,
+        "finished_at": finished_at.isoformat(),
+        "duration_seconds": round((finished_at - started_at).total_seconds(), 3) if started_at else None,
+        "deadline_at": None,
+        "seconds_past_deadline": None,
+    }
+    if str(run_type or "").rsplit(".", 1)[-1].lower() == "scheduled" and logical_date is not None:
+        due = logical_date + deadline_interval(deadline_utc, logical_date.timetz())
+        out["deadline_at"] = due.isoformat()
+        out["seconds_past_deadline"] = round((finished_at - due).total_seconds(), 3)
+    return out
 
 
 def checks_section(checks: Sequence[Mapping[str, Any]] | None) -> dict[str, Any] | None:

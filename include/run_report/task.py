@@ -1,6 +1,7 @@
 """The `run_report` task, the DAGs' last: reads the run's plan, the tasks' states, the jobs' metrics,
-the audit's results and on EMR the cluster, builds the report (`model`), writes report.json and
-report.html to the lake and logs the table (`render`); then fails if a step failed.
+the audit's results and on EMR the cluster, builds the report (`model`), on EMR publishes its numbers
+to CloudWatch (`metrics`), writes report.json and report.html to the lake and logs the table
+(`render`); then fails if a step failed.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Any
 
 from include.lake_files import lake_io, report_dates, report_uri
 from include.run_plan import PLAN_XCOM_KEY, PlannedStep, RunPlan
+from include.run_report import metrics as M
 from include.run_report.cost import cluster_usage, emr_step_timings, load_prices, read_emr
-from include.run_report.model import FAILED_STATES, TREND_RUNS, add_links, build_report, trends
+from include.run_report.model import FAILED_STATES, TREND_RUNS, add_links, build_report, run_timing, trends
 from include.run_report.render import format_table, html_page
 from include.settings import Settings
 from spark_jobs import paths
@@ -122,6 +124,15 @@ def add_run_report(settings: Settings, dag: Any) -> Any:
             cluster=cluster,
             checks=read_checks(read, settings.lake, ds, plan.branch),
         )
+        dag_run = ctx["dag_run"]
+        report["run"] = run_timing(
+            started_at=getattr(dag_run, "start_date", None),
+            finished_at=dt.datetime.now(dt.UTC),  # a measurement, not a date the run builds
+            run_type=getattr(dag_run, "run_type", None),
+            logical_date=getattr(dag_run, "logical_date", None),
+            deadline_utc=settings.alerts.deadline_utc,
+        )
+        report["cloudwatch"] = _cloudwatch(settings, report)
         add_links(report, airflow_base=_airflow_base(ti), region=(cluster or {}).get("region"))
         uri = report_uri(settings.lake, dag.dag_id, ds)
         write(uri, json.dumps(report, indent=2, sort_keys=True, default=str))
@@ -178,6 +189,49 @@ def _write_page(
         return None
     log.info("report page: %s", page)
     return page
+
+
+def _cloudwatch(settings: Settings, report: dict[str, Any]) -> dict[str, Any]:
+    """The run's metrics (include/run_report/metrics.py), published on EMR when the setting is on;
+    what was (or, locally, would be) published stays in the report. A failed publish is logged and
+    recorded, never fails the run: the report stands, and the stack's "missing" alarm notices."""
+    data = M.metric_data(report)
+    out: dict[str, Any] = {
+        "namespace": settings.cloudwatch_namespace,
+        "published": False,
+        "metric_data": data,
+    }
+    if not settings.is_emr:
+        out["reason"] = "local target: no AWS call"
+        return out
+    if not settings.cloudwatch_metrics:
+        out["reason"] = "PIPELINE_CLOUDWATCH_METRICS=false"
+        return out
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+    from botocore.config import Config
+
+    from plugins.emr_client import AWS_RETRY_CONFIG
+
+    try:
+        client = AwsBaseHook(
+            aws_conn_id=settings.aws_conn_id,
+            region_name=settings.region,
+            client_type="cloudwatch",
+            config=Config(**AWS_RETRY_CONFIG),
+        ).conn
+        sent = M.publish(
+            client,
+            settings.cloudwatch_namespace,
+            data,
+            dt.datetime.fromisoformat(report["run"]["finished_at"]),
+        )
+    except Exception as exc:  # the numbers stay in the report; the alarms notice the missing run
+        log.exception("could not publish the run's metrics to CloudWatch")
+        out["error"] = f"{type(exc).__name__}: {exc}"
+        return out
+    log.info("published %d metrics to CloudWatch namespace %s", sent, settings.cloudwatch_namespace)
+    out["published"] = True
+    return out
 
 
 def _emr_part(settings: Settings, cluster_id: str | None) -> tuple[dict | None, dict | None]:

@@ -25,7 +25,7 @@ from plugins.emr_naming import PROJECT, parse_emr_step_name, safe_name
 from spark_jobs.paths import audit_uri
 from tests.harness.airflow_home import OPENLINEAGE_EVENTS
 from tests.harness.aws_fakes import FakeAws, StepRunner, spark_submit
-from tests.harness.emr_runs import EmrRun, run_emr, step_job_args
+from tests.harness.emr_runs import EmrRun, published_metrics, report_of, run_emr, step_job_args
 from tests.harness.nightly import NIGHTLY_DS as DS
 from tests.harness.nightly import NIGHTLY_HISTORY_START as HISTORY_START
 from tests.harness.nightly import demo_landing
@@ -262,6 +262,77 @@ def test_nightly_marks_every_curated_output_asset_with_the_snapshot_its_step_com
         table = catalog.load_table(f"{PREFIX}_curated.{out}")
         assert extra["snapshot_id"] == table.current_snapshot().snapshot_id, out
         assert table.current_snapshot().summary.additional_properties["pipeline.run-id"] == nightly.run.run_id
+
+
+def _landing_records(run: EmrRun, dataset: str) -> int:
+    """Records upstream delivered for the run's dates: CSV rows under their header, JSON lines."""
+    count = 0
+    for key, body in run.s3_objects.items():
+        if key.startswith(f"lake/landing/{dataset}/dt="):
+            day = key.split("/dt=", 1)[1][:10]
+            if HISTORY_START <= day <= DS:
+                lines = [line for line in body.decode().splitlines() if line.strip()]
+                count += len(lines) - (0 if key.endswith((".json", ".jsonl")) else 1)
+    return count
+
+
+def test_the_nightly_publishes_its_metrics_to_cloudwatch_with_the_lakes_row_counts(nightly, fake_aws):
+    """Read back from moto's CloudWatch with ListMetrics and GetMetricData; the rows against the
+    landing files and what pyiceberg reads of the tables in Glue (the run's own lake)."""
+    report = report_of(nightly, "customer_analytics_nightly", DS)
+    assert report["cloudwatch"]["published"] is True, report["cloudwatch"]
+    got = published_metrics(fake_aws, "CustomerMarketAnalytics", report)
+    assert got[("RunSucceeded", None, None)] == [1.0]
+    assert got[("RunFailed", None, None)] == [0.0]
+    assert got[("RunDurationSeconds", None, None)] == [report["run"]["duration_seconds"]]
+    assert report["run"]["duration_seconds"] > 0
+    assert ("SecondsPastDeadline", None, None) not in got  # a manual run has no deadline
+    results = json.loads(
+        nightly.s3_objects[
+            audit_uri(LAKE, DS, P.audit_branch(nightly.run.run_id)).removeprefix("s3://lake-bucket/")
+        ]
+    )
+    warned = sum(r["status"] == "fail" and r["severity"] == "warn" for r in results)
+    assert (got[("AuditErrors", None, None)], got[("AuditWarnings", None, None)]) == ([0.0], [float(warned)])
+    assert got[("EstimatedCost", None, None)] == [report["emr_cluster"]["estimated_cost"]]
+    for step in [*(s.name for s in P.PIPELINE), "audit", "publish"]:
+        assert got[("StepFailed", step, None)] == [0.0], step
+        assert len(got[("StepDurationSeconds", step, None)]) == 1, step
+    catalog = _glue_catalog(fake_aws)
+    for dataset in P.DATASETS:
+        step = f"ingest_{dataset}"
+        kept = len(catalog.load_table(f"{PREFIX}_processed.{dataset}").scan().to_arrow())
+        rejected = len(catalog.load_table(f"{PREFIX}_quarantine.{dataset}").scan().to_arrow())
+        assert got[("RowsIn", step, None)] == [float(_landing_records(nightly, dataset))], dataset
+        assert got[("RowsOut", step, None)] == [float(kept)], dataset
+        assert got[("RowsOut", step, f"processed.{dataset}")] == [float(kept)], dataset
+        assert got[("RowsQuarantined", step, None)] == [float(rejected)], dataset
+        assert got[("QuarantineShare", step, f"processed.{dataset}")] == [rejected / (kept + rejected)], (
+            dataset
+        )
+    for output in P.OUTPUTS:
+        rows = len(
+            catalog.load_table(f"{PREFIX}_curated.{output}").scan(row_filter=f"dt = '{DS}'").to_arrow()
+        )
+        assert got[("RowsOut", P.PRODUCER[output], f"curated.{output}")] == [float(rows)], output
+    # exactly what the report says it published: 82 metrics, and a scheduled nightly's deadline
+    # makes 83 (README: What it costs)
+    assert len(got) == len(report["cloudwatch"]["metric_data"]) == 83 - 1
+
+
+def test_the_stacks_dashboard_and_alarms_watch_metrics_the_nightly_published(nightly, fake_aws):
+    """One source of truth: what infra/'s dashboard and alarms name is what a nightly publishes."""
+    from infra.template import watched_metrics
+
+    report = report_of(nightly, "customer_analytics_nightly", DS)
+    published = set(published_metrics(fake_aws, "CustomerMarketAnalytics", report))
+    watched = {
+        (name, dict(dims).get("Step"), dict(dims).get("Output"))
+        for _, name, dims in watched_metrics()
+        if dict(dims)["DAG"] == "customer_analytics_nightly"
+    }
+    # only a scheduled run has a deadline (tests/include/test_run_report_metrics.py); this one is manual
+    assert watched - published == {("SecondsPastDeadline", None, None)}
 
 
 def test_a_failed_audit_on_emr_publishes_nothing_and_the_cluster_is_still_terminated(

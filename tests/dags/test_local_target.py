@@ -193,6 +193,13 @@ def test_a_failed_audit_publishes_nothing_and_the_next_good_run_publishes(nightl
     report = json.loads(report_file.read_text())
     assert count in report["checks"]["results"]
     assert report["checks"]["errors"] >= 1
+    # locally nothing goes to CloudWatch: the metrics the run would publish stay in its report
+    cloudwatch = report["cloudwatch"]
+    assert (cloudwatch["published"], cloudwatch["reason"]) == (False, "local target: no AWS call")
+    datums = {(d["MetricName"], len(d["Dimensions"])): d["Value"] for d in cloudwatch["metric_data"]}
+    assert (datums[("RunFailed", 2)], datums[("RunSucceeded", 2)]) == (1.0, 0.0)
+    assert datums[("AuditErrors", 2)] == report["checks"]["errors"]
+    assert report["run"]["duration_seconds"] > 0
 
     others = sorted(set(P.OUTPUTS) - {"sales_rolling_30d"})
     catalog = open_catalog(lake)

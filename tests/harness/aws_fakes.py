@@ -13,6 +13,7 @@ leaves what a job that committed nothing leaves: its metrics record for the run.
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import os
 import re
@@ -119,6 +120,8 @@ class FakeAws:
             headers = {k.lower(): v for k, v in entry["headers"].items()}
             raw = entry.get("body") or ""
             body: Any = base64.b64decode(raw) if entry.get("body_encoded") else raw.encode()
+            if "gzip" in headers.get("content-encoding", ""):  # botocore compresses large PutMetricData
+                body = gzip.decompress(body)
             target = headers.get("x-amz-target", "")
             if target:
                 body = json.loads(body or b"{}")

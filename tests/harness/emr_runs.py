@@ -3,6 +3,8 @@ cluster, then keep what AWS holds and was asked (requests, steps, clusters, S3, 
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,3 +90,42 @@ def run_emr(
 def step_job_args(step: dict) -> list[str]:
     """The job's command line of an AddJobFlowSteps step (what follows spark-submit's entrypoint)."""
     return job_args(step["HadoopJarStep"]["Args"])
+
+
+def report_of(run: EmrRun, dag_id: str, ds: str) -> dict[str, Any]:
+    """The run report the run's last task wrote to the lake (S3) for `ds`."""
+    from include.lake_files import report_uri
+
+    return json.loads(
+        run.s3_objects[report_uri("s3://lake-bucket/lake", dag_id, ds).removeprefix("s3://lake-bucket/")]
+    )
+
+
+def published_metrics(aws: FakeAws, namespace: str, report: dict[str, Any]) -> dict[tuple, list[float]]:
+    """What CloudWatch holds of one run, read back as a user would: ListMetrics of the namespace,
+    then GetMetricData of each in the minute from the run's end (the datums' timestamp; runs of
+    one test module end minutes apart). {(name, step, output): [values]} for every metric with data."""
+    cw = aws.client("cloudwatch")
+    listed = [
+        m for page in cw.get_paginator("list_metrics").paginate(Namespace=namespace) for m in page["Metrics"]
+    ]
+    start = dt.datetime.fromisoformat(report["run"]["finished_at"]).replace(microsecond=0)
+    queries = [
+        {"Id": f"m{i}", "MetricStat": {"Metric": {"Namespace": namespace, **m}, "Period": 60, "Stat": "Sum"}}
+        for i, m in enumerate({k: v for k, v in m.items() if k != "Namespace"} for m in listed)
+    ]
+    out: dict[tuple, list[float]] = {}
+    for at in range(0, len(queries), 500):  # GetMetricData takes at most 500 queries
+        got = cw.get_metric_data(
+            MetricDataQueries=queries[at : at + 500],
+            StartTime=start,
+            EndTime=start + dt.timedelta(seconds=60),
+        )
+        for result in got["MetricDataResults"]:
+            metric = queries[int(result["Id"][1:])]["MetricStat"]["Metric"]
+            dims = {d["Name"]: d["Value"] for d in metric["Dimensions"]}
+            if result["Values"]:
+                key = (metric["MetricName"], dims.get("Step"), dims.get("Output"))
+                assert (dims["DAG"], dims["Target"]) == (report["dag_id"], "emr"), dims
+                out[key] = list(result["Values"])
+    return out

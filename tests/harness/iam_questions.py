@@ -24,6 +24,7 @@ NOT_EXERCISED = {
     "kms:GenerateDataKey": "S3 encrypts uploads (the code zip) with the caller's permission",
     "glue:GetTable": "the rollback DAG finds a table's current metadata (tests/dags/test_upkeep.py)",
     "glue:UpdateTable": "the rollback DAG points a table back at its earlier snapshot",
+    "sns:Publish": "alerts to PIPELINE_ALERT_SNS_TOPIC_ARN (tests/dags/test_alert_channels.py)",
 }
 # Preflight's reads: off in these runs (an account holding only the lake bucket); the nightly run
 # against the deployed stack records them (tests/dags/test_emr_on_stack.py).
@@ -95,6 +96,11 @@ def authorization_questions(req: AwsRequest, cluster_tags: dict[str, dict[str, s
                 Request(action, f"{base}:database/{req.body['Name']}"),
             ]
         return [Request(action, arn) for arn in _resources_glue(req.body)]
+    if req.action.startswith("GraniteServiceVersion20100801."):  # CloudWatch (JSON protocol)
+        action = "cloudwatch:" + req.action.split(".", 1)[1]
+        assert action == "cloudwatch:PutMetricData", f"map {action} to IAM"
+        # no resource-level permission; the namespace is the condition key
+        return [Request(action, "*", {"cloudwatch:namespace": req.body["Namespace"]})]
     if req.action.startswith("TrentService."):  # KMS
         key = req.body["KeyId"]
         arn = key if key.startswith("arn:") else f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{key}"

@@ -92,11 +92,24 @@ def test_emr_without_lake_and_subnet_names_both_variables():
         ("PIPELINE_EMR_STEP_LOG_LINES", "-1"),
         ("PIPELINE_EMR_STEP_LOG_LINES", "all"),
         ("PIPELINE_EMR_STEP_LOG_WAIT_SECONDS", "-5"),
+        ("PIPELINE_CLOUDWATCH_METRICS", "sometimes"),
+        ("PIPELINE_CLOUDWATCH_NAMESPACE", "AWS/EMR"),  # AWS's own namespaces are refused by CloudWatch
+        ("PIPELINE_CLOUDWATCH_NAMESPACE", "analytics; drop"),
+        ("PIPELINE_CLOUDWATCH_NAMESPACE", "x" * 256),
     ],
 )
 def test_a_bad_value_fails_with_the_variables_name(var, value):
     with pytest.raises(SettingsError, match=var):
         load_settings({**EMR, var: value})
+
+
+def test_cloudwatch_metrics_are_on_in_one_namespace_unless_told_otherwise():
+    settings = load_settings(EMR)
+    assert (settings.cloudwatch_metrics, settings.cloudwatch_namespace) == (True, "CustomerMarketAnalytics")
+    other = load_settings(
+        {**EMR, "PIPELINE_CLOUDWATCH_METRICS": "false", "PIPELINE_CLOUDWATCH_NAMESPACE": "Team/Analytics-1"}
+    )
+    assert (other.cloudwatch_metrics, other.cloudwatch_namespace) == (False, "Team/Analytics-1")
 
 
 def test_security_groups_for_master_and_core_go_together():

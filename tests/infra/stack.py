@@ -19,7 +19,7 @@ from infra import tls_certs
 from infra.template import build_template
 
 # Resource types moto's CloudFormation skips (it logs "No Moto CloudFormation support").
-UNSUPPORTED_TYPES = {"AWS::Glue::Database", "AWS::S3::BucketPolicy"}
+UNSUPPORTED_TYPES = {"AWS::Glue::Database", "AWS::S3::BucketPolicy", "AWS::CloudWatch::Alarm"}
 # moto evaluates a bucket policy's conditions without the request's context: the TLS-only Deny
 # (aws:SecureTransport false) denies every request, also boto3's (all over TLS in AWS). The
 # policy is put and read back by its own test, and judged there with include/iam/evaluate.py;
@@ -127,6 +127,9 @@ def apply_by_api(
         if kind == "AWS::Glue::Database":
             glue.create_database(CatalogId=props["CatalogId"], DatabaseInput=props["DatabaseInput"])
             made.append(f"glue:CreateDatabase {props['DatabaseInput']['Name']}")
+        elif kind == "AWS::CloudWatch::Alarm":
+            client("cloudwatch", region).put_metric_alarm(**_alarm(props))
+            made.append(f"cloudwatch:PutMetricAlarm {props['AlarmName']}")
         elif kind == "AWS::S3::BucketPolicy" and bucket_policy:
             s3.put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(props["PolicyDocument"]))
             made.append(f"s3:PutBucketPolicy {props['Bucket']}")
@@ -177,6 +180,17 @@ def _encryption(cfn: Mapping[str, Any]) -> dict[str, Any]:
             for rule in cfn["ServerSideEncryptionConfiguration"]
         ]
     }
+
+
+def _alarm(cfn: Mapping[str, Any]) -> dict[str, Any]:
+    """CloudFormation's alarm in PutMetricAlarm's shape: the same names; numbers that are
+    parameters (a Ref resolves to the parameter's text) as numbers."""
+    api = dict(cfn)
+    api["Threshold"] = float(api["Threshold"])
+    for key in ("EvaluationPeriods", "DatapointsToAlarm", "Period"):
+        if key in api:
+            api[key] = int(api[key])
+    return api
 
 
 def _lifecycle(cfn: Mapping[str, Any]) -> dict[str, Any]:

@@ -134,8 +134,16 @@ REMOVALS: dict[str, tuple[Callable, dict[str, str]]] = {
         lambda c, r, s: c("glue").delete_database(Name=load_settings(s).namespaces["quarantine"]),
         {"Glue database": "_quarantine (quarantine zone) does not exist"},
     ),
-    # no policy left: neither the upload nor its SSE-KMS data key is allowed
-    "code location writable": (_revoke_airflow_policy, {"code location": "may not s3:PutObject"}),
+    # no policy left: neither the upload nor its SSE-KMS data key is allowed, nor the metrics and alerts
+    "Airflow role's policy": (
+        _revoke_airflow_policy,
+        {
+            "code location": "may not s3:PutObject",
+            "CloudWatch metrics": "may not cloudwatch:PutMetricData "
+            "(cloudwatch:namespace=CustomerMarketAnalytics)",
+            "alerts topic": "may not sns:Publish (arn:aws:sns:",
+        },
+    ),
 }
 
 
@@ -163,15 +171,43 @@ def test_a_code_location_outside_the_lake_is_not_writable_for_the_airflow_role(m
     assert "may not s3:PutObject on arn:aws:s3:::" in findings[0].line()
 
 
+def test_metrics_to_another_namespace_or_alerts_to_another_topic_are_not_allowed_to_the_airflow_role(
+    moto_account,
+):
+    region, settings = moto_account.deploy()
+    other = {
+        **settings,
+        "PIPELINE_CLOUDWATCH_NAMESPACE": "SomeoneElse/Pipeline",
+        "PIPELINE_ALERT_SNS_TOPIC_ARN": f"arn:aws:sns:{region}:{ACCOUNT}:oncall",
+    }
+    findings = preflight.run_checks(load_settings(other), _as_airflow(moto_account, region))
+    assert [f.line() for f in findings] == [
+        f"CloudWatch metrics: role {iam.role_name('airflow', region)} may not cloudwatch:PutMetricData "
+        "(cloudwatch:namespace=SomeoneElse/Pipeline); grant it PutMetricData on namespace "
+        "SomeoneElse/Pipeline (include/iam/airflow-role-policy.json; the stack's Airflow role has it "
+        "for the stack's MetricsNamespace), or set PIPELINE_CLOUDWATCH_NAMESPACE to that namespace",
+        f"alerts topic: role {iam.role_name('airflow', region)} may not sns:Publish "
+        f"(arn:aws:sns:{region}:{ACCOUNT}:oncall); grant it sns:Publish on the topic (the stack's "
+        "Airflow role has it for the stack's topic)",
+    ]
+    # metrics switched off: nothing to publish, nothing to judge
+    off = {**other, "PIPELINE_CLOUDWATCH_METRICS": "false", "PIPELINE_ALERT_SNS_TOPIC_ARN": ""}
+    assert preflight.run_checks(load_settings(off), _as_airflow(moto_account, region)) == []
+
+
 def test_the_command_judges_what_it_can_with_the_deployers_credentials(moto_account, capsys):
     region, settings = moto_account.deploy()
     capsys.readouterr()  # what deploying printed
     assert check_aws_preflight_main([], settings) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"preflight: 0 missing or wrong, {len(preflight.CHECKS)} checks"
-    # the deployer is not the Airflow role: writability is noted as not judged, not failed
-    assert len(out) == 2
+    # the deployer is not the Airflow role: writability and the permissions to publish are noted
+    # as not judged, not failed
+    assert len(out) == 3
     assert out[1].startswith("NOTE code location: writability of s3://")
+    assert out[2].startswith(
+        "NOTE CloudWatch metrics: permission for CloudWatch metrics and alerts topic not judged: the caller"
+    )
     moto_account.client("glue", region).delete_database(Name=load_settings(settings).namespaces["curated"])
     assert check_aws_preflight_main([], settings) == 1
     err = capsys.readouterr().err.splitlines()

@@ -13,8 +13,10 @@ from cryptography import x509
 from moto.cloudformation.parsing import get_model_map
 
 from include import emr_security, iam
+from include import pipeline as P
 from include.emr_security import network_problems
 from include.iam.evaluate import Request, is_allowed
+from include.run_report import metrics as M
 from include.settings import ENV_VARS, PROJECT_ROOT, load_settings
 from infra import deploy as infra_deploy
 from infra import template as T
@@ -86,6 +88,62 @@ def test_outputs_are_pipeline_settings_and_the_connection_nothing_else():
     assert set(TEMPLATE["Outputs"]) <= set(keys)
     for key, output in TEMPLATE["Outputs"].items():
         assert output["Description"] == keys[key]
+
+
+def test_the_dashboard_and_alarms_watch_only_metrics_the_run_report_publishes_in_the_stacks_namespace():
+    watched = T.watched_metrics(TEMPLATE)
+    assert {ns for ns, _, _ in watched} == {json.dumps({"Ref": "MetricsNamespace"})}
+    for _, name, dims in watched:
+        by_name = dict(dims)
+        assert by_name["DAG"] in (P.NIGHTLY_DAG_ID, P.BACKFILL_DAG_ID)
+        # the name at the level of its dimensions, as include/run_report/metrics.py publishes it
+        identity = M.metric(name, by_name["DAG"], by_name.get("Step"), by_name.get("Output"))
+        assert identity["Dimensions"] == [{"Name": k, "Value": v} for k, v in dims], (name, dims)
+    steps = {dict(d).get("Step") for _, _, d in watched} - {None}
+    outputs = {dict(d).get("Output") for _, _, d in watched} - {None}
+    assert steps == {s.name for s in P.PIPELINE} | {"audit", "publish"}
+    assert outputs == {f"processed.{d}" for d in P.DATASETS} | {f"curated.{o}" for o in P.OUTPUTS}
+    # (that a nightly on EMR publishes each of them: tests/dags/test_emr_target.py)
+
+
+def test_every_alarms_evaluation_range_is_within_what_put_metric_alarm_accepts():
+    """PutMetricAlarm: period x evaluation periods at most 7 days, at most 1 day for periods under an
+    hour; a metric-math alarm's period is its metrics'; M of N with M <= N."""
+    alarms = [
+        r["Properties"] for r in TEMPLATE["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"
+    ]
+    assert len(alarms) == 6
+    for alarm in alarms:
+        periods = (
+            {alarm["Period"]}
+            if "Period" in alarm
+            else {q["MetricStat"]["Period"] for q in alarm["Metrics"] if "MetricStat" in q}
+        )
+        (period,) = periods
+        assert period % 60 == 0
+        span = period * alarm["EvaluationPeriods"]
+        assert span <= (86400 if period < 3600 else 604800), alarm["AlarmName"]
+        assert alarm.get("DatapointsToAlarm", 1) <= alarm["EvaluationPeriods"]
+
+
+def test_the_dashboards_picture_is_what_the_template_draws_one_box_per_widget():
+    from xml.etree import ElementTree
+
+    from infra import dashboard_picture
+
+    assert dashboard_picture.main(["--check"]) == 0
+    drawn = ElementTree.fromstring(dashboard_picture.PICTURE_FILE.read_text())  # noqa: S314 (our own file)
+    boxes = [e for e in drawn.iter("{http://www.w3.org/2000/svg}rect") if e.get("class") == "widget"]
+    widgets = T.dashboard_body()["widgets"]
+    assert [(int(b.get("x")), int(b.get("y"))) for b in boxes] == [
+        (
+            dashboard_picture.MARGIN + w["x"] * dashboard_picture.COLUMN,
+            dashboard_picture.MARGIN + w["y"] * dashboard_picture.ROW,
+        )
+        for w in widgets
+    ]
+    text = " ".join(e.text or "" for e in drawn.iter("{http://www.w3.org/2000/svg}text"))
+    assert all(w["properties"]["title"] in text for w in widgets if w["type"] == "metric")
 
 
 def test_moto_skips_exactly_the_types_created_by_api_calls_in_these_tests():
@@ -190,6 +248,47 @@ def test_the_bucket_policy_is_accepted_and_denies_everything_but_tls(stack):
     assert is_allowed([everything, policy], Request("s3:GetObject", obj, {"aws:SecureTransport": "true"}))
     for action in ("s3:GetObject", "s3:PutObject"):
         assert not is_allowed([everything, policy], Request(action, obj, {"aws:SecureTransport": "false"}))
+
+
+def test_the_alarms_go_to_the_stacks_topic_which_the_alerts_setting_names(stack):
+    account, region, settings = stack
+    cw = account.client("cloudwatch", region)
+    topic, namespace = settings["PIPELINE_ALERT_SNS_TOPIC_ARN"], settings["PIPELINE_CLOUDWATCH_NAMESPACE"]
+    assert namespace == "CustomerMarketAnalytics"
+    assert topic in {t["TopicArn"] for t in account.client("sns", region).list_topics()["Topics"]}
+    assert topic.endswith(f":{region}:123456789012:customer-market-analytics-alerts")
+    alarms = {
+        a["AlarmName"].removeprefix("customer-market-analytics-"): a
+        for a in cw.describe_alarms()["MetricAlarms"]
+    }
+    assert set(alarms) == {
+        "nightly-failed", "nightly-late", "nightly-missing", "audit-errors", "quarantine-share", "run-cost",
+    }  # fmt: skip
+    for alarm in alarms.values():
+        assert alarm["AlarmActions"] == [topic]
+        assert alarm.get("Namespace", namespace) == namespace
+    nightly = [{"Name": "DAG", "Value": P.NIGHTLY_DAG_ID}, {"Name": "Target", "Value": "emr"}]
+    failed = alarms["nightly-failed"]
+    assert (failed["MetricName"], failed["Dimensions"], failed["Statistic"]) == ("RunFailed", nightly, "Sum")
+    assert (failed["ComparisonOperator"], failed["Threshold"]) == ("GreaterThanOrEqualToThreshold", 1.0)
+    missing = alarms["nightly-missing"]
+    assert (missing["MetricName"], missing["Statistic"], missing["TreatMissingData"]) == (
+        "SecondsPastDeadline", "SampleCount", "breaching",
+    )  # fmt: skip
+    assert missing["Period"] * missing["EvaluationPeriods"] == 26 * 3600
+    # the audit's warning band and the budget, as the parameters' defaults
+    assert alarms["quarantine-share"]["Threshold"] == 0.01
+    shares = [q for q in alarms["quarantine-share"]["Metrics"] if "MetricStat" in q]
+    assert {q["MetricStat"]["Metric"]["Dimensions"][3]["Value"] for q in shares} == {
+        f"processed.{d}" for d in P.DATASETS
+    }
+    assert alarms["run-cost"]["Threshold"] == 5.0
+    dashboard = cw.get_dashboard(DashboardName=f"customer-market-analytics-{region}")
+    body = json.loads(dashboard["DashboardBody"])
+    rows = [row for w in body["widgets"] for row in w["properties"].get("metrics", [])]
+    assert rows
+    assert {row[0] for row in rows} == {namespace}
+    assert {w["properties"]["region"] for w in body["widgets"] if w["type"] == "metric"} == {region}
 
 
 def test_the_glue_databases_are_the_zones_namespaces(stack):

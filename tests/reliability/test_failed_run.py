@@ -6,6 +6,7 @@ the lake held before is untouched, the run fails, and the log says where the ste
 from __future__ import annotations
 
 import gzip
+import json
 import re
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from plugins.emr_naming import parse_emr_step_name
 from tests.harness.aws_fakes import EmrStepPlayer
 from tests.harness.dag_runs import run_pipeline_dag
+from tests.harness.emr_runs import published_metrics
 from tests.harness.settings import EMR_ENV
 
 pytestmark = pytest.mark.ops  # a whole local DAG run with a failing step: make test-ops
@@ -77,6 +79,15 @@ def test_a_failed_step_stops_its_branch_cleans_up_and_logs_its_stderr(aws, airfl
     # the failing task's log: where stderr lies and its first error line
     assert re.search(r"step stderr: s3://lake-bucket/lake/_emr_logs/j-\w+/steps/s-\w+/stderr\.gz", log)
     assert "JobInputError: no landing partition clickstream/dt=2024-07-02" in log
+    # the run's metrics in CloudWatch say it failed, and which step did; a step never added has none
+    key = f"lake/_runs/reports/dag_id=customer_analytics_nightly/dt={DS}/report.json"
+    report = json.loads(aws.s3.get_object(Bucket="lake-bucket", Key=key)["Body"].read())
+    metrics = published_metrics(aws, "CustomerMarketAnalytics", report)
+    assert metrics[("RunFailed", None, None)] == [1.0]
+    assert metrics[("RunSucceeded", None, None)] == [0.0]
+    assert metrics[("StepFailed", "ingest_clickstream", None)] == [1.0]
+    assert not {k for k in metrics if k[1] in ("clickstream", "audit", "publish")}
+    assert ("AuditErrors", None, None) not in metrics  # the audit never ran
     # every EMR call of the pipeline's operators and triggers retried throttling with backoff
     agents = [r.user_agent for r in aws.requests() if r.action.startswith("ElasticMapReduce.")]
     ours = [ua for ua in agents if re.search(r"Caller/Emr|aiobotocore", ua)]

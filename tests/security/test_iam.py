@@ -151,6 +151,34 @@ def test_the_airflow_role_writes_only_the_code_folder_and_passes_only_the_cluste
     assert not is_allowed(AIRFLOW, Request("iam:PassRole", instance_role, to_lambda))
 
 
+def test_the_airflow_role_publishes_metrics_to_its_namespace_and_alerts_to_its_topic_only():
+    put = "cloudwatch:PutMetricData"
+    assert is_allowed(AIRFLOW, Request(put, "*", {"cloudwatch:namespace": SETTINGS.cloudwatch_namespace}))
+    for other in ("AWS/EMR", "SomeoneElse", f"{SETTINGS.cloudwatch_namespace}/more"):
+        assert not is_allowed(AIRFLOW, Request(put, "*", {"cloudwatch:namespace": other})), other
+    assert not is_allowed(AIRFLOW, Request(put, "*", {}))
+    # nothing else of CloudWatch: no alarms, dashboards or reads
+    for action in ("cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:GetMetricData"):
+        assert not is_allowed(
+            AIRFLOW, Request(action, "*", {"cloudwatch:namespace": "CustomerMarketAnalytics"})
+        )
+    topic = f"arn:aws:sns:{REGION}:{ACCOUNT}:{PROJECT}-alerts"  # the stack's, when none is configured
+    assert is_allowed(AIRFLOW, Request("sns:Publish", topic))
+    assert not is_allowed(AIRFLOW, Request("sns:Publish", f"arn:aws:sns:{REGION}:{ACCOUNT}:other"))
+    configured = load_settings(
+        {
+            **EMR_ENV,
+            "PIPELINE_AWS_REGION": REGION,
+            "PIPELINE_ALERT_SNS_TOPIC_ARN": f"arn:aws:sns:{REGION}:{ACCOUNT}:oncall",
+        }
+    )
+    policy = iam.render(
+        iam.document("airflow-role-policy.json"), iam.values_from_settings(configured, ACCOUNT)
+    )
+    assert is_allowed([policy], Request("sns:Publish", f"arn:aws:sns:{REGION}:{ACCOUNT}:oncall"))
+    assert not is_allowed([policy], Request("sns:Publish", topic))
+
+
 @pytest.mark.parametrize(
     ("zone", "writes"),
     [
@@ -252,6 +280,7 @@ def test_every_aws_call_of_the_dags_is_allowed_by_the_airflow_role(recorded):
         "iam:PassRole",
         "s3:PutObject",
         "s3:GetObject",  # the step's metrics: the asset event's snapshot
+        "cloudwatch:PutMetricData",  # the run report's metrics
     } <= actions
     # the jobs register their tables (Iceberg's Glue catalog): Airflow makes no Glue call at all
     assert not {a for a in actions if a.startswith("glue:")}
