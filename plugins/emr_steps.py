@@ -367,7 +367,7 @@ class EmrRunStepOperator(AwsBaseOperator[EmrHook]):
         client = self.hook.conn
         ended = cluster_end(client.describe_cluster(ClusterId=cluster_id)["Cluster"])
         if ended:
-            raise AirflowFailException(cluster_gone(ended))
+            raise self._fail(cluster_gone(ended))
         if self.openlineage_inject_parent_job_info:
             # the provider's own injection (a method that only logs through `self`)
             steps = EmrAddStepsOperator._inject_openlineage_parent_job_information(self, steps, context)
@@ -398,7 +398,7 @@ class EmrRunStepOperator(AwsBaseOperator[EmrHook]):
             raise AirflowException(f"the wait for this task's step ended without naming it: {event}")
         status = event.get("status")
         if status == "cluster_ended":
-            raise AirflowFailException(
+            raise self._fail(
                 f"step {step_id} was {event.get('state')} when its cluster ended: {event['message']}"
             )
         if status == "error":  # botocore's retries did not get past it: a retry follows the step
@@ -431,6 +431,11 @@ class EmrRunStepOperator(AwsBaseOperator[EmrHook]):
             cluster_id,
         )
         return step["Id"]
+
+    def _fail(self, message: str) -> AirflowFailException:
+        """The error, also in the task log (a task's exception is not always printed with it)."""
+        self.log.error("%s", message)
+        return AirflowFailException(message)
 
     def _s3(self) -> S3Hook:
         return S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, config=self.botocore_config)
