@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator, EmrCreateJobFlowOperator
 from airflow.providers.amazon.aws.triggers.emr import EmrAddStepsTrigger
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from botocore.exceptions import BotoCoreError, ClientError
@@ -39,13 +41,16 @@ from plugins.emr_client import (
 )
 from plugins.emr_naming import run_of, run_tags, safe_name
 from plugins.emr_step_logs import (
+    STEP_LOG_FILES,
     STEP_LOG_LINES,
     STEP_LOG_WAIT_SECONDS,
     copy_step_logs,
     error_lines,
+    log_exists,
     ran,
     read_error_lines,
     stderr_uri,
+    step_log_uri,
 )
 
 
@@ -456,16 +461,18 @@ class EmrRunStepLogsOperator(AwsBaseOperator[EmrHook]):
     minutes, and the rest as the cluster terminates), and no cluster lives longer for them. Finds
     every cluster of the run by its tags (a repaired run has several), in the order they were
     created, and on each the run's COMPLETED steps by their names, oldest first; copies the last
-    `step_log_lines` lines of each step's stdout and stderr and of its driver's (`StepLogCopier`),
-    waiting at most `step_log_wait_seconds` per cluster for logs not uploaded yet. A step that
-    ended badly had its logs copied into its own task's log already. Never fails the run over
-    a log.
+    `step_log_lines` lines of each step's stdout and stderr and of its driver's (`StepLogCopier`).
+    While some step's stdout or stderr is not in S3 yet it waits deferred (no worker slot held),
+    looking every 30 s, at most `step_log_wait_seconds` in all; a log still missing then is one
+    line saying where it will be. A step that ended badly had its logs copied into its own
+    task's log already. Never fails the run over a log.
 
     :return: "<cluster id> <step name>" of each step whose logs it looked for
     """
 
     aws_hook_class = EmrHook
     ui_color = "#f9c915"
+    look_again_seconds = 30
 
     def __init__(
         self,
@@ -478,10 +485,38 @@ class EmrRunStepLogsOperator(AwsBaseOperator[EmrHook]):
         self.step_log_lines = step_log_lines
         self.step_log_wait_seconds = step_log_wait_seconds
 
-    def execute(self, context: Any) -> list[str]:
+    def execute(self, context: Any, deadline: float | None = None) -> list[str]:
         if self.step_log_lines <= 0:
             self.log.info("PIPELINE_EMR_STEP_LOG_LINES=0: no step logs copied")
             return []
+        found = self._completed_steps(context)
+        if not found:
+            self.log.info("no completed step of this run on any of its clusters: no logs to copy")
+            return []
+        waited = deadline is not None
+        if self.step_log_wait_seconds > 0:
+            now = time.time()
+            deadline = now + self.step_log_wait_seconds if deadline is None else deadline
+            missing = self._missing(found)
+            if missing and now < deadline:
+                wait = min(self.look_again_seconds, deadline - now)
+                self.log.info("%d step logs not in S3 yet: looking again in %.0f s (deferred)", missing, wait)
+                self.defer(
+                    trigger=TimeDeltaTrigger(timedelta(seconds=wait)),
+                    method_name="look_again",
+                    kwargs={"deadline": deadline},
+                )
+        looked = []
+        for cluster, steps in found:
+            self.log.info("cluster %s: the logs of %d completed steps", cluster["Id"], len(steps))
+            copy_step_logs(self, cluster["Id"], [s["Id"] for s in steps], waited=waited)
+            looked += [f"{cluster['Id']} {s['Name']}" for s in steps]
+        return looked
+
+    def look_again(self, context: Any, event: Any = None, deadline: float | None = None) -> list[str]:
+        return self.execute(context, deadline=deadline)
+
+    def _completed_steps(self, context: Any) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
         dag_id, run_id = context["dag"].dag_id, context["run_id"]
         run = (safe_name(dag_id), safe_name(run_id))
         client = self.hook.conn
@@ -489,7 +524,7 @@ class EmrRunStepLogsOperator(AwsBaseOperator[EmrHook]):
             tagged_clusters(client, run_tags(dag_id, run_id), states=ALL_CLUSTER_STATES),
             key=lambda c: c["Status"]["Timeline"]["CreationDateTime"],
         )
-        looked = []
+        found = []
         for cluster in clusters:
             steps = [
                 s
@@ -497,9 +532,16 @@ class EmrRunStepLogsOperator(AwsBaseOperator[EmrHook]):
                 if run_of(s["Name"]) == run
             ]
             if steps:
-                self.log.info("cluster %s: the logs of %d completed steps", cluster["Id"], len(steps))
-                copy_step_logs(self, cluster["Id"], [s["Id"] for s in steps])
-                looked += [f"{cluster['Id']} {s['Name']}" for s in steps]
-        if not looked:
-            self.log.info("no completed step of this run on any of its clusters: no logs to copy")
-        return looked
+                found.append((cluster, steps))
+        return found
+
+    def _missing(self, found: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> int:
+        """How many of the steps' stdout and stderr are not in S3 yet (no LogUri: none to wait for)."""
+        s3 = S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, config=self.botocore_config)
+        uris = [
+            step_log_uri(cluster.get("LogUri"), cluster["Id"], step["Id"], name)
+            for cluster, steps in found
+            for step in steps
+            for name in STEP_LOG_FILES
+        ]
+        return sum(1 for uri in uris if uri is not None and not log_exists(s3, uri))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -258,26 +259,31 @@ def test_step_logs_copies_every_completed_step_of_the_run_on_each_of_its_cluster
     assert foreign not in log
 
 
-def test_logs_uploaded_while_the_task_waits_are_copied(aws, task_log, fake_time):
+def test_step_logs_waits_deferred_for_logs_emr_has_not_uploaded_yet(aws, task_log, fake_time):
+    """No worker slot held while EMR uploads: the task defers and looks again, until every
+    step's stdout and stderr is there (or its wait is over)."""
     cluster = run_cluster(aws, run_id=RUN)
     (step_id,) = add(cluster, NAME)
     set_step_state(aws, cluster, step_id, "COMPLETED")
-
-    def emr_uploads(sleeps: int) -> None:  # EMR's log pushing: stdout at the 2nd look, stderr at the 3rd
-        if sleeps == 1:
-            put_log(aws, cluster, step_id, "stdout", STDOUT)
-        if sleeps == 2:
-            put_log(aws, cluster, step_id, "stderr", STDERR)
-
-    fake_time.on_sleep = emr_uploads
-    task_log.text()
-    step_logs(lines=2, wait=120)
+    op = EmrRunStepLogsOperator(task_id="step_logs", step_log_lines=2, step_log_wait_seconds=120)
+    before = time.time()
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context(run_id=RUN))
+    assert deferred.value.method_name == "look_again"
+    deadline = deferred.value.kwargs["deadline"]
+    assert before + 120 <= deadline <= time.time() + 120
+    assert "2 step logs not in S3 yet: looking again in 30 s (deferred)" in task_log.text()
+    put_log(aws, cluster, step_id, "stdout", STDOUT)  # EMR's log pushing: stdout first ...
+    with pytest.raises(TaskDeferred):
+        op.look_again(context(run_id=RUN), None, deadline=deadline)
+    assert "1 step logs not in S3 yet" in task_log.text()
+    put_log(aws, cluster, step_id, "stderr", STDERR)  # ... then stderr
+    assert op.look_again(context(run_id=RUN), None, deadline=deadline) == [f"{cluster} {NAME}"]
     log = task_log.text()
-    assert fake_time.sleeps == [10, 10]  # looked every 10 s, stopped once both were there
-    assert "waiting up to 120 s for EMR to upload 2 step logs" in log
     assert block(log, f"step {step_id} stdout")[1:] == ["stdout line 6", "stdout line 7"]
     assert block(log, f"step {step_id} stderr")[1:] == STDERR[-2:]
     assert "not in S3" not in log
+    assert fake_time.sleeps == []  # never slept on a worker
 
 
 def test_a_log_missing_after_the_wait_is_one_line_saying_where_it_will_be(aws, task_log, fake_time):
@@ -285,10 +291,11 @@ def test_a_log_missing_after_the_wait_is_one_line_saying_where_it_will_be(aws, t
     (step_id,) = add(cluster, NAME)
     out_uri = put_log(aws, cluster, step_id, "stdout", STDOUT)
     set_step_state(aws, cluster, step_id, "COMPLETED")
+    op = EmrRunStepLogsOperator(task_id="step_logs", step_log_lines=2, step_log_wait_seconds=25)
     task_log.text()
-    step_logs(lines=2, wait=25)
+    op.look_again(context(run_id=RUN), None, deadline=time.time() - 1)  # its 25 s are over
     log = task_log.text()
-    assert fake_time.sleeps == [10, 10, 5]  # bounded: 25 s in all, the last look at the deadline
+    assert fake_time.sleeps == []
     err_uri = f"{LOGS}/{cluster}/steps/{step_id}/stderr.gz"
     missing = [line for line in log.splitlines() if "not in S3" in line]
     assert len(missing) == 1
