@@ -489,7 +489,11 @@ class EmrRunStepLogsOperator(AwsBaseOperator[EmrHook]):
         if self.step_log_lines <= 0:
             self.log.info("PIPELINE_EMR_STEP_LOG_LINES=0: no step logs copied")
             return []
-        found = self._completed_steps(context)
+        try:
+            found = self._completed_steps(context)
+        except (ClientError, BotoCoreError) as exc:  # a log is information: never fail the run over it
+            self.log.warning("step logs not copied: the run's steps could not be listed: %s", exc)
+            return []
         if not found:
             self.log.info("no completed step of this run on any of its clusters: no logs to copy")
             return []
