@@ -85,9 +85,9 @@ def probe(delay: float, poll: int | None) -> dict:
         if step.depends_on and step.name in appeared and all(d in ended for d in step.depends_on):
             last = max(step.depends_on, key=lambda d: ended[d])
             gaps[step.name] = appeared[step.name] - ended[last]
-            if f"wait_{last}" in sensed:
-                # how long the sensor of the last dependency took to see its step end
-                detect[step.name] = sensed[f"wait_{last}"] - ended[last]
+            if f"run_{last}" in sensed:
+                # how long the step task of the last dependency took to see its step end
+                detect[step.name] = sensed[f"run_{last}"] - ended[last]
     terminate = player.terminated - max(ended.values()) if player.terminated and ended else None
     return {
         "state": run.state,
@@ -103,7 +103,7 @@ def probe(delay: float, poll: int | None) -> dict:
 
 
 def sensor_end_times(run_id: str) -> dict[str, float]:
-    """task_id -> end (epoch seconds) of the wait_* sensors of the run."""
+    """task_id -> end (epoch seconds) of the run_<step> tasks of the run (each adds its step and waits)."""
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
     from sqlalchemy import select
@@ -113,7 +113,7 @@ def sensor_end_times(run_id: str) -> dict[str, float]:
         return {
             ti.task_id: ti.end_date.timestamp()
             for ti in tis
-            if ti.task_id.startswith("wait_") and ti.end_date
+            if ti.task_id.startswith("run_") and ti.task_id != "run_report" and ti.end_date
         }
 
 

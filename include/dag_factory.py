@@ -6,12 +6,13 @@ line, and derives every date from the run (`include/run_dates.py`: the form's da
 interval's day, or the last complete UTC day) or the requested range. The planning
 functions are pure and take plain values, so they are tested without Airflow.
 
-emr:   plan -> create cluster + upload code -> per step: add step -> wait (deferrable)
-            -> register in Glue (+ Asset) ;  terminate cluster (teardown, runs whatever happened)
+emr:   plan -> create cluster + upload code -> per step: one deferrable task adds the step to
+            the run's cluster and waits -> audit -> publish -> Asset events ;
+            terminate cluster (teardown, runs whatever happened)
 local: plan -> per step: `python -m spark_jobs ...` subprocess (+ Asset)
 
 In the UI each step of the spec is a task group named after it (`step_group`), then `audit`,
-`publish` and `register` (the asset events); the task ids stay flat (`add_graph`, `run_graph`,
+`publish` and `register` (the asset events); the task ids stay flat (`run_graph` on both targets,
 `register_referral_graph`), so the run report, alerting and earlier runs find the same tasks.
 
 The emr tasks live in `include.emr_tasks`, imported only for that target: the local target
@@ -527,18 +528,18 @@ def _nightly_local(settings: Settings, plan: Any) -> None:
     runs = {}
     for step in P.PIPELINE:
         with step_group(step):
-            (task_id,) = step_task_ids(step.name, emr=False)
+            (task_id,) = step_task_ids(step.name)
             runs[step.name] = local_job(settings, task_id, plan[f"step:{step.name}"], plan["spark_server"])
         for dep in step.depends_on:
             runs[dep] >> runs[step.name]
     # Write-audit-publish: the audit runs once every step ran or was skipped (none failed), on
     # the run's branch; publish only after it passed; each output's asset event after that.
     with step_group(P.AUDIT, AUDIT_TOOLTIP):
-        (task_id,) = step_task_ids(P.AUDIT.name, emr=False)
+        (task_id,) = step_task_ids(P.AUDIT.name)
         audit = local_job(settings, task_id, plan["step:audit"], plan["spark_server"])
         audit.trigger_rule = "none_failed_min_one_success"
     with step_group(P.PUBLISH, PUBLISH_TOOLTIP):
-        (task_id,) = step_task_ids(P.PUBLISH.name, emr=False)
+        (task_id,) = step_task_ids(P.PUBLISH.name)
         publish = local_job(settings, task_id, plan["step:publish"], plan["spark_server"])
     list(runs.values()) >> audit >> publish
     if start is not None:

@@ -40,7 +40,7 @@ def step_tooltip(step: P.Step) -> str:
 
 def step_group(step: P.Step, tooltip: str | None = None) -> TaskGroup:
     """The task group of one step (use it as `with`): its id is the step's name; the ids of the
-    tasks in it stay unprefixed (`add_graph`, not `graph.add_graph`)."""
+    tasks in it stay unprefixed (`run_graph`, not `graph.run_graph`)."""
     return TaskGroup(step.name, tooltip=tooltip or step_tooltip(step), prefix_group_id=False)
 
 

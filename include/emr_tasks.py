@@ -1,4 +1,4 @@
-"""The EMR target's tasks: transient cluster, code upload, steps and sensors, assets, teardown.
+"""The EMR target's tasks: transient cluster, code upload, one deferrable task per step, assets, teardown.
 
 The jobs register their tables themselves (Iceberg's Glue catalog: Athena sees a commit the
 moment it is made); the `register_<output>` tasks turn the job's commit (its metrics) into the
@@ -30,9 +30,9 @@ from include.settings import PROJECT_ROOT, Settings
 from plugins.emr_client import AWS_RETRY_CONFIG
 from plugins.emr_step_batches import EmrStepBatchesOperator
 from plugins.emr_steps import (
-    EmrIdempotentAddStepsOperator,
     EmrRunClusterOperator,
-    EmrRunStepSensor,
+    EmrRunStepLogsOperator,
+    EmrRunStepOperator,
     EmrRunTeardownOperator,
 )
 
@@ -129,11 +129,19 @@ def _aws(settings: Settings) -> dict[str, Any]:
 
 
 def _step_logs(settings: Settings) -> dict[str, int]:
-    # after each step: the tails of its stdout and stderr from the cluster's LogUri, in the task log
+    # the tails of the steps' stdout and stderr from the cluster's LogUri, in a task log: a failed
+    # step's in its own task's, the completed ones' in `step_logs` after the teardown
     return {
         "step_log_lines": settings.step_log_lines,
         "step_log_wait_seconds": settings.step_log_wait_seconds,
     }
+
+
+def _step_logs_task(settings: Settings) -> EmrRunStepLogsOperator:
+    # the tails of the completed steps' logs, once the cluster is going: off the critical path
+    return EmrRunStepLogsOperator(
+        task_id="step_logs", trigger_rule="all_done", retries=0, **_step_logs(settings), **_aws(settings)
+    )
 
 
 def _emr_cluster(settings: Settings, plan: Any) -> tuple[EmrRunClusterOperator, EmrRunTeardownOperator]:
@@ -154,31 +162,25 @@ def _emr_cluster(settings: Settings, plan: Any) -> tuple[EmrRunClusterOperator, 
     return create_cluster, terminate_cluster
 
 
-def _step_tasks(settings: Settings, plan: Any, create: Any, name: str) -> tuple[Any, EmrRunStepSensor]:
-    """add_<name> and wait_<name>: one step added once (idempotent, cancelled when killed) and
-    watched by a deferrable sensor (a failed step fails it at once, with its stderr, and cancels
-    the run's other steps). An empty step list skips the add, and with it what follows."""
-    add_id, wait_id = step_task_ids(name, emr=True)  # the ids the plan (and the report) name
-    add = EmrIdempotentAddStepsOperator(
-        task_id=add_id,
+def _step_task(settings: Settings, plan: Any, create: Any, name: str) -> EmrRunStepOperator:
+    """run_<name>: the step added once to the run's current cluster (`create_cluster`'s XCom, read
+    again at every try), then watched while deferred (a failed step fails it at once, with its
+    stderr, and cancels the run's other steps; a cluster that ends under it fails it within one
+    poll). One task per step, so a step is never cleared apart from its wait: clearing it with
+    the Clear dialog's defaults brings `create_cluster` (its setup) back, and with it a new
+    cluster. An empty step list skips the task, and with it what follows."""
+    (task_id,) = step_task_ids(name)  # the id the plan (and the report) name
+    return EmrRunStepOperator(
+        task_id=task_id,
         job_flow_id=create.output,
         steps=plan[f"step:{name}"],
+        poll_seconds=settings.poll_seconds,
+        max_polls=max(1, int(STEP_TIMEOUT.total_seconds()) // settings.poll_seconds),
         # the provider's OpenLineage injection: this task's run becomes the Spark job's parent
         openlineage_inject_parent_job_info=settings.lineage,
-        **_aws(settings),
-    )
-    wait = EmrRunStepSensor(
-        task_id=wait_id,
-        job_flow_id=create.output,
-        step_id=f"{{{{ ti.xcom_pull(task_ids='{add_id}')[0] }}}}",
-        deferrable=True,  # the triggerer polls EMR; no worker slot is held while the step runs
-        poke_interval=settings.poll_seconds,
-        max_attempts=max(1, int(STEP_TIMEOUT.total_seconds()) // settings.poll_seconds),
         **_step_logs(settings),
         **_aws(settings),
     )
-    add >> wait
-    return add, wait
 
 
 def nightly_emr(settings: Settings, plan: Any) -> None:
@@ -187,30 +189,30 @@ def nightly_emr(settings: Settings, plan: Any) -> None:
     # nothing reaches AWS before the plan accepted the run's parameters; nothing is created
     # before preflight found everything a cluster needs
     plan >> _preflight_task(settings) >> [create, upload.operator]
-    waits: dict[str, EmrRunStepSensor] = {}
+    runs: dict[str, EmrRunStepOperator] = {}
     for step in P.PIPELINE:
-        with step_group(step):  # add_<step> and wait_<step>, one box per step of the spec
-            add, wait = _step_tasks(settings, plan, create, step.name)
-        [create, upload] >> add
+        with step_group(step):  # run_<step>, one box per step of the spec
+            run = _step_task(settings, plan, create, step.name)
+        [create, upload] >> run
         for dep in step.depends_on:
-            waits[dep] >> add
-        waits[step.name] = wait
+            runs[dep] >> run
+        runs[step.name] = run
     # Write-audit-publish on the same cluster: the audit once every step ended (none failed),
     # publish only after it passed, each output's asset event after that.
     # (Airflow wants a setup's direct followers on all_success: the join carries the rule.)
     with step_group(P.AUDIT, AUDIT_TOOLTIP):
         steps_done = EmptyOperator(task_id="steps_done", trigger_rule="none_failed_min_one_success")
-        add_audit, wait_audit = _step_tasks(settings, plan, create, "audit")
+        audit = _step_task(settings, plan, create, "audit")
     with step_group(P.PUBLISH, PUBLISH_TOOLTIP):
-        add_publish, wait_publish = _step_tasks(settings, plan, create, "publish")
-    list(waits.values()) >> steps_done >> add_audit
-    wait_audit >> add_publish
+        publish = _step_task(settings, plan, create, "publish")
+    list(runs.values()) >> steps_done >> audit >> publish
     with register_group():
         for step in P.PIPELINE:
             for output in step.produces:
-                [waits[step.name], wait_publish] >> register_output(settings, output, plan[PLAN_XCOM_KEY])
-    # Registering needs no cluster: the cluster goes as soon as the last step ended.
-    chain([*waits.values(), wait_audit, wait_publish], terminate)
+                [runs[step.name], publish] >> register_output(settings, output, plan[PLAN_XCOM_KEY])
+    # Registering needs no cluster: the cluster goes as soon as the last step ended; the
+    # completed steps' logs are copied after that (EMR uploads them every few minutes).
+    chain([*runs.values(), audit, publish], terminate, _step_logs_task(settings))
 
 
 def backfill_emr(settings: Settings, plan: Any) -> None:
@@ -238,9 +240,7 @@ def backfill_emr(settings: Settings, plan: Any) -> None:
 
 
 def single_step_emr(settings: Settings, plan: Any, step: str) -> None:
-    """One step on a transient cluster (the maintenance job): create, upload, add, wait, terminate."""
+    """One step on a transient cluster (the maintenance job): create, upload, run, terminate."""
     create, terminate = _emr_cluster(settings, plan)
     upload = _upload_code_task(settings, plan["code"])
-    add, wait = _step_tasks(settings, plan, create, step)
-    [create, upload] >> add
-    wait >> terminate
+    [create, upload] >> _step_task(settings, plan, create, step) >> terminate >> _step_logs_task(settings)

@@ -19,10 +19,10 @@ PLAN_XCOM_KEY = "run_plan"  # the plan task's XCom holding `RunPlan.to_xcom()`
 BACKFILL_TASK_ID = "run_steps"  # a backfill runs every step of every date in this one task
 
 
-def step_task_ids(step: str, *, emr: bool) -> tuple[str, ...]:
+def step_task_ids(step: str) -> tuple[str, ...]:
     """The tasks of one step of a nightly run, in the order they run; the last one's state is the
-    step's: on EMR `add_<step>` then `wait_<step>`, locally `run_<step>`."""
-    return (f"add_{step}", f"wait_{step}") if emr else (f"run_{step}",)
+    step's: `run_<step>` on both targets (on EMR one deferrable task adds the step and waits)."""
+    return (f"run_{step}",)
 
 
 def metrics_uri_of(command: Sequence[str]) -> str:
@@ -112,7 +112,7 @@ def nightly_plan(
             PlannedStep(
                 step=step.name,
                 label=ds,
-                task_ids=step_task_ids(step.name, emr=emr),
+                task_ids=step_task_ids(step.name),
                 selected=command is not None,
                 metrics_uri=metrics_uri_of(command) if command is not None else None,
                 emr_step_name=emr_step_name(dag_id, run_id, ds, step.name) if emr else None,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.exceptions import AirflowFailException
 from botocore.exceptions import BotoCoreError, ClientError
 
-from plugins.emr_naming import run_of
+from plugins.emr_naming import run_of, run_tags, safe_name
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.emr import EmrHook
@@ -30,6 +30,7 @@ REUSABLE_STEP_STATES = frozenset({"PENDING", "RUNNING", "COMPLETED"})
 FAILED_STEP_STATES = frozenset({"CANCELLED", "FAILED", "INTERRUPTED"})
 ACTIVE_CLUSTER_STATES = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
 ENDED_CLUSTER_STATES = frozenset({"TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS"})
+ALL_CLUSTER_STATES = (*ACTIVE_CLUSTER_STATES, "TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS")
 
 
 def list_steps(client: Any, cluster_id: str, states: Iterable[str] = ()) -> list[dict[str, Any]]:
@@ -102,6 +103,25 @@ def tagged_clusters(
             have = {t["Key"]: t["Value"] for t in cluster.get("Tags", [])}
             if all(have.get(k) == v for k, v in tags.items()):
                 yield cluster
+
+
+def completed_run_steps(
+    client: Any, dag_id: str, run_id: str, *, exclude: Iterable[str] = ()
+) -> dict[str, str]:
+    """The run's COMPLETED steps on its clusters (found by their tags, in any state) but `exclude`:
+    step name -> the cluster it completed on. A step of a run is known by its name (run + date +
+    step), and a completed step's job committed to the run's Iceberg branch (a job that fails
+    commits nothing), so these need not run again when the run goes on on another cluster."""
+    run, skip = (safe_name(dag_id), safe_name(run_id)), set(exclude)
+    done: dict[str, str] = {}
+    all_states = (*ACTIVE_CLUSTER_STATES, *sorted(ENDED_CLUSTER_STATES))
+    for cluster in tagged_clusters(client, run_tags(dag_id, run_id), states=all_states):
+        if cluster["Id"] in skip:
+            continue
+        for s in list_steps(client, cluster["Id"], ["COMPLETED"]):
+            if run_of(s["Name"]) == run:
+                done.setdefault(s["Name"], cluster["Id"])
+    return done
 
 
 def add_steps_once(

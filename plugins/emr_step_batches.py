@@ -4,7 +4,9 @@ For work whose shape is only known at run time (a backfill's date range): the st
 batch are independent and run side by side (up to the cluster's StepConcurrencyLevel); the
 next batch is added only once every step of the previous one COMPLETED. Between batches the
 task is deferred on a trigger (the provider's, plus cancelling the batch on kill), so no worker
-slot is held. Steps are added once (`add_steps_once`), so a retry resumes where the run stopped.
+slot is held. Steps are added once (`add_steps_once`), so a retry resumes where the run stopped;
+a try on a new cluster (the task cleared with its setup after a failure) runs only the steps
+that did not complete on the run's earlier clusters (`completed_run_steps`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.sdk.exceptions import AirflowException
 
-from plugins.emr_client import ACTIVE_STEP_STATES, FAILED_STEP_STATES, add_steps_once, cancel_steps
+from plugins.emr_client import (
+    ACTIVE_STEP_STATES,
+    FAILED_STEP_STATES,
+    add_steps_once,
+    cancel_steps,
+    completed_run_steps,
+)
 from plugins.emr_step_logs import STEP_LOG_LINES, STEP_LOG_WAIT_SECONDS, copy_step_logs, ran
 from plugins.emr_steps import EmrStepsCancelOnKillTrigger, StepFailureReport
 
@@ -30,7 +38,10 @@ MAX_STEPS_PER_BATCH = 10  # ListSteps (what the trigger polls) filters on at mos
 class EmrStepBatchesOperator(AwsBaseOperator[EmrHook]):
     """Add `batches[0]`, wait for all its steps, add `batches[1]`, ... ; fail on the first failed step.
 
-    A retry follows the steps already on the cluster (a completed batch is not run again). A failed
+    A retry follows the steps already on the cluster (a completed batch is not run again). Cleared
+    after a failure (with its setup: a new cluster), it leaves out each step that COMPLETED on one
+    of the run's earlier clusters: its job committed that date to the run's Iceberg branch, which
+    the audit and publish read (a step is known by its name: run, date, step). A failed
     step fails the task without retry, with its stderr location and first error lines in the log,
     and the run's other steps cancelled; a killed task cancels the batch it waits for. Once a batch
     ended, the last lines of each of its steps' stdout and stderr are copied into the task log
@@ -71,6 +82,7 @@ class EmrStepBatchesOperator(AwsBaseOperator[EmrHook]):
         self.waiter_delay = waiter_delay
         self.waiter_max_attempts = waiter_max_attempts
         self._batch: tuple[str, list[str]] | None = None
+        self._earlier: dict[str, str] | None = None  # step name -> the earlier cluster it completed on
 
     def execute(self, context: Any) -> list[str]:
         too_big = [i for i, batch in enumerate(self.batches) if not 0 < len(batch) <= MAX_STEPS_PER_BATCH]
@@ -84,7 +96,22 @@ class EmrStepBatchesOperator(AwsBaseOperator[EmrHook]):
         if index == len(self.batches):
             self.log.info("All %d batches completed (%d steps)", len(self.batches), len(done))
             return done
-        batch = list(self.batches[index])
+        if self._earlier is None:
+            self._earlier = completed_run_steps(
+                self.hook.conn, context["dag"].dag_id, context["run_id"], exclude=[self.job_flow_id]
+            )
+        batch = [s for s in self.batches[index] if s["Name"] not in self._earlier]
+        done_before = [s["Name"] for s in self.batches[index] if s["Name"] in self._earlier]
+        if done_before:
+            self.log.info(
+                "Batch %d/%d: %d steps completed on the run's earlier clusters, not run again: %s",
+                index + 1,
+                len(self.batches),
+                len(done_before),
+                {n: self._earlier[n] for n in done_before},
+            )
+        if not batch:
+            return self._next(index + 1, done, context)
         if self.openlineage_inject_parent_job_info:
             # the provider's own injection (a method that only logs through `self`)
             batch = EmrAddStepsOperator._inject_openlineage_parent_job_information(self, batch, context)
@@ -105,13 +132,18 @@ class EmrStepBatchesOperator(AwsBaseOperator[EmrHook]):
                 botocore_config=self.botocore_config,
             ),
             method_name="execute_complete",
-            kwargs={"index": index, "done": [*done, *step_ids]},
+            kwargs={"index": index, "done": [*done, *step_ids], "batch": step_ids},
             timeout=timedelta(seconds=self.waiter_delay * self.waiter_max_attempts + 60),
         )
         raise AssertionError("defer() does not return")  # pragma: no cover
 
     def execute_complete(
-        self, context: Any, event: dict[str, Any] | None = None, index: int = 0, done: list[str] | None = None
+        self,
+        context: Any,
+        event: dict[str, Any] | None = None,
+        index: int = 0,
+        done: list[str] | None = None,
+        batch: list[str] | None = None,
     ) -> list[str]:
         if not event or event.get("status") != "success":
             step_ids = list((event or {}).get("value") or [])
@@ -130,7 +162,8 @@ class EmrStepBatchesOperator(AwsBaseOperator[EmrHook]):
                 )
             # no step ended badly: the wait itself failed (throttling, network); a retry resumes
             raise AirflowException(f"waiting for batch {index + 1}/{len(self.batches)} failed: {event}")
-        batch = list(done or [])[-len(self.batches[index]) :]
+        if batch is None:  # deferred before the step ids of the batch were passed on their own
+            batch = list(done or [])[-len(self.batches[index]) :]
         self._copy_logs(batch)
         return self._next(index + 1, list(done or []), context)
 

@@ -115,7 +115,8 @@ class StepLogCopier:
         self.emr, self.s3, self.log = emr, s3, log
         self.lines, self.wait_seconds = lines, wait_seconds
 
-    def copy(self, cluster_id: str, step_ids: Sequence[str]) -> dict[str, str]:
+    def copy(self, cluster_id: str, step_ids: Sequence[str], *, waited: bool = False) -> dict[str, str]:
+        """`waited`: the caller already waited `wait_seconds` (deferred): look once, say so."""
         read: dict[str, str] = {}
         if self.lines <= 0 or not step_ids:
             return read
@@ -127,7 +128,7 @@ class StepLogCopier:
         if not log_uri:
             self.log.info("step logs not copied: cluster %s has no LogUri", cluster_id)
             return read
-        deadline = _clock() + self.wait_seconds
+        deadline = _clock() + (0 if waited else self.wait_seconds)
         step_logs = {
             step_id: [(name, step_log_uri(log_uri, cluster_id, step_id, name)) for name in STEP_LOG_FILES]
             for step_id in step_ids
@@ -220,13 +221,16 @@ def driver_container(s3: S3Hook, folder: str) -> str | None:
     return max(masters, key=masters.__getitem__) if masters else None
 
 
-def copy_step_logs(op: Any, cluster_id: str, step_ids: Sequence[str]) -> dict[str, str]:
+def copy_step_logs(
+    op: Any, cluster_id: str, step_ids: Sequence[str], *, waited: bool = False
+) -> dict[str, str]:
     """`StepLogCopier` with an operator's clients, settings and log; a failure to copy is a warning:
-    the logs are information, the steps' states decide the task. The step logs read, by URI."""
+    the logs are information, the steps' states decide the task. The step logs read, by URI.
+    `waited`: the operator already waited for the upload (deferred), so the copier looks once."""
     try:
         s3 = S3Hook(aws_conn_id=op.aws_conn_id, region_name=op.region_name, config=op.botocore_config)
         copier = StepLogCopier(op.hook.conn, s3, op.log, op.step_log_lines, op.step_log_wait_seconds)
-        return copier.copy(cluster_id, step_ids)
+        return copier.copy(cluster_id, step_ids, waited=waited)
     except Exception as exc:  # never fail (or retry) a task over its logs
         op.log.warning("step logs not copied: %s: %s", type(exc).__name__, exc)
         return {}

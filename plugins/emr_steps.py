@@ -11,7 +11,9 @@ with the janitor are `plugins/emr_client.py`; reading a step's logs is `plugins/
 from __future__ import annotations
 
 import ast
-from collections.abc import Mapping, Sequence
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -19,21 +21,36 @@ from airflow.providers.amazon.aws.hooks.emr import EmrHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator, EmrCreateJobFlowOperator
-from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
-from airflow.providers.amazon.aws.triggers.emr import EmrAddStepsTrigger, EmrStepSensorTrigger
+from airflow.providers.amazon.aws.triggers.emr import EmrAddStepsTrigger
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+from botocore.exceptions import BotoCoreError, ClientError
 
-from plugins.emr_client import add_steps_once, cancel_run_steps, cancel_steps, cluster_end, tagged_clusters
-from plugins.emr_naming import run_of, run_tags
+from plugins.emr_client import (
+    ACTIVE_STEP_STATES,
+    ALL_CLUSTER_STATES,
+    FAILED_STEP_STATES,
+    add_steps_once,
+    cancel_run_steps,
+    cancel_steps,
+    cluster_end,
+    list_steps,
+    tagged_clusters,
+)
+from plugins.emr_naming import run_of, run_tags, safe_name
 from plugins.emr_step_logs import (
+    STEP_LOG_FILES,
     STEP_LOG_LINES,
     STEP_LOG_WAIT_SECONDS,
     copy_step_logs,
     error_lines,
+    log_exists,
     ran,
     read_error_lines,
     stderr_uri,
+    step_log_uri,
 )
 
 
@@ -111,63 +128,102 @@ class EmrRunTeardownOperator(AwsBaseOperator[EmrHook]):
         return done
 
 
-# ---- steps -----------------------------------------------------------------------------------
-class EmrIdempotentAddStepsOperator(EmrAddStepsOperator):
-    """Add steps unless the cluster already has them (`add_steps_once`): a retry adds no duplicate.
+# ---- steps ----------------------------------------------------------------------------------
+def cluster_gone(ended: str) -> str:
+    """The one line a step task fails with when the run's cluster ended before the step could run."""
+    return (
+        f"the run's cluster is gone ({ended}): clear this task with its downstream tasks (the Clear "
+        "dialog's defaults) or use Repair, which creates a new cluster and reruns only what failed"
+    )
 
-    Cancels the steps it added when the task is killed. Never waits: a sensor does
-    (`EmrRunStepSensor`).
+
+class EmrStepOnClusterTrigger(BaseTrigger):
+    """Poll one step of one cluster until it ends, or its cluster does; cancel the step on kill.
+
+    Each poll asks DescribeStep, then DescribeCluster while the step is active: a cluster that
+    ended under the run (terminated from outside, the janitor, spot or AZ loss of its core nodes)
+    ends the wait at once, even when EMR has not cancelled the step yet. Events (each with
+    `cluster_id` and `step_id`): `ended` (the step is COMPLETED, FAILED, CANCELLED or
+    INTERRUPTED: the task reads it), `cluster_ended` (with EMR's state and reason as `message`),
+    `error` (an AWS error that botocore's own retries did not get past) and `timeout`.
     """
 
-    def __init__(self, **kwargs: Any) -> None:
-        if kwargs.get("deferrable") or kwargs.get("wait_for_completion"):
-            raise ValueError("EmrIdempotentAddStepsOperator never waits; use EmrRunStepSensor")
-        super().__init__(**kwargs)
-        self._added: tuple[str, list[str]] | None = None
+    def __init__(
+        self,
+        *,
+        job_flow_id: str,
+        step_id: str,
+        waiter_delay: int = 30,
+        waiter_max_attempts: int = 720,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.job_flow_id, self.step_id = job_flow_id, step_id
+        self.waiter_delay, self.waiter_max_attempts = waiter_delay, waiter_max_attempts
+        self.aws_conn_id, self.region_name = aws_conn_id, region_name
+        self.verify, self.botocore_config = verify, botocore_config
 
-    def execute(self, context: Any) -> list[str]:
-        steps = ast.literal_eval(self.steps) if isinstance(self.steps, str) else list(self.steps or [])
-        if not steps:
-            # The plan gives a step nothing to add when no requested output needs it.
-            raise AirflowSkipException("no step to add: the run's outputs do not need this step")
-        job_flow_id = self.job_flow_id or self.hook.get_cluster_id_by_name(
-            str(self.job_flow_name), self.cluster_states
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "job_flow_id": self.job_flow_id,
+                "step_id": self.step_id,
+                "waiter_delay": self.waiter_delay,
+                "waiter_max_attempts": self.waiter_max_attempts,
+                "aws_conn_id": self.aws_conn_id,
+                "region_name": self.region_name,
+                "verify": self.verify,
+                "botocore_config": self.botocore_config,
+            },
         )
-        if not job_flow_id:
-            raise AirflowException(f"No cluster found for name: {self.job_flow_name}")
-        if self.openlineage_inject_parent_job_info:
-            steps = self._inject_openlineage_parent_job_information(steps, context)
-        self._added = (job_flow_id, [])
-        ids, _ = add_steps_once(
-            self.hook,
-            job_flow_id,
-            steps,
-            self.log,
-            self._added[1],
-            execution_role_arn=self.execution_role_arn,
+
+    def hook(self) -> EmrHook:
+        return EmrHook(
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name,
+            verify=self.verify,
+            config=self.botocore_config,
         )
-        return ids
 
-    def on_kill(self) -> None:
-        if self._added and self._added[1]:
-            cancel_steps(self.hook.conn, self._added[0], self._added[1], self.log)
+    def _event(self, status: str, **more: Any) -> TriggerEvent:
+        return TriggerEvent(
+            {"status": status, "cluster_id": self.job_flow_id, "step_id": self.step_id, **more}
+        )
 
-
-class EmrStepCancelOnKillTrigger(EmrStepSensorTrigger):
-    """The provider's step trigger, plus: a user killing the deferred task cancels the step."""
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        ids = {"ClusterId": self.job_flow_id}
+        async with await self.hook().get_async_conn() as client:
+            for attempt in range(max(1, self.waiter_max_attempts)):
+                try:
+                    step = (await client.describe_step(StepId=self.step_id, **ids))["Step"]
+                    state = step["Status"]["State"]
+                    if state not in ACTIVE_STEP_STATES:
+                        yield self._event("ended", state=state)
+                        return
+                    ended = cluster_end((await client.describe_cluster(**ids))["Cluster"])
+                except (ClientError, BotoCoreError) as exc:
+                    yield self._event("error", message=f"{type(exc).__name__}: {exc}")
+                    return
+                if ended:
+                    yield self._event("cluster_ended", message=ended, state=state)
+                    return
+                self.log.info(
+                    "Step %s on %s is %s (poll %d)", self.step_id, self.job_flow_id, state, attempt + 1
+                )
+                await asyncio.sleep(self.waiter_delay)
+        yield self._event("timeout", message=f"still {state} after {self.waiter_max_attempts} polls")
 
     async def on_kill(self) -> None:
+        """A user killed the deferred task: cancel its step if it is still pending or running."""
         async with await self.hook().get_async_conn() as client:
-            step = (
-                await client.describe_step(
-                    ClusterId=self.waiter_args["ClusterId"], StepId=self.waiter_args["StepId"]
-                )
-            )["Step"]
+            step = (await client.describe_step(ClusterId=self.job_flow_id, StepId=self.step_id))["Step"]
             if step["Status"]["State"] in ("PENDING", "RUNNING"):
                 await client.cancel_steps(
-                    ClusterId=self.waiter_args["ClusterId"],
-                    StepIds=[step["Id"]],
-                    StepCancellationOption="SEND_INTERRUPT",
+                    ClusterId=self.job_flow_id, StepIds=[step["Id"]], StepCancellationOption="SEND_INTERRUPT"
                 )
                 self.log.info("Cancelled step %s", step["Id"])
 
@@ -237,22 +293,186 @@ class StepFailureReport:
         return AirflowFailException(message)
 
 
-class EmrRunStepSensor(EmrStepSensor):
-    """Wait for a step (deferring to a trigger that cancels it on kill); explain and contain a failure.
+class EmrRunStepOperator(AwsBaseOperator[EmrHook]):
+    """One EMR step of the run in one task: add it to the run's current cluster once, wait, explain.
 
-    When the step ends FAILED, CANCELLED or INTERRUPTED the task fails without retry (the step
-    stays failed), logging the S3 URI of the step's stderr, its first error lines when readable,
-    and EMR's reason when the cluster itself ended (spot capacity lost, bootstrap failure); the
-    run's other pending and running steps are cancelled, so the teardown comes without waiting
-    for them. Errors while waiting (throttling, network) fail the try and are retried.
+    `job_flow_id` is the run's current cluster: `create_cluster`'s XCom, rendered again at every
+    try, so a task cleared with its setup (the Clear dialog's defaults bring `create_cluster`
+    back, which makes a new cluster) runs its step on the new cluster. The step is found there by
+    its name (`add_steps_once`: a retry follows the step its earlier try added, a step that
+    failed is added anew), and the trigger polls that step *of that cluster*: no try ever polls a
+    step id of another cluster. When the cluster has ended before the step could be added (the
+    run was cleared with "Only failed tasks", which leaves the setup and its old cluster), the
+    task fails at once with one line saying so and what to do (`cluster_gone`); no cluster is
+    created here, so none can leak.
 
-    Once the step ended (completed or failed, deferred or poking), the last `step_log_lines` lines
-    of its stdout and stderr and of its driver's are copied from the cluster's LogUri into this
-    task's log, waiting at most `step_log_wait_seconds` for EMR to upload them (`StepLogCopier`).
+    While the step runs the task is deferred (`EmrStepOnClusterTrigger`: no worker slot; a kill
+    cancels the step). A step that ends FAILED, CANCELLED or INTERRUPTED fails the task without
+    retry (the step stays failed): the log names the S3 URI of its stderr, its first error lines
+    when readable and EMR's reason when the cluster itself ended; the run's other pending and
+    running steps are cancelled. A cluster that ends under a waiting step fails the task within
+    one poll, with the cluster's state and EMR's reason. AWS errors while waiting fail the try
+    and are retried (the retry follows the same step).
 
-    :param step_log_lines: lines of each log (step and driver stdout and stderr) to copy (0: none)
-    :param step_log_wait_seconds: the longest wait for EMR to upload the step's logs
+    A completed step ends the task at once: the next step starts when its inputs' steps ended,
+    not when EMR has uploaded their logs (every few minutes); the `step_logs` task copies them
+    after the teardown (`EmrRunStepLogsOperator`). A step that ended badly has the last
+    `step_log_lines` lines of its stdout and stderr and of its driver's copied into this task's
+    log before the failure report, waiting at most `step_log_wait_seconds` for EMR to upload
+    them (`StepLogCopier`): its error is what the task log is for.
+
+    :param job_flow_id: the run's cluster (templated; `create_cluster.output`)
+    :param steps: the step, as a one-item boto3 `Steps` list (templated; XComArg works); empty: the
+        run's outputs do not need the step and the task skips itself
+    :param poll_seconds: seconds between two polls of the step (and its cluster)
+    :param max_polls: polls before the step counts as stuck: it is cancelled and the task fails
+    :param openlineage_inject_parent_job_info: this task's OpenLineage run as the parent of the
+        step's Spark job (the amazon provider's injection into spark-submit)
+    :param step_log_lines: lines of each log (step and driver stdout and stderr) of a step that
+        ended badly to copy (0: none)
+    :param step_log_wait_seconds: the longest wait for EMR to upload a failed step's logs
+    :return: the step's id
     """
+
+    aws_hook_class = EmrHook
+    template_fields: Sequence[str] = aws_template_fields("job_flow_id", "steps")
+    template_fields_renderers = {"steps": "json"}
+    ui_color = "#f9c915"
+
+    def __init__(
+        self,
+        *,
+        job_flow_id: str | Any,
+        steps: Sequence[dict[str, Any]] | Any,
+        poll_seconds: int = 30,
+        max_polls: int = 720,
+        openlineage_inject_parent_job_info: bool = False,
+        step_log_lines: int = STEP_LOG_LINES,
+        step_log_wait_seconds: float = STEP_LOG_WAIT_SECONDS,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.job_flow_id = job_flow_id
+        self.steps = steps
+        self.poll_seconds = poll_seconds
+        self.max_polls = max_polls
+        self.openlineage_inject_parent_job_info = openlineage_inject_parent_job_info
+        self.step_log_lines = step_log_lines
+        self.step_log_wait_seconds = step_log_wait_seconds
+        self._added: tuple[str, list[str]] | None = None
+
+    def execute(self, context: Any) -> str:
+        steps = ast.literal_eval(self.steps) if isinstance(self.steps, str) else list(self.steps or [])
+        if not steps:
+            # The plan gives a step nothing to run when no requested output needs it.
+            raise AirflowSkipException("no step to run: the run's outputs do not need this step")
+        if len(steps) != 1:
+            raise ValueError(f"{self.task_id} runs one step, not {len(steps)}")
+        cluster_id = str(self.job_flow_id)
+        client = self.hook.conn
+        ended = cluster_end(client.describe_cluster(ClusterId=cluster_id)["Cluster"])
+        if ended:
+            raise self._fail(cluster_gone(ended))
+        if self.openlineage_inject_parent_job_info:
+            # the provider's own injection (a method that only logs through `self`)
+            steps = EmrAddStepsOperator._inject_openlineage_parent_job_information(self, steps, context)
+        self._added = (cluster_id, [])
+        (step_id,), (state,) = add_steps_once(self.hook, cluster_id, steps, self.log, self._added[1])
+        if state == "COMPLETED":  # done by an earlier try
+            return self._completed(cluster_id, {"Id": step_id, "Status": {"State": state}})
+        self.defer(
+            trigger=EmrStepOnClusterTrigger(
+                job_flow_id=cluster_id,
+                step_id=step_id,
+                waiter_delay=self.poll_seconds,
+                waiter_max_attempts=self.max_polls,
+                aws_conn_id=self.aws_conn_id,
+                region_name=self.region_name,
+                verify=self.verify,
+                botocore_config=self.botocore_config,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.poll_seconds * self.max_polls + 300),
+        )
+        raise AssertionError("defer() does not return")  # pragma: no cover
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> str:
+        event = event or {}
+        cluster_id, step_id = event.get("cluster_id"), event.get("step_id")
+        if not cluster_id or not step_id:
+            raise AirflowException(f"the wait for this task's step ended without naming it: {event}")
+        status = event.get("status")
+        if status == "cluster_ended":
+            raise self._fail(
+                f"step {step_id} was {event.get('state')} when its cluster ended: {event['message']}"
+            )
+        if status == "error":  # botocore's retries did not get past it: a retry follows the step
+            raise AirflowException(
+                f"waiting for step {step_id} on {cluster_id} failed: {event.get('message')}"
+            )
+        client = self.hook.conn
+        step = client.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"]
+        state = step["Status"]["State"]
+        if state == "COMPLETED":
+            return self._completed(cluster_id, step)
+        if state in FAILED_STEP_STATES:
+            raise self._report().fail(cluster_id, step, self._copy_logs(cluster_id, step))
+        if status == "timeout":
+            cancel_steps(client, cluster_id, [step_id], self.log)
+            raise AirflowFailException(
+                f"step {step_id} on {cluster_id} is stuck ({event.get('message')}, "
+                f"{self.poll_seconds} s apart): cancelled"
+            )
+        raise AirflowException(f"waiting for step {step_id} stopped while it is {state}: {event}")
+
+    def on_kill(self) -> None:
+        if self._added and self._added[1]:
+            cancel_steps(self.hook.conn, self._added[0], self._added[1], self.log)
+
+    def _completed(self, cluster_id: str, step: Mapping[str, Any]) -> str:
+        self.log.info(
+            "Step %s on %s completed; the tails of its logs: in the run's step_logs task, after the teardown",
+            step["Id"],
+            cluster_id,
+        )
+        return step["Id"]
+
+    def _fail(self, message: str) -> AirflowFailException:
+        """The error, also in the task log (a task's exception is not always printed with it)."""
+        self.log.error("%s", message)
+        return AirflowFailException(message)
+
+    def _s3(self) -> S3Hook:
+        return S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, config=self.botocore_config)
+
+    def _report(self) -> StepFailureReport:
+        return StepFailureReport(self.hook.conn, self._s3(), self.log)
+
+    def _copy_logs(self, cluster_id: str, step: Mapping[str, Any]) -> dict[str, str]:
+        if self.step_log_lines > 0 and ran(step):
+            return copy_step_logs(self, cluster_id, [step["Id"]])
+        return {}
+
+
+class EmrRunStepLogsOperator(AwsBaseOperator[EmrHook]):
+    """The tails of the run's completed steps' logs, copied into this task's log after the teardown.
+
+    Off the critical path: no step waits for EMR to upload its logs (it pushes them every few
+    minutes, and the rest as the cluster terminates), and no cluster lives longer for them. Finds
+    every cluster of the run by its tags (a repaired run has several), in the order they were
+    created, and on each the run's COMPLETED steps by their names, oldest first; copies the last
+    `step_log_lines` lines of each step's stdout and stderr and of its driver's (`StepLogCopier`).
+    While some step's stdout or stderr is not in S3 yet it waits deferred (no worker slot held),
+    looking every 30 s, at most `step_log_wait_seconds` in all; a log still missing then is one
+    line saying where it will be. A step that ended badly had its logs copied into its own
+    task's log already. Never fails the run over a log.
+
+    :return: "<cluster id> <step name>" of each step whose logs it looked for
+    """
+
+    aws_hook_class = EmrHook
+    ui_color = "#f9c915"
+    look_again_seconds = 30
 
     def __init__(
         self,
@@ -265,65 +485,67 @@ class EmrRunStepSensor(EmrStepSensor):
         self.step_log_lines = step_log_lines
         self.step_log_wait_seconds = step_log_wait_seconds
 
-    def execute(self, context: Any) -> None:
-        if not self.deferrable:
-            super().execute(context=context)
-        elif not self.poke(context):
-            self.defer(
-                timeout=timedelta(seconds=self.max_attempts * self.poke_interval),
-                trigger=EmrStepCancelOnKillTrigger(
-                    job_flow_id=self.job_flow_id,
-                    step_id=self.step_id,
-                    waiter_delay=int(self.poke_interval),
-                    waiter_max_attempts=self.max_attempts,
-                    aws_conn_id=self.aws_conn_id,
-                    region_name=self.region_name,
-                    verify=self.verify,
-                    botocore_config=self.botocore_config,
-                ),
-                method_name="execute_complete",
-            )
+    def execute(self, context: Any, deadline: float | None = None) -> list[str]:
+        if self.step_log_lines <= 0:
+            self.log.info("PIPELINE_EMR_STEP_LOG_LINES=0: no step logs copied")
+            return []
+        try:
+            found = self._completed_steps(context)
+        except (ClientError, BotoCoreError) as exc:  # a log is information: never fail the run over it
+            self.log.warning("step logs not copied: the run's steps could not be listed: %s", exc)
+            return []
+        if not found:
+            self.log.info("no completed step of this run on any of its clusters: no logs to copy")
+            return []
+        waited = deadline is not None
+        if self.step_log_wait_seconds > 0:
+            now = time.time()
+            deadline = now + self.step_log_wait_seconds if deadline is None else deadline
+            missing = self._missing(found)
+            if missing and now < deadline:
+                wait = min(self.look_again_seconds, deadline - now)
+                self.log.info("%d step logs not in S3 yet: looking again in %.0f s (deferred)", missing, wait)
+                self.defer(
+                    trigger=TimeDeltaTrigger(timedelta(seconds=wait)),
+                    method_name="look_again",
+                    kwargs={"deadline": deadline},
+                )
+        looked = []
+        for cluster, steps in found:
+            self.log.info("cluster %s: the logs of %d completed steps", cluster["Id"], len(steps))
+            copy_step_logs(self, cluster["Id"], [s["Id"] for s in steps], waited=waited)
+            looked += [f"{cluster['Id']} {s['Name']}" for s in steps]
+        return looked
 
-    def poke(self, context: Any) -> bool:
-        step = self.get_emr_response(context=context)["Step"]
-        state = step["Status"]["State"]
-        self.log.info("Step %s is %s", self.step_id, state)
-        if state in self.target_states:
-            self._copy_logs(step)
-            return True
-        if state in self.failed_states:
-            raise self._report().fail(self.job_flow_id, step, self._copy_logs(step))
-        return False
+    def look_again(self, context: Any, event: Any = None, deadline: float | None = None) -> list[str]:
+        return self.execute(context, deadline=deadline)
 
-    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> None:
-        if event and event.get("status") == "success":
-            self.log.info("Step %s completed", self.step_id)
-            self._copy_logs({"Id": self.step_id, "Status": {"State": "COMPLETED"}})
-            return
-        step = self.hook.conn.describe_step(ClusterId=self.job_flow_id, StepId=self.step_id)["Step"]
-        state = step["Status"]["State"]
-        if state in self.failed_states:
-            raise self._report().fail(self.job_flow_id, step, self._copy_logs(step))
-        if state in self.target_states:
-            self._copy_logs(step)
-            return
-        raise AirflowException(f"waiting for step {self.step_id} stopped while it is {state}: {event}")
-
-    def on_kill(self) -> None:
+    def _completed_steps(self, context: Any) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        dag_id, run_id = context["dag"].dag_id, context["run_id"]
+        run = (safe_name(dag_id), safe_name(run_id))
         client = self.hook.conn
-        state = client.describe_step(ClusterId=self.job_flow_id, StepId=self.step_id)["Step"]["Status"][
-            "State"
+        clusters = sorted(
+            tagged_clusters(client, run_tags(dag_id, run_id), states=ALL_CLUSTER_STATES),
+            key=lambda c: c["Status"]["Timeline"]["CreationDateTime"],
+        )
+        found = []
+        for cluster in clusters:
+            steps = [
+                s
+                for s in reversed(list_steps(client, cluster["Id"], ["COMPLETED"]))  # oldest first
+                if run_of(s["Name"]) == run
+            ]
+            if steps:
+                found.append((cluster, steps))
+        return found
+
+    def _missing(self, found: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> int:
+        """How many of the steps' stdout and stderr are not in S3 yet (no LogUri: none to wait for)."""
+        s3 = S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, config=self.botocore_config)
+        uris = [
+            step_log_uri(cluster.get("LogUri"), cluster["Id"], step["Id"], name)
+            for cluster, steps in found
+            for step in steps
+            for name in STEP_LOG_FILES
         ]
-        if state in ("PENDING", "RUNNING"):
-            cancel_steps(client, self.job_flow_id, [self.step_id], self.log)
-
-    def _s3(self) -> S3Hook:
-        return S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, config=self.botocore_config)
-
-    def _report(self) -> StepFailureReport:
-        return StepFailureReport(self.hook.conn, self._s3(), self.log)
-
-    def _copy_logs(self, step: Mapping[str, Any]) -> dict[str, str]:
-        if self.step_log_lines > 0 and ran(step):
-            return copy_step_logs(self, self.job_flow_id, [step["Id"]])
-        return {}
+        return sum(1 for uri in uris if uri is not None and not log_exists(s3, uri))

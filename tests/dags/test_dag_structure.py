@@ -163,28 +163,24 @@ def test_nightly_task_order_is_the_specs_dependencies(bag):
         assert {"run_audit", "run_publish"} <= dag.task_dict["stop_spark"].upstream_task_ids
     else:
         for step in P.PIPELINE:
-            # a step is added once what it needs has finished on the cluster, then waited on
-            assert _upstream(dag, f"add_{step.name}", "wait_") == {f"wait_{d}" for d in step.depends_on}
-            assert dag.task_dict[f"add_{step.name}"].upstream_task_ids >= {
-                "create_cluster",
+            # one task per step: added to the run's cluster once what it needs has ended, then waited on
+            assert _upstream(dag, f"run_{step.name}", "run_") == {f"run_{d}" for d in step.depends_on}
+            assert dag.task_dict[f"run_{step.name}"].upstream_task_ids >= {
+                "create_cluster",  # the cluster it runs on, read again at every try
                 "upload_code",
                 "plan",
-            }
-            assert dag.task_dict[f"wait_{step.name}"].upstream_task_ids == {
-                f"add_{step.name}",
-                "create_cluster",  # the cluster id it polls
             }
             for output in step.produces:
                 # the asset event once the run published what the step wrote to its branch
                 assert dag.task_dict[f"register_{output}"].upstream_task_ids == {
-                    f"wait_{step.name}",
-                    "wait_publish",
+                    f"run_{step.name}",
+                    "run_publish",
                     "plan",
                 }
         # write-audit-publish: the audit once every step has finished, publish once it passed
-        assert dag.task_dict["steps_done"].upstream_task_ids == {f"wait_{s.name}" for s in P.PIPELINE}
-        assert _upstream(dag, "add_audit", "") >= {"steps_done", "create_cluster", "plan"}
-        assert _upstream(dag, "add_publish", "wait_") == {"wait_audit"}
+        assert dag.task_dict["steps_done"].upstream_task_ids == {f"run_{s.name}" for s in P.PIPELINE}
+        assert _upstream(dag, "run_audit", "") >= {"steps_done", "create_cluster", "plan"}
+        assert _upstream(dag, "run_publish", "run_") == {"run_audit"}
     # everything hangs off the plan task
     assert all(
         "plan" in dag.task_dict[t].get_flat_relative_ids(upstream=True) for t in dag.task_ids if t != "plan"
@@ -196,12 +192,12 @@ def _group(dag: Any, task_id: str) -> str | None:
 
 
 def _nightly_task_ids(target: str) -> set[str]:
-    """Every task id of the nightly DAG, as before the task groups: the groups change no id."""
+    """Every task id of the nightly DAG: the groups change no id."""
+    steps = {f"run_{s}" for s in [*P.STEPS, "audit", "publish"]}  # one task per step on both targets
     if target == "emr":
-        steps = {f"{kind}_{s}" for s in [*P.STEPS, "audit", "publish"] for kind in ("add", "wait")}
         fixed = {"plan", "preflight", "create_cluster", "upload_code", "steps_done", "terminate_cluster"}
+        fixed.add("step_logs")  # the completed steps' log tails, after the teardown
     else:
-        steps = {f"run_{s}" for s in [*P.STEPS, "audit", "publish"]}
         fixed = {"plan", "start_spark", "stop_spark"}
     return steps | fixed | {f"register_{o}" for o in P.OUTPUTS} | {"run_report"}
 
@@ -209,12 +205,7 @@ def _nightly_task_ids(target: str) -> set[str]:
 def test_nightly_groups_are_the_specs_steps_and_the_task_ids_are_unchanged(bag):
     dag = bag.dags[NIGHTLY]
     assert set(dag.task_ids) == _nightly_task_ids(bag.target)
-    kinds = ("add", "wait") if bag.target == "emr" else ("run",)
-    expected: dict[str, str | None] = {}
-    for step in P.PIPELINE:
-        expected.update({f"{kind}_{step.name}": step.name for kind in kinds})
-    for step in ("audit", "publish"):
-        expected.update({f"{kind}_{step}": step for kind in kinds})
+    expected: dict[str, str | None] = {f"run_{s}": s for s in [*P.STEPS, "audit", "publish"]}
     expected.update({f"register_{o}": "register" for o in P.OUTPUTS})
     if bag.target == "emr":
         expected["steps_done"] = "audit"  # the audit's gate: every step ended, none failed
@@ -259,15 +250,12 @@ def test_nightly_dependencies_between_groups_are_the_specs_depends_on(bag):
 
 
 @pytest.mark.parametrize("bag", ["emr"], indirect=True)
-def test_emr_step_groups_hold_the_add_then_the_wait_of_their_step(bag):
+def test_emr_step_groups_hold_the_one_task_of_their_step(bag):
+    """One task adds the step and waits for it: no add and wait that a Clear could separate."""
     groups = bag.dags[NIGHTLY].task_group.get_task_group_dict()
     for step in [*P.STEPS, "publish"]:
-        assert [t.task_id for t in groups[step].topological_sort()] == [f"add_{step}", f"wait_{step}"]
-    assert [t.task_id for t in groups["audit"].topological_sort()] == [
-        "steps_done",
-        "add_audit",
-        "wait_audit",
-    ]
+        assert [t.task_id for t in groups[step].topological_sort()] == [f"run_{step}"]
+    assert [t.task_id for t in groups["audit"].topological_sort()] == ["steps_done", "run_audit"]
 
 
 def test_backfill_groups_only_the_asset_events(bag):
@@ -280,14 +268,17 @@ def test_backfill_groups_only_the_asset_events(bag):
 
 
 @pytest.mark.parametrize("bag", ["emr"], indirect=True)
-def test_emr_sensors_are_deferrable_and_no_add_or_wait_task_is_missing(bag):
+def test_emr_step_tasks_take_the_settings_and_no_step_task_is_missing(bag):
+    from plugins.emr_steps import EmrRunStepOperator
+
     dag = bag.dags[NIGHTLY]
-    for step in P.PIPELINE:
-        wait = dag.task_dict[f"wait_{step.name}"]
-        assert wait.deferrable is True
-        assert wait.poke_interval == 45  # PIPELINE_EMR_POLL_SECONDS (default 30)
+    for step in [*P.STEPS, "audit", "publish"]:
+        run = dag.task_dict[f"run_{step}"]
+        assert isinstance(run, EmrRunStepOperator)  # defers while its step runs
+        assert run.poll_seconds == 45  # PIPELINE_EMR_POLL_SECONDS (default 30)
+        assert run.max_polls == 6 * 3600 // 45  # the step timeout, 6 hours
         # PIPELINE_EMR_STEP_LOG_LINES, PIPELINE_EMR_STEP_LOG_WAIT_SECONDS (defaults 200, 120)
-        assert (wait.step_log_lines, wait.step_log_wait_seconds) == (50, 90)
+        assert (run.step_log_lines, run.step_log_wait_seconds) == (50, 90)
     run_steps = bag.dags[BACKFILL].task_dict["run_steps"]
     assert (run_steps.step_log_lines, run_steps.step_log_wait_seconds) == (50, 90)
     assert {t for t in dag.task_ids if t.startswith("register_")} == {f"register_{o}" for o in P.OUTPUTS}
@@ -306,10 +297,13 @@ def test_terminate_cluster_is_a_teardown_that_runs_whatever_happened(bag, dag_id
     # its success does not hide a failed step: the run's state is the steps' state
     assert terminate.on_failure_fail_dagrun is False
     if dag_id == NIGHTLY:
-        assert _upstream(dag, "terminate_cluster", "wait_") == {f"wait_{s.name}" for s in P.PIPELINE} | {
-            "wait_audit",
-            "wait_publish",
+        assert _upstream(dag, "terminate_cluster", "run_") == {f"run_{s.name}" for s in P.PIPELINE} | {
+            "run_audit",
+            "run_publish",
         }
+        # the completed steps' logs are copied after the teardown: no step and no cluster waits for them
+        assert dag.task_dict["step_logs"].upstream_task_ids == {"terminate_cluster"}
+        assert dag.task_dict["step_logs"].trigger_rule == "all_done"
     else:
         assert "run_steps" in terminate.upstream_task_ids
 
@@ -381,9 +375,7 @@ def test_the_tasks_that_touch_spark_or_aws_retry_and_the_others_fail_at_once(bag
     # the tasks that touch Spark or AWS retry; validation and reporting fail at once (a retry
     # of a bad parameter or of a report on a failed run cannot help)
     work = [
-        t
-        for t in dag.tasks
-        if t.task_id.startswith(("run_", "add_", "register_")) and t.task_id != "run_report"
+        t for t in dag.tasks if t.task_id.startswith(("run_", "register_")) and t.task_id != "run_report"
     ] + [dag.task_dict[t] for t in ("create_cluster", "upload_code") if t in dag.task_dict]
     assert work
     for t in work:
@@ -476,3 +468,27 @@ def test_backfill_dates_have_no_default_so_the_form_asks_for_them(bag):
     for name in ("start_ds", "end_ds"):
         with pytest.raises(ParamValidationError):
             _param(bag.dags[BACKFILL], name).resolve()
+
+
+@pytest.mark.parametrize("bag", ["emr"], indirect=True)
+def test_clearing_a_step_task_with_the_dialogs_defaults_brings_the_cluster_back(bag):
+    """What Airflow clears when a user clears `run_segments` with the Clear dialog's defaults
+    (downstream, not upstream): the route's own selection (find_relevant_relatives ->
+    partial_subset) on the DAG as the API server holds it. The setup and its teardown come back
+    with the step, so the step runs on a new cluster, which is terminated after it."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    served = DagSerialization.from_dict(DagSerialization.to_dict(bag.dags[NIGHTLY]))
+    cleared = served.partial_subset(
+        task_ids=["run_segments"], include_downstream=True, include_upstream=False, exclude_original=True
+    )
+    assert set(cleared.task_dict) == {
+        "create_cluster",
+        "terminate_cluster",
+        "step_logs",
+        "steps_done",
+        "run_audit",
+        "run_publish",
+        *(f"register_{o}" for o in P.OUTPUTS),
+        "run_report",
+    }

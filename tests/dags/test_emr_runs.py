@@ -37,9 +37,9 @@ def test_a_failed_step_fails_the_run_and_the_cluster_is_still_terminated(fake_aw
         "stock_daily",
     ]
     states = failed.run.task_states
-    assert states["wait_stock_daily"] == "failed"
+    assert states["run_stock_daily"] == "failed"
     assert states["register_stock_daily"] == "upstream_failed"
-    assert states["add_graph"] == "skipped"
+    assert states["run_graph"] == "skipped"
     assert states["terminate_cluster"] == "success"
     assert list(failed.clusters.values()) == ["TERMINATED"]
     assert failed.run.asset_events == []  # nothing new to announce

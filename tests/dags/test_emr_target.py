@@ -169,8 +169,8 @@ def test_nightly_uploads_the_versioned_code_the_steps_run(nightly):
         assert submit.jars == f"s3://lake-bucket/{jar_key}"  # the OpenLineage listener
 
 
-def test_every_step_carries_the_lineage_settings_and_its_add_task_as_parent(nightly):
-    """The provider's injection: the task that added the step is the Spark job's parent run, the
+def test_every_step_carries_the_lineage_settings_and_its_step_task_as_parent(nightly):
+    """The provider's injection: the step's task (it adds the step) is the Spark job's parent run, the
     DAG run its root (the same ids Airflow's provider gives those runs in its own events)."""
     tasks = {e["job"]["name"]: e for e in _airflow_events(nightly.run.run_id)}
     for step in nightly.added_steps:
@@ -179,8 +179,8 @@ def test_every_step_carries_the_lineage_settings_and_its_add_task_as_parent(nigh
         assert conf["spark.openlineage.transport.type"] == "file"
         assert conf["spark.openlineage.namespace"] == "customer_market_analytics"
         assert conf["spark.openlineage.parentJobNamespace"] == "customer_market_analytics"
-        assert conf["spark.openlineage.parentJobName"] == f"customer_analytics_nightly.add_{name}"
-        task = tasks[f"customer_analytics_nightly.add_{name}"]
+        assert conf["spark.openlineage.parentJobName"] == f"customer_analytics_nightly.run_{name}"
+        task = tasks[f"customer_analytics_nightly.run_{name}"]
         assert conf["spark.openlineage.parentRunId"] == task["run"]["runId"]
         assert conf["spark.openlineage.rootParentJobName"] == "customer_analytics_nightly"
         assert conf["spark.openlineage.rootParentRunId"] == task["run"]["facets"]["parent"]["run"]["runId"]
@@ -195,7 +195,7 @@ def test_the_steps_left_their_lineage_in_the_lake_on_s3(nightly):
     events = [json.loads(line) for k in keys for line in nightly.s3_objects[k].decode().splitlines()]
     by_name = {e["job"]["name"]: e for e in events if e["eventType"] == "COMPLETE"}
     segments = by_name["spark_jobs_segments"]
-    assert segments["run"]["facets"]["parent"]["job"]["name"] == "customer_analytics_nightly.add_segments"
+    assert segments["run"]["facets"]["parent"]["job"]["name"] == "customer_analytics_nightly.run_segments"
     # the tables by their S3 location (a cluster's listener adds the Glue ARN as symlink: it asks
     # STS for the account, which the stand-in cluster cannot), read back as the catalog's tables
     written = [d for e in events if e["job"]["name"].startswith("spark_jobs_segments.") for d in e["outputs"]]
@@ -370,7 +370,7 @@ def test_a_failed_audit_on_emr_publishes_nothing_and_the_cluster_is_still_termin
 
     states = failed.run.task_states
     assert failed.run.state == "failed"
-    assert (states["wait_audit"], states["add_publish"]) == ("failed", "upstream_failed")
+    assert (states["run_audit"], states["run_publish"]) == ("failed", "upstream_failed")
     assert states["register_sales_rolling_30d"] == "upstream_failed"
     assert states["terminate_cluster"] == "success"
     assert set(failed.clusters.values()) == {"TERMINATED"}

@@ -60,12 +60,12 @@ def target(request, airflow_db) -> tuple[str, ScheduledDag, Any]:
 
 def _step_key(task: Any) -> str | None:
     """The plan entry a step task reads (`step:<name>`), or None for any other task."""
-    from plugins.emr_steps import EmrIdempotentAddStepsOperator
+    from plugins.emr_steps import EmrRunStepOperator
     from plugins.spark_job import SparkJobSubprocessOperator
 
     if isinstance(task, SparkJobSubprocessOperator):
         return task.commands.key
-    if isinstance(task, EmrIdempotentAddStepsOperator):
+    if isinstance(task, EmrRunStepOperator):
         return task.steps.key
     return None
 
@@ -104,10 +104,9 @@ def test_every_subset_runs_exactly_the_steps_it_needs(target):
             name == "local" or states["terminate_cluster"] == "success"
         )
         if settings.is_emr:
-            # a step that did not run has no wait and registers nothing
-            waits = {f"wait_{s}" for s in P.STEPS if s not in expected}
+            # a step that did not run registers nothing
             registers = {f"register_{o}" for s in P.PIPELINE if s.name not in expected for o in s.produces}
-            others_ok = others_ok and waits | registers <= skipped
+            others_ok = others_ok and registers <= skipped
         if ran != expected or not others_ok:
             wrong.append(
                 (outputs, sorted(ran ^ expected), {t: s for t, s in states.items() if s != "success"})

@@ -5,6 +5,7 @@ executes it (through the Task SDK, in this process)."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from contextlib import contextmanager
 from typing import Any
 
@@ -155,3 +156,84 @@ def scheduler_checks_deadlines_and_executor_runs_callbacks() -> list[tuple[bool,
     for data in callbacks:
         results.append(execute_callback(data["path"], data["kwargs"], None, None, structlog.get_logger()))
     return results
+
+
+def clear_tasks_as_the_ui_does(dag_id: str, run_id: str, task_ids: list[str]) -> list[str]:
+    """A task's Clear in the UI with the dialog's defaults (downstream yes, upstream no, not only
+    failed, not past or future): the public API's route itself (post_clear_task_instances) on the
+    DAG as Airflow stored it. The ids of the task instances it cleared."""
+    from airflow.api_fastapi.core_api.datamodels.task_instances import ClearTaskInstancesBody
+    from airflow.api_fastapi.core_api.routes.public.task_instances import post_clear_task_instances
+    from airflow.models.dagbag import DBDagBag
+    from airflow.utils.session import create_session
+
+    body = ClearTaskInstancesBody(
+        dry_run=False,
+        dag_run_id=run_id,
+        task_ids=task_ids,
+        include_downstream=True,
+        include_upstream=False,
+        only_failed=False,
+    )
+    with create_session() as session:
+        cleared = post_clear_task_instances(dag_id, DBDagBag(), body, session, None)
+        return sorted(ti.task_id for ti in cleared.task_instances)
+
+
+def clear_run_as_the_ui_does(dag_id: str, run_id: str, *, only_failed: bool) -> None:
+    """Run -> Clear in the UI ("Only failed tasks" or all): the public API's route (clear_dag_run)."""
+    from airflow.api_fastapi.core_api.datamodels.dag_run import DAGRunClearBody
+    from airflow.api_fastapi.core_api.routes.public.dag_run import clear_dag_run
+    from airflow.models.dagbag import DBDagBag
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        clear_dag_run(
+            dag_id, run_id, DAGRunClearBody(dry_run=False, only_failed=only_failed), DBDagBag(), session, None
+        )
+
+
+def resume_run(dag: Any, run_id: str) -> str:
+    """Run an existing (cleared) run to its end as dag.test() runs a new one: the same loop (the
+    run's state, its schedulable tasks, each task and its trigger in this process). Its state."""
+    from airflow.models.dagrun import DagRun
+    from airflow.sdk.definitions.dag import _run_task
+    from airflow.serialization.serialized_objects import DagSerialization
+    from airflow.settings import Session
+    from airflow.utils.state import DagRunState, TaskInstanceState
+    from sqlalchemy import select
+
+    scheduler_dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+    scheduler_dag.on_success_callback = dag.on_success_callback
+    scheduler_dag.on_failure_callback = dag.on_failure_callback
+    session = Session()
+    try:
+        run = session.scalar(select(DagRun).where(DagRun.dag_id == dag.dag_id, DagRun.run_id == run_id))
+        run.dag = scheduler_dag
+        run.state = DagRunState.RUNNING  # what the scheduler does with a queued (cleared) run
+        session.commit()
+        seen: dict[str, Any] = {}
+        while run.state == DagRunState.RUNNING:
+            session.expire_all()
+            schedulable, _ = run.update_state(session=session)
+            for ti in schedulable:
+                if ti.state != TaskInstanceState.UP_FOR_RESCHEDULE:
+                    ti.try_number += 1
+                ti.state = TaskInstanceState.SCHEDULED
+            session.commit()
+            tis = run.get_task_instances(session=session)
+            scheduled = [t for t in tis if t.state == TaskInstanceState.SCHEDULED]
+            states = {t.task_id: t.state for t in tis}
+            if not scheduled and run.state == DagRunState.RUNNING and states == seen:
+                # nothing ran and nothing changed since the last look: it never will (a deferred
+                # task's trigger runs inside _run_task, so nothing is waiting elsewhere)
+                raise AssertionError(f"the run cannot go on: nothing to schedule, task states {states}")
+            seen = states
+            for ti in scheduled:
+                try:
+                    _run_task(ti=ti, task=dag.task_dict[ti.task_id], run_triggerer=True)
+                except Exception:  # as dag.test(): a failed task is the run's state, not the test's error
+                    logging.getLogger(__name__).exception("task failed: %s", ti.task_id)
+        return str(run.state)
+    finally:
+        session.close()

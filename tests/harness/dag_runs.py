@@ -24,15 +24,22 @@ def run_pipeline_dag(
     which: str, ds: str | None, conf: dict[str, Any], xcom_tasks: tuple[str, ...] = ()
 ) -> DagRunRecord:
     """Parse the DAG file under the current environment (as Airflow would) and dag.test() it."""
+    dag = load_dag(DAG_FILES[which])
+    run = run_dag_test(dag, ds, conf)
+    return record_run(dag, run.run_id, xcom_tasks)
+
+
+def record_run(dag: Any, run_id: str, xcom_tasks: tuple[str, ...] = ()) -> DagRunRecord:
+    """What Airflow's DB holds of a run: its state, its tasks' states and times, XComs, asset events."""
     from airflow.models.asset import AssetEvent
+    from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    dag = load_dag(DAG_FILES[which])
-    run = run_dag_test(dag, ds, conf)
     with create_session() as session:
+        run = session.scalar(select(DagRun).where(DagRun.dag_id == dag.dag_id, DagRun.run_id == run_id))
         tis = session.scalars(
             select(TaskInstance).where(TaskInstance.dag_id == dag.dag_id, TaskInstance.run_id == run.run_id)
         ).all()

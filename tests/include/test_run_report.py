@@ -282,10 +282,10 @@ def test_emr_usage_and_step_timings_are_read_through_boto3():
     plan = nightly_run_plan(DS, ["graph"], emr=True, dag_id="customer_analytics_nightly")
     report = model.build_report(
         dag_id="customer_analytics_nightly", run_id="manual__1", target="emr", plan=plan,
-        task_states={"wait_graph": "success"}, metrics={}, emr_steps=timings, cluster=usage,
+        task_states={"run_graph": "success"}, metrics={}, emr_steps=timings, cluster=usage,
     )  # fmt: skip
     graph = next(s for s in report["steps"] if s["step"] == "graph")
-    assert graph["task_id"] == "wait_graph"
+    assert graph["task_id"] == "run_graph"
     assert graph["emr_step"]["id"] == steps[0]["Id"]
     assert f"EMR cluster {cluster_id}" in render.format_table(report)
 
@@ -355,7 +355,7 @@ def test_run_report_is_the_one_last_task_and_runs_whatever_happened(target, kind
     expected = {
         ("local", "nightly"): registers | {"stop_spark"},
         ("local", "backfill"): registers | {"stop_spark"},
-        ("emr", "nightly"): registers | {"terminate_cluster"},
+        ("emr", "nightly"): registers | {"step_logs"},  # the step logs' copy, after the teardown
         ("emr", "backfill"): registers | {"terminate_cluster"},
     }
     assert report.upstream_task_ids == expected[(target, kind)]

@@ -139,7 +139,7 @@ def test_a_steps_row_has_its_queue_start_up_and_spark_time_from_the_job_or_from_
     plan = nightly_run_plan(DS, ["graph"], emr=True, dag_id=DAG, run_id=RUN)
     name = emr_step_name(DAG, RUN, DS, "graph")
     report = model.build_report(
-        dag_id=DAG, run_id=RUN, target="emr", plan=plan, task_states={"wait_graph": "success"},
+        dag_id=DAG, run_id=RUN, target="emr", plan=plan, task_states={"run_graph": "success"},
         metrics={("graph", DS): _metrics({"referral_graph": 40}, 8.0, 2.5)},
         emr_steps={name: {"id": "s-9", "state": "COMPLETED", "queue_seconds": 95.0, "seconds": 31.0}},
     )  # fmt: skip
@@ -155,7 +155,7 @@ def _emr_report():
                "estimated_cost": 1.08, "currency": "USD"}  # fmt: skip
     return model.build_report(
         dag_id=DAG, run_id=RUN, target="emr", plan=plan,
-        task_states={"wait_graph": "success", "wait_audit": "success", "wait_publish": "success"},
+        task_states={"run_graph": "success", "run_audit": "success", "run_publish": "success"},
         metrics={("graph", DS): _metrics({"referral_graph": 40}, 8.0, 2.5)},
         emr_steps={name: {"id": "s-9XYZ", "state": "COMPLETED", "queue_seconds": 95.0, "seconds": 31.0}},
         cluster=cluster,
@@ -176,7 +176,7 @@ def test_emr_links_go_to_the_cluster_its_spark_history_server_and_each_steps_log
     )
     assert (
         graph["task_log_url"]
-        == f"{BASE}/dags/{DAG}/runs/manual__2024-06-10T02%3A00%3A00%2B00%3A00/tasks/wait_graph"
+        == f"{BASE}/dags/{DAG}/runs/manual__2024-06-10T02%3A00%3A00%2B00%3A00/tasks/run_graph"
     )
     skipped = next(s for s in report["steps"] if s["step"] == "segments")
     assert "task_log_url" not in skipped  # a skipped step ran nothing: no log

@@ -64,10 +64,16 @@ def emr_with_faults():
         emr_models.Cluster.status = _original_status
 
 
-def lose_cluster(aws: FakeAws, cluster_id: str, code: str, message: str) -> None:
-    """The cluster dies under the run (spot capacity reclaimed): TERMINATED_WITH_ERRORS with EMR's reason."""
+def lose_cluster(
+    aws: FakeAws, cluster_id: str, code: str, message: str, *, cancel_steps: bool = True
+) -> None:
+    """The cluster dies under the run (spot capacity reclaimed): TERMINATED_WITH_ERRORS with EMR's reason.
+
+    `cancel_steps=False`: its steps stay as they were (EMR marks them only some time later; moto
+    without this folder's patches never does)."""
     cluster = aws.emr_backend().clusters[cluster_id]
-    cluster.terminate()
+    if cancel_steps:
+        cluster.terminate()
     cluster.state = "TERMINATED_WITH_ERRORS"
     cluster.state_change_code = code
     cluster.last_state_change_reason = message

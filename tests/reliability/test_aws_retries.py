@@ -11,12 +11,13 @@ import types
 
 import pytest
 from airflow.providers.amazon.aws.hooks.emr import EmrHook
+from airflow.sdk.exceptions import TaskDeferred
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 
 from plugins.emr_client import AWS_RETRY_CONFIG
 from plugins.emr_naming import emr_step_name
-from plugins.emr_steps import EmrIdempotentAddStepsOperator
+from plugins.emr_steps import EmrRunStepOperator
 from tests.harness.settings import EMR_ENV
 from tests.reliability.emr_faults import context, run_cluster, step, step_states
 
@@ -79,15 +80,16 @@ def test_the_retry_config_rides_out_throttling_and_transient_errors_with_backoff
     assert all(0 <= s <= 20 for s in sleeps)  # jittered exponential backoff, capped at 20 s
 
 
-def test_a_throttled_add_steps_task_adds_its_step_once(aws, sleeps):
+def test_a_throttled_step_task_adds_its_step_once(aws, sleeps):
     cluster = run_cluster(aws)
     name = emr_step_name("nightly_dag", "manual__1", "2024-06-28", "graph")
-    op = EmrIdempotentAddStepsOperator(
-        task_id="add_graph", job_flow_id=cluster, steps=[step(name)], botocore_config=AWS_RETRY_CONFIG
+    op = EmrRunStepOperator(
+        task_id="run_graph", job_flow_id=cluster, steps=[step(name)], botocore_config=AWS_RETRY_CONFIG
     )
     for action in ("DescribeCluster", "ListSteps", "AddJobFlowSteps"):
         op.hook.conn.meta.events.register(f"before-send.emr.{action}", failing_first(2))
-    op.execute(context())
+    with pytest.raises(TaskDeferred):  # added, then waited for
+        op.execute(context())
     assert list(step_states(aws, cluster)) == [name]
     assert len(aws.emr_backend().clusters[cluster].steps) == 1
     assert len(sleeps) == 6
@@ -106,6 +108,6 @@ def test_every_aws_task_of_the_dags_has_the_retry_config_and_exponential_task_re
         assert len(aws_tasks) >= 3  # create, steps, terminate at least
         for task in aws_tasks:
             assert task.botocore_config == AWS_RETRY_CONFIG, task.task_id
-            if task.task_id.startswith(("add_", "wait_", "create_", "run_steps")):
+            if task.task_id.startswith(("run_", "create_")):
                 assert task.retries == 3, task.task_id
                 assert task.retry_exponential_backoff, task.task_id

@@ -5,13 +5,13 @@ ends (or is marked failed) with steps still running, a cluster that died with er
 from __future__ import annotations
 
 import pytest
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, TaskDeferred
 from botocore.exceptions import ClientError
 
 from include.cluster_profiles import cluster_tags, job_flow_overrides
 from include.settings import load_settings
 from plugins.emr_naming import PROJECT, emr_step_name
-from plugins.emr_steps import EmrIdempotentAddStepsOperator, EmrRunClusterOperator, EmrRunTeardownOperator
+from plugins.emr_steps import EmrRunClusterOperator, EmrRunStepOperator, EmrRunTeardownOperator
 from tests.harness.settings import EMR_ENV
 from tests.reliability.emr_faults import context, lose_cluster, run_cluster, step, step_states
 
@@ -75,9 +75,10 @@ def teardown(job_flow_id: str | None) -> list[str]:
 def test_the_teardown_cancels_the_runs_steps_and_terminates_its_cluster(aws):
     cluster = run_cluster(aws, dag_id=DAG, run_id=RUN)
     names = [emr_step_name(DAG, RUN, "2024-06-28", s) for s in ("graph", "sales_rolling")]
-    EmrIdempotentAddStepsOperator(task_id="add", job_flow_id=cluster, steps=[step(n) for n in names]).execute(
-        context(DAG, RUN)
-    )
+    for name in names:
+        run = EmrRunStepOperator(task_id="run", job_flow_id=cluster, steps=[step(name)])
+        with pytest.raises(TaskDeferred):  # added, then waited for
+            run.execute(context(DAG, RUN))
     other = run_cluster(aws, dag_id=DAG, run_id="manual__someone_else")
     done = teardown(cluster)
     assert step_states(aws, cluster) == dict.fromkeys(names, "CANCELLED")
@@ -112,7 +113,7 @@ def test_marking_the_run_failed_leaves_a_teardown_that_ends_the_cluster_and_kill
 
     from include.dag_factory import build_backfill_dag, build_nightly_dag
     from plugins.emr_step_batches import EmrStepBatchesOperator
-    from plugins.emr_steps import EmrRunStepSensor, EmrStepCancelOnKillTrigger, EmrStepsCancelOnKillTrigger
+    from plugins.emr_steps import EmrStepOnClusterTrigger, EmrStepsCancelOnKillTrigger
 
     settings = load_settings(EMR_ENV)
     for dag in (build_nightly_dag(settings), build_backfill_dag(settings)):
@@ -120,10 +121,10 @@ def test_marking_the_run_failed_leaves_a_teardown_that_ends_the_cluster_and_kill
         assert isinstance(teardown, EmrRunTeardownOperator)
         assert teardown.is_teardown
         assert {t.task_id for t in teardown.upstream_list} >= {"create_cluster"}
-        emr_tasks = [t for t in dag.tasks if t.task_id.startswith(("add_", "wait_", "run_steps"))]
+        emr_tasks = [t for t in dag.tasks if t.task_id.startswith("run_") and t.task_id != "run_report"]
         assert emr_tasks
         for task in emr_tasks:
             assert type(task).on_kill is not BaseOperator.on_kill, task.task_id
-            assert isinstance(task, EmrIdempotentAddStepsOperator | EmrRunStepSensor | EmrStepBatchesOperator)
-    for trigger in (EmrStepCancelOnKillTrigger, EmrStepsCancelOnKillTrigger):
+            assert isinstance(task, EmrRunStepOperator | EmrStepBatchesOperator)
+    for trigger in (EmrStepOnClusterTrigger, EmrStepsCancelOnKillTrigger):
         assert trigger.on_kill is not BaseTrigger.on_kill

@@ -30,9 +30,9 @@ def run_steps(cluster: str) -> EmrStepBatchesOperator:
     )
 
 
-def deferred_ids(op: EmrStepBatchesOperator) -> list[str]:
+def deferred_ids(op: EmrStepBatchesOperator, dag_id: str = "nightly_dag") -> list[str]:
     with pytest.raises(TaskDeferred) as deferred:
-        op.execute(context())
+        op.execute(context(dag_id, RUN))
     return deferred.value.trigger.waiter_args["StepIds"]
 
 
@@ -71,3 +71,54 @@ def test_killing_the_backfill_cancels_the_batch_it_added(aws):
     deferred_ids(op)
     op.on_kill()
     assert set(step_states(aws, cluster).values()) == {"CANCELLED"}
+
+
+def test_cleared_onto_a_new_cluster_it_runs_only_what_did_not_complete_on_the_earlier_one(aws):
+    """A backfill failed in its second batch; `run_steps` cleared with its setup (the Clear
+    dialog's defaults) runs on a new cluster: the steps that completed on the first cluster
+    committed their dates to the run's branch and are not run again (known by their names on
+    the run's clusters, found by tags); what failed or never started runs."""
+    dag = "customer_analytics_backfill"
+    batches = [
+        [step(name("a..b", "ingest_sales")), step(name("a..b", "ingest_customers"))],
+        [step(name("a", "sales_rolling")), step(name("b", "sales_rolling"))],
+        [step(name("a..b", "audit"))],
+    ]
+    first = run_cluster(aws, dag_id=dag, run_id=RUN, name="first")
+    op = EmrStepBatchesOperator(
+        task_id="run_steps", job_flow_id=first, batches=batches, step_log_wait_seconds=0
+    )
+    for step_id in deferred_ids(op, dag):
+        set_step_state(aws, first, step_id, "COMPLETED")
+    a_day, b_day = deferred_ids(op, dag)  # a retry after the first batch: on to the second
+    set_step_state(aws, first, a_day, "COMPLETED")
+    set_step_state(aws, first, b_day, "FAILED")
+    aws.client("emr").terminate_job_flows(JobFlowIds=[first])  # the teardown
+    other_run = run_cluster(aws, dag_id=dag, run_id="manual__another_backfill", name="other")
+    done_elsewhere = emr_step_name(dag, "manual__another_backfill", "b", "sales_rolling")
+    with pytest.raises(TaskDeferred):  # another run's completed step does not count
+        EmrStepBatchesOperator(
+            task_id="run_steps",
+            job_flow_id=other_run,
+            batches=[[step(done_elsewhere)]],
+            step_log_wait_seconds=0,
+        ).execute(context(dag, "manual__another_backfill"))
+    set_step_state(aws, other_run, aws.emr_backend().clusters[other_run].steps[0].id, "COMPLETED")
+
+    second = run_cluster(aws, dag_id=dag, run_id=RUN, name="second")
+    op = EmrStepBatchesOperator(
+        task_id="run_steps", job_flow_id=second, batches=batches, step_log_wait_seconds=0
+    )
+    (b_again,) = deferred_ids(op, dag)
+    assert list(step_states(aws, second)) == [name("b", "sales_rolling")]
+    set_step_state(aws, second, b_again, "COMPLETED")
+    (audit,) = deferred_ids(op, dag)  # a retry after that batch: on to the audit
+    set_step_state(aws, second, audit, "COMPLETED")
+    assert op.execute_complete(context(dag, RUN), {"status": "success"}, index=2, done=[b_again, audit]) == [
+        b_again,
+        audit,
+    ]
+    assert step_states(aws, second) == {
+        name("b", "sales_rolling"): "COMPLETED",
+        name("a..b", "audit"): "COMPLETED",
+    }

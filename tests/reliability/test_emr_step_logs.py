@@ -1,5 +1,7 @@
-"""After each EMR step its stdout and stderr tails are copied from the cluster's LogUri into the
-task log, for completed and failed steps alike (moto; the test writes the log objects EMR would).
+"""EMR steps' stdout and stderr tails are copied from the cluster's LogUri into a task log: a
+failed step's into its own task's log, before the failure report; the completed steps' into the
+`step_logs` task's after the teardown, so no step waits for EMR to upload them (moto; the test
+writes the log objects EMR would).
 
 No test waits for real: the copier's clock and sleep are replaced by a fake clock that a sleep
 advances (and that can make EMR "upload" a log while the task waits).
@@ -9,6 +11,8 @@ from __future__ import annotations
 
 import gzip
 import re
+import time
+from dataclasses import dataclass
 
 import pytest
 import structlog
@@ -18,7 +22,7 @@ from plugins import emr_step_logs
 from plugins.emr_naming import emr_step_name
 from plugins.emr_step_batches import EmrStepBatchesOperator
 from plugins.emr_step_logs import tail_block
-from plugins.emr_steps import EmrIdempotentAddStepsOperator, EmrRunStepSensor
+from plugins.emr_steps import EmrRunStepLogsOperator, EmrRunStepOperator
 from tests.reliability.emr_faults import context, run_cluster, set_step_state, step, step_states
 
 RUN = "manual__2024-06-28T02:00:00+00:00"
@@ -60,20 +64,42 @@ def put_log(aws, cluster: str, step_id: str, name: str, lines: list[str]) -> str
     return f"s3://lake-bucket/{key}"
 
 
-def add(cluster: str, *names: str) -> list[str]:
-    op = EmrIdempotentAddStepsOperator(task_id="add", job_flow_id=cluster, steps=[step(n) for n in names])
-    return op.execute(context(run_id=RUN))
+def add(cluster: str, name: str) -> list[str]:
+    """The step task's start: its step added to the cluster, the task deferred."""
+    op = EmrRunStepOperator(task_id="run_graph", job_flow_id=cluster, steps=[step(name)])
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context(run_id=RUN))
+    return [deferred.value.trigger.step_id]
 
 
-def sensor(cluster: str, step_id: str, lines: int = 3, wait: float = 0, **kwargs) -> EmrRunStepSensor:
-    return EmrRunStepSensor(
-        task_id="wait_graph",
+def step_task(cluster: str, step_id: str, lines: int = 3, wait: float = 0) -> StepTask:
+    op = EmrRunStepOperator(
+        task_id="run_graph",
         job_flow_id=cluster,
-        step_id=step_id,
+        steps=[step(NAME)],
         step_log_lines=lines,
         step_log_wait_seconds=wait,
-        **kwargs,
     )
+    return StepTask(op, cluster, step_id)
+
+
+@dataclass
+class StepTask:
+    """The step task resumed by its trigger's event once the step ended."""
+
+    op: EmrRunStepOperator
+    cluster: str
+    step_id: str
+
+    def step_ended(self) -> str:
+        event = {"status": "ended", "cluster_id": self.cluster, "step_id": self.step_id}
+        return self.op.execute_complete(context(run_id=RUN), event)
+
+
+def step_logs(lines: int = 3, wait: float = 0) -> list[str]:
+    """The run's step_logs task, after the teardown."""
+    op = EmrRunStepLogsOperator(task_id="step_logs", step_log_lines=lines, step_log_wait_seconds=wait)
+    return op.execute(context(run_id=RUN))
 
 
 @pytest.fixture
@@ -118,7 +144,7 @@ def test_a_block_holds_exactly_the_last_lines_and_says_how_many_were_left_out():
     assert tail_block("step s-1 stderr", "s3://b/k", "", 5) == "step s-1 stderr (s3://b/k): 0 lines"
 
 
-# ---- the sensor --------------------------------------------------------------------------------
+# ---- the step task and the step_logs task ----------------------------------------------------
 def test_a_completed_steps_stdout_and_stderr_tails_are_copied_into_the_task_log(aws, task_log, fake_time):
     cluster = run_cluster(aws, run_id=RUN)
     (step_id,) = add(cluster, NAME)
@@ -127,7 +153,7 @@ def test_a_completed_steps_stdout_and_stderr_tails_are_copied_into_the_task_log(
     set_step_state(aws, cluster, step_id, "COMPLETED")
     task_log.text()
 
-    sensor(cluster, step_id, lines=3).execute_complete(context(), {"status": "success"})
+    step_logs(lines=3)
 
     log = task_log.text()
     assert block(log, f"step {step_id} stdout") == [
@@ -151,7 +177,7 @@ def test_a_log_shorter_than_the_limit_is_copied_whole(aws, task_log, fake_time):
     put_log(aws, cluster, step_id, "stderr", STDERR)
     set_step_state(aws, cluster, step_id, "COMPLETED")
     task_log.text()
-    sensor(cluster, step_id, lines=200).execute_complete(context(), {"status": "success"})
+    step_logs(lines=200)
     assert block(task_log.text(), f"step {step_id} stdout") == [
         f"step {step_id} stdout ({out_uri}): 7 lines",
         *STDOUT,
@@ -168,7 +194,7 @@ def test_a_failed_steps_tails_are_copied_and_then_the_failure_is_reported(aws, t
     task_log.text()
 
     with pytest.raises(AirflowFailException, match="ended FAILED"):
-        sensor(cluster, step_id, lines=2).execute_complete(context(), {"status": "failure"})
+        step_task(cluster, step_id, lines=2).step_ended()
 
     log = task_log.text()
     assert block(log, f"step {step_id} stdout")[1:] == ["stdout line 6", "stdout line 7"]
@@ -181,55 +207,83 @@ def test_a_failed_steps_tails_are_copied_and_then_the_failure_is_reported(aws, t
     assert log.index(f"step {step_id} stderr (") < log.index("ended FAILED")
 
 
-def test_in_poke_mode_the_tails_are_copied_when_the_step_ends(aws, task_log, fake_time):
-    cluster = run_cluster(aws, run_id=RUN)
-    (step_id,) = add(cluster, NAME)
-    put_log(aws, cluster, step_id, "stdout", STDOUT)
-    put_log(aws, cluster, step_id, "stderr", STDERR)
-    op = sensor(cluster, step_id, lines=1, deferrable=False)
-    task_log.text()
-    assert op.poke(context()) is False  # running (moto's steps start so): nothing copied yet
-    assert "stdout (" not in task_log.text()
-    set_step_state(aws, cluster, step_id, "COMPLETED")
-    assert op.poke(context()) is True
-    log = task_log.text()
-    assert block(log, f"step {step_id} stdout")[1:] == ["stdout line 7"]
-    assert block(log, f"step {step_id} stderr")[1:] == [STDERR[-1]]
-
-
-def test_a_step_already_completed_when_the_sensor_starts_is_copied_without_deferring(
+def test_a_completed_step_ends_its_task_at_once_without_reading_or_waiting_for_its_logs(
     aws, task_log, fake_time
 ):
-    cluster = run_cluster(aws, run_id=RUN)
-    (step_id,) = add(cluster, NAME)
-    put_log(aws, cluster, step_id, "stdout", STDOUT)
-    put_log(aws, cluster, step_id, "stderr", STDERR)
-    set_step_state(aws, cluster, step_id, "COMPLETED")
-    task_log.text()
-    sensor(cluster, step_id, lines=1, deferrable=True).execute(context())
-    assert block(task_log.text(), f"step {step_id} stdout")[1:] == ["stdout line 7"]
-
-
-def test_logs_uploaded_while_the_task_waits_are_copied(aws, task_log, fake_time):
+    """Logs off the critical path: the next step starts when this one ended, not when EMR has
+    uploaded its logs; S3 is not even asked."""
     cluster = run_cluster(aws, run_id=RUN)
     (step_id,) = add(cluster, NAME)
     set_step_state(aws, cluster, step_id, "COMPLETED")
-
-    def emr_uploads(sleeps: int) -> None:  # EMR's log pushing: stdout at the 2nd look, stderr at the 3rd
-        if sleeps == 1:
-            put_log(aws, cluster, step_id, "stdout", STDOUT)
-        if sleeps == 2:
-            put_log(aws, cluster, step_id, "stderr", STDERR)
-
-    fake_time.on_sleep = emr_uploads
+    aws.forget_requests()
     task_log.text()
-    sensor(cluster, step_id, lines=2, wait=120).execute_complete(context(), {"status": "success"})
+    assert step_task(cluster, step_id, lines=3, wait=120).step_ended() == step_id
+    assert fake_time.sleeps == []
+    assert [r for r in aws.requests() if "_emr_logs" in r.url] == []
+    assert "step_logs task" in task_log.text()
+
+
+def test_step_logs_copies_every_completed_step_of_the_run_on_each_of_its_clusters_in_order(
+    aws, task_log, fake_time
+):
+    """A repaired run has two clusters: the tails of both clusters' completed steps, the first
+    cluster's first; a failed step (its logs are in its own task's log) and another run's step
+    are left out."""
+    first = run_cluster(aws, run_id=RUN, name="first")
+    (done,) = add(first, NAME)
+    put_log(aws, first, done, "stdout", ["first cluster"])
+    put_log(aws, first, done, "stderr", [])
+    set_step_state(aws, first, done, "COMPLETED")
+    failed_name = emr_step_name("nightly_dag", RUN, "2024-06-28", "segments")
+    (failed,) = add(first, failed_name)
+    set_step_state(aws, first, failed, "FAILED")
+    aws.client("emr").terminate_job_flows(JobFlowIds=[first])
+    second = run_cluster(aws, run_id=RUN, name="second")
+    (again,) = add(second, NAME)
+    put_log(aws, second, again, "stdout", ["second cluster"])
+    put_log(aws, second, again, "stderr", [])
+    set_step_state(aws, second, again, "COMPLETED")
+    foreign = run_cluster(aws, run_id="manual__other", name="other")
+    task_log.text()
+
+    assert step_logs(lines=1) == [f"{first} {NAME}", f"{second} {NAME}"]
     log = task_log.text()
-    assert fake_time.sleeps == [10, 10]  # looked every 10 s, stopped once both were there
-    assert "waiting up to 120 s for EMR to upload 2 step logs" in log
+    assert re.findall(r"step (s-\w+) (stdout|stderr) \(", log) == [
+        (done, "stdout"),
+        (done, "stderr"),
+        (again, "stdout"),
+        (again, "stderr"),
+    ]
+    assert block(log, f"step {done} stdout")[1:] == ["first cluster"]
+    assert block(log, f"step {again} stdout")[1:] == ["second cluster"]
+    assert foreign not in log
+
+
+def test_step_logs_waits_deferred_for_logs_emr_has_not_uploaded_yet(aws, task_log, fake_time):
+    """No worker slot held while EMR uploads: the task defers and looks again, until every
+    step's stdout and stderr is there (or its wait is over)."""
+    cluster = run_cluster(aws, run_id=RUN)
+    (step_id,) = add(cluster, NAME)
+    set_step_state(aws, cluster, step_id, "COMPLETED")
+    op = EmrRunStepLogsOperator(task_id="step_logs", step_log_lines=2, step_log_wait_seconds=120)
+    before = time.time()
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context(run_id=RUN))
+    assert deferred.value.method_name == "look_again"
+    deadline = deferred.value.kwargs["deadline"]
+    assert before + 120 <= deadline <= time.time() + 120
+    assert "2 step logs not in S3 yet: looking again in 30 s (deferred)" in task_log.text()
+    put_log(aws, cluster, step_id, "stdout", STDOUT)  # EMR's log pushing: stdout first ...
+    with pytest.raises(TaskDeferred):
+        op.look_again(context(run_id=RUN), None, deadline=deadline)
+    assert "1 step logs not in S3 yet" in task_log.text()
+    put_log(aws, cluster, step_id, "stderr", STDERR)  # ... then stderr
+    assert op.look_again(context(run_id=RUN), None, deadline=deadline) == [f"{cluster} {NAME}"]
+    log = task_log.text()
     assert block(log, f"step {step_id} stdout")[1:] == ["stdout line 6", "stdout line 7"]
     assert block(log, f"step {step_id} stderr")[1:] == STDERR[-2:]
     assert "not in S3" not in log
+    assert fake_time.sleeps == []  # never slept on a worker
 
 
 def test_a_log_missing_after_the_wait_is_one_line_saying_where_it_will_be(aws, task_log, fake_time):
@@ -237,10 +291,11 @@ def test_a_log_missing_after_the_wait_is_one_line_saying_where_it_will_be(aws, t
     (step_id,) = add(cluster, NAME)
     out_uri = put_log(aws, cluster, step_id, "stdout", STDOUT)
     set_step_state(aws, cluster, step_id, "COMPLETED")
+    op = EmrRunStepLogsOperator(task_id="step_logs", step_log_lines=2, step_log_wait_seconds=25)
     task_log.text()
-    sensor(cluster, step_id, lines=2, wait=25).execute_complete(context(), {"status": "success"})
+    op.look_again(context(run_id=RUN), None, deadline=time.time() - 1)  # its 25 s are over
     log = task_log.text()
-    assert fake_time.sleeps == [10, 10, 5]  # bounded: 25 s in all, the last look at the deadline
+    assert fake_time.sleeps == []
     err_uri = f"{LOGS}/{cluster}/steps/{step_id}/stderr.gz"
     missing = [line for line in log.splitlines() if "not in S3" in line]
     assert len(missing) == 1
@@ -283,7 +338,7 @@ def test_the_drivers_stdout_and_stderr_come_from_the_last_attempts_application_m
     set_step_state(aws, cluster, step_id, "COMPLETED")
     task_log.text()
 
-    sensor(cluster, step_id, lines=3).execute_complete(context(), {"status": "success"})
+    step_logs(lines=3)
 
     log = task_log.text()
     assert block(log, f"step {step_id} driver stdout") == [
@@ -310,7 +365,7 @@ def test_driver_logs_not_uploaded_after_the_wait_are_one_line_naming_their_folde
     set_step_state(aws, cluster, step_id, "FAILED")
     task_log.text()
     with pytest.raises(AirflowFailException):
-        sensor(cluster, step_id, wait=15).execute_complete(context(), {"status": "failure"})
+        step_task(cluster, step_id, wait=15).step_ended()
     log = task_log.text()
     assert fake_time.sleeps == [10, 5]  # the step logs were there; the driver's were waited for
     missing = [line for line in log.splitlines() if "not in S3" in line]
@@ -327,7 +382,7 @@ def test_zero_lines_copies_nothing_and_asks_s3_nothing(aws, task_log, fake_time)
     set_step_state(aws, cluster, step_id, "COMPLETED")
     aws.forget_requests()
     task_log.text()
-    sensor(cluster, step_id, lines=0, wait=120).execute_complete(context(), {"status": "success"})
+    step_logs(lines=0, wait=120)
     assert "stdout" not in task_log.text()
     assert [r for r in aws.requests() if "_emr_logs" in r.url] == []
     assert fake_time.sleeps == []
@@ -339,7 +394,7 @@ def test_a_step_cancelled_before_it_started_has_no_logs_to_wait_for(aws, task_lo
     set_step_state(aws, cluster, step_id, "CANCELLED")  # moto: no StartDateTime, as a pending step
     task_log.text()
     with pytest.raises(AirflowFailException, match="ended CANCELLED"):
-        sensor(cluster, step_id, wait=120).execute_complete(context(), {"status": "failure"})
+        step_task(cluster, step_id, wait=120).step_ended()
     assert fake_time.sleeps == []
     assert "not in S3" not in task_log.text()
 
@@ -417,7 +472,7 @@ def test_a_failure_to_copy_the_logs_is_a_warning_not_a_failed_task(aws, task_log
 
     monkeypatch.setattr(emr_step_logs, "read_log", broken)
     task_log.text()
-    sensor(cluster, step_id).execute_complete(context(), {"status": "success"})  # no exception
+    step_logs()  # no exception
     assert task_log.records[-1] == {
         "event": "step logs not copied: RuntimeError: unexpected",
         "log_level": "warning",

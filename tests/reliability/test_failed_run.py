@@ -60,9 +60,9 @@ def test_a_failed_step_stops_its_branch_cleans_up_and_logs_its_stderr(aws, airfl
 
     states = run.task_states
     assert run.state == "failed", states
-    assert states["wait_ingest_clickstream"] == "failed"
+    assert states["run_ingest_clickstream"] == "failed"
     # no later step: clickstream (which needs the failed ingest) was never added
-    assert states["add_clickstream"] == "upstream_failed"
+    assert states["run_clickstream"] == "upstream_failed"
     steps = {parse_emr_step_name(n)["step"]: s for n, s in emr.finished}
     assert steps["ingest_clickstream"] == "FAILED"
     assert "clickstream" not in {parse_emr_step_name(s["Name"])["step"] for s in _added(aws)}
