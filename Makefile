@@ -20,6 +20,7 @@ help:
 	@echo "make package  - build dist/spark_jobs-<version>.zip + entrypoint for spark-submit"
 	@echo "make bench    - benchmarks, written to docs/BENCHMARKS.md"
 	@echo "make airflow  - a real Airflow on localhost (PostgreSQL); make airflow-stop ends it"
+	@echo "make venv-emr7 jars-emr7 - a second environment on the emr-7.x line (pyspark 3.5.6, Iceberg 1.10) for test-ops"
 	@echo "make test-ops - the slow end-to-end tests (marker ops): real spark-submit, kills, the EMR DAG on the stack, a real Airflow, Chromium screenshots (.ci/run)"
 	@echo "make aws-deploy STACK=name REGION=region - the AWS stack (infra/), its TLS certificates, the .env settings"
 	@echo "make aws-destroy STACK=name REGION=region - delete the stack (the lake bucket and its key stay)"
