@@ -12,7 +12,7 @@ DEMO_LAKE ?= $(CURDIR)/lake
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON ?= $(CURDIR)/$(PY)
 
-.PHONY: help venv jars demo demo-data test lint format package bench lock clean
+.PHONY: help venv jars venv-emr7 jars-emr7 demo demo-data test lint format package bench lock clean
 
 help:
 	@echo "make demo     - install, generate demo data, run the nightly pipeline locally, print outputs"
@@ -20,6 +20,7 @@ help:
 	@echo "make package  - build dist/spark_jobs-<version>.zip + entrypoint for spark-submit"
 	@echo "make bench    - benchmarks, written to docs/BENCHMARKS.md"
 	@echo "make airflow  - a real Airflow on localhost (PostgreSQL); make airflow-stop ends it"
+	@echo "make venv-emr7 jars-emr7 - a second environment on the emr-7.x line (pyspark 3.5.6, Iceberg 1.10) for test-ops"
 	@echo "make test-ops - the slow end-to-end tests (marker ops): real spark-submit, kills, the EMR DAG on the stack, a real Airflow, Chromium screenshots (.ci/run)"
 	@echo "make aws-deploy STACK=name REGION=region - the AWS stack (infra/), its TLS certificates, the .env settings"
 	@echo "make aws-destroy STACK=name REGION=region - delete the stack (the lake bucket and its key stay)"
@@ -44,6 +45,30 @@ $(JARS_DIR)/.fetched: jars/pom.xml
 	touch $@
 
 jars: $(JARS_DIR)/.fetched
+
+# The emr-7.x line (Spark 3.5.6, Iceberg 1.10, Scala 2.12) in a second environment: the project's
+# requirements with jars/emr-7/requirements.txt's pins in place of the default line's, and that
+# line's Spark packages. `make test-ops` runs the demo pipeline on it once (still selectable:
+# PIPELINE_EMR_RELEASE=emr-7.13.0), so that nothing Spark-4-only slips into spark_jobs/.
+VENV_EMR7 := .venv-emr7
+JARS_DIR_EMR7 := .cache/jars-emr7
+$(VENV_EMR7)/.installed: requirements.txt constraints.txt jars/emr-7/requirements.txt
+	test -x $(VENV_EMR7)/bin/python || $(PYTHON) -m venv $(VENV_EMR7)
+	$(VENV_EMR7)/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+	grep -v -E '^(pyspark|py4j|numpy|pandas|pyarrow)==' constraints.txt > $(VENV_EMR7)/constraints.txt
+	$(VENV_EMR7)/bin/uv pip install --python $(VENV_EMR7)/bin/python --quiet --compile-bytecode \
+		-r requirements.txt -c $(VENV_EMR7)/constraints.txt --override jars/emr-7/requirements.txt
+	touch $@
+
+venv-emr7: $(VENV_EMR7)/.installed
+
+$(JARS_DIR_EMR7)/.fetched: jars/emr-7/pom.xml
+	rm -rf $(JARS_DIR_EMR7)
+	mvn -q -B -f jars/emr-7/pom.xml dependency:copy-dependencies \
+		-DoutputDirectory=$(CURDIR)/$(JARS_DIR_EMR7) -Dmaven.repo.local=$(CURDIR)/.cache/m2
+	touch $@
+
+jars-emr7: $(JARS_DIR_EMR7)/.fetched
 
 demo-data: venv jars
 	$(PY) -m scripts.generate_demo_data --lake $(DEMO_LAKE) --start $(DEMO_START) --end $(DEMO_DS) --scale $(DEMO_SCALE)
@@ -107,7 +132,7 @@ ops-prereqs:
 # moto; on two workers), then a real Airflow running the nightly DAG, a backfill, and the UI in
 # headless Chromium (screenshots in docs/screenshots/). Not part of `make test` (its budget is
 # 15 minutes on 2 cores); .ci/run calls this after `make test`.
-test-ops: venv jars ops-prereqs
+test-ops: venv jars venv-emr7 jars-emr7 ops-prereqs
 	OPS_TESTS=1 $(PY) -m pytest tests -m ops --ignore=tests/ops -n $(PYTEST_WORKERS) -p no:cacheprovider --durations=10
 	OPS_TESTS=1 $(PY) -m pytest tests/ops -v -p no:cacheprovider --durations=0
 

@@ -11,7 +11,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from include.emr_release import DEFAULT_RELEASE, RELEASES
+from include.emr_release import cluster_python, line_of
 from include.settings import Settings
 from plugins.emr_naming import run_tags, safe_name
 from spark_jobs.catalog import EXTENSIONS, catalog_conf
@@ -106,8 +106,10 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
 }
 
-# Every cluster, whatever its size.
-_SPARK_DEFAULTS = {"spark.sql.session.timeZone": "UTC"}
+# Every cluster, whatever its size. ANSI SQL is emr-spark-8.x's default and local runs' setting
+# (spark_jobs/session.py); named here so that an emr-7.x cluster (Spark 3.5: off by default)
+# runs the jobs the same way: a failing cast or arithmetic raises instead of giving null.
+_SPARK_DEFAULTS = {"spark.sql.session.timeZone": "UTC", "spark.sql.ansi.enabled": "true"}
 
 
 def instance_types(profile: str) -> set[str]:
@@ -138,8 +140,9 @@ def iceberg_configurations(settings: Settings, spark_defaults: Mapping[str, str]
     python = cluster_python(settings.release_label)
     return [
         {"Classification": "iceberg-defaults", "Properties": {"iceberg.enabled": "true"}},
-        # PySpark on the release's system Python, named rather than left to PATH: spark_jobs/ is
-        # kept to that version (make test checks it with vermin, tests/include/test_emr_release.py).
+        # PySpark on the release line's Python (emr_release.Line.python), named rather than left to
+        # PATH: spark_jobs/ is kept to the oldest of them (make test checks it with vermin,
+        # tests/include/test_emr_release.py).
         {
             "Classification": "spark-env",
             "Configurations": [{"Classification": "export", "Properties": {"PYSPARK_PYTHON": python}}],
@@ -158,14 +161,6 @@ def iceberg_configurations(settings: Settings, spark_defaults: Mapping[str, str]
             },
         },
     ]
-
-
-def cluster_python(release_label: str) -> str:
-    """The interpreter PySpark runs on in `release_label`: its system Python (every EMR 7.x
-    release's is Amazon Linux 2023's; a release missing from include/emr_release.py is taken
-    to ship what the default release does)."""
-    release = RELEASES.get(release_label, RELEASES[DEFAULT_RELEASE])
-    return f"/usr/bin/python{release.pythons[0]}"
 
 
 def job_flow_overrides(
@@ -199,7 +194,7 @@ def job_flow_overrides(
     overrides: dict[str, Any] = {
         "Name": safe_name(name)[:256],
         "ReleaseLabel": settings.release_label,
-        "Applications": [{"Name": "Spark"}],
+        "Applications": [{"Name": app} for app in line_of(settings.release_label).applications],
         "LogUri": settings.log_uri,
         "ServiceRole": settings.service_role,
         "JobFlowRole": settings.instance_profile,

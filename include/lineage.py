@@ -119,12 +119,17 @@ class JobRun:
     file: str = ""  # the events file: .../dt=<ds>/<Airflow run id>/<job>.<run id>.jsonl
 
 
+# A table read or written through an Iceberg branch or tag (`processed.sales.branch_audit_x`, as
+# Spark 4.1 names it in the listener's symlink) is still that table's dataset.
+_BRANCH_OR_TAG = re.compile(r"\.(`(branch|tag)_[^`]*`|(branch|tag)_[^.`]*)$")
+
+
 def dataset_name(dataset: Mapping[str, Any], lake: str) -> str:
     """A table's catalog name (`processed.sales`), else a file's path in the lake; landing files
     as their dataset (`landing/sales`: the dataset upstream delivers, whatever the day's files)."""
     for symlink in (dataset.get("facets") or {}).get("symlinks", {}).get("identifiers", []):
         if symlink.get("type") == "TABLE":
-            name = symlink["name"]
+            name = _BRANCH_OR_TAG.sub("", symlink["name"])
             return name.split("/", 1)[1].replace("/", ".") if name.startswith("table/") else name
     path = _in_lake(dataset.get("namespace", ""), dataset.get("name", ""), lake)
     # a table without a catalog name (a Glue table where the listener could not tell the account

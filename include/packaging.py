@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import spark_jobs
-from include.emr_release import OPENLINEAGE_SPARK_JAR
+from include.emr_release import openlineage_jar
 from include.settings import Settings
 
 PACKAGE_DIR = Path(spark_jobs.__file__).resolve().parent
@@ -79,6 +79,7 @@ def code_location(settings: Settings, version: str) -> dict[str, str]:
         "entrypoint": f"{prefix}/{ENTRYPOINT_NAME}",
     }
     if settings.lineage:
-        # the OpenLineage listener beside the code (no EMR release bundles one); versioned by name
-        code["jars"] = f"{settings.code_uri}/jars/{OPENLINEAGE_SPARK_JAR}"
+        # the OpenLineage listener beside the code (no EMR release bundles one), built for the
+        # release's Scala (2.13 on emr-spark-8.x, 2.12 on emr-7.x); versioned by name
+        code["jars"] = f"{settings.code_uri}/jars/{openlineage_jar(settings.release_label)}"
     return code

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from include.alert_settings import ALERT_ENV, AlertSettings, parse_alerts
 from include.checks import AuditSettings, parse_band, parse_severities
-from include.emr_release import DEFAULT_RELEASE
+from include.emr_release import DEFAULT_RELEASE, ReleaseError, check_release
 from spark_jobs.catalog import DEFAULT_GLUE_PREFIX, namespaces
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +26,6 @@ _S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._/=+-]
 _LOCAL_URI = re.compile(r"^file:///[A-Za-z0-9._/+=@-]*$")
 _SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 _SG = re.compile(r"^sg-[0-9a-f]{8,17}$")
-_RELEASE = re.compile(r"^emr-7\.\d+\.\d+$")  # EMR 7.x ships Spark 3.5, which the jobs are written for
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _GLUE_DB = re.compile(r"^[a-z0-9_]{1,200}$")  # + "_quarantine" stays within Glue's 255
 _ROLE = re.compile(r"^[A-Za-z0-9+=,.@_/:-]{1,512}$")
@@ -328,8 +327,10 @@ def _check_emr(values: dict[str, object], problems: list[str]) -> None:
     if bool(values.get("master_security_group")) != bool(values.get("core_security_group")):
         problems.append("PIPELINE_EMR_MASTER_SG and PIPELINE_EMR_CORE_SG go together")
     release = values.get("release_label", Settings.release_label)
-    if not _RELEASE.match(str(release)):
-        problems.append(f"PIPELINE_EMR_RELEASE={release!r}: use an emr-7.x.y release (Spark 3.5)")
+    try:
+        check_release(str(release))
+    except ReleaseError as error:
+        problems.append(f"PIPELINE_EMR_RELEASE: {error}")
     for var, attr in (
         ("PIPELINE_EMR_SERVICE_ROLE", "service_role"),
         ("PIPELINE_EMR_INSTANCE_PROFILE", "instance_profile"),

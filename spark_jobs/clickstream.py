@@ -25,6 +25,7 @@ are dropped here (ingest quarantines them) and counted in `rows_dropped_invalid`
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 
 from pyspark.sql import DataFrame, SparkSession
@@ -130,9 +131,16 @@ class CheckoutSink:
 
 
 # ---- the run -------------------------------------------------------------------------------
+def _as_json(progress: dict) -> dict:
+    """One progress update as plain JSON data. Spark 3.5 gives it so; Spark 4 gives a
+    StreamingQueryProgress (a dict whose observed metrics are Rows), whose `json` says the same."""
+    text = getattr(progress, "json", None)
+    return json.loads(text) if isinstance(text, str) else progress
+
+
 def _progress_metrics(progress: list[dict]) -> dict:
     totals = {"rows": 0, "invalid": 0, "other_day": 0, "late": 0, "batches": len(progress)}
-    for p in progress:
+    for p in map(_as_json, progress):
         observed = (p.get("observedMetrics") or {}).get(OBSERVATION) or {}
         totals["rows"] += int(observed.get("rows") or 0)
         totals["invalid"] += int(observed.get("invalid") or 0)

@@ -61,18 +61,22 @@ def feature_correlation(features: DataFrame) -> DataFrame:
     leaves fewer than two customers or either feature has zero variance there. One pass over
     `features` computes every pair; the single result row is then unfolded into long form.
 
-    One `corr` per unordered pair is all it takes: corr skips rows where either side is null,
-    is null below two rows, and is NaN (0/0) exactly when a side has zero variance there (its
-    central moments of equal values are exactly 0). Fewer aggregates keep the plan small:
-    this job's fixed cost was mostly planning and code generation for 84 aggregates.
+    Per unordered pair, over the customers where both sides are non-null: the sample covariance
+    over the product of the sample deviations (what `corr` computes), divided with `try_divide`:
+    null below two customers (the sample moments are null there) and null when a side has zero
+    variance (its central moment of equal values is exactly 0). `corr` itself divides by that 0
+    too, and under ANSI SQL (on for every job, as on EMR) that raises instead of giving NaN.
+    One pass computes every pair.
     """
     x = {c: F.col(c).cast("double") for c in FEATURE_COLUMNS}
     aggregates, pearson = [], {}
     for i, a in enumerate(FEATURE_COLUMNS):
         for b in FEATURE_COLUMNS[i:]:
-            r = F.col(f"r_{a}__{b}")
-            aggregates.append(F.corr(x[a], x[b]).alias(f"r_{a}__{b}"))
-            pearson[a, b] = pearson[b, a] = F.when(~F.isnan(r), r)
+            both = x[a].isNotNull() & x[b].isNotNull()
+            xa, xb = F.when(both, x[a]), F.when(both, x[b])
+            r = F.try_divide(F.covar_samp(xa, xb), F.sqrt(F.var_samp(xa) * F.var_samp(xb)))
+            aggregates.append(r.alias(f"r_{a}__{b}"))
+            pearson[a, b] = pearson[b, a] = F.col(f"r_{a}__{b}")
     schema = CURATED[CORRELATION]
     pairs = [
         F.struct(

@@ -3,7 +3,7 @@
 Every job run is one OpenLineage run of job `spark_jobs_<job>[_<dataset>]`, START then COMPLETE
 (or FAIL), whose parent is the Airflow task that ran it (`spark.openlineage.parent*`, injected
 by Airflow's OpenLineage provider: on EMR into the step's spark-submit, locally by the
-operator). The OpenLineage Spark listener (`openlineage-spark_2.12`, pinned in jars/pom.xml)
+operator). The OpenLineage Spark listener (`openlineage-spark_2.13`, pinned in jars/pom.xml)
 adds one child run per Spark SQL execution, with the tables and files it read and wrote and
 the column lineage of each output.
 
@@ -37,6 +37,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
 
+import pyspark
 from pyspark.sql import SparkSession
 
 from spark_jobs.catalog import CATALOG
@@ -184,7 +185,12 @@ class StepLineage:
         with contextlib.suppress(Exception):  # the SQL executions' events first (the bus is async)
             sc._jsc.sc().listenerBus().waitUntilEmpty(30_000)
         if error is None:
-            ended = sc._jvm.org.apache.spark.scheduler.SparkListenerApplicationEnd(int(time.time() * 1000))
+            now = int(time.time() * 1000)
+            application_end = sc._jvm.org.apache.spark.scheduler.SparkListenerApplicationEnd
+            if pyspark.__version__.startswith("3."):
+                ended = application_end(now)
+            else:  # Spark 4 added the exit code (a Scala default argument, which py4j cannot use)
+                ended = application_end(now, sc._jvm.scala.Option.apply(None))
             self.listener.onApplicationEnd(ended)  # the job's COMPLETE; closes its client
             self._drop_listener()
         else:

@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+import pyspark
 from pyspark.sql import SparkSession
 
 from spark_jobs.catalog import EXTENSIONS, is_s3
@@ -22,18 +23,25 @@ _SHARED: SparkSession | None = None
 _ISSUED: list[SparkSession] = []  # the sessions handed out of _SHARED, closed after each job
 
 JARS_DIR_VAR = "SPARK_JOBS_JARS_DIR"
+ANSI = "spark.sql.ansi.enabled"
 _DEFAULT_JARS_DIR = Path(__file__).resolve().parent.parent / ".cache" / "jars"
 # Local runs need Iceberg's runtime, the SQLite JDBC driver and the OpenLineage listener (it only
-# listens when a job's lineage settings say so: spark_jobs.lineage); an s3:// lake (the EMR
-# target's commands run locally against a stand-in of S3 and Glue) also Iceberg's AWS bundle and s3a.
-_LOCAL_JARS = ("iceberg-spark-runtime-", "sqlite-jdbc-", "openlineage-spark_")
-_S3_JARS = ("iceberg-aws-bundle-", "hadoop-aws-", "aws-java-sdk-bundle-")
+# listens when a job's lineage settings say so: spark_jobs.lineage) built for this Spark's Scala
+# (2.13 for Spark 4, 2.12 for Spark 3.5: `make jars` also keeps the 2.12 listener, which emr-7.x
+# clusters are sent); an s3:// lake (the EMR target's commands run locally against a stand-in of
+# S3 and Glue) also Iceberg's AWS bundle (its AWS SDK v2 serves s3a too) and s3a. A folder of the
+# emr-7.x line's jars (Hadoop 3.3's s3a on the AWS SDK v1) works the same.
+SCALA_BINARY = "2.12" if pyspark.__version__.startswith("3.") else "2.13"
+_LOCAL_JARS = ("iceberg-spark-runtime-", "sqlite-jdbc-", f"openlineage-spark_{SCALA_BINARY}-")
+_S3_JARS = ("iceberg-aws-bundle-", "hadoop-aws-")
+_S3_SDK_JARS = {"3.": ("aws-java-sdk-bundle-",), "4.": ("s3-transfer-manager-", "analyticsaccelerator-s3-")}
 
 
 def local_jars(*, s3: bool = False) -> list[str]:
     """The Spark packages of a local run (fetched by `make jars`), as absolute paths."""
     folder = Path(os.environ.get(JARS_DIR_VAR) or _DEFAULT_JARS_DIR)
-    wanted = _LOCAL_JARS + (_S3_JARS if s3 else ())
+    sdk = _S3_SDK_JARS[pyspark.__version__[:2]]
+    wanted = _LOCAL_JARS + (_S3_JARS + sdk if s3 else ())
     found = sorted(str(p) for p in folder.glob("*.jar") if p.name.startswith(wanted))
     missing = [w for w in wanted if not any(Path(f).name.startswith(w) for f in found)]
     if missing:
@@ -70,6 +78,10 @@ def local_builder(app_name: str, *, master: str | None = None, s3: bool = False)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.session.timeZone", "UTC")
+        # ANSI SQL, as on an EMR cluster (emr-spark-8.x's default; include/cluster_profiles.py
+        # sets it on emr-7.x too): a cast or an arithmetic that fails raises instead of giving
+        # null. Landing values are typed with try_cast, so a bad one is a quarantine row.
+        .config(ANSI, "true")
         # Our row_number() = 1 filters deduplicate by transaction/event id, which are nearly all
         # unique: Spark 3.5's partial WindowGroupLimit would sort every row before the shuffle
         # and drop none (one extra sort of the whole input; see docs/BENCHMARKS.md, figure 2).

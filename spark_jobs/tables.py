@@ -167,12 +167,13 @@ def table_names(spark: SparkSession) -> list[tuple[str, str]]:
     return sorted(found)
 
 
-def _metadata(spark: SparkSession, table: str, kind: str, tail: str = "", **args: object) -> DataFrame:
+def _metadata(spark: SparkSession, table: str, kind: str, tail: str = "") -> DataFrame:
     """`SELECT * FROM <table>.<kind> <tail>`: an Iceberg metadata table (refs, snapshots,
-    partitions...), values bound as parameters. `table` comes from `identifier` (checked)."""
+    partitions...). `table` comes from `identifier` (checked); values are filtered as columns
+    (Spark 4.1 leaves a named parameter unbound in a query of a metadata table)."""
     if not _TABLE.match(table) or not kind.isalpha():
         raise ValueError(f"not a table identifier: {table}.{kind}")
-    return spark.sql(f"SELECT * FROM {table}.{kind} {tail}", args=args or None)  # noqa: S608
+    return spark.sql(f"SELECT * FROM {table}.{kind} {tail}")  # noqa: S608
 
 
 def location(spark: SparkSession, zone: str, name: str) -> str:
@@ -377,7 +378,7 @@ def _date_filter(dates: Sequence[dt.date]) -> tuple[Column, str]:
 
 def current_snapshot_id(spark: SparkSession, table: str, ref: str = "main") -> int | None:
     """The snapshot a branch (default: main, what readers see) points at; None without that branch."""
-    row = _metadata(spark, table, "refs", "WHERE name = :ref", ref=ref).first()
+    row = _metadata(spark, table, "refs").where(F.col("name") == F.lit(ref)).first()
     return int(row.snapshot_id) if row else None
 
 

@@ -13,7 +13,9 @@ import json
 import pytest
 
 from include import pipeline as P
+from include.settings import PROJECT_ROOT
 from plugins.emr_naming import parse_emr_step_name
+from tests.harness.aws_fakes import spark_submit
 from tests.harness.emr_runs import EmrRun, run_emr, step_job_args
 from tests.harness.settings import EMR_ENV
 
@@ -44,6 +46,33 @@ def test_a_failed_step_fails_the_run_and_the_cluster_is_still_terminated(fake_aw
     assert list(failed.clusters.values()) == ["TERMINATED"]
     assert failed.run.asset_events == []  # nothing new to announce
     _the_report_page_is_on_s3_beside_the_json(failed, "2024-07-01", "stock_daily")
+
+
+def test_emr_7_stays_selectable_spark_3_5_with_the_scala_2_12_listener_and_python_3_9(fake_aws, monkeypatch):
+    monkeypatch.setenv("PIPELINE_EMR_RELEASE", "emr-7.13.0")
+    seven = run_emr(fake_aws, "nightly", "2024-07-01", {"outputs": ["stock_daily"]})
+    assert seven.run.state == "success", seven.run.task_states
+    (req,) = seven.run_job_flow
+    assert req["ReleaseLabel"] == "emr-7.13.0"
+    assert req["Applications"] == [{"Name": "Spark"}]
+    by_class = {c["Classification"]: c for c in req["Configurations"]}
+    assert by_class["iceberg-defaults"]["Properties"] == {"iceberg.enabled": "true"}
+    assert by_class["spark-env"]["Configurations"][0]["Properties"] == {
+        "PYSPARK_PYTHON": "/usr/bin/python3.9"
+    }
+    spark = by_class["spark-defaults"]["Properties"]
+    assert spark["spark.executorEnv.PYSPARK_PYTHON"] == "/usr/bin/python3.9"
+    assert spark["spark.sql.ansi.enabled"] == "true"  # off by default on Spark 3.5: set
+    # the listener built for Spark 3.5's Scala, uploaded from `make jars` and named by every step
+    jar_key = "lake/_code/jars/openlineage-spark_2.12-1.53.0.jar"
+    assert (
+        seven.s3_objects[jar_key]
+        == (PROJECT_ROOT / ".cache" / "jars" / jar_key.rsplit("/", 1)[1]).read_bytes()
+    )
+    assert not [k for k in seven.s3_objects if "openlineage-spark_2.13" in k]
+    for step in seven.added_steps:
+        assert spark_submit(step["HadoopJarStep"]["Args"]).jars == f"s3://lake-bucket/{jar_key}"
+    assert list(seven.clusters.values()) == ["TERMINATED"]
 
 
 def _the_report_page_is_on_s3_beside_the_json(emr: EmrRun, ds: str, failed_step: str) -> None:

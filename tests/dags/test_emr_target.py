@@ -86,8 +86,18 @@ def test_nightly_run_succeeds_and_terminates_its_cluster(nightly):
 
 def test_nightly_asks_for_the_dev_cluster_with_tags_concurrency_and_idle_timeout(nightly):
     req = nightly.run_job_flow[0]
-    assert req["ReleaseLabel"].startswith("emr-7.")
-    assert {"Name": "Spark"} in req["Applications"]
+    # the default release, Spark 4.1 on Scala 2.13; PySpark on the nodes' Python 3.11
+    assert req["ReleaseLabel"] == "emr-spark-8.1.0"
+    assert req["Applications"] == [{"Name": "Spark"}]
+    by_class = {c["Classification"]: c for c in req["Configurations"]}
+    assert by_class["iceberg-defaults"]["Properties"] == {"iceberg.enabled": "true"}
+    assert by_class["spark-env"]["Configurations"][0]["Properties"] == {
+        "PYSPARK_PYTHON": "/usr/bin/python3.11"
+    }
+    spark = by_class["spark-defaults"]["Properties"]
+    assert spark["spark.executorEnv.PYSPARK_PYTHON"] == "/usr/bin/python3.11"
+    assert spark["spark.yarn.appMasterEnv.PYSPARK_PYTHON"] == "/usr/bin/python3.11"
+    assert spark["spark.sql.ansi.enabled"] == "true"
     assert req["LogUri"] == f"{LAKE}/_emr_logs/"
     assert req["StepConcurrencyLevel"] > 1
     assert req["AutoTerminationPolicy"] == {"IdleTimeout": 3600}
@@ -158,6 +168,7 @@ def test_nightly_uploads_the_versioned_code_the_steps_run(nightly):
     entry_key = f"lake/_code/{bundle.version}/spark_jobs_main.py"
     assert nightly.s3_objects[zip_key] == bundle.zip_bytes
     assert nightly.s3_objects[entry_key] == bundle.entrypoint_bytes
+    assert OPENLINEAGE_SPARK_JAR == "openlineage-spark_2.13-1.53.0.jar"  # Spark 4's Scala
     jar_key = f"lake/_code/jars/{OPENLINEAGE_SPARK_JAR}"
     assert (
         nightly.s3_objects[jar_key] == (PROJECT_ROOT / ".cache" / "jars" / OPENLINEAGE_SPARK_JAR).read_bytes()

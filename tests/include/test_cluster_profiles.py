@@ -10,14 +10,13 @@ from include.cluster_profiles import PROFILES, cluster_tags, instance_types, job
 from include.emr_release import GRAVITON_FAMILIES
 from include.settings import load_settings
 
-SETTINGS = load_settings(
-    {
-        "PIPELINE_TARGET": "emr",
-        "PIPELINE_LAKE": "s3://bucket/lake",
-        "PIPELINE_EMR_SUBNET_ID": "subnet-0123456789abcdef0",
-        "PIPELINE_EMR_IDLE_TIMEOUT_SECONDS": "1800",
-    }
-)
+_ENV = {
+    "PIPELINE_TARGET": "emr",
+    "PIPELINE_LAKE": "s3://bucket/lake",
+    "PIPELINE_EMR_SUBNET_ID": "subnet-0123456789abcdef0",
+    "PIPELINE_EMR_IDLE_TIMEOUT_SECONDS": "1800",
+}
+SETTINGS = load_settings(_ENV)
 TAGS = {"project": "p", "dag_id": "d"}
 
 
@@ -60,18 +59,22 @@ def test_prod_runs_instance_fleets_of_graviton_types_with_spot_task_capacity_ove
     assert limits["MaximumCapacityUnits"] > limits["MaximumOnDemandCapacityUnits"]
 
 
-def test_every_profile_names_pyspark_s_python_the_release_s_system_python():
+@pytest.mark.parametrize(
+    ("release", "python"), [("emr-spark-8.1.0", "/usr/bin/python3.11"), ("emr-7.13.0", "/usr/bin/python3.9")]
+)
+def test_every_profile_names_pyspark_s_python_the_release_line_s(release, python):
+    settings = load_settings({**_ENV, "PIPELINE_EMR_RELEASE": release})
     for profile in PROFILES:
         by_class = {
             c["Classification"]: c
-            for c in job_flow_overrides(profile, SETTINGS, name="n", tags=TAGS)["Configurations"]
+            for c in job_flow_overrides(profile, settings, name="n", tags=TAGS)["Configurations"]
         }
         exported = by_class["spark-env"]["Configurations"][0]
         assert exported["Classification"] == "export"
-        assert exported["Properties"] == {"PYSPARK_PYTHON": "/usr/bin/python3.9"}
+        assert exported["Properties"] == {"PYSPARK_PYTHON": python}
         spark = by_class["spark-defaults"]["Properties"]
-        assert spark["spark.yarn.appMasterEnv.PYSPARK_PYTHON"] == "/usr/bin/python3.9"
-        assert spark["spark.executorEnv.PYSPARK_PYTHON"] == "/usr/bin/python3.9"
+        assert spark["spark.yarn.appMasterEnv.PYSPARK_PYTHON"] == python
+        assert spark["spark.executorEnv.PYSPARK_PYTHON"] == python
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
@@ -90,6 +93,7 @@ def test_every_profile_is_a_transient_spark_cluster_with_a_safety_net(profile):
     assert req["Tags"] == [{"Key": "dag_id", "Value": "d"}, {"Key": "project", "Value": "p"}]
     spark = next(c for c in req["Configurations"] if c["Classification"] == "spark-defaults")
     assert spark["Properties"]["spark.sql.session.timeZone"] == "UTC"
+    assert spark["Properties"]["spark.sql.ansi.enabled"] == "true"
 
 
 def test_security_groups_are_passed_when_configured():

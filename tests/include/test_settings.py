@@ -34,7 +34,7 @@ def test_emr_derives_code_and_log_locations_from_the_lake():
     assert settings.lake == "s3://my-bucket/lake"
     assert settings.code_uri == "s3://my-bucket/lake/_code"
     assert settings.log_uri == "s3://my-bucket/lake/_emr_logs/"
-    assert settings.release_label.startswith("emr-7.")
+    assert settings.release_label == "emr-spark-8.1.0"
 
 
 def test_emr_settings_can_be_overridden_one_by_one():
