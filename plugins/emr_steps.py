@@ -133,7 +133,7 @@ def cluster_gone(ended: str) -> str:
     """The one line a step task fails with when the run's cluster ended before the step could run."""
     return (
         f"the run's cluster is gone ({ended}): clear this task with its downstream tasks (the Clear "
-        "dialog's defaults) or use Repair, which creates a new cluster and reruns only what failed"
+        "dialog's defaults), which creates a new cluster and reruns only what failed"
     )
 
 
