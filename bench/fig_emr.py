@@ -50,7 +50,11 @@ def probe(delay: float, poll: int | None) -> dict:
                     for step in list(cluster.steps):
                         self.appeared.setdefault(step.name, now)
                         if step.state in ("PENDING", "RUNNING") and now - self.appeared[step.name] >= delay:
-                            step.state = self._play(step)  # leaves the job's metrics record, as a step does
+                            try:  # leaves the job's metrics record, as a step does
+                                step.state = self._play(step)
+                            except Exception as exc:  # the player's own failure: said when it exits
+                                self.errors.append(f"step {step.name}: {type(exc).__name__}: {exc}")
+                                step.state = "FAILED"
                             self.ended[step.name] = now
                             self.finished.append((step.name, step.state))
 
