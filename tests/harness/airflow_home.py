@@ -20,6 +20,10 @@ from include.run_local import airflow_env
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="airflow-tests-"))
 atexit.register(shutil.rmtree, AIRFLOW_HOME, ignore_errors=True)
 os.environ.update(airflow_env(AIRFLOW_HOME))
+# The tests write the same DAG id parsed for both targets back to back (tests/harness/scheduling.py):
+# Airflow skips writing a DAG whose last version is younger than this interval (30 s by default),
+# so on a fast machine the metadata DB would keep the other target's DAG.
+os.environ["AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL"] = "0"
 # moto's request recorder (what the DAG asked AWS) writes here; read by tests/harness/aws_fakes.py.
 os.environ["MOTO_RECORDER_FILEPATH"] = str(AIRFLOW_HOME / "moto_requests.jsonl")
 for var in [v for v in os.environ if v.startswith("PIPELINE_")]:

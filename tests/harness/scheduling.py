@@ -37,6 +37,13 @@ class ScheduledDag:
         # id, as DagRun.update_state looks them up: include/dag_factory.PipelineDAG says why an
         # in-memory round trip would not do)
         self.scheduler_dag = SerializedDagModel.get_dag(dag.dag_id)
+        if set(self.scheduler_dag.task_dict) != set(dag.task_dict):  # the harness's error, said as such
+            raise AssertionError(
+                f"the metadata DB holds another version of {dag.dag_id} than the one just parsed "
+                f"(tasks only there: {sorted(set(self.scheduler_dag.task_dict) - set(dag.task_dict))}, "
+                f"only here: {sorted(set(dag.task_dict) - set(self.scheduler_dag.task_dict))}): "
+                "Airflow did not write the parsed DAG (core.min_serialized_dag_update_interval?)"
+            )
 
     def resolve_run(
         self, *, logical_date: dt.datetime, conf: dict[str, Any], decide: Decide, max_rounds: int = 100
