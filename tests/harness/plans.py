@@ -23,3 +23,13 @@ def nightly_run_plan(
     steps = [s for s in P.PIPELINE if s.name in selected] + [P.AUDIT, P.PUBLISH]
     commands = {s.name: _command(s, ds, run_id) for s in steps}
     return nightly_plan(dag_id=dag_id, run_id=run_id, ds=ds, branch="b", commands=commands, emr=emr)
+
+
+def step_metrics(rows_in: int, rows_out: int, quarantined: int = 0, seconds: float = 10.0) -> dict:
+    """A step's metrics record as a job leaves it (spark_jobs/cli.py), of the counts given."""
+    return {
+        "rows_in": rows_in,
+        "rows_out": rows_out,
+        "rows_quarantined": quarantined,
+        "duration_seconds": seconds,
+    }

@@ -22,7 +22,7 @@ from spark_jobs.cli import main
 from spark_jobs.protocol import METRICS_PREFIX
 from tests.harness.lake_files import write_landing_csv
 from tests.harness.lake_tables import append_rows
-from tests.harness.plans import nightly_run_plan
+from tests.harness.plans import nightly_run_plan, step_metrics
 
 DS = "2024-06-08"
 UTC = dt.UTC
@@ -67,15 +67,6 @@ def test_cli_writes_the_metrics_it_prints_to_the_lake_where_the_report_reads_the
 
 
 # ---- the report -----------------------------------------------------------------------------
-def _metrics(rows_in, rows_out, quarantined=0, seconds=10.0):
-    return {
-        "rows_in": rows_in,
-        "rows_out": rows_out,
-        "rows_quarantined": quarantined,
-        "duration_seconds": seconds,
-    }
-
-
 def test_report_uses_metrics_of_succeeded_steps_only_and_fails_with_the_failed_tasks():
     selected = [s.name for s in P.steps_for(["customer_features", "stock_daily"])]
     plan = nightly_run_plan(DS, selected, emr=False)
@@ -88,13 +79,13 @@ def test_report_uses_metrics_of_succeeded_steps_only_and_fails_with_the_failed_t
     states |= {"run_graph": "failed", "run_features": "upstream_failed"}
     states |= {"run_audit": "upstream_failed", "run_publish": "upstream_failed"}
     metrics = {
-        ("ingest_customers", DS): _metrics({"customers": 100}, {"customers": 98}, 2, 30.5),
-        ("ingest_sales", DS): _metrics({"sales": 1000}, {"sales": 990}, 7, 41.0),
+        ("ingest_customers", DS): step_metrics({"customers": 100}, {"customers": 98}, 2, 30.5),
+        ("ingest_sales", DS): step_metrics({"sales": 1000}, {"sales": 990}, 7, 41.0),
         # ingest_referrals succeeded but left no file: shown, not invented
-        ("ingest_stock_ticks", DS): _metrics({"stock_ticks": 50}, {"stock_ticks": 50}, 0, 20.0),
-        ("stock_daily", DS): _metrics({"stock_ticks": 50}, {"stock_daily": 5}, 0, 15.25),
+        ("ingest_stock_ticks", DS): step_metrics({"stock_ticks": 50}, {"stock_ticks": 50}, 0, 20.0),
+        ("stock_daily", DS): step_metrics({"stock_ticks": 50}, {"stock_daily": 5}, 0, 15.25),
         # a file of an earlier run of the failed step must not count
-        ("graph", DS): _metrics({"referrals": 9}, {"referral_graph": 9}, 0, 99.0),
+        ("graph", DS): step_metrics({"referrals": 9}, {"referral_graph": 9}, 0, 99.0),
     }
     report = model.build_report(
         dag_id="nightly", run_id="manual__1", target="local",
@@ -136,7 +127,7 @@ def test_table_in_the_log_has_one_line_per_step_with_its_numbers():
     report = model.build_report(
         dag_id="nightly", run_id="manual__1", target="local", plan=plan,
         task_states={"run_ingest_sales": "success"},
-        metrics={("ingest_sales", DS): _metrics({"sales": 12345}, {"sales": 12000}, 300, 61.04)},
+        metrics={("ingest_sales", DS): step_metrics({"sales": 12345}, {"sales": 12000}, 300, 61.04)},
     )  # fmt: skip
     lines = render.format_table(report).splitlines()
     assert lines[0] == f"run report: nightly manual__1 (ds {DS}, local): success"

@@ -12,19 +12,10 @@ from moto import mock_aws
 
 from include.run_report import metrics as M
 from include.run_report import model
-from tests.harness.plans import nightly_run_plan
+from tests.harness.plans import nightly_run_plan, step_metrics
 
 DS = "2024-06-28"
 UTC = dt.UTC
-
-
-def _metrics(rows_in, rows_out, quarantined=0, seconds=10.0):
-    return {
-        "rows_in": rows_in,
-        "rows_out": rows_out,
-        "rows_quarantined": quarantined,
-        "duration_seconds": seconds,
-    }
 
 
 def _report(states, checks=None, cost=None):
@@ -34,11 +25,11 @@ def _report(states, checks=None, cost=None):
     )
     states = {p.task_id: states[p.step] for p in plan.steps if p.step in states}
     metrics = {
-        ("ingest_sales", DS): _metrics({"sales": 1000}, {"sales": 960}, 30, 41.0),
-        ("ingest_customers", DS): _metrics({"customers": 100}, {"customers": 100}, 0, 30.5),
-        ("sales_rolling", DS): _metrics({"sales": 960}, {"sales_rolling_30d": 4}, 0, 12.25),
-        ("audit", DS): _metrics({}, {}, 0, 8.0),
-        ("publish", DS): _metrics({}, {}, 0, 2.0),
+        ("ingest_sales", DS): step_metrics({"sales": 1000}, {"sales": 960}, 30, 41.0),
+        ("ingest_customers", DS): step_metrics({"customers": 100}, {"customers": 100}, 0, 30.5),
+        ("sales_rolling", DS): step_metrics({"sales": 960}, {"sales_rolling_30d": 4}, 0, 12.25),
+        ("audit", DS): step_metrics({}, {}, 0, 8.0),
+        ("publish", DS): step_metrics({}, {}, 0, 2.0),
     }
     cluster = {"estimated_cost": cost, "currency": "USD"} if cost is not None else None
     report = model.build_report(
