@@ -10,19 +10,27 @@ Access is Airflow's own: the route depends on the api-server's `requires_access_
 so the UI's session cookie (or an API token) of a user who may read the DAG's runs is needed.
 The app is built when the api-server asks for it: every Airflow process loads plugins, and only
 the api-server serves them.
+
+The same app serves the "Repair run" tab (`/run-report/repair/dags/<dag>/runs/<run>`,
+plugins/run_repair.py): GET shows what a repair of the failed run clears, a form POST to the same
+route clears it through Airflow's REST API as the signed-in user (their token), CSRF-checked.
 """
 
 from __future__ import annotations
 
+import hmac
 import html
 from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from airflow.plugins_manager import AirflowPlugin
 
+from plugins import run_repair as R
+
 URL_PREFIX = "/run-report"
+REPAIR_PATH = "/repair/dags"  # the Repair run tab: URL_PREFIX + REPAIR_PATH + /<dag>/runs/<run>
 TASK_ID = "run_report"
 XCOM_KEY = "report_page"  # what include/run_report/task.py pushes (PAGE_XCOM_KEY)
 # The page is the task's own HTML: inline styles and SVG, no script, nothing fetched.
@@ -78,10 +86,46 @@ def _report_run(text: str | None) -> str | None:
         return None
 
 
-def create_app(find: Finder = find_page, read: Reader = read_text, authorize: Any = None) -> Any:
+def _user_token(request: Any) -> str | None:
+    """The signed-in user's token, as Airflow's own `get_user` reads it: a bearer token, else the
+    UI's session cookie."""
+    from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
+
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token:
+        return token
+    return request.cookies.get(COOKIE_NAME_JWT_TOKEN)
+
+
+def _airflow_api(request: Any) -> R.ApiCall:
+    """Airflow's REST API where the UI reaches it: `[api] base_url`, else this request's origin."""
+    from airflow.configuration import conf
+
+    base = conf.get("api", "base_url", fallback=None) or f"{request.url.scheme}://{request.headers['host']}"
+    return R.http_api(base)
+
+
+def _repair_page(text: str, status: int = 200) -> Any:
+    from fastapi.responses import HTMLResponse
+
+    return HTMLResponse(
+        text,
+        status_code=status,
+        headers={"Content-Security-Policy": R.PAGE_POLICY, "Cache-Control": "no-store"},
+    )
+
+
+def create_app(
+    find: Finder = find_page,
+    read: Reader = read_text,
+    authorize: Any = None,
+    api: R.ApiCall | None = None,
+) -> Any:
     """The plugin's FastAPI app; `authorize` (a FastAPI dependency) defaults to Airflow's access
-    check for reading the runs of the path's DAG."""
-    from fastapi import Depends, FastAPI
+    check for reading the runs of the path's DAG; `api` (how the repair calls Airflow's REST
+    API) to Airflow's own api-server (`_airflow_api`)."""
+    from airflow.api_fastapi.core_api.security import get_user
+    from fastapi import Depends, FastAPI, Form, Request
     from fastapi.responses import HTMLResponse
 
     if authorize is None:
@@ -116,6 +160,52 @@ def create_app(find: Finder = find_page, read: Reader = read_text, authorize: An
                 )
         return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_POLICY})
 
+    def _checked_ids(dag_id: str, run_id: str) -> None:
+        if not R.DAG_ID.fullmatch(dag_id) or not R.RUN_ID.fullmatch(run_id):
+            raise R.Refusal("Not a run", "That is not a DAG id and run id Airflow would give a run.", 400)
+
+    # Sync routes (a worker thread each): the repair calls the api-server it runs in.
+    def repair_confirmation(dag_id: str, run_id: str, request: Request, user: Any) -> Any:
+        try:
+            _checked_ids(dag_id, run_id)
+            token = _user_token(request) or ""
+            plan = R.prepare(api or _airflow_api(request), token, user.get_name(), dag_id, run_id)
+        except R.Refusal as refusal:
+            return _repair_page(R.refusal_page(refusal), refusal.status)
+        csrf = R.csrf_token(token, dag_id, run_id, plan.fingerprint())
+        return _repair_page(R.confirmation_page(plan, csrf))
+
+    def repair_run(
+        dag_id: str,
+        run_id: str,
+        request: Request,
+        user: Any,
+        csrf: str = Form(""),
+        plan: str = Form(""),
+    ) -> Any:
+        try:
+            _checked_ids(dag_id, run_id)
+            token = _user_token(request) or ""
+            site = request.headers.get("sec-fetch-site", "same-origin")
+            expected = R.csrf_token(token, dag_id, run_id, plan)
+            if site not in ("same-origin", "none") or not csrf or not hmac.compare_digest(csrf, expected):
+                raise R.Refusal(
+                    "Not confirmed here",
+                    "This repair was not confirmed from its Repair run tab (the form's token does not "
+                    "match your session): nothing was cleared. Open the tab again and confirm there.",
+                    403,
+                )
+            done = R.repair(api or _airflow_api(request), token, user.get_name(), dag_id, run_id, plan)
+        except R.Refusal as refusal:
+            return _repair_page(R.refusal_page(refusal), refusal.status)
+        return _repair_page(R.done_page(done))
+
+    # FastAPI reads the annotations (strings here) against this module's globals, where the
+    # lazily imported names are not: give it the objects; `user` is Airflow's signed-in user.
+    route = f"{REPAIR_PATH}/{{dag_id}}/runs/{{run_id:path}}"
+    for method, endpoint in ((app.get, repair_confirmation), (app.post, repair_run)):
+        endpoint.__annotations__.update(request=Request, user=Annotated[Any, Depends(get_user)])
+        method(route, dependencies=[Depends(authorize)])(endpoint)
     return app
 
 
@@ -140,5 +230,11 @@ class RunReportPlugin(AirflowPlugin):
             "href": f"{URL_PREFIX}/dags/{{DAG_ID}}/runs/{{RUN_ID}}",
             "destination": "dag_run",  # a tab of every DAG run
             "url_route": "run-report",
-        }
+        },
+        {
+            "name": "Repair run",
+            "href": f"{URL_PREFIX}{REPAIR_PATH}/{{DAG_ID}}/runs/{{RUN_ID}}",
+            "destination": "dag_run",
+            "url_route": "repair-run",
+        },
     ]
