@@ -132,8 +132,9 @@ class EmrRunTeardownOperator(AwsBaseOperator[EmrHook]):
 def cluster_gone(ended: str) -> str:
     """The one line a step task fails with when the run's cluster ended before the step could run."""
     return (
-        f"the run's cluster is gone ({ended}): clear this task with its downstream tasks (the Clear "
-        "dialog's defaults), which creates a new cluster and reruns only what failed"
+        f"the run's cluster is gone ({ended}): repair the run (its Repair run tab), or clear this "
+        "task with its downstream tasks (the Clear dialog's defaults); either creates a new cluster "
+        "and reruns only what failed"
     )
 
 

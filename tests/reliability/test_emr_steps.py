@@ -158,7 +158,10 @@ def test_a_task_cleared_without_its_setup_fails_at_once_in_one_line_saying_what_
     message = str(err.value)
     assert "\n" not in message
     assert message.startswith(f"the run's cluster is gone (cluster {old} is TERMINATED")
-    assert "clear this task with its downstream tasks (the Clear dialog's defaults), which creates" in message
+    assert message.endswith(
+        "): repair the run (its Repair run tab), or clear this task with its downstream tasks "
+        "(the Clear dialog's defaults); either creates a new cluster and reruns only what failed"
+    )
     actions = [r.action for r in aws.requests() if r.action.startswith("ElasticMapReduce.")]
     assert actions == ["ElasticMapReduce.DescribeCluster"]
 

@@ -82,7 +82,10 @@ def test_a_failed_step_is_repaired_by_clearing_its_task_and_only_failed_says_how
         gone = [line for line in log.splitlines() if "the run's cluster is gone" in line]
         assert gone, log[-3000:]
         assert f"the run's cluster is gone (cluster {old} is TERMINATED" in gone[0]
-        assert "clear this task with its downstream tasks (the Clear dialog's defaults), which" in gone[0]
+        assert gone[0].endswith(
+            "): repair the run (its Repair run tab), or clear this task with its downstream tasks "
+            "(the Clear dialog's defaults); either creates a new cluster and reruns only what failed"
+        ), gone[0]
         assert "KeyError" not in log
         assert record_run(nightly, run_id).task_states["run_segments"] == "failed"
         assert len(clusters(aws)) == 1  # no cluster created, none leaked
