@@ -39,6 +39,9 @@ VENV_BIN = Path(sys.executable).parent
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "admin"  # noqa: S105 (local development login, printed on start)
+# Two more local logins, to see Airflow's permissions at work (a viewer may read the runs, not
+# clear or repair them; an editor, the simple auth manager's `user` role, may): name, role, password.
+OTHER_USERS = (("viewer", "viewer", "viewer"), ("editor", "user", "editor"))
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 PG_USER = PG_PASSWORD = PG_DB = "airflow"  # noqa: S105 (a DB on 127.0.0.1 only)
 
@@ -231,7 +234,9 @@ def airflow_env(inst: Instance) -> dict[str, str]:
         "AIRFLOW__CORE__FERNET_KEY": inst.fernet_key,
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{inst.port}/execution/",
         "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(
+            [f"{ADMIN_USER}:admin", *(f"{name}:{role}" for name, role, _ in OTHER_USERS)]
+        ),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(state / "passwords.json"),
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(inst.port),
@@ -367,7 +372,8 @@ def start(args: argparse.Namespace) -> Instance:
     if inst.port != args.port:
         print(f"note: port {args.port} is taken; using {inst.port}")
     (state / "instance.json").write_text(json.dumps(asdict(inst), indent=2))
-    (state / "passwords.json").write_text(json.dumps({ADMIN_USER: ADMIN_PASSWORD}))
+    passwords = {ADMIN_USER: ADMIN_PASSWORD, **{name: password for name, _, password in OTHER_USERS}}
+    (state / "passwords.json").write_text(json.dumps(passwords))
     env = {**os.environ, **airflow_env(inst)}
     (state / "env.sh").write_text(
         "# source this file to use the airflow CLI against this instance\n"
@@ -444,7 +450,8 @@ def _print_banner(inst: Instance) -> None:
         "make airflow-stop" if default else f"python {Path(__file__).name} stop --state-dir {state}"
     )
     print(
-        f"\nAirflow is running: {inst.url}   login: {ADMIN_USER} / {ADMIN_PASSWORD}\n"
+        f"\nAirflow is running: {inst.url}   login: {ADMIN_USER} / {ADMIN_PASSWORD}"
+        f"   (also {', '.join(f'{n} / {p} ({r})' for n, r, p in OTHER_USERS)})\n"
         f"  metadata DB: {inst.backend}   lake: {inst.lake}   "
         f"cron schedules: {'on' if inst.cron_schedules else 'off (trigger or backfill)'}\n"
         f"  logs: {state}/logs/   CLI: source {state}/env.sh && airflow dags list\n"
