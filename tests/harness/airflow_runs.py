@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from contextlib import contextmanager
 from typing import Any
 
@@ -237,3 +238,35 @@ def resume_run(dag: Any, run_id: str) -> str:
         return str(run.state)
     finally:
         session.close()
+
+
+def repair_from_the_tab(dag_id: str, run_id: str) -> tuple[str, str]:
+    """The run's Repair run tab as an editor (the simple auth manager's `user` role) uses it:
+    open it (the confirmation), press Repair run (its form). The plugin's app calls Airflow's own
+    REST API app, in this process, with the editor's token. (confirmation page, result page)."""
+    from urllib.parse import quote
+
+    from airflow.api_fastapi.app import create_app, create_auth_manager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+    from fastapi.testclient import TestClient
+
+    from plugins import run_report_view
+
+    manager = create_auth_manager()
+    manager.init()
+    token = manager.generate_jwt(SimpleAuthManagerUser(username="editor", role="user"))
+    with TestClient(create_app(apps="core")) as core:
+
+        def api(method: str, path: str, bearer: str, body: Any, query: Any) -> tuple[int, Any]:
+            headers = {"Authorization": f"Bearer {bearer}"}
+            response = core.request(method, "/api/v2" + path, json=body, params=query, headers=headers)
+            return response.status_code, response.json() if response.content else None
+
+        tab = TestClient(run_report_view.create_app(api=api), cookies={"_token": token})
+        url = f"/repair/dags/{dag_id}/runs/{quote(run_id, safe='')}"
+        shown = tab.get(url)
+        assert shown.status_code == 200, shown.text
+        form = dict(re.findall(r"<input type='hidden' name='(\w+)' value='([^']*)'>", shown.text))
+        done = tab.post(url, data=form)
+        assert done.status_code == 200, done.text
+        return shown.text, done.text

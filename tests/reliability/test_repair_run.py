@@ -1,5 +1,6 @@
 """Repairing a failed EMR nightly run in the same run, as the UI's own Clear does it (dag.test()'s
-loop against moto, the Clear through the public API's own route functions):
+loop against moto, the Clear through the public API's own route functions) and as the run's
+Repair run tab does it (plugins/run_repair.py, through Airflow's REST API app as an editor):
 
 - the failed step task cleared with the Clear dialog's defaults (downstream, not upstream) brings
   its setup back: one new cluster runs the failed step, what depends on it, the audit and the
@@ -13,13 +14,19 @@ loop against moto, the Clear through the public API's own route functions):
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
 from include import pipeline as P
 from include.run_local import DAG_FILES, load_dag, run_dag_test
 from plugins.emr_naming import parse_emr_step_name
-from tests.harness.airflow_runs import clear_run_as_the_ui_does, clear_tasks_as_the_ui_does, resume_run
+from tests.harness.airflow_runs import (
+    clear_run_as_the_ui_does,
+    clear_tasks_as_the_ui_does,
+    repair_from_the_tab,
+    resume_run,
+)
 from tests.harness.aws_fakes import EmrStepPlayer
 from tests.harness.dag_runs import record_run
 from tests.harness.settings import EMR_ENV
@@ -29,6 +36,7 @@ pytestmark = pytest.mark.ops  # two whole DAG runs each (about 100 s apiece on 2
 
 LAKE = EMR_ENV["PIPELINE_LAKE"]
 DS = "2024-07-03"
+REPAIR_DS = "2024-07-05"
 LOST = "Spot capacity was reclaimed"
 REGISTERS = tuple(f"register_{o}" for o in P.OUTPUTS)
 
@@ -82,10 +90,10 @@ def test_a_failed_step_is_repaired_by_clearing_its_task_and_only_failed_says_how
         gone = [line for line in log.splitlines() if "the run's cluster is gone" in line]
         assert gone, log[-3000:]
         assert f"the run's cluster is gone (cluster {old} is TERMINATED" in gone[0]
-        assert gone[0].endswith(
+        assert (
             "): repair the run (its Repair run tab), or clear this task with its downstream tasks "
             "(the Clear dialog's defaults); either creates a new cluster and reruns only what failed"
-        ), gone[0]
+        ) in gone[0]
         assert "KeyError" not in log
         assert record_run(nightly, run_id).task_states["run_segments"] == "failed"
         assert len(clusters(aws)) == 1  # no cluster created, none leaked
@@ -113,6 +121,40 @@ def test_a_failed_step_is_repaired_by_clearing_its_task_and_only_failed_says_how
     assert sorted(s for s, _ in old_steps) == sorted(P.STEPS)
     assert dict(old_steps)["segments"] == "FAILED"
     assert completed_twice(emr) == []  # nothing that had succeeded ran again
+    assert sorted(repaired.asset_events) == sorted(f"{LAKE}/warehouse/curated/{o}" for o in P.OUTPUTS)
+
+
+def test_a_failed_step_is_repaired_from_the_repair_run_tab(nightly, aws):
+    """The Repair run tab on the EMR target: it lists the failed step, the steps after it (none
+    but audit and publish here), and on confirmation one new cluster runs exactly those."""
+    failed_once: list[str] = []
+
+    def fail(name: str) -> bool:  # segments fails on its first attempt only
+        if "|segments|" in name and not failed_once:
+            failed_once.append(name)
+            return True
+        return False
+
+    with EmrStepPlayer(aws, fail=fail) as emr:
+        run_id = run_dag_test(nightly, REPAIR_DS, {}).run_id
+        assert record_run(nightly, run_id).task_states["run_segments"] == "failed"
+        (old, _, old_steps), *more = clusters(aws)
+        assert more == []
+        shown, done = repair_from_the_tab(nightly.dag_id, run_id)
+        state = resume_run(nightly, run_id)
+    assert emr.errors == []
+    reruns = shown.split("Steps it reruns", 1)[1].split("</ul>", 1)[0]
+    assert re.findall(r"<li><code>([^<]+)</code>", reruns) == ["run_audit", "run_publish", "run_segments"]
+    assert "create_cluster" in shown.split("With them", 1)[1]
+    assert "Repair started" in done
+    repaired = record_run(nightly, run_id)
+    assert state == "success", repaired.task_states
+    assert set(repaired.task_states.values()) == {"success"}
+    (first, first_state, _), (_, new_state, new_steps) = clusters(aws)
+    assert (first, first_state, new_state) == (old, "TERMINATED", "TERMINATED")
+    assert new_steps == [("segments", "COMPLETED"), ("audit", "COMPLETED"), ("publish", "COMPLETED")]
+    assert dict(old_steps)["segments"] == "FAILED"
+    assert completed_twice(emr) == []
     assert sorted(repaired.asset_events) == sorted(f"{LAKE}/warehouse/curated/{o}" for o in P.OUTPUTS)
 
 
