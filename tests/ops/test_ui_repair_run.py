@@ -4,6 +4,9 @@ and the run is repaired from its "Repair run" tab in Chromium by an editor: the 
 green, only the failed step and what depends on it ran again, each table's main has one commit
 of the run. A viewer gets Airflow's refusal. Slow: `make test-ops`.
 
+It runs after test_ui_browser.py (the file's name): its run of an earlier date would otherwise
+be counted in the trend that test expects of the latest date's report, written before it.
+
 The EMR target's repair (a new cluster running the failed step, its dependants, audit and publish)
 is covered in-process against moto: tests/reliability/test_repair_run.py."""
 
