@@ -2,11 +2,14 @@
 
 Triggered by hand with start_ds and end_ds (at most 93 days). Built from include/pipeline.py:
 
-    plan (validate range) >> create cluster + upload code
-    >> ingest every dataset for the range (one step each, side by side)
-    >> for each date in order: graph, sales_rolling, stock_daily, clickstream >> features >> segments
-    >> register every date's partitions in Glue + Assets
-    terminate cluster: teardown, runs whatever happened.
+    plan: validate the range, derive the commands (nothing reaches AWS before it)
+    >> preflight (emr) >> setup: create_cluster + upload_code (emr), or start_spark (local)
+    >> run_steps, one task for the whole range: ingest every dataset for the range, then for
+       each date in order graph, features, segments, sales_rolling, stock_daily, clickstream,
+       all on the run's audit branch; then the audit of every date, then publish
+    >> register_<output>: each output's asset event
+    teardown: terminate_cluster (emr; runs whatever happened), or stop_spark (local)
+    >> run_report.
 
 For a few dates with one cluster each, use Airflow's own backfill of the nightly DAG instead:
 `airflow backfill create --dag-id customer_analytics_nightly --from-date ... --to-date ...`.

@@ -2,9 +2,11 @@
 
 One `spark_jobs maintain` step (transient EMR cluster, or the local Spark application):
 expire snapshots older than the retention (form field, default PIPELINE_SNAPSHOT_RETENTION_DAYS),
-compact small data files, remove orphan files, for every table of the lake.
+drop kept audit branches older than that, compact small data files, remove orphan files, for
+every table of the lake. Its EMR step is submitted as the nightly's are (same code, OpenLineage
+jar and settings).
 
-    plan >> [create cluster + upload code >> add step >> wait >> terminate] (emr)
+    plan >> create_cluster + upload_code >> run_maintain >> terminate_cluster (teardown) >> step_logs (emr)
     plan >> start_spark >> run_maintain >> stop_spark (local)
 """
 

@@ -2,14 +2,22 @@
 
 Built from the pipeline spec in include/pipeline.py for PIPELINE_TARGET (local or emr):
 
-    plan (validate params) >> create cluster + upload code
-    >> ingest x5 >> graph >> features >> segments, sales_rolling, stock_daily, clickstream
-       (each an EMR step waited on by a deferrable sensor, or a local `python -m spark_jobs` run)
-    >> register outputs in Glue (Athena) + Assets
-    terminate cluster: teardown, runs whatever happened; the run still fails if a step failed.
+    plan: validate the form, derive every step's command (nothing reaches AWS before it)
+    >> preflight (emr): read-only checks that everything a cluster needs exists
+    >> setup: create_cluster + upload_code (emr), or start_spark, the run's warm Spark application (local)
+    >> the steps in the spec's order, one run_<step> task each (an EMR step on the run's cluster,
+       deferred while it runs, or a job on the local Spark application):
+       ingest x5 >> graph >> features >> segments; sales_rolling; stock_daily; clickstream
+       (a step no requested output needs skips itself); every step writes to the run's audit branch
+    >> run_audit: the checks of include/checks.py on what the steps wrote (fails: nothing published)
+    >> run_publish: each table's main fast-forwarded to the branch (what readers see)
+    >> register_<output>: each output's Airflow asset event, with its new snapshot
+    teardown: terminate_cluster (emr; runs whatever happened) >> step_logs, or stop_spark (local)
+    >> run_report: rows, checks, durations and cost of the run (LAKE/_runs, the Run report view).
 
 Form: the date to build (empty: the last complete UTC day; include/run_dates.py has the rule),
-cluster profile (dev/prod), which outputs to build, optional landing history start.
+cluster profile (dev/prod), which outputs to build, optional landing history start, whether a
+warning of the audit blocks the publish. A failed run and a late one alert (include/alerts.py).
 Needs the project root on PYTHONPATH (include/, plugins/, spark_jobs/).
 """
 

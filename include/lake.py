@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from spark_jobs.catalog import CATALOG, CATALOG_FILE, WAREHOUSE, is_s3, local_path, namespaces
+from spark_jobs.catalog import CATALOG, CATALOG_FILE, WAREHOUSE, glue_prefix, is_s3, local_path, namespaces
 
 PROPERTY = "pipeline."  # the snapshot properties spark_jobs/tables.py writes
 
@@ -162,7 +162,7 @@ def rollback(table: Any, plan: RollbackPlan) -> None:
 def branch_tables(catalog: Any, lake: str, branch: str) -> list[tuple[str, Any]]:
     """(zone.name, table) of every table of the lake that has `branch`."""
     found = []
-    for zone, namespace in namespaces(lake, _glue_prefix()).items():
+    for zone, namespace in namespaces(lake, glue_prefix()).items():
         if (namespace,) not in catalog.list_namespaces():
             continue
         for ident in catalog.list_tables(namespace):
@@ -185,10 +185,6 @@ def publish_branch(table: Any, branch: str) -> int:
     # main moves to the branch's head (the commit asserts main is still where it was read)
     table.manage_snapshots().set_current_snapshot(snapshot_id=head).remove_branch(branch).commit()
     return head
-
-
-def _glue_prefix() -> str:
-    return os.environ.get("PIPELINE_GLUE_DATABASE_PREFIX") or "customer_analytics"
 
 
 def record_publish_by_hand(lake: str, dag_id: str, ds: str, entry: dict[str, Any]) -> str | None:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from include.alert_settings import ALERT_ENV, AlertSettings, parse_alerts
 from include.checks import AuditSettings, parse_band, parse_severities
 from include.emr_release import DEFAULT_RELEASE, ReleaseError, check_release
-from spark_jobs.catalog import DEFAULT_GLUE_PREFIX, namespaces
+from spark_jobs.catalog import DEFAULT_GLUE_PREFIX, GLUE_PREFIX_ENV, glue_prefix, namespaces
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TARGETS = ("local", "emr")
@@ -116,44 +116,67 @@ def _boolean(value: str) -> bool:
     return lowered in ("true", "1", "yes")
 
 
-# env var -> (Settings field, converter). Every setting is documented in the README.
-_ENV = {
-    "PIPELINE_TARGET": ("target", str),
-    "PIPELINE_LAKE": ("lake", str),
-    "PIPELINE_CLUSTER_PROFILE": ("default_profile", str),
-    "PIPELINE_RETRIES": ("retries", int),
-    "PIPELINE_RETRY_DELAY_SECONDS": ("retry_delay_seconds", int),
-    "PIPELINE_LOCAL_SPARK_SERVER": ("local_spark_server", _boolean),
-    "PIPELINE_SNAPSHOT_RETENTION_DAYS": ("snapshot_retention_days", int),
-    "PIPELINE_LINEAGE": ("lineage", _boolean),
-    "PIPELINE_LINEAGE_NAMESPACE": ("lineage_namespace", str),
-    "PIPELINE_LINEAGE_URL": ("lineage_url", str),
-    "PIPELINE_CODE_URI": ("code_uri", str),
-    "PIPELINE_EMR_LOG_URI": ("log_uri", str),
-    "PIPELINE_EMR_SUBNET_ID": ("subnet_id", str),
-    "PIPELINE_EMR_MASTER_SG": ("master_security_group", str),
-    "PIPELINE_EMR_CORE_SG": ("core_security_group", str),
-    "PIPELINE_EMR_SERVICE_SG": ("service_security_group", str),
-    "PIPELINE_EMR_RELEASE": ("release_label", str),
-    "PIPELINE_EMR_SERVICE_ROLE": ("service_role", str),
-    "PIPELINE_EMR_INSTANCE_PROFILE": ("instance_profile", str),
-    "PIPELINE_EMR_IDLE_TIMEOUT_SECONDS": ("idle_timeout_seconds", int),
-    "PIPELINE_EMR_POLL_SECONDS": ("poll_seconds", int),
-    "PIPELINE_EMR_STEP_LOG_LINES": ("step_log_lines", int),
-    "PIPELINE_EMR_STEP_LOG_WAIT_SECONDS": ("step_log_wait_seconds", int),
-    "PIPELINE_AWS_CONN_ID": ("aws_conn_id", str),
-    "PIPELINE_AWS_REGION": ("region", str),
-    "PIPELINE_GLUE_DATABASE_PREFIX": ("glue_database_prefix", str),
-    "PIPELINE_EXTRA_TAGS": ("extra_tags", str),
-    "PIPELINE_EMR_SECURITY_CONFIGURATION": ("security_configuration", str),
-    "PIPELINE_EMR_KMS_KEY_ARN": ("kms_key_arn", str),
-    "PIPELINE_EMR_S3_ENCRYPTION": ("s3_encryption", str),
-    "PIPELINE_EMR_TLS_CERTIFICATES_URI": ("tls_certificates_uri", str),
-    "PIPELINE_EMR_PREFLIGHT": ("preflight", str),
-    "PIPELINE_CLOUDWATCH_METRICS": ("cloudwatch_metrics", _boolean),
-    "PIPELINE_CLOUDWATCH_NAMESPACE": ("cloudwatch_namespace", str),
+# Every PIPELINE_* variable, by section (the README's Settings has the same sections, each
+# variable documented there): env var -> (Settings field, converter), or None for those read
+# apart (the Glue prefix by spark_jobs.catalog.glue_prefix, which the jobs use too; the alerts'
+# by include/alert_settings.py; the audit's by _audit below, each with its own format).
+SECTIONS: dict[str, dict[str, tuple[str, Callable[[str], object]] | None]] = {
+    "target": {
+        "PIPELINE_TARGET": ("target", str),
+        "PIPELINE_CLUSTER_PROFILE": ("default_profile", str),
+        "PIPELINE_RETRIES": ("retries", int),
+        "PIPELINE_RETRY_DELAY_SECONDS": ("retry_delay_seconds", int),
+        "PIPELINE_LOCAL_SPARK_SERVER": ("local_spark_server", _boolean),
+    },
+    "lake": {
+        "PIPELINE_LAKE": ("lake", str),
+        GLUE_PREFIX_ENV: None,
+        "PIPELINE_SNAPSHOT_RETENTION_DAYS": ("snapshot_retention_days", int),
+    },
+    "emr": {
+        "PIPELINE_CODE_URI": ("code_uri", str),
+        "PIPELINE_EMR_LOG_URI": ("log_uri", str),
+        "PIPELINE_EMR_SUBNET_ID": ("subnet_id", str),
+        "PIPELINE_EMR_MASTER_SG": ("master_security_group", str),
+        "PIPELINE_EMR_CORE_SG": ("core_security_group", str),
+        "PIPELINE_EMR_SERVICE_SG": ("service_security_group", str),
+        "PIPELINE_EMR_RELEASE": ("release_label", str),
+        "PIPELINE_EMR_SERVICE_ROLE": ("service_role", str),
+        "PIPELINE_EMR_INSTANCE_PROFILE": ("instance_profile", str),
+        "PIPELINE_EMR_IDLE_TIMEOUT_SECONDS": ("idle_timeout_seconds", int),
+        "PIPELINE_EMR_POLL_SECONDS": ("poll_seconds", int),
+        "PIPELINE_EMR_STEP_LOG_LINES": ("step_log_lines", int),
+        "PIPELINE_EMR_STEP_LOG_WAIT_SECONDS": ("step_log_wait_seconds", int),
+        "PIPELINE_AWS_CONN_ID": ("aws_conn_id", str),
+        "PIPELINE_AWS_REGION": ("region", str),
+        "PIPELINE_EXTRA_TAGS": ("extra_tags", str),
+        "PIPELINE_EMR_SECURITY_CONFIGURATION": ("security_configuration", str),
+        "PIPELINE_EMR_KMS_KEY_ARN": ("kms_key_arn", str),
+        "PIPELINE_EMR_S3_ENCRYPTION": ("s3_encryption", str),
+        "PIPELINE_EMR_TLS_CERTIFICATES_URI": ("tls_certificates_uri", str),
+        "PIPELINE_EMR_PREFLIGHT": ("preflight", str),
+    },
+    "lineage": {
+        "PIPELINE_LINEAGE": ("lineage", _boolean),
+        "PIPELINE_LINEAGE_NAMESPACE": ("lineage_namespace", str),
+        "PIPELINE_LINEAGE_URL": ("lineage_url", str),
+    },
+    "alerts": {
+        **dict.fromkeys(ALERT_ENV),
+        "PIPELINE_CLOUDWATCH_METRICS": ("cloudwatch_metrics", _boolean),
+        "PIPELINE_CLOUDWATCH_NAMESPACE": ("cloudwatch_namespace", str),
+    },
+    "audit": dict.fromkeys(
+        (
+            "PIPELINE_AUDIT_ROW_COUNT_BAND",
+            "PIPELINE_AUDIT_QUARANTINE_WARN",
+            "PIPELINE_AUDIT_QUARANTINE_ERROR",
+            "PIPELINE_AUDIT_SEVERITIES",
+        )
+    ),
 }
-ENV_VARS = tuple(_ENV) + ALERT_ENV  # the alerts' are read apart (include/alert_settings.py)
+ENV_VARS = tuple(var for section in SECTIONS.values() for var in section)
+_ENV = {var: read for section in SECTIONS.values() for var, read in section.items() if read is not None}
 # Settings that changed meaning: set, they fail the import with the new name rather than be ignored.
 _RENAMED = {
     "PIPELINE_GLUE_DATABASE": "PIPELINE_GLUE_DATABASE_PREFIX (one Glue database per zone: "
@@ -178,15 +201,6 @@ def _local_lake(value: str) -> str:
         return value.rstrip("/")
     path = Path(value)
     return (path if path.is_absolute() else PROJECT_ROOT / path).resolve().as_uri()
-
-
-# The audit's settings, read apart from _ENV: each has its own format and message.
-AUDIT_ENV = (
-    "PIPELINE_AUDIT_ROW_COUNT_BAND",
-    "PIPELINE_AUDIT_QUARANTINE_WARN",
-    "PIPELINE_AUDIT_QUARANTINE_ERROR",
-    "PIPELINE_AUDIT_SEVERITIES",
-)
 
 
 def _audit(env: Mapping[str, str], problems: list[str]) -> AuditSettings:
@@ -260,6 +274,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if isinstance(values.get(attr), int) and values[attr] < low:  # type: ignore[operator]
             problems.append(f"{var} must be >= {low}")
 
+    values["glue_database_prefix"] = glue_prefix(env)
     values["audit"] = _audit(env, problems)
     values["alerts"] = parse_alerts(env, problems)
     if "lineage_namespace" in values and not _LINEAGE_NAMESPACE.match(str(values["lineage_namespace"])):

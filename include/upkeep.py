@@ -21,6 +21,7 @@ from airflow.sdk import DAG, CronDataIntervalTimetable, Param, get_current_conte
 from include import pipeline as P
 from include.dag_factory import (
     START_DATE,
+    _code_args,
     default_args,
     local_job,
     local_spark,
@@ -59,7 +60,8 @@ def plan_maintenance(
 
     assert code is not None  # noqa: S101 (emr plans always get the code location)
     name = emr_step_name(dag_id, run_id, ds, MAINTAIN.name)
-    plan["step:maintain"] = [P.emr_step(name, args, py_files=code["py_files"], entrypoint=code["entrypoint"])]
+    # built as the nightly's steps are: the same code, OpenLineage listener jar and lineage settings
+    plan["step:maintain"] = [P.emr_step(name, args, **_code_args(settings, code))]
     tags = cluster_tags(dag_id=dag_id, run_id=run_id, ds=ds, profile="dev", extra=settings.extra_tags)
     plan["job_flow_overrides"] = job_flow_overrides("dev", settings, name=f"{dag_id}-{ds}", tags=tags)
     plan["code"] = code

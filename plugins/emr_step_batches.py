@@ -18,7 +18,6 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.emr import EmrHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
-from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.sdk.exceptions import AirflowException
 
@@ -31,6 +30,7 @@ from plugins.emr_client import (
 )
 from plugins.emr_step_logs import STEP_LOG_LINES, STEP_LOG_WAIT_SECONDS, copy_step_logs, ran
 from plugins.emr_steps import EmrStepsCancelOnKillTrigger, StepFailureReport
+from plugins.openlineage_steps import with_parent_job_information
 
 MAX_STEPS_PER_BATCH = 10  # ListSteps (what the trigger polls) filters on at most 10 step ids
 
@@ -52,7 +52,7 @@ class EmrStepBatchesOperator(AwsBaseOperator[EmrHook]):
     :param waiter_delay: seconds between two polls of a batch
     :param waiter_max_attempts: polls per batch before giving up
     :param openlineage_inject_parent_job_info: this task's OpenLineage run as the parent of each
-        step's Spark job (the amazon provider's injection into spark-submit, as EmrAddStepsOperator)
+        step's Spark job (`--conf` in spark-submit, as EmrAddStepsOperator: plugins/openlineage_steps.py)
     :return: every step id, in the order added
     """
 
@@ -113,8 +113,7 @@ class EmrStepBatchesOperator(AwsBaseOperator[EmrHook]):
         if not batch:
             return self._next(index + 1, done, context)
         if self.openlineage_inject_parent_job_info:
-            # the provider's own injection (a method that only logs through `self`)
-            batch = EmrAddStepsOperator._inject_openlineage_parent_job_information(self, batch, context)
+            batch = with_parent_job_information(batch, context, self.log)
         self.log.info("Batch %d/%d: %s", index + 1, len(self.batches), [s["Name"] for s in batch])
         self._batch = (self.job_flow_id, [])
         step_ids, states = add_steps_once(self.hook, self.job_flow_id, batch, self.log, self._batch[1])

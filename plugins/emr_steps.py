@@ -20,7 +20,7 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.emr import EmrHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
-from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator, EmrCreateJobFlowOperator
+from airflow.providers.amazon.aws.operators.emr import EmrCreateJobFlowOperator
 from airflow.providers.amazon.aws.triggers.emr import EmrAddStepsTrigger
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
@@ -52,6 +52,7 @@ from plugins.emr_step_logs import (
     stderr_uri,
     step_log_uri,
 )
+from plugins.openlineage_steps import with_parent_job_information
 
 
 # ---- the cluster -----------------------------------------------------------------------------
@@ -328,7 +329,7 @@ class EmrRunStepOperator(AwsBaseOperator[EmrHook]):
     :param poll_seconds: seconds between two polls of the step (and its cluster)
     :param max_polls: polls before the step counts as stuck: it is cancelled and the task fails
     :param openlineage_inject_parent_job_info: this task's OpenLineage run as the parent of the
-        step's Spark job (the amazon provider's injection into spark-submit)
+        step's Spark job (`--conf` in spark-submit, as EmrAddStepsOperator: plugins/openlineage_steps.py)
     :param step_log_lines: lines of each log (step and driver stdout and stderr) of a step that
         ended badly to copy (0: none)
     :param step_log_wait_seconds: the longest wait for EMR to upload a failed step's logs
@@ -375,8 +376,7 @@ class EmrRunStepOperator(AwsBaseOperator[EmrHook]):
         if ended:
             raise self._fail(cluster_gone(ended))
         if self.openlineage_inject_parent_job_info:
-            # the provider's own injection (a method that only logs through `self`)
-            steps = EmrAddStepsOperator._inject_openlineage_parent_job_information(self, steps, context)
+            steps = with_parent_job_information(steps, context, self.log)
         self._added = (cluster_id, [])
         (step_id,), (state,) = add_steps_once(self.hook, cluster_id, steps, self.log, self._added[1])
         if state == "COMPLETED":  # done by an earlier try

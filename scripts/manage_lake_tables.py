@@ -30,7 +30,7 @@ from include.lake import (
     rollback,
     table_id,
 )
-from spark_jobs.catalog import CATALOG_FILE, is_s3
+from spark_jobs.catalog import CATALOG_FILE, glue_prefix, is_s3
 
 
 def _lake_default() -> str:
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     lake = (args.lake or _lake_default()).rstrip("/")
     if "://" not in lake:
         lake = f"file://{os.path.abspath(lake)}"
-    prefix = args.glue_prefix or os.environ.get("PIPELINE_GLUE_DATABASE_PREFIX") or None
+    prefix = args.glue_prefix or glue_prefix()
     if not is_s3(lake) and not local_catalog_exists(lake):
         print(
             f"no catalog at {urlparse(lake).path}/{CATALOG_FILE}: nothing has been written yet",

@@ -12,6 +12,7 @@ Pure Python, no Spark import: the DAGs import it at parse time.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from urllib.parse import urlparse
 
@@ -20,6 +21,7 @@ ZONES = ("processed", "quarantine", "curated")  # the zones that are Iceberg tab
 CATALOG_FILE = "_catalog/iceberg.db"
 WAREHOUSE = "warehouse"
 DEFAULT_GLUE_PREFIX = "customer_analytics"
+GLUE_PREFIX_ENV = "PIPELINE_GLUE_DATABASE_PREFIX"
 
 # Spark settings that are ours, not Spark's or Iceberg's: which lake a session's catalog serves
 # and each zone's namespace (Glue database). spark-submit passes on "spark.*" keys only.
@@ -51,6 +53,15 @@ def local_path(lake: str) -> str:
     if parsed.scheme != "file":
         raise ValueError(f"{lake} is not a file:// lake")
     return parsed.path.rstrip("/")
+
+
+def glue_prefix(environ: Mapping[str, str] | None = None) -> str:
+    """The Glue database prefix (PIPELINE_GLUE_DATABASE_PREFIX, default `customer_analytics`).
+
+    The one reading of the variable: include/settings.py (which checks it with the other
+    settings), the jobs (they get no settings object) and the lake's pyiceberg side all call this."""
+    env = os.environ if environ is None else environ
+    return env.get(GLUE_PREFIX_ENV, "").strip() or DEFAULT_GLUE_PREFIX
 
 
 def namespaces(lake: str, glue_prefix: str = DEFAULT_GLUE_PREFIX) -> dict[str, str]:

@@ -67,12 +67,6 @@ def path_exists(spark: SparkSession, uri: str) -> bool:
     return bool(fs.exists(path))
 
 
-def delete_path(spark: SparkSession, uri: str) -> None:
-    fs, path = hadoop_fs(spark, uri)
-    if fs.exists(path):
-        fs.delete(path, True)
-
-
 def read_text(spark: SparkSession, uri: str) -> str:
     """A small text object, through Hadoop's FileSystem (FileNotFoundException when absent)."""
     fs, path = hadoop_fs(spark, uri)

@@ -155,6 +155,3 @@ CURATED = {
         ("checkout_count", LongType()),
     ),
 }
-
-# Extra partition columns below dt= (written as directories, not stored in the files).
-CURATED_SUBPARTITIONS = {"customer_segments": ("segment",)}

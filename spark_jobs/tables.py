@@ -36,13 +36,13 @@ from pyspark.sql.types import DateType, StructField, StructType
 from spark_jobs.catalog import (
     CATALOG,
     CATALOG_FILE,
-    DEFAULT_GLUE_PREFIX,
     LAKE_KEY,
     NAMESPACE_KEY,
     TABLE_PROPERTIES,
     WAREHOUSE,
     ZONES,
     catalog_conf,
+    glue_prefix,
     is_s3,
     local_path,
 )
@@ -111,7 +111,7 @@ def _catalog_tables_exist(path: str) -> bool:
 
 
 def _glue_prefix() -> str:
-    return os.environ.get("PIPELINE_GLUE_DATABASE_PREFIX") or DEFAULT_GLUE_PREFIX
+    return glue_prefix()
 
 
 def _aws_endpoints(lake: str) -> dict[str, str] | None:

@@ -75,6 +75,7 @@ SAME_WORKER = {
     "tests/dags/test_emr_target.py": "local nightly lake",  # compares with the local run's rows
     "tests/dags/test_local_target.py": "local nightly lake",
     "tests/dags/test_lineage.py": "local nightly lake",  # reads the local run's lineage
+    "tests/dags/test_airflow_commands.py": "local nightly lake",  # its dag.test() is that run
 }
 
 

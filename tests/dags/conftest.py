@@ -13,19 +13,18 @@ from tests.harness.nightly import NIGHTLY_DS, NIGHTLY_HISTORY_START, LocalNightl
 
 @pytest.fixture(scope="session")
 def local_nightly(tmp_path_factory, airflow_db) -> LocalNightly:
-    """The local target's nightly DAG under dag.test() for NIGHTLY_DS, history from the start date."""
+    """The local target's nightly DAG under dag.test() for NIGHTLY_DS, history from the start date
+    (what `airflow dags test` runs: the DAG parsed from its file, its Deadline Alert included)."""
     from include import pipeline as P
-    from tests.harness.dag_runs import run_pipeline_dag
+    from include.run_local import DAG_FILES, load_dag, run_dag_test
+    from tests.harness.dag_runs import record_run
 
     root = demo_landing(tmp_path_factory.mktemp("local-nightly") / "lake")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PIPELINE_TARGET", "local")
         mp.setenv("PIPELINE_LAKE", root.as_uri())
         mp.setenv("PIPELINE_RETRIES", "0")  # a failed job shows at once, not after a delay
-        run = run_pipeline_dag(
-            "nightly",
-            NIGHTLY_DS,
-            {"ingest_start_ds": NIGHTLY_HISTORY_START},
-            xcom_tasks=(*(f"run_{s.name}" for s in P.PIPELINE), "plan"),
-        )
-    return LocalNightly(root, run)
+        dag = load_dag(DAG_FILES["nightly"])
+        run = run_dag_test(dag, NIGHTLY_DS, {"ingest_start_ds": NIGHTLY_HISTORY_START})
+        record = record_run(dag, run.run_id, xcom_tasks=(*(f"run_{s.name}" for s in P.PIPELINE), "plan"))
+    return LocalNightly(root, record, dag)

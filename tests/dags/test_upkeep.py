@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 
 from include import lake as L
+from include import pipeline as P
 from tests.harness.aws_fakes import EmrStepPlayer, job_args
 from tests.harness.dag_runs import run_pipeline_dag
 from tests.harness.settings import EMR_ENV
@@ -72,6 +73,60 @@ def test_the_rollback_form_works_on_the_glue_catalog_with_the_dags_aws_connectio
     run = run_pipeline_dag("rollback", None, conf)
     assert run.state == "success", run.task_states
     assert catalog.load_table(ident).current_snapshot().snapshot_id == snapshots[0]
+
+
+def _spark_submit_options(step: dict, entrypoint: str) -> list[str]:
+    """A step's spark-submit command up to its entrypoint (what runs the job, not the job's own args)."""
+    args = step["HadoopJarStep"]["Args"]
+    return args[: args.index(entrypoint) + 1]
+
+
+@pytest.mark.parametrize(
+    "lineage",
+    [{}, {"lineage_url": "http://marquez:5000"}, {"lineage": False}],
+    ids=["lineage to the lake", "lineage to a server", "no lineage"],
+)
+def test_the_maintenance_step_is_submitted_as_the_nightlys_steps_are(lineage):
+    """Same code, same OpenLineage listener jar (--jars), same spark.openlineage.* settings."""
+    from include.dag_factory import plan_nightly
+    from include.packaging import code_location
+    from include.settings import Settings
+    from include.upkeep import plan_maintenance
+
+    settings = Settings(
+        target="emr",
+        lake="s3://lake-bucket/lake",
+        code_uri="s3://lake-bucket/lake/_code",
+        log_uri="s3://lake-bucket/lake/_emr_logs/",
+        subnet_id="subnet-0123456789abcdef0",
+        **lineage,
+    )
+    code = code_location(settings, "0.1.0-abc")
+    run = "manual__2024-06-30T02:00:00+00:00"
+    nightly = plan_nightly(
+        settings,
+        dag_id="nightly",
+        run_id=run,
+        ds="2024-06-30",
+        params={"cluster_profile": "dev", "outputs": list(P.OUTPUTS)},
+        code=code,
+    )
+    maintenance = plan_maintenance(
+        settings, dag_id="maintenance", run_id=run, ds="2024-06-30", keep_days=14, code=code
+    )
+    (maintain,) = maintenance["step:maintain"]
+    options = _spark_submit_options(maintain, code["entrypoint"])
+    for step in ("ingest_sales", "graph", "audit", "publish"):
+        (nightly_step,) = nightly[f"step:{step}"]
+        assert options == _spark_submit_options(nightly_step, code["entrypoint"]), step
+    assert ("--jars" in options) == settings.lineage
+    if settings.lineage:
+        assert options[options.index("--jars") + 1] == code["jars"]
+        assert f"spark.openlineage.namespace={settings.lineage_namespace}" in options
+    assert any(a.startswith("spark.openlineage.transport.url=") for a in options) == bool(
+        settings.lineage_url
+    )
+    assert not any("openlineage" in a for a in options) or settings.lineage
 
 
 @pytest.mark.slow

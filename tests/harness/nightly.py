@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.harness.dag_runs import DagRunRecord
 
@@ -22,6 +23,7 @@ NIGHTLY_SCALE = 0.002
 class LocalNightly:
     lake: Path
     run: DagRunRecord
+    dag: Any  # the DAG object dag.test() ran, as its file defines it (Deadline Alert included)
 
 
 def demo_landing(root: Path) -> Path:

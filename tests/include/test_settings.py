@@ -183,3 +183,43 @@ def test_a_bad_audit_setting_fails_the_dag_import_naming_it(tmp_path):
     )  # fmt: skip
     assert done.returncode != 0
     assert "PIPELINE_AUDIT_ROW_COUNT_BAND='0.5' is not a range LOW..HIGH" in done.stderr
+
+
+def _readme_settings_sections() -> dict[str, set[str]]:
+    """README's Settings: each `### Settings: <section>` -> the variables its table documents."""
+    text = (PROJECT_ROOT / "README.md").read_text()
+    settings = text[text.index("\n## Settings\n") :]
+    settings = settings[: settings.index("\n## ", 1)]
+    sections: dict[str, set[str]] = {}
+    for part in re.split(r"\n### Settings: ", settings)[1:]:
+        name, _, body = part.partition("\n")
+        first_cells = [line.split("|")[1] for line in body.splitlines() if line.startswith("| `")]
+        sections[name.strip()] = {
+            v for cell in first_cells for v in re.findall(r"`(PIPELINE_[A-Z0-9_]+)`", cell)
+        }
+    return sections
+
+
+def test_every_setting_is_read_in_one_section_and_documented_in_the_readmes_same_section():
+    from include.settings import ENV_VARS, SECTIONS
+
+    assert list(SECTIONS) == ["target", "lake", "emr", "lineage", "alerts", "audit"]
+    assert len(ENV_VARS) == len(set(ENV_VARS))  # no variable in two sections
+    assert _readme_settings_sections() == {name: set(section) for name, section in SECTIONS.items()}
+    assert {
+        "PIPELINE_AUDIT_ROW_COUNT_BAND",
+        "PIPELINE_AUDIT_QUARANTINE_WARN",
+        "PIPELINE_AUDIT_QUARANTINE_ERROR",
+        "PIPELINE_AUDIT_SEVERITIES",
+        "PIPELINE_GLUE_DATABASE_PREFIX",
+        "PIPELINE_ALERT_EMAIL",
+    } <= set(ENV_VARS)
+
+
+def test_the_glue_prefix_is_one_reading_for_the_settings_and_the_jobs():
+    from spark_jobs.catalog import glue_prefix
+
+    assert glue_prefix({}) == load_settings({}).glue_database_prefix == "customer_analytics"
+    env = {**EMR, "PIPELINE_GLUE_DATABASE_PREFIX": " acme "}
+    assert glue_prefix(env) == load_settings(env).glue_database_prefix == "acme"
+    assert load_settings(env).namespaces["curated"] == "acme_curated"

@@ -109,22 +109,55 @@ def test_pagerank_that_does_not_sum_to_one_fails(session, lake):
     assert metrics["exit_code"] == audit.EXIT_AUDIT_FAILED
 
 
-@pytest.mark.parametrize(
-    ("today", "status"),
-    [(5, "fail"), (6, "pass"), (24, "pass"), (25, "fail")],  # median 12: the band is 6..24
-)
-def test_row_count_outside_the_band_around_the_median_of_published_dates_fails(session, lake, today, status):
-    for day, n in ((D1, 10), (D2, 12), (D3, 14)):
+HISTORY = {D1: 10, D2: 12, D3: 14}  # rows published on main per date: median 12, the band 6..24
+
+
+class _Counts:
+    """All the row count check reads of a table (spark_jobs.audit.Context): the date's rows on the
+    branch, and main's rows per earlier date. The rule itself needs no lake."""
+
+    zone, name, ds = "curated", "referral_graph", D4
+
+    def __init__(self, today: int, published: dict[dt.date, int]) -> None:
+        self.today, self.published = today, published
+
+    def row_count(self) -> int:
+        return self.today
+
+    def published_counts(self) -> dict[dt.date, int]:
+        return self.published
+
+
+def _declared(table: str, check: str, settings: AuditSettings | None = None) -> dict:
+    """The check as the plan's checks file declares it (include/checks.py)."""
+    spec = json.loads(checks_json(settings or AuditSettings(), [table]))
+    [found] = [c for c in spec[table] if c["name"] == check]
+    return found
+
+
+@pytest.mark.parametrize(("today", "status"), [(5, "fail"), (6, "pass"), (24, "pass"), (25, "fail")])
+def test_row_count_outside_the_band_around_the_median_of_published_dates_fails(today, status):
+    check = _declared("curated.referral_graph", "row_count_vs_history")
+
+    found = audit.run_check(_Counts(today, HISTORY), check)
+
+    assert (found.status, found.severity) == (status, "error")
+    assert found.numbers == {"rows": today, "median_last_7": 12, "low": 6.0, "high": 24.0}
+
+
+def test_a_row_count_outside_the_band_fails_the_audit_job_on_the_branch(session, lake):
+    """The rule above through the job: history on main, the run's date on its branch."""
+    for day, n in HISTORY.items():
         seed_rows(session, lake, "curated", "referral_graph", graph_rows([1 / n] * n, day))
     on_branch(session)
-    seed_rows(session, lake, "curated", "referral_graph", graph_rows([1 / today] * today))
+    seed_rows(session, lake, "curated", "referral_graph", graph_rows([1 / 25] * 25))
 
     metrics, results = run_audit(session, lake, ["graph"])
 
     found = result(results, "curated.referral_graph", "row_count_vs_history")
-    assert found["status"] == status
-    assert found["numbers"] == {"rows": today, "median_last_7": 12, "low": 6.0, "high": 24.0}
-    assert ("exit_code" in metrics) is (status == "fail")
+    assert found["status"] == "fail"
+    assert found["numbers"] == {"rows": 25, "median_last_7": 12, "low": 6.0, "high": 24.0}
+    assert metrics["exit_code"] == audit.EXIT_AUDIT_FAILED
 
 
 def test_row_count_is_skipped_with_a_note_while_fewer_than_three_dates_are_published(session, lake):
@@ -141,16 +174,13 @@ def test_row_count_is_skipped_with_a_note_while_fewer_than_three_dates_are_publi
     assert "exit_code" not in metrics
 
 
-def test_the_band_is_a_setting(session, lake):
-    for day in (D1, D2, D3):
-        seed_rows(session, lake, "curated", "referral_graph", graph_rows([0.1] * 10, day))
-    on_branch(session)
-    seed_rows(session, lake, "curated", "referral_graph", graph_rows([1 / 8] * 8))
+def test_the_band_is_a_setting():
+    settings = AuditSettings(row_count_band=(0.9, 1.1))
+    check = _declared("curated.referral_graph", "row_count_vs_history", settings)
 
-    _, results = run_audit(session, lake, ["graph"], settings=AuditSettings(row_count_band=(0.9, 1.1)))
+    found = audit.run_check(_Counts(8, {D1: 10, D2: 10, D3: 10}), check)
 
-    found = result(results, "curated.referral_graph", "row_count_vs_history")
-    assert (found["status"], found["numbers"]["low"], found["numbers"]["high"]) == ("fail", 9.0, 11.0)
+    assert (found.status, found.numbers["low"], found.numbers["high"]) == ("fail", 9.0, 11.0)
 
 
 def _rolling(region, total, count, avg, ds=D4):
