@@ -44,6 +44,7 @@ from airflow.sdk import (
 from include import pipeline as P
 from include.alert_settings import deadline_interval
 from include.alerts import RunFailedNotifier, deadline_missed, record_task_error
+from include.clickstream_kinesis import CLICKSTREAM_INGEST, land_clickstream_task
 from include.cluster_profiles import PROFILES, cluster_tags, job_flow_overrides
 from include.dag_parts import AUDIT_TOOLTIP, PUBLISH_TOOLTIP, register_group, register_output, step_group
 from include.lake_files import lake_io
@@ -542,6 +543,8 @@ def _nightly_local(settings: Settings, plan: Any) -> None:
         (task_id,) = step_task_ids(P.PUBLISH.name)
         publish = local_job(settings, task_id, plan["step:publish"], plan["spark_server"])
     list(runs.values()) >> audit >> publish
+    if settings.clickstream_stream:  # the clickstream from Kinesis, landed before its ingest
+        plan >> land_clickstream_task(settings, plan["ds"]) >> runs[CLICKSTREAM_INGEST]
     if start is not None:
         start >> list(runs.values())
         [*runs.values(), audit, publish] >> stop

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from include.alert_settings import ALERT_ENV, AlertSettings, parse_alerts
 from include.checks import AuditSettings, parse_band, parse_severities
+from include.clickstream_kinesis import stream_problem
 from include.emr_release import DEFAULT_RELEASE, ReleaseError, check_release
 from spark_jobs.catalog import DEFAULT_GLUE_PREFIX, namespaces
 
@@ -65,6 +66,10 @@ class Settings:
     lineage: bool = True
     lineage_namespace: str = "customer_market_analytics"
     lineage_url: str = ""
+    # the clickstream from this Kinesis data stream (its name): the nightly's land_clickstream task
+    # lands its new records in landing/clickstream/ first (include/clickstream_kinesis.py); empty:
+    # the clickstream is the files upstream delivers there
+    clickstream_stream: str = ""
     # emr only
     code_uri: str = ""
     log_uri: str = ""
@@ -128,6 +133,7 @@ _ENV = {
     "PIPELINE_LINEAGE": ("lineage", _boolean),
     "PIPELINE_LINEAGE_NAMESPACE": ("lineage_namespace", str),
     "PIPELINE_LINEAGE_URL": ("lineage_url", str),
+    "PIPELINE_CLICKSTREAM_KINESIS_STREAM": ("clickstream_stream", str),
     "PIPELINE_CODE_URI": ("code_uri", str),
     "PIPELINE_EMR_LOG_URI": ("log_uri", str),
     "PIPELINE_EMR_SUBNET_ID": ("subnet_id", str),
@@ -270,6 +276,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "(the Marquez or DataHub server; the API path is added)"
         )
 
+    if "clickstream_stream" in values:
+        why = stream_problem(str(values["clickstream_stream"]))
+        if why:
+            problems.append(f"PIPELINE_CLICKSTREAM_KINESIS_STREAM={values['clickstream_stream']!r}: {why}")
     if "cloudwatch_namespace" in values and not _CLOUDWATCH_NAMESPACE.match(
         str(values["cloudwatch_namespace"])
     ):
