@@ -3,8 +3,9 @@
 One stack holds everything a run needs: the lake bucket, its KMS key, the EMR security
 configuration, the three roles (EMR service, the nodes' instance profile, Airflow's), the zones'
 Glue databases, optionally a private subnet with S3/Glue/KMS endpoints and the EMR-managed
-security groups, optionally the clickstream's Kinesis data stream, and the monitoring: a CloudWatch dashboard of the metrics the run report
-publishes, alarms on them and the SNS topic they (and Airflow's alerts) go to.
+security groups, optionally the clickstream's Kinesis data stream, and the monitoring: a
+CloudWatch dashboard of the metrics the run report publishes, alarms on them and the SNS topic
+they (and Airflow's alerts) go to.
 Its outputs are the `PIPELINE_*` settings (and the Airflow connection) to paste
 into `.env`.
 
