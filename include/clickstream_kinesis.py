@@ -14,6 +14,8 @@ Why a task that reads the shards with boto3 (and not Firehose or the Spark Kines
   objects itself and delivers at least once; the Spark connector needs the cluster up before
   the records can be landed, and moto cannot play it;
 - the same task runs on both targets (the lake by URI) and in tests against moto's Kinesis.
+One landing at a time: the nightly runs one run at a time (max_active_runs=1) and is the only
+DAG with the task.
 
 Where a record goes: a JSON object whose `event_ts` has a time zone to the folder of its UTC date;
 anything else (not JSON, no or zone-less `event_ts`) to the folder of the run's date, where
@@ -202,7 +204,7 @@ def land_clickstream_task(settings: Any, ds: Any):
     from airflow.sdk import task
 
     @task(task_id="land_clickstream")
-    def land_clickstream(ds: str) -> dict[str, Any]:
+    def land_clickstream(run_ds: str) -> dict[str, Any]:  # `ds` is a context key of Airflow's
         from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
         from include.lake_files import lake_io
@@ -216,7 +218,7 @@ def land_clickstream_task(settings: Any, ds: Any):
         )
         read, write = lake_io(settings.aws_conn_id, settings.region)
         landed = land_stream(
-            hook.get_conn(), read, write, stream=settings.clickstream_stream, lake=settings.lake, ds=ds
+            hook.get_conn(), read, write, stream=settings.clickstream_stream, lake=settings.lake, ds=run_ds
         )
         log.info(
             "landed %d records of %s (%d shards) by event date: %s",

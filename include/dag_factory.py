@@ -10,6 +10,9 @@ emr:   plan -> create cluster + upload code -> per step: one deferrable task add
             the run's cluster and waits -> audit -> publish -> Asset events ;
             terminate cluster (teardown, runs whatever happened)
 local: plan -> per step: `python -m spark_jobs ...` subprocess (+ Asset)
+both:  with PIPELINE_CLICKSTREAM_KINESIS_STREAM, `land_clickstream` (after the plan, on emr after
+       preflight) lands the stream's new records before `run_ingest_clickstream`
+       (include/clickstream_kinesis.py)
 
 In the UI each step of the spec is a task group named after it (`step_group`), then `audit`,
 `publish` and `register` (the asset events); the task ids stay flat (`run_graph` on both targets,
