@@ -7,7 +7,8 @@ Glue, EMR played by the EmrStepPlayer running each step's job for real):
   `land_clickstream` task cleared with the dialog's defaults; dag.test() replaced the first run
   of the date by the rerun) after a late event and a re-sent copy arrived counts the late one
   once and the copy not at all;
-- every AWS call the landing makes is one the Airflow role allows, and each Kinesis grant is used.
+- every AWS call the landing makes is one the Airflow role allows, and each Kinesis grant is used;
+- the local target lands the same stream into a file:// lake and counts the day the same.
 """
 
 from __future__ import annotations
@@ -293,4 +294,33 @@ def test_every_call_of_the_landing_is_allowed_to_the_airflow_role_and_every_kine
     assert {q.resource for q in landing if q.action.startswith("kinesis:")} == {stream}
     assert not is_allowed(
         [policy], Request("kinesis:GetRecords", f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/other")
+    )
+
+
+def test_the_local_target_lands_the_stream_too_and_builds_the_same_counts(fake_aws, tmp_path):
+    """The same task on the local target: the stream (moto's, through the Airflow connection)
+    landed into a file:// lake, the day counted as the contract says."""
+    from include.lake import read_date
+
+    fake_aws.reset()
+    fake_aws.client("kinesis").create_stream(StreamName=STREAM, ShardCount=2)
+    _put(fake_aws, EVENTS)
+    lake = tmp_path / "lake"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PIPELINE_TARGET", "local")
+        mp.setenv("PIPELINE_LAKE", lake.as_uri())
+        mp.setenv("PIPELINE_CLICKSTREAM_KINESIS_STREAM", STREAM)
+        run = run_pipeline_dag("nightly", DS, OUTPUTS, xcom_tasks=("land_clickstream",))
+    assert run.state == "success", run.task_states
+    assert run.xcoms["land_clickstream"]["records"] == len(EVENTS)
+    landed = Counter(
+        line
+        for path in (lake / "landing" / "clickstream").rglob("*.json")
+        for line in path.read_text().splitlines()
+    )
+    assert landed == Counter(EVENTS)
+    pd.testing.assert_frame_equal(
+        _normalised(read_date(lake, "curated", "clickstream_checkouts", DS)),
+        checkouts_oracle(EVENTS),
+        check_exact=True,
     )
