@@ -10,6 +10,9 @@ emr:   plan -> create cluster + upload code -> per step: one deferrable task add
             the run's cluster and waits -> audit -> publish -> Asset events ;
             terminate cluster (teardown, runs whatever happened)
 local: plan -> per step: `python -m spark_jobs ...` subprocess (+ Asset)
+both:  with PIPELINE_CLICKSTREAM_KINESIS_STREAM, `land_clickstream` (after the plan, on emr after
+       preflight) lands the stream's new records before `run_ingest_clickstream`
+       (include/clickstream_kinesis.py)
 
 In the UI each step of the spec is a task group named after it (`step_group`), then `audit`,
 `publish` and `register` (the asset events); the task ids stay flat (`run_graph` on both targets,
@@ -44,6 +47,7 @@ from airflow.sdk import (
 from include import pipeline as P
 from include.alert_settings import deadline_interval
 from include.alerts import RunFailedNotifier, deadline_missed, record_task_error
+from include.clickstream_kinesis import CLICKSTREAM_INGEST, land_clickstream_task
 from include.cluster_profiles import PROFILES, cluster_tags, job_flow_overrides
 from include.dag_parts import AUDIT_TOOLTIP, PUBLISH_TOOLTIP, register_group, register_output, step_group
 from include.lake_files import lake_io
@@ -542,6 +546,8 @@ def _nightly_local(settings: Settings, plan: Any) -> None:
         (task_id,) = step_task_ids(P.PUBLISH.name)
         publish = local_job(settings, task_id, plan["step:publish"], plan["spark_server"])
     list(runs.values()) >> audit >> publish
+    if settings.clickstream_stream:  # the clickstream from Kinesis, landed before its ingest
+        plan >> land_clickstream_task(settings, plan["ds"]) >> runs[CLICKSTREAM_INGEST]
     if start is not None:
         start >> list(runs.values())
         [*runs.values(), audit, publish] >> stop

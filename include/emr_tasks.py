@@ -17,6 +17,7 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import chain, task
 
 from include import pipeline as P
+from include.clickstream_kinesis import CLICKSTREAM_INGEST, land_clickstream_task
 from include.dag_parts import (
     AUDIT_TOOLTIP,
     PUBLISH_TOOLTIP,
@@ -188,7 +189,8 @@ def nightly_emr(settings: Settings, plan: Any) -> None:
     upload = _upload_code_task(settings, plan["code"])
     # nothing reaches AWS before the plan accepted the run's parameters; nothing is created
     # before preflight found everything a cluster needs
-    plan >> _preflight_task(settings) >> [create, upload.operator]
+    preflight = _preflight_task(settings)
+    plan >> preflight >> [create, upload.operator]
     runs: dict[str, EmrRunStepOperator] = {}
     for step in P.PIPELINE:
         with step_group(step):  # run_<step>, one box per step of the spec
@@ -197,6 +199,8 @@ def nightly_emr(settings: Settings, plan: Any) -> None:
         for dep in step.depends_on:
             runs[dep] >> run
         runs[step.name] = run
+    if settings.clickstream_stream:  # the clickstream from Kinesis, landed before its ingest
+        preflight >> land_clickstream_task(settings, plan["ds"]) >> runs[CLICKSTREAM_INGEST]
     # Write-audit-publish on the same cluster: the audit once every step ended (none failed),
     # publish only after it passed, each output's asset event after that.
     # (Airflow wants a setup's direct followers on all_success: the join carries the rule.)

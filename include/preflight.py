@@ -6,7 +6,8 @@ minutes in: the EMR security configuration and the TLS certificates it names, th
 EMR service role and the nodes' instance profile, a private subnet tagged for
 AmazonEMRServicePolicy_v2 and its security groups, the lake bucket and its default encryption,
 the zones' Glue databases, whether the code zip's location is writable, and whether the run
-report may publish its metrics to CloudWatch and the alerts to their SNS topic. Each missing
+report may publish its metrics to CloudWatch and the alerts to their SNS topic, and the Kinesis
+stream the clickstream is landed from, when it is set. Each missing
 piece is one finding: one line saying what is wrong and what to do about it.
 
 Nothing is written: writability and the permissions to publish are judged by reading the
@@ -28,7 +29,7 @@ from include.emr_security import network_problems
 from include.iam.evaluate import Request, UnsupportedPolicy, is_allowed
 from include.settings import Settings
 
-SERVICES = ("emr", "iam", "ec2", "s3", "glue", "kms", "sts")
+SERVICES = ("emr", "iam", "ec2", "s3", "glue", "kms", "sts", "kinesis")
 MANAGED_TAG = ("for-use-with-amazon-emr-managed-policies", "true")
 DEPLOY = "deploy the stack (make aws-deploy) and paste its settings into .env"
 _ASSUMED_ROLE = re.compile(r"^arn:aws[a-z-]*:sts::\d{12}:assumed-role/(?P<role>[^/]+)/")
@@ -421,6 +422,38 @@ def check_monitoring(settings: Settings, aws: Clients) -> list[Finding]:
     ]
 
 
+def check_clickstream_stream(settings: Settings, aws: Clients) -> list[Finding]:
+    """The Kinesis stream the clickstream is landed from (PIPELINE_CLICKSTREAM_KINESIS_STREAM):
+    it exists and can be read (ACTIVE, or UPDATING while it reshards)."""
+    name = settings.clickstream_stream
+    if not name:
+        return []
+    piece = "clickstream stream"
+    try:
+        summary = aws["kinesis"].describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+    except ClientError as exc:
+        if _code(exc) == "ResourceNotFoundException" or _missing(exc):
+            return [
+                Finding(
+                    piece,
+                    f"Kinesis stream {name!r} does not exist in {settings.region or 'the region'}",
+                    "deploy the stack with ClickstreamFromKinesis=true (its output names the stream) "
+                    "or set PIPELINE_CLICKSTREAM_KINESIS_STREAM to the stream the events are put to",
+                )
+            ]
+        return [_unreadable(piece, exc)]
+    status = summary["StreamStatus"]
+    if status not in ("ACTIVE", "UPDATING"):
+        return [
+            Finding(
+                piece,
+                f"Kinesis stream {name!r} is {status}",
+                "wait until it is ACTIVE (being created) or point the setting at a live stream",
+            )
+        ]
+    return []
+
+
 def _context(q: Request) -> str:
     return ", ".join(f"{k}={v}" for k, v in q.context.items()) if q.context else q.resource
 
@@ -434,6 +467,7 @@ CHECKS: tuple[Check, ...] = (
     check_glue_databases,
     check_code_location,
     check_monitoring,
+    check_clickstream_stream,
 )
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from include.alert_settings import ALERT_ENV, AlertSettings, parse_alerts
 from include.checks import AuditSettings, parse_band, parse_severities
+from include.clickstream_kinesis import stream_problem
 from include.emr_release import DEFAULT_RELEASE, ReleaseError, check_release
 from spark_jobs.catalog import DEFAULT_GLUE_PREFIX, GLUE_PREFIX_ENV, glue_prefix, namespaces
 
@@ -65,6 +66,10 @@ class Settings:
     lineage: bool = True
     lineage_namespace: str = "customer_market_analytics"
     lineage_url: str = ""
+    # the clickstream from this Kinesis data stream (its name): the nightly's land_clickstream task
+    # lands its new records in landing/clickstream/ first (include/clickstream_kinesis.py); empty:
+    # the clickstream is the files upstream delivers there
+    clickstream_stream: str = ""
     # emr only
     code_uri: str = ""
     log_uri: str = ""
@@ -132,6 +137,7 @@ SECTIONS: dict[str, dict[str, tuple[str, Callable[[str], object]] | None]] = {
         "PIPELINE_LAKE": ("lake", str),
         GLUE_PREFIX_ENV: None,
         "PIPELINE_SNAPSHOT_RETENTION_DAYS": ("snapshot_retention_days", int),
+        "PIPELINE_CLICKSTREAM_KINESIS_STREAM": ("clickstream_stream", str),
     },
     "emr": {
         "PIPELINE_CODE_URI": ("code_uri", str),
@@ -285,6 +291,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "(the Marquez or DataHub server; the API path is added)"
         )
 
+    if "clickstream_stream" in values:
+        why = stream_problem(str(values["clickstream_stream"]))
+        if why:
+            problems.append(f"PIPELINE_CLICKSTREAM_KINESIS_STREAM={values['clickstream_stream']!r}: {why}")
     if "cloudwatch_namespace" in values and not _CLOUDWATCH_NAMESPACE.match(
         str(values["cloudwatch_namespace"])
     ):

@@ -3,8 +3,9 @@
 One stack holds everything a run needs: the lake bucket, its KMS key, the EMR security
 configuration, the three roles (EMR service, the nodes' instance profile, Airflow's), the zones'
 Glue databases, optionally a private subnet with S3/Glue/KMS endpoints and the EMR-managed
-security groups, and the monitoring: a CloudWatch dashboard of the metrics the run report
-publishes, alarms on them and the SNS topic they (and Airflow's alerts) go to.
+security groups, optionally the clickstream's Kinesis data stream, and the monitoring: a
+CloudWatch dashboard of the metrics the run report publishes, alarms on them and the SNS topic
+they (and Airflow's alerts) go to.
 Its outputs are the `PIPELINE_*` settings (and the Airflow connection) to paste
 into `.env`.
 
@@ -57,6 +58,7 @@ def _text_placeholders() -> dict[str, str]:
         "AirflowRoleName": iam.ROLE_NAMES["airflow"],
         "EmrServiceRoleName": iam.ROLE_NAMES["emr-service"],
         "EmrInstanceRoleName": iam.ROLE_NAMES["emr-instance-profile"],
+        "ClickstreamStreamName": iam.CLICKSTREAM_STREAM_NAME,
     }
 
 
@@ -179,6 +181,13 @@ def _parameters() -> dict[str, Any]:
             "Description": "Alarm when a dataset's quarantined share of a nightly run is above this: "
             "the audit's warning band (PIPELINE_AUDIT_QUARANTINE_WARN)",
         },
+        "ClickstreamFromKinesis": {
+            "Type": "String",
+            "Default": "false",
+            "AllowedValues": ["true", "false"],
+            "Description": "true: a Kinesis data stream the clickstream's producers put events to; the "
+            "nightly lands it (PIPELINE_CLICKSTREAM_KINESIS_STREAM); false: upstream delivers files",
+        },
         "RunCostBudget": {
             "Type": "Number",
             "Default": str(RUN_COST_BUDGET),
@@ -192,6 +201,7 @@ def _conditions() -> dict[str, Any]:
     return {
         "CreateNetwork": {"Fn::Equals": [{"Ref": "CreateNetwork"}, "true"]},
         "HasAirflowPrincipal": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AirflowPrincipalArn"}, ""]}]},
+        "ClickstreamFromKinesis": {"Fn::Equals": [{"Ref": "ClickstreamFromKinesis"}, "true"]},
     }
 
 
@@ -731,6 +741,25 @@ def _monitoring() -> dict[str, Any]:
     }
 
 
+def _clickstream() -> dict[str, Any]:
+    """The stream the clickstream's producers put to (the nightly's land_clickstream task reads it,
+    include/clickstream_kinesis.py). On demand: no shards to size; a week of retention, so a
+    nightly that could not run for days still finds its records; encrypted with Kinesis' AWS
+    managed key, which its readers use through Kinesis without a grant of their own."""
+    stream = {
+        "Type": "AWS::Kinesis::Stream",
+        "Condition": "ClickstreamFromKinesis",
+        "Properties": {
+            "Name": iam.clickstream_stream_name(),
+            "StreamModeDetails": {"StreamMode": "ON_DEMAND"},
+            "RetentionPeriodHours": 168,
+            "StreamEncryption": {"EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"},
+            "Tags": [PROJECT_TAG],
+        },
+    }
+    return {"ClickstreamStream": _retained(stream)}
+
+
 def _outputs() -> dict[str, Any]:
     lake = {"Fn::Sub": "s3://${LakeBucket}/${LakePrefix}"}
     settings: dict[str, tuple[Any, str | None]] = {
@@ -756,6 +785,7 @@ def _outputs() -> dict[str, Any]:
         ),
         "PIPELINE_CLOUDWATCH_NAMESPACE": ({"Ref": "MetricsNamespace"}, None),
         "PIPELINE_ALERT_SNS_TOPIC_ARN": ({"Ref": "AlertsTopic"}, None),
+        "PIPELINE_CLICKSTREAM_KINESIS_STREAM": ({"Ref": "ClickstreamStream"}, "ClickstreamFromKinesis"),
         # The connection the DAGs reach AWS with: Airflow's role, assumed by the workers.
         CONNECTION_VAR: (
             {
@@ -776,7 +806,15 @@ def _outputs() -> dict[str, Any]:
 
 def build_template() -> dict[str, Any]:
     """The whole template as a dict (JSON-able)."""
-    resources = {**_storage(), **_emr_security(), **_roles(), **_glue(), **_network(), **_monitoring()}
+    resources = {
+        **_storage(),
+        **_emr_security(),
+        **_roles(),
+        **_glue(),
+        **_network(),
+        **_monitoring(),
+        **_clickstream(),
+    }
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Transform": "AWS::LanguageExtensions",  # Fn::ToJsonString

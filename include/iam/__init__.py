@@ -77,8 +77,11 @@ PLACEHOLDERS = (
     "TlsCertificatesKey",
     "MetricsNamespace",
     "AlertsTopicArn",
+    "ClickstreamStreamName",
 )
 ALERTS_TOPIC_NAME = "${Project}-alerts"  # the stack's topic (infra/), the default the policy grants
+# the stack's clickstream stream (infra/, with ClickstreamFromKinesis=true), the default the policy grants
+CLICKSTREAM_STREAM_NAME = "${Project}-clickstream"
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z]+)\}")
 
 
@@ -109,6 +112,11 @@ def role_name(role: str, region: str) -> str:
 def alerts_topic_name() -> str:
     """The name infra/ gives the alerts' SNS topic (one per account and region)."""
     return Template(ALERTS_TOPIC_NAME).substitute(Project=PROJECT)
+
+
+def clickstream_stream_name() -> str:
+    """The name infra/ gives the clickstream's Kinesis stream (one per account and region)."""
+    return Template(CLICKSTREAM_STREAM_NAME).substitute(Project=PROJECT)
 
 
 def _bucket_and_key(uri: str) -> tuple[str, str]:
@@ -149,6 +157,8 @@ def values_from_settings(settings: Settings, account: str) -> dict[str, str]:
         # the alerts' topic: the one configured, else the stack's (its name is fixed per region)
         "AlertsTopicArn": settings.alerts.sns_topic_arn
         or f"arn:aws:sns:{settings.region or ''}:{account}:{alerts_topic_name()}",
+        # the clickstream's stream: the one configured, else the stack's
+        "ClickstreamStreamName": settings.clickstream_stream or clickstream_stream_name(),
     }
 
 

@@ -492,3 +492,19 @@ def test_clearing_a_step_task_with_the_dialogs_defaults_brings_the_cluster_back(
         *(f"register_{o}" for o in P.OUTPUTS),
         "run_report",
     }
+
+
+@pytest.mark.parametrize("target", ["local", "emr"])
+def test_the_clickstream_from_kinesis_is_landed_before_its_ingest_and_nothing_else_waits(target):
+    """PIPELINE_CLICKSTREAM_KINESIS_STREAM adds one task, parsed without I/O: after the plan (emr:
+    after preflight, nothing reaches AWS before it), before the clickstream's ingest only."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PIPELINE_CLICKSTREAM_KINESIS_STREAM", "user-clickstream")
+        found = parse_dags(target, mp)
+    assert found.import_errors == {}
+    dag = found.dags[NIGHTLY]
+    land = dag.task_dict["land_clickstream"]
+    assert land.upstream_task_ids == ({"plan", "preflight"} if target == "emr" else {"plan"})
+    assert land.downstream_task_ids == {"run_ingest_clickstream"}
+    assert (land.retries, land.retry_delay) == (RETRIES, dt.timedelta(seconds=RETRY_DELAY))
+    assert "land_clickstream" not in found.dags[BACKFILL].task_dict

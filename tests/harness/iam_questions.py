@@ -26,6 +26,14 @@ NOT_EXERCISED = {
     "glue:UpdateTable": "the rollback DAG points a table back at its earlier snapshot",
     "sns:Publish": "alerts to PIPELINE_ALERT_SNS_TOPIC_ARN (tests/dags/test_alert_channels.py)",
 }
+# The clickstream's landing from Kinesis (PIPELINE_CLICKSTREAM_KINESIS_STREAM, off in the runs
+# above): tests/dags/test_kinesis_clickstream.py records its calls and judges them the same way.
+KINESIS_LANDING = {
+    "kinesis:DescribeStreamSummary",
+    "kinesis:ListShards",
+    "kinesis:GetShardIterator",
+    "kinesis:GetRecords",
+}
 # Preflight's reads: off in these runs (an account holding only the lake bucket); the nightly run
 # against the deployed stack records them (tests/dags/test_emr_on_stack.py).
 PREFLIGHT_ONLY = {
@@ -101,6 +109,12 @@ def authorization_questions(req: AwsRequest, cluster_tags: dict[str, dict[str, s
         assert action == "cloudwatch:PutMetricData", f"map {action} to IAM"
         # no resource-level permission; the namespace is the condition key
         return [Request(action, "*", {"cloudwatch:namespace": req.body["Namespace"]})]
+    if req.action.startswith("Kinesis_20131202."):
+        # every call names the stream (the landing passes its ARN; DescribeStreamSummary its name)
+        arn = (
+            req.body.get("StreamARN") or f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{req.body['StreamName']}"
+        )
+        return [Request("kinesis:" + req.action.split(".", 1)[1], arn)]
     if req.action.startswith("TrentService."):  # KMS
         key = req.body["KeyId"]
         arn = key if key.startswith("arn:") else f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{key}"

@@ -214,3 +214,25 @@ def test_the_command_judges_what_it_can_with_the_deployers_credentials(moto_acco
     assert err[0] == f"preflight: 1 missing or wrong, {len(preflight.CHECKS)} checks"
     assert err[1].startswith("MISSING Glue database: ")
     assert check_aws_preflight_main([], {"PIPELINE_TARGET": "local"}) == 2
+
+
+def test_the_clickstream_stream_the_stack_creates_passes_and_a_missing_one_is_named(moto_account):
+    region, settings = moto_account.deploy(ClickstreamFromKinesis="true")
+    stream = settings["PIPELINE_CLICKSTREAM_KINESIS_STREAM"]
+    assert stream == iam.clickstream_stream_name()
+    kinesis = moto_account.client("kinesis", region)
+    assert kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["StreamStatus"] == (
+        "ACTIVE"
+    )
+    airflow = _as_airflow(moto_account, region)
+    assert preflight.run_checks(load_settings(settings), airflow) == []
+    kinesis.delete_stream(StreamName=stream)
+    findings = preflight.run_checks(load_settings(settings), airflow)
+    assert [f.line() for f in findings] == [
+        f"clickstream stream: Kinesis stream {stream!r} does not exist in {region}; deploy the stack "
+        "with ClickstreamFromKinesis=true (its output names the stream) or set "
+        "PIPELINE_CLICKSTREAM_KINESIS_STREAM to the stream the events are put to"
+    ]
+    # without the setting the clickstream is files: nothing to check
+    files = {k: v for k, v in settings.items() if k != "PIPELINE_CLICKSTREAM_KINESIS_STREAM"}
+    assert preflight.run_checks(load_settings(files), airflow) == []

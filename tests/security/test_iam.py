@@ -18,7 +18,13 @@ from include.settings import PROJECT_ROOT, SettingsError, load_settings
 from plugins.emr_naming import PROJECT
 from tests.harness.aws_fakes import REGION, EmrStepPlayer
 from tests.harness.dag_runs import run_pipeline_dag
-from tests.harness.iam_questions import ACCOUNT, NOT_EXERCISED, PREFLIGHT_ONLY, authorization_questions
+from tests.harness.iam_questions import (
+    ACCOUNT,
+    KINESIS_LANDING,
+    NOT_EXERCISED,
+    PREFLIGHT_ONLY,
+    authorization_questions,
+)
 from tests.harness.settings import EMR_ENV
 
 KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -179,6 +185,37 @@ def test_the_airflow_role_publishes_metrics_to_its_namespace_and_alerts_to_its_t
     assert not is_allowed([policy], Request("sns:Publish", topic))
 
 
+def test_the_airflow_role_reads_only_the_clickstream_stream_and_lands_only_clickstream_files():
+    stream = f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{PROJECT}-clickstream"  # the stack's, by default
+    for action in sorted(KINESIS_LANDING):
+        assert is_allowed(AIRFLOW, Request(action, stream)), action
+        assert not is_allowed(AIRFLOW, Request(action, f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/other"))
+    for action in ("kinesis:PutRecord", "kinesis:DeleteStream", "kinesis:SubscribeToShard"):
+        assert not is_allowed(AIRFLOW, Request(action, stream)), action
+    configured = load_settings(
+        {**EMR_ENV, "PIPELINE_AWS_REGION": REGION, "PIPELINE_CLICKSTREAM_KINESIS_STREAM": "user-clickstream"}
+    )
+    policy = iam.render(
+        iam.document("airflow-role-policy.json"), iam.values_from_settings(configured, ACCOUNT)
+    )
+    mine = f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/user-clickstream"
+    assert is_allowed([policy], Request("kinesis:GetRecords", mine))
+    assert not is_allowed([policy], Request("kinesis:GetRecords", stream))
+    lake = "arn:aws:s3:::lake-bucket/lake"
+    landed = f"{lake}/landing/clickstream/dt=2024-06-28/kinesis-shardId-000000000000-1-2.json"
+    assert is_allowed(AIRFLOW, Request("s3:PutObject", landed))
+    assert not is_allowed(AIRFLOW, Request("s3:GetObject", landed))  # it only writes the landing
+    checkpoint = f"{lake}/_checkpoints/clickstream_kinesis/user-clickstream/shardId-000000000000.json"
+    for action in ("s3:GetObject", "s3:PutObject"):
+        assert is_allowed(AIRFLOW, Request(action, checkpoint)), action
+        # the Spark stream's checkpoints are the nodes' alone
+        spark = f"{lake}/_checkpoints/clickstream_checkouts/dt=2024-06-28/offsets/0"
+        assert not is_allowed(AIRFLOW, Request(action, spark)), action
+    for other in ("landing/sales/dt=2024-06-28/a.csv", "landing/clickstreams/a.json"):
+        assert not is_allowed(AIRFLOW, Request("s3:PutObject", f"{lake}/{other}")), other
+    assert not is_allowed(AIRFLOW, Request("s3:DeleteObject", landed))
+
+
 @pytest.mark.parametrize(
     ("zone", "writes"),
     [
@@ -300,7 +337,7 @@ def test_the_janitor_lists_every_cluster_but_terminates_only_the_projects(record
 @pytest.mark.slow
 def test_the_airflow_role_grants_nothing_the_dags_do_not_use(recorded):
     used = {q.action for q in recorded}
-    unexplained = granted_actions(AIRFLOW[0]) - used - set(NOT_EXERCISED) - PREFLIGHT_ONLY
+    unexplained = granted_actions(AIRFLOW[0]) - used - set(NOT_EXERCISED) - PREFLIGHT_ONLY - KINESIS_LANDING
     assert unexplained == set(), sorted(used)
 
 
