@@ -30,7 +30,10 @@ from tests.harness.emr_runs import run_emr
 from tests.harness.iam_questions import ACCOUNT, KINESIS_LANDING, authorization_questions
 from tests.harness.settings import EMR_ENV
 
-pytestmark = pytest.mark.slow
+# Whole nightlies (EMR: from files, from the stream, a rerun and a repair; local: one more): the
+# slowest end-to-end checks, run by `make test-ops`; `make test` keeps the landing's own rules
+# (tests/include/test_clickstream_kinesis.py, moto's Kinesis, no Spark).
+pytestmark = [pytest.mark.slow, pytest.mark.ops]
 
 DS = "2024-07-10"
 STREAM = "user-clickstream"
