@@ -92,7 +92,8 @@ def format_table(report: Mapping[str, Any]) -> str:
         groups = ", ".join(
             f"{g['instances']} x {g['instance_type']} ({g['market']})" for g in c["instance_types"]
         )
-        which = f"EMR cluster {c['attempt']} of {len(clusters)}" if "attempt" in c else "EMR cluster"
+        # a repaired run's clusters are numbered, each with the run's steps it ran
+        which = f"EMR cluster {c['attempt']} of {len(clusters)}" if len(clusters) > 1 else "EMR cluster"
         lines.append(
             f"{which} {c['cluster_id']} ({c['state']}): {groups}; "
             f"runtime {_num(c['runtime_hours'], 2)} h "
@@ -101,7 +102,7 @@ def format_table(report: Mapping[str, Any]) -> str:
             f"estimated cost {_cost(c['estimated_cost'], c)} "
             f"(price table {c['price_table']['region']} {c['price_table']['as_of']})"
         )
-        if "steps" in c:
+        if len(clusters) > 1:
             lines.append(f"  steps: {_tries(c['steps'])}")
         if c["unpriced_instance_types"]:
             lines.append(

@@ -395,3 +395,17 @@ def test_a_repaired_runs_report_shows_each_cluster_its_steps_and_tries_and_the_c
     console = "https://us-east-1.console.aws.amazon.com/emr/home?region=us-east-1#/clusterDetails/j-FIRST"
     assert ("j-FIRST", console, "_blank") in page.links
     assert "estimated cost 0.54 USD on 2 clusters" in page.texts
+
+
+def test_a_run_on_one_cluster_says_its_cluster_once_without_numbering_it():
+    t0 = dt.datetime(2024, 6, 11, 2, 0, tzinfo=UTC)
+    one = _repaired_cluster("j-ONLY", 0.5, [_emr_step("graph", "s-1", "COMPLETED", t0, 60)])
+    plan = nightly_run_plan(DS, ["graph"], emr=True, dag_id=DAG, run_id=RUN)
+    report = model.build_report(
+        dag_id=DAG, run_id=RUN, target="emr", plan=plan, metrics={}, attempts=cost.run_attempts([one]),
+        task_states={"run_graph": "success"}, cluster=one[0],
+    )  # fmt: skip
+    lines = [line for line in render.format_table(report).splitlines() if line.startswith(("EMR", "  steps"))]
+    assert [line.split(":")[0] for line in lines] == ["EMR cluster j-ONLY (TERMINATED)"]
+    assert "EMR clusters of this run" not in render.html_page(report, {})
+    assert model.run_cost(report) == (0.36, "USD")
