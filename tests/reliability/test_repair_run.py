@@ -8,6 +8,9 @@ loop against moto, the Clear through the public API's own route functions):
   cluster: the step task fails at once with one line saying so, creates and adds nothing;
 - a cluster lost under a waiting step fails that step task at its next poll with the cluster's
   state and EMR's reason; the repair then goes green;
+- with every EMR step run for real (StepRunner: local Spark on moto's S3 and Glue), pyiceberg's
+  Glue catalog finds on main the commits the failed attempt left on the run's branch, segments'
+  on top of them and nothing committed twice, and main moved once per table by the publish;
 - on the local target the same Clear repairs the run: the warm Spark application (the setup)
   starts again, only the failed job, the audit and the publish run; pyiceberg counts the run's
   commits on its branch (none twice) and main's one move by the publish;
@@ -346,3 +349,69 @@ def test_a_failed_local_step_is_repaired_by_clearing_its_task(airflow_db, tmp_pa
     assert sorted(repaired.asset_events) == sorted(
         f"{lake.as_uri()}/warehouse/curated/{o}" for o in P.OUTPUTS
     )
+
+
+def test_an_emr_repair_with_real_jobs_commits_only_what_failed_and_publishes_once(
+    aws, airflow_db, monkeypatch, tmp_path
+):
+    """The EMR repair with every step run for real (StepRunner: the jobs on local Spark against
+    moto's S3 and Glue): pyiceberg's Glue catalog counts the run's commits; segments fails at its
+    first try before its job starts (it commits nothing)."""
+    from include.lake import open_catalog
+    from tests.harness.aws_fakes import StepRunner
+    from tests.harness.nightly import NIGHTLY_DS, NIGHTLY_HISTORY_START, demo_landing
+
+    for key, value in EMR_ENV.items():
+        monkeypatch.setenv(key, value)
+    landing = demo_landing(tmp_path / "lake") / "landing"
+    for path in sorted(landing.rglob("*")):
+        if path.is_file():
+            key = f"lake/landing/{path.relative_to(landing).as_posix()}"
+            aws.s3.put_object(Bucket="lake-bucket", Key=key, Body=path.read_bytes())
+    keys = {"access-key-id": "testing", "secret-access-key": "testing", "region": "us-east-1"}
+    properties = {f"{svc}.{k}": v for svc in ("glue", "s3") for k, v in keys.items()}
+    properties |= {"glue.endpoint": aws.url, "s3.endpoint": aws.url}
+    dag = load_dag(DAG_FILES["nightly"])
+    dag.deadline = None
+    failed_once: list[str] = []
+
+    def fail(name: str) -> bool:
+        if "|segments|" in name and not failed_once:
+            failed_once.append(name)
+            return True
+        return False
+
+    (tmp_path / "steps").mkdir()
+    runner = StepRunner(aws, tmp_path / "steps")
+    try:
+        with EmrStepPlayer(aws, run=runner, fail=fail) as emr:
+            conf = {"cluster_profile": "dev", "ingest_start_ds": NIGHTLY_HISTORY_START}
+            run_id = run_dag_test(dag, NIGHTLY_DS, conf).run_id
+            assert record_run(dag, run_id).state == "failed"
+            before = run_commits(open_catalog(LAKE, properties=properties), run_id, P.audit_branch(run_id))
+            clear_tasks_as_the_ui_does(dag.dag_id, run_id, ["run_segments"])
+            state = resume_run(dag, run_id)
+    finally:
+        runner.stop()
+    assert emr.errors == []
+    assert state == "success", record_run(dag, run_id).task_states
+    (_, _, _), (_, _, second) = clusters(aws)
+    assert second == [("segments", "COMPLETED"), ("audit", "COMPLETED"), ("publish", "COMPLETED")]
+    assert before  # the steps that succeeded committed to the run's branch
+    assert not any(t.endswith("customer_segments") for t in before)
+    catalog = open_catalog(LAKE, properties=properties)
+    after = run_commits(catalog, run_id, "main")
+    assert {t: c for t, c in after.items() if t in before} == before  # none committed again
+    added = {t: c for t, c in after.items() if t not in before}
+    assert [(t.rsplit(".", 1)[-1], [job for _, job in c]) for t, c in added.items()] == [
+        ("customer_segments", ["segments"])
+    ]
+    for name, commits in after.items():  # main moved once per table, to the branch's head
+        table = catalog.load_table(name)
+        mine = [
+            e.snapshot_id
+            for e in table.metadata.snapshot_log
+            if table.snapshot_by_id(e.snapshot_id).summary.additional_properties.get("pipeline.run-id")
+            == run_id
+        ]
+        assert mine == [commits[-1][0]], name
