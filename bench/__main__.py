@@ -24,6 +24,7 @@ FIGURES = {
     "local_dag": "bench.fig_local_dag",
     "emr": "bench.fig_emr",
     "commit": "bench.fig_commit",
+    "repair": "bench.fig_repair",
 }
 SIZED = ("features", "commit")  # the figures that take --sizes
 

@@ -135,6 +135,54 @@ def emr_step_timings(steps: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, 
     return out
 
 
+def run_attempts(
+    read: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]],
+) -> dict[str, Any]:
+    """Every cluster of a run and what ran on it: `read` holds, per cluster of the run oldest
+    first, its `cluster_usage` and its ListSteps `Steps` of this run (as ListSteps lists them, newest
+    first). A repaired run has more than
+    one: the first ran the run until a step failed (or the cluster was lost), each next one only
+    what the repair cleared (the failed steps, their dependants, the audit and the publish).
+
+    Each step gets its try: the how-manieth EMR step of that name in the run (a step cleared and
+    run again on the next cluster is try 2). `total` sums every cluster's normalized instance hours
+    and cost (None if one of them has none)."""
+    from plugins.emr_naming import parse_emr_step_name
+
+    tries: dict[str, int] = {}
+    clusters = []
+    for n, (usage, steps) in enumerate(read, 1):
+        ran = []
+        for s in reversed(steps):  # ListSteps lists the newest first
+            tries[s["Name"]] = tries.get(s["Name"], 0) + 1
+            parsed = parse_emr_step_name(s["Name"]) or {"step": s["Name"], "ds": ""}
+            timing = emr_step_timings([s])[s["Name"]]
+            ran.append(
+                {
+                    "step": parsed["step"],
+                    "ds": parsed["ds"],
+                    "name": s["Name"],
+                    "try": tries[s["Name"]],
+                    **timing,
+                }
+            )
+        clusters.append({**usage, "attempt": n, "steps": ran})
+
+    def total(key: str, digits: int) -> float | None:
+        values = [c.get(key) for c in clusters]
+        return None if not values or None in values else round(sum(values), digits)
+
+    return {
+        "clusters": clusters,
+        "total": {
+            "clusters": len(clusters),
+            "normalized_instance_hours": total("normalized_instance_hours", 3),
+            "estimated_cost": total("estimated_cost", 4),
+            "currency": next((c.get("currency") for c in clusters if c.get("currency")), None),
+        },
+    }
+
+
 def read_emr(client: Any, cluster_id: str) -> tuple[dict, list[dict], list[dict]]:
     """DescribeCluster, ListInstances (groups' and fleets' alike) and ListSteps of one cluster."""
     cluster = client.describe_cluster(ClusterId=cluster_id)["Cluster"]

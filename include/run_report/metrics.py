@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from include import pipeline as P
-from include.run_report.model import FAILED_STATES, output_name
+from include.run_report.model import FAILED_STATES, output_name, run_cost
 
 TARGET = "emr"  # the only target that publishes (the stack's dashboard and alarms watch it)
 PUT_METRIC_DATA_LIMIT = 1000  # datums per PutMetricData call (CloudWatch's limit)
@@ -119,7 +119,7 @@ def metric_data(report: Mapping[str, Any]) -> list[dict[str, Any]]:
             _datum("AuditErrors", checks["errors"], dag_id),
             _datum("AuditWarnings", checks["warnings"], dag_id),
         ]
-    cost = (report.get("emr_cluster") or {}).get("estimated_cost")
+    cost, _ = run_cost(report)  # every cluster of the run (a repaired run has several)
     if cost is not None:
         data.append(_datum("EstimatedCost", cost, dag_id))
     for step, rows in _by_step(report["steps"]):

@@ -44,13 +44,25 @@ def build_report(
     emr_steps: Mapping[str, Mapping[str, Any]] | None = None,
     cluster: Mapping[str, Any] | None = None,
     checks: Sequence[Mapping[str, Any]] | None = None,
+    attempts: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The run report as plain JSON-able data: a row per step of the run's `plan`, in its order.
 
     `metrics` maps (step name, label) to the job's metrics JSON. They are used only for steps
     whose task succeeded: a file from an earlier run of the same date must not pass for this one.
-    `emr_steps` maps EMR step names (the plan's) to {"state", "seconds"}.
+    `emr_steps` maps EMR step names (the plan's) to {"state", "seconds"}. `attempts` is every
+    cluster of the run and the steps each ran (`cost.run_attempts`): a repaired run's step shows
+    its last try (the one that counts) and, in `emr_tries`, each try with its cluster.
     """
+    tried: dict[str, list[dict[str, Any]]] = {}
+    for c in (attempts or {}).get("clusters", []):
+        for t in c["steps"]:
+            timing = {k: t[k] for k in ("id", "state", "queue_seconds", "seconds")}
+            tried.setdefault(t["name"], []).append(
+                {**timing, "try": t["try"], "cluster_id": c["cluster_id"], "cluster": c["attempt"]}
+            )
+    if attempts is not None:
+        emr_steps = {name: every[-1] for name, every in tried.items()}
     steps = []
     for p in plan.steps:
         state = step_state(p, task_states)
@@ -79,6 +91,8 @@ def build_report(
             # on EMR the queue is the step's: added, then PENDING until the cluster ran it
             if row["emr_step"].get("queue_seconds") is not None:
                 row["queue_seconds"] = row["emr_step"]["queue_seconds"]
+        if p.emr_step_name in tried:
+            row["emr_tries"] = tried[p.emr_step_name]
         steps.append(row)
 
     failed = sorted({s["task_id"] for s in steps if s["state"] in FAILED_STATES})
@@ -99,8 +113,19 @@ def build_report(
         "steps": steps,
         "totals": totals,
         "emr_cluster": dict(cluster) if cluster is not None else None,
+        "emr_attempts": dict(attempts) if attempts is not None else None,
         "checks": checks_section(checks),
     }
+
+
+def run_cost(report: Mapping[str, Any]) -> tuple[float | None, str | None]:
+    """(estimated cost, currency) of the whole run: every cluster it ran (a repaired run has more
+    than one), else its one cluster's (a report from before the run's clusters were listed)."""
+    attempts = report.get("emr_attempts")
+    if attempts:
+        return attempts["total"]["estimated_cost"], attempts["total"]["currency"]
+    cluster = report.get("emr_cluster") or {}
+    return cluster.get("estimated_cost"), cluster.get("currency")
 
 
 def run_timing(
@@ -177,14 +202,20 @@ def add_links(report: dict[str, Any], *, airflow_base: str | None, region: str |
     if cluster_id and region:
         links["emr_cluster"] = emr_console_url(region, cluster_id)
         links["spark_history_server"] = links["emr_cluster"]
+    log_uris = {cluster_id: log_uri}
+    for each in (report.get("emr_attempts") or {}).get("clusters", []):
+        log_uris[each["cluster_id"]] = each.get("log_uri")
+        if region:
+            each["console_url"] = emr_console_url(region, each["cluster_id"])
     for step in report["steps"]:
         if airflow_base and step["state"] != "skipped":
             step["task_log_url"] = airflow_task_url(
                 airflow_base, report["dag_id"], report["run_id"], step["task_id"]
             )
         step_id = (step.get("emr_step") or {}).get("id")
-        if step_id and cluster_id and log_uri:
-            folder = f"{log_uri.rstrip('/')}/{cluster_id}/steps/{step_id}/"
+        ran_on = (step.get("emr_step") or {}).get("cluster_id") or cluster_id  # its last try's
+        if step_id and ran_on and log_uris.get(ran_on):
+            folder = f"{log_uris[ran_on].rstrip('/')}/{ran_on}/steps/{step_id}/"
             step["step_log_url"] = s3_console_url(folder, region)
     report["links"] = links
     return report
@@ -216,8 +247,6 @@ def trends(reports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {
         "runs": [{"ds": r["ds"], "run_id": r["run_id"], "state": r["state"]} for r in runs],
         "rows": {name: rows[name] for name in sorted(rows)},
-        "cost": {r["ds"]: (r.get("emr_cluster") or {}).get("estimated_cost") for r in runs},
-        "currency": next(
-            (r["emr_cluster"].get("currency") for r in reversed(runs) if r.get("emr_cluster")), None
-        ),
+        "cost": {r["ds"]: run_cost(r)[0] for r in runs},
+        "currency": next((run_cost(r)[1] for r in reversed(runs) if run_cost(r)[1]), None),
     }

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from include.run_report.cost import PRICES_FILE
-from include.run_report.model import FAILED_STATES
+from include.run_report.model import FAILED_STATES, run_cost
 
 
 def check_lines(results: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -84,24 +84,53 @@ def format_table(report: Mapping[str, Any]) -> str:
             f"{checks['skipped']} skipped"
         )
         lines += check_lines(checks["results"])
-    c = report.get("emr_cluster")
-    if c:
+    attempts = report.get("emr_attempts")
+    clusters = (
+        attempts["clusters"] if attempts else [report["emr_cluster"]] if report.get("emr_cluster") else []
+    )
+    for c in clusters:
         groups = ", ".join(
             f"{g['instances']} x {g['instance_type']} ({g['market']})" for g in c["instance_types"]
         )
-        cost = "unknown" if c["estimated_cost"] is None else f"{c['estimated_cost']:.2f} {c['currency']}"
+        # a repaired run's clusters are numbered, each with the run's steps it ran
+        which = f"EMR cluster {c['attempt']} of {len(clusters)}" if len(clusters) > 1 else "EMR cluster"
         lines.append(
-            f"EMR cluster {c['cluster_id']} ({c['state']}): {groups}; "
+            f"{which} {c['cluster_id']} ({c['state']}): {groups}; "
             f"runtime {_num(c['runtime_hours'], 2)} h "
             f"({c['runtime_source']}); normalized instance hours {_num(c['normalized_instance_hours'], 1)} "
-            f"(EMR says {c['emr_normalized_instance_hours']}); estimated cost {cost} "
+            f"(EMR says {c['emr_normalized_instance_hours']}); "
+            f"estimated cost {_cost(c['estimated_cost'], c)} "
             f"(price table {c['price_table']['region']} {c['price_table']['as_of']})"
         )
+        if len(clusters) > 1:
+            lines.append(f"  steps: {_tries(c['steps'])}")
         if c["unpriced_instance_types"]:
             lines.append(
                 f"no price for {', '.join(c['unpriced_instance_types'])}: add it to {PRICES_FILE.name}"
             )
+    if attempts and len(clusters) > 1:
+        t = attempts["total"]
+        lines.append(
+            f"EMR total: {t['clusters']} clusters; normalized instance hours "
+            f"{_num(t['normalized_instance_hours'], 1)}; estimated cost {_cost(t['estimated_cost'], t)}"
+        )
     return "\n".join(lines)
+
+
+def _cost(value: float | None, where: Mapping[str, Any]) -> str:
+    return "unknown" if value is None else f"{value:.2f} {where.get('currency')}"
+
+
+def _tries(steps: Sequence[Mapping[str, Any]]) -> str:
+    """A cluster's steps of the run, in the order they were added: `segments 2024-07-03 COMPLETED
+    (try 2)`; a step's first try says no try."""
+    return (
+        ", ".join(
+            f"{s['step']} {s['ds']} {s['state']}" + (f" (try {s['try']})" if s["try"] > 1 else "")
+            for s in steps
+        )
+        or "none"
+    )
 
 
 # ---- the HTML page (local lakes) -----------------------------------------------------------
@@ -261,6 +290,31 @@ def trend_html(trend: Mapping[str, Any]) -> list[str]:
     return parts
 
 
+def clusters_html(attempts: Mapping[str, Any]) -> list[str]:
+    """A repaired run's clusters: one row per cluster (its console link, state, the run's steps it
+    ran with their tries, its normalized instance hours and cost), then the run's total."""
+    rows = []
+    for c in attempts["clusters"]:
+        link = _link(c.get("console_url"), c["cluster_id"]) or html.escape(c["cluster_id"])
+        rows.append(
+            f"<tr><td>{c['attempt']}</td><td>{link}</td><td>{html.escape(str(c['state']))}</td>"
+            f"<td>{html.escape(_tries(c['steps']))}</td><td>{_num(c['normalized_instance_hours'], 1)}</td>"
+            f"<td>{_num(c['estimated_cost'], 2)}</td></tr>"
+        )
+    t = attempts["total"]
+    rows.append(
+        f"<tr><td>total</td><td>{t['clusters']} clusters</td><td></td><td></td>"
+        f"<td>{_num(t['normalized_instance_hours'], 1)}</td><td>{_num(t['estimated_cost'], 2)}</td></tr>"
+    )
+    return [
+        "<h2>EMR clusters of this run</h2><p>a repaired run: each cluster ran the steps below "
+        "(try 2: the step ran again after a repair)</p>",
+        "<table class='clusters'><tr><th>cluster</th><th>id</th><th>state</th><th>steps</th>"
+        "<th>normalized instance hours</th>"
+        f"<th>estimated cost {html.escape(t.get('currency') or '')}</th></tr>" + "".join(rows) + "</table>",
+    ]
+
+
 def html_page(
     report: Mapping[str, Any], charts: Mapping[str, Any], trend: Mapping[str, Any] | None = None
 ) -> str:
@@ -285,9 +339,13 @@ def html_page(
     ]
     if any(said):
         parts.append(f"<p class='links'>{' &middot; '.join(x for x in said if x)}</p>")
-    cost = (report.get("emr_cluster") or {}).get("estimated_cost")
+    cost, currency = run_cost(report)
+    attempts = (report.get("emr_attempts") or {}).get("clusters") or []
     if cost is not None:
-        parts.append(f"<p>estimated cost {cost:.2f} {esc(report['emr_cluster'].get('currency') or '')}</p>")
+        on = f" on {len(attempts)} clusters" if len(attempts) > 1 else ""
+        parts.append(f"<p>estimated cost {cost:.2f} {esc(currency or '')}{on}</p>")
+    if len(attempts) > 1:
+        parts += clusters_html(report["emr_attempts"])
     parts.append(
         "<table class='steps'><tr><th>step</th><th>ds</th><th>state</th><th>queued s</th><th>start-up s</th>"
         "<th>Spark s</th><th>total s</th><th>rows in</th><th>rows out</th><th>quarantined</th>"

@@ -15,7 +15,7 @@ from typing import Any
 from include.lake_files import lake_io, report_dates, report_uri
 from include.run_plan import PLAN_XCOM_KEY, PlannedStep, RunPlan
 from include.run_report import metrics as M
-from include.run_report.cost import cluster_usage, emr_step_timings, load_prices, read_emr
+from include.run_report.cost import cluster_usage, emr_step_timings, load_prices, read_emr, run_attempts
 from include.run_report.model import FAILED_STATES, TREND_RUNS, add_links, build_report, run_timing, trends
 from include.run_report.render import format_table, html_page
 from include.settings import Settings
@@ -110,9 +110,11 @@ def add_run_report(settings: Settings, dag: Any) -> Any:
         ds = plan.ds
         states = ti.get_task_states(dag_id=dag.dag_id, run_ids=[ctx["run_id"]]).get(ctx["run_id"], {})
         read, write = lake_io(settings.aws_conn_id, settings.region)
-        emr_steps = cluster = None
+        emr_steps = cluster = attempts = None
         if settings.is_emr:
-            emr_steps, cluster = _emr_part(settings, ti.xcom_pull(task_ids="create_cluster"))
+            emr_steps, cluster, attempts = _emr_part(
+                settings, ti.xcom_pull(task_ids="create_cluster"), dag.dag_id, ctx["run_id"]
+            )
         report = build_report(
             dag_id=dag.dag_id,
             run_id=ctx["run_id"],
@@ -123,6 +125,7 @@ def add_run_report(settings: Settings, dag: Any) -> Any:
             emr_steps=emr_steps,
             cluster=cluster,
             checks=read_checks(read, settings.lake, ds, plan.branch),
+            attempts=attempts,
         )
         dag_run = ctx["dag_run"]
         report["run"] = run_timing(
@@ -234,17 +237,36 @@ def _cloudwatch(settings: Settings, report: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _emr_part(settings: Settings, cluster_id: str | None) -> tuple[dict | None, dict | None]:
+def _emr_part(
+    settings: Settings, cluster_id: str | None, dag_id: str, run_id: str
+) -> tuple[dict | None, dict | None, dict | None]:
+    """The run's current cluster (`create_cluster`'s XCom) with its steps' timings, and every
+    cluster of the run (found by its tags, oldest first; a repaired run has one per attempt) with
+    the run's steps on each and their cost (`cost.run_attempts`)."""
     if not cluster_id:
-        return None, None
+        return None, None, None
     from airflow.providers.amazon.aws.hooks.emr import EmrHook
 
+    from plugins.emr_client import ALL_CLUSTER_STATES, tagged_clusters
+    from plugins.emr_naming import run_of, run_tags, safe_name
+
     client = EmrHook(aws_conn_id=settings.aws_conn_id, region_name=settings.region).conn
+    prices, region = load_prices(), client.meta.region_name
+    run = (safe_name(dag_id), safe_name(run_id))
     try:
-        cluster, instances, steps = read_emr(client, cluster_id)
+        found = sorted(
+            tagged_clusters(client, run_tags(dag_id, run_id), states=ALL_CLUSTER_STATES),
+            key=lambda c: c["Status"]["Timeline"]["CreationDateTime"],
+        )
+        ids = [c["Id"] for c in found] + ([cluster_id] if cluster_id not in {c["Id"] for c in found} else [])
+        read = []
+        for each in ids:
+            described, instances, steps = read_emr(client, each)
+            usage = cluster_usage(described, instances, steps, prices)
+            usage["region"] = region  # for the report's console links
+            read.append((usage, [s for s in steps if run_of(s["Name"]) == run], steps))
     except Exception:  # the numbers are worth having, not worth failing a run for
-        log.exception("could not read EMR cluster %s for the report", cluster_id)
-        return None, None
-    usage = cluster_usage(cluster, instances, steps, load_prices())
-    usage["region"] = client.meta.region_name  # for the report's console links
-    return emr_step_timings(steps), usage
+        log.exception("could not read the EMR clusters of run %s for the report", run_id)
+        return None, None, None
+    usage, _, steps = next(r for r in read if r[0]["cluster_id"] == cluster_id)
+    return emr_step_timings(steps), usage, run_attempts([(u, mine) for u, mine, _ in read])

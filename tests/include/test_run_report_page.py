@@ -316,3 +316,96 @@ def test_on_emr_the_page_is_written_to_s3_beside_the_json_with_the_earlier_runs_
     assert page.table("output")[0] == ["output", "06-09", "06-10", "trend"]
     assert page.table("output")[1] == ["curated.referral_graph", "40", "40", ""]
     assert page.marks["rect.bar"] == 2  # cost of both runs
+
+
+# ---- a repaired run: every cluster it ran --------------------------------------------------
+def _emr_step(step: str, sid: str, state: str, created: dt.datetime, seconds: float) -> dict:
+    timeline = {"CreationDateTime": created, "StartDateTime": created + dt.timedelta(seconds=10),
+                "EndDateTime": created + dt.timedelta(seconds=10 + seconds)}  # fmt: skip
+    return {
+        "Id": sid,
+        "Name": emr_step_name(DAG, RUN, DS, step),
+        "Status": {"State": state, "Timeline": timeline},
+    }
+
+
+def _repaired_cluster(cid: str, hours: float, steps: list[dict]) -> tuple[dict, list[dict]]:
+    t0 = dt.datetime(2024, 6, 11, 2, 0, tzinfo=UTC)
+    life = {"CreationDateTime": t0, "EndDateTime": t0 + dt.timedelta(hours=hours)}
+    cluster = {"Id": cid, "LogUri": "s3n://logs-bucket/emr/", "NormalizedInstanceHours": 24,
+               "Status": {"State": "TERMINATED", "Timeline": life}}  # fmt: skip
+    instances = [{"Id": f"ci-{cid}-{i}", "InstanceType": "m5.xlarge", "Market": "ON_DEMAND",
+                  "Status": {"State": "TERMINATED", "Timeline": {}}} for i in range(3)]  # fmt: skip
+    usage = cost.cluster_usage(cluster, instances, steps, cost.load_prices())
+    return usage, list(reversed(steps))  # ListSteps lists the newest first
+
+
+def test_a_repaired_runs_report_shows_each_cluster_its_steps_and_tries_and_the_cost_of_all():
+    t0 = dt.datetime(2024, 6, 11, 2, 0, tzinfo=UTC)
+    first = _repaired_cluster("j-FIRST", 0.5, [
+        _emr_step("graph", "s-1", "COMPLETED", t0, 60),
+        _emr_step("segments", "s-2", "FAILED", t0, 30)])  # fmt: skip
+    second = _repaired_cluster("j-SECOND", 0.25, [
+        _emr_step("segments", "s-3", "COMPLETED", t0, 40), _emr_step("audit", "s-4", "COMPLETED", t0, 20),
+        _emr_step("publish", "s-5", "COMPLETED", t0, 5)])  # fmt: skip
+    attempts = cost.run_attempts([first, second])
+    plan = nightly_run_plan(DS, ["graph", "segments"], emr=True, dag_id=DAG, run_id=RUN)
+    report = model.build_report(
+        dag_id=DAG, run_id=RUN, target="emr", plan=plan, metrics={}, attempts=attempts,
+        task_states={"run_graph": "success", "run_segments": "success", "run_audit": "success",
+                     "run_publish": "success"},
+        cluster=second[0],
+    )  # fmt: skip
+    model.add_links(report, airflow_base=BASE, region="us-east-1")
+    # 3 m5.xlarge at 0.24 USD an hour: 0.5 h and 0.25 h
+    assert [(c["attempt"], c["cluster_id"], c["estimated_cost"]) for c in attempts["clusters"]] == [
+        (1, "j-FIRST", 0.36), (2, "j-SECOND", 0.18)]  # fmt: skip
+    assert attempts["total"] == {"clusters": 2, "normalized_instance_hours": 18.0, "estimated_cost": 0.54,
+                                 "currency": "USD"}  # fmt: skip
+    assert [[(s["step"], s["state"], s["try"]) for s in c["steps"]] for c in attempts["clusters"]] == [
+        [("graph", "COMPLETED", 1), ("segments", "FAILED", 1)],
+        [("segments", "COMPLETED", 2), ("audit", "COMPLETED", 1), ("publish", "COMPLETED", 1)],
+    ]  # fmt: skip
+    rows = {s["step"]: s for s in report["steps"]}
+    assert [(t["cluster_id"], t["try"], t["state"], t["seconds"]) for t in rows["segments"]["emr_tries"]] == [
+        ("j-FIRST", 1, "FAILED", 30.0), ("j-SECOND", 2, "COMPLETED", 40.0)]  # fmt: skip
+    assert (rows["segments"]["emr_step"]["id"], rows["graph"]["emr_step"]["id"]) == ("s-3", "s-1")
+    # each step's log folder is on the cluster its last try ran on
+    assert rows["graph"]["step_log_url"].endswith("prefix=emr%2Fj-FIRST%2Fsteps%2Fs-1%2F")
+    assert rows["publish"]["step_log_url"].endswith("prefix=emr%2Fj-SECOND%2Fsteps%2Fs-5%2F")
+    assert model.trends([report])["cost"] == {DS: 0.54}  # the run's cost is every cluster's
+
+    text = render.format_table(report).splitlines()
+    assert [line.split(":")[0] for line in text if line.startswith("EMR ")] == [
+        "EMR cluster 1 of 2 j-FIRST (TERMINATED)",
+        "EMR cluster 2 of 2 j-SECOND (TERMINATED)",
+        "EMR total"]  # fmt: skip
+    assert f"  steps: graph {DS} COMPLETED, segments {DS} FAILED" in text
+    assert f"  steps: segments {DS} COMPLETED (try 2), audit {DS} COMPLETED, publish {DS} COMPLETED" in text
+    assert "EMR total: 2 clusters; normalized instance hours 18.0; estimated cost 0.54 USD" in text
+
+    page = _Page(render.html_page(report, {}))
+    assert page.table("cluster") == [
+        ["cluster", "id", "state", "steps", "normalized instance hours", "estimated cost USD"],
+        ["1", "j-FIRST", "TERMINATED", f"graph {DS} COMPLETED, segments {DS} FAILED", "12.0", "0.36"],
+        ["2", "j-SECOND", "TERMINATED",
+         f"segments {DS} COMPLETED (try 2), audit {DS} COMPLETED, publish {DS} COMPLETED", "6.0", "0.18"],
+        ["total", "2 clusters", "", "", "18.0", "0.54"],
+    ]  # fmt: skip
+    console = "https://us-east-1.console.aws.amazon.com/emr/home?region=us-east-1#/clusterDetails/j-FIRST"
+    assert ("j-FIRST", console, "_blank") in page.links
+    assert "estimated cost 0.54 USD on 2 clusters" in page.texts
+
+
+def test_a_run_on_one_cluster_says_its_cluster_once_without_numbering_it():
+    t0 = dt.datetime(2024, 6, 11, 2, 0, tzinfo=UTC)
+    one = _repaired_cluster("j-ONLY", 0.5, [_emr_step("graph", "s-1", "COMPLETED", t0, 60)])
+    plan = nightly_run_plan(DS, ["graph"], emr=True, dag_id=DAG, run_id=RUN)
+    report = model.build_report(
+        dag_id=DAG, run_id=RUN, target="emr", plan=plan, metrics={}, attempts=cost.run_attempts([one]),
+        task_states={"run_graph": "success"}, cluster=one[0],
+    )  # fmt: skip
+    lines = [line for line in render.format_table(report).splitlines() if line.startswith(("EMR", "  steps"))]
+    assert [line.split(":")[0] for line in lines] == ["EMR cluster j-ONLY (TERMINATED)"]
+    assert "EMR clusters of this run" not in render.html_page(report, {})
+    assert model.run_cost(report) == (0.36, "USD")
