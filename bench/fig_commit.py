@@ -143,7 +143,7 @@ class _OverwriteTimer:
         DataFrameWriterV2.overwrite = self._original
 
 
-def iceberg_commit(df, ds: dt.date, options: dict[str, str | None]) -> dict[str, Any]:
+def iceberg_commit(df, ds: dt.date, options: dict[str, str | None] | None = None) -> dict[str, Any]:
     """Replace date ds of processed.sales with df (rows with `dt`) as every job does now.
 
     `options`: write options over the jobs' (tables.WRITE_OPTIONS) for this call.
@@ -155,7 +155,7 @@ def iceberg_commit(df, ds: dt.date, options: dict[str, str | None]) -> dict[str,
     from spark_jobs.schemas import PROCESSED
 
     jobs_options = tables.WRITE_OPTIONS
-    merged = {**jobs_options, **options}
+    merged = {**jobs_options, **(options or {})}
     tables.WRITE_OPTIONS = {key: value for key, value in merged.items() if value is not None}
     try:
         with _OverwriteTimer() as timer:
