@@ -215,7 +215,7 @@ def check(lake_dir: Path, parquet_lake: Path, ds: dt.date, source: Path) -> dict
     }
 
 
-def measure(spark, work: Path, rows: int, n: int) -> dict[str, Any]:
+def measure(spark, work: Path, rows: int, n: int, chosen: list[str]) -> dict[str, Any]:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -238,11 +238,12 @@ def measure(spark, work: Path, rows: int, n: int) -> dict[str, Any]:
     cached = df.count()
     with_dt = df.withColumn("dt", F.lit(DS))
     plake = data.lake_uri(parquet_lake)
-    ways = {
+    everything = {
         "parquet_swap": lambda: parquet_swap(df, plake, DS, "snappy"),
         "parquet_swap_zstd": lambda: parquet_swap(df, plake, DS, "zstd"),
         **{name: (lambda o=options: iceberg_commit(with_dt, DS, o)) for name, options in VARIANTS.items()},
     }
+    ways = {name: way for name, way in everything.items() if name in chosen}
     load = core.load_average()
     warmup = {name: way() for name, way in ways.items()}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in ways}
@@ -275,7 +276,11 @@ def run(args: argparse.Namespace) -> core.FigureResult:
     sizes = tuple(args.sizes) if args.sizes else QUICK_SIZES if args.quick else FULL_SIZES
     n = cli.runs(args, full=3, quick=3)
     startup, spark = core.timed(lambda: get_spark("bench_commit"))
-    per_size = {rows: measure(spark, work, rows, n) for rows in sizes}
+    chosen = [w for w in WAYS if w in set(args.ways or WAYS) | {"parquet_swap", "iceberg"}]
+    unknown = set(args.ways or ()) - set(WAYS)
+    if unknown:
+        raise SystemExit(f"unknown ways {sorted(unknown)}; choose from {list(WAYS)}")
+    per_size = {rows: measure(spark, work, rows, n, chosen) for rows in sizes}
     spark.stop()
 
     rows_out: list[core.Row] = []
@@ -285,6 +290,8 @@ def run(args: argparse.Namespace) -> core.FigureResult:
         note = f"load {r['load_start']}"
         medians[rows] = {}
         for name, title in WAYS.items():
+            if name not in chosen:
+                continue
             total = _timing(r["runs"][name], "total")
             medians[rows][name] = total.median
             iceberg = name in VARIANTS
@@ -309,7 +316,6 @@ def run(args: argparse.Namespace) -> core.FigureResult:
                 }[part]
                 rows_out.append(core.Row(f"{label}: {title}, {what}", t.min, t.median))
         ratio = medians[rows]["iceberg"] / medians[rows]["parquet_swap"]
-        ratio_zstd = medians[rows]["iceberg"] / medians[rows]["parquet_swap_zstd"]
         is_big = rows == max(sizes)
         rows_out.append(
             core.Row(
@@ -321,8 +327,8 @@ def run(args: argparse.Namespace) -> core.FigureResult:
                 met=core.check(ratio, 1.2) if is_big else None,
             )
         )
-        for name in VARIANTS:
-            if name != "iceberg":
+        for name in chosen:
+            if name not in ("parquet_swap", "iceberg"):
                 rows_out.append(
                     core.Row(
                         f"{label}: {WAYS[name]} / Parquet swap (median)",
@@ -331,9 +337,6 @@ def run(args: argparse.Namespace) -> core.FigureResult:
                         unit="x",
                     )
                 )
-        rows_out.append(
-            core.Row(f"{label}: Iceberg / Parquet swap with zstd (median)", None, ratio_zstd, unit="x")
-        )
         c = r["check"]
         rows_out.append(
             core.Row(
@@ -355,12 +358,13 @@ def run(args: argparse.Namespace) -> core.FigureResult:
     m = medians[big]
     agree = all(r["check"]["agree"] for r in per_size.values())
     big_ratio = m["iceberg"] / m["parquet_swap"]
+    before = m.get("iceberg_iceberg_default")
     summary = (
         f"replace one date of {big:,} rows: Iceberg commit as the jobs write {m['iceberg']:.1f}s "
-        f"({big_ratio:.2f}x, target <= 1.2) vs Parquet swap {m['parquet_swap']:.1f}s "
-        f"(zstd {m['parquet_swap_zstd']:.1f}s); before #28 (Iceberg's own advisory size) "
-        f"{m['iceberg_iceberg_default']:.1f}s; medians of {n}; same rows: {agree}; local disk "
-        f"(on S3 each rename is a copy + delete), load {load}"
+        f"({big_ratio:.2f}x, target <= 1.2) vs Parquet swap {m['parquet_swap']:.1f}s"
+        + (f"; before #28 (Iceberg's own advisory size) {before:.1f}s" if before else "")
+        + f"; medians of {n}; same rows: {agree}; local disk (on S3 each rename is a copy + delete), "
+        f"load {load}"
     )
     return core.FigureResult(
         figure=6,
@@ -378,6 +382,12 @@ def run(args: argparse.Namespace) -> core.FigureResult:
 def main(argv: list[str] | None = None) -> None:
     p = cli.parser(__doc__)
     cli.add_sizes(p, "table")
+    p.add_argument(
+        "--ways",
+        type=lambda v: [w.strip() for w in v.split(",") if w.strip()],
+        default=None,
+        help=f"ways to run (default all): {', '.join(WAYS)}; the swap and the jobs' Iceberg way always run",
+    )
     run(p.parse_args(argv)).emit()
 
 
