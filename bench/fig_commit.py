@@ -1,8 +1,8 @@
 """Figure 6: replacing one date of processed.sales, the Iceberg commit against the old Parquet swap.
 
 The same cached DataFrame of N processed-sales rows of one date (generated, repartitioned to
-the session's cores, cached and counted before any timing) replaces that date three ways, side
-by side in one Spark session, interleaved run by run so that load hits all three alike:
+the session's cores, cached and counted before any timing) replaces that date several ways, side
+by side in one Spark session, interleaved run by run so that load hits all of them alike:
 
 - **Parquet swap (before the Iceberg tables)**: the jobs' old `write_partition`, reimplemented
   here: Spark writes and commits the rows into a staging directory (snappy, as the old session
@@ -14,6 +14,17 @@ by side in one Spark session, interleaved run by run so that load hits all three
   check (`ensure_table`), one `overwrite(dt = ds)` that writes the data files and commits them
   as one snapshot, then the snapshot's row counts from the table's metadata. The
   `overwrite` call alone (write + commit) is timed too; the rest is that bookkeeping.
+- **the same commit with other write options** (#28: a date written by every core), in place
+  of the jobs' `tables.WRITE_OPTIONS` (hash distribution, AQE advisory partition size 64 MB):
+  hash with Iceberg's own advisory size (the jobs' write before #28: its 512 MB target file
+  size times the shuffle's compression ratio, so one task a date), hash at 32 MB and 128 MB,
+  `none` (no shuffle: each input partition writes its own file of the date) and `range`.
+  After each Iceberg write the date's data files are counted and sized (the table's `files`
+  metadata table, untimed). `--ways` runs a subset (the swap and the jobs' way always run).
+
+The input has as many partitions as the session has cores, so AQE can split a date into at
+most that many pieces (a skewed partition is split at map-output boundaries): locally, every
+core; on a cluster, as many pieces as the upstream stage had tasks and the advisory size allows.
 
 Each size gets one untimed warm-up of each way (which also creates the date, so every timed
 run replaces an existing one, as a rerun does), then `--repeat` runs (default 3), min and
