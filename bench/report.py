@@ -38,9 +38,10 @@ def side_by_side(results: list[FigureResult], others: dict[str, list[FigureResul
             "",
             f"## Spark 4.1 and {title}, side by side",
             "",
-            f"The figures below ran on both lines (`make bench-lines`), one line after the other, the "
-            f"order swapped from figure to figure, on the same machine and day: Spark 4.1 is this "
-            f"environment (emr-spark-8.1.0's line), {title} the second environment of `make venv-emr7 "
+            f"The figures below ran on both lines on the same machine and day (`make bench-lines` "
+            f"runs them one line after the other, the order swapped from figure to figure; the notes "
+            f"at the end say how the runs shown here were paired): Spark 4.1 is this environment "
+            f"(emr-spark-8.1.0's line), {title} the second environment of `make venv-emr7 "
             f"jars-emr7`. Same code, same generated data, same sizes. Times are medians; the load "
             f"averages when each started say how busy the shared machine was; the ratio "
             f"(4.1 / 3.5) is the number to read, not the seconds.",
@@ -86,7 +87,8 @@ def render(
         "figure, `--repeat N` runs per measurement). Each number is the min and the median of several",
         "runs; the 1-minute load average when a figure started is shown with it, because the machine",
         "is shared and contention inflates every time. These are benchmarks, not tests: nothing here",
-        "asserts a time. Raw results (every run) are kept in `.bench/results/`.",
+        "asserts a time. Raw results (every run) are kept in `.bench/results/` (the Spark 3.5",
+        "line's in `.bench/results-spark35/`).",
         "",
         f"Mode: **{mode}**.",
         "",
