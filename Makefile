@@ -12,13 +12,14 @@ DEMO_LAKE ?= $(CURDIR)/lake
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON ?= $(CURDIR)/$(PY)
 
-.PHONY: help venv jars venv-emr7 jars-emr7 demo demo-data test lint format package bench lock clean
+.PHONY: help venv jars venv-emr7 jars-emr7 demo demo-data test lint format package bench bench-lines lock clean
 
 help:
 	@echo "make demo     - install, generate demo data, run the nightly pipeline locally, print outputs"
 	@echo "make test     - lint + the whole test suite"
 	@echo "make package  - build dist/spark_jobs-<version>.zip + entrypoint for spark-submit"
 	@echo "make bench    - benchmarks, written to docs/BENCHMARKS.md"
+	@echo "make bench-lines - figures 2, 3 and 6 on Spark 4.1 and on the emr-7.x line's Spark 3.5 in turn, side by side"
 	@echo "make airflow  - a real Airflow on localhost (PostgreSQL); make airflow-stop ends it"
 	@echo "make venv-emr7 jars-emr7 - a second environment on the emr-7.x line (pyspark 3.5.6, Iceberg 1.10) for test-ops"
 	@echo "make test-ops - the slow end-to-end tests (marker ops): real spark-submit, kills, the EMR DAG on the stack, a real Airflow, Chromium screenshots (.ci/run)"
@@ -100,6 +101,16 @@ package: venv
 BENCH_ARGS ?=
 bench: venv jars
 	$(PY) -m bench $(BENCH_ARGS)
+
+# Figures 2, 3 and 6 on both Spark lines, one after the other (bench/__main__.py --lines): the
+# document's side-by-side section. Figure 3's oracle (networkx, scipy) is not part of the emr-7.x
+# environment; it goes beside it into .bench/emr7-site, the environment itself untouched.
+BENCH_LINES_ARGS ?= --only features,pagerank,commit
+bench-lines: venv jars venv-emr7 jars-emr7
+	mkdir -p .bench && test -f .bench/.gitignore || echo '*' > .bench/.gitignore
+	$(VENV_EMR7)/bin/uv pip install --python $(VENV_EMR7)/bin/python --quiet --no-deps \
+		--target .bench/emr7-site $$(grep -E '^(networkx|scipy)==' constraints.txt)
+	$(PY) -m bench --lines spark41,spark35 $(BENCH_LINES_ARGS)
 
 lock: venv
 	$(VENV)/bin/uv pip freeze --python $(PY) | grep -v -E '^(uv|pip)==' > constraints.txt

@@ -158,14 +158,32 @@ class FigureResult:
     details: dict[str, Any] = field(default_factory=dict)
     ok: bool | None = None  # every target met (None: no target)
     method: str = ""  # what is measured and how (markdown), printed with the figure
+    measured_on: str = ""  # the Spark line and the day (spark_line())
 
     def emit(self) -> None:
+        self.measured_on = self.measured_on or spark_line()
         print(RESULT_PREFIX + json.dumps(asdict(self), default=str), flush=True)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FigureResult:
         rows = [Row(**r) for r in data.pop("rows", [])]
         return cls(rows=rows, **data)
+
+
+def spark_line() -> str:
+    """pyspark's version, the Iceberg runtime of this process's jars folder, and today's date."""
+    import datetime as dt
+
+    today = dt.datetime.now(dt.UTC).date()
+    try:
+        import pyspark
+
+        from spark_jobs.session import _DEFAULT_JARS_DIR, JARS_DIR_VAR
+    except ImportError:
+        return f"no pyspark, {today}"
+    folder = Path(os.environ.get(JARS_DIR_VAR) or _DEFAULT_JARS_DIR)
+    runtime = ", ".join(sorted(p.stem for p in folder.glob("iceberg-spark-runtime-*.jar")))
+    return f"pyspark {pyspark.__version__}, {runtime or 'no Iceberg jar'}, {today}"
 
 
 def method(doc: str | None) -> str:

@@ -59,6 +59,23 @@ _TABLE = re.compile(
 )  # prefix of the snapshot properties this pipeline writes
 
 
+# How every date replacement is written (Iceberg's Spark write options; both lines, Iceberg 1.10
+# and 1.11, take them): hash distribution on the partition column, as Iceberg's default for a
+# partitioned table, but with an advisory partition size of our own. Iceberg's own size is the
+# target file size (512 MB) times the shuffle's compression ratio, so a date of 10M rows was
+# one shuffle partition, written by one task on any cluster. At ADVISORY_PARTITION_BYTES Spark's
+# AQE splits a date that large into pieces of about that much shuffled data (at most one a map
+# task), written by every core, and merges small dates into one task: one or a few files a
+# date, never a file per task and date as distribution `none` writes. Write options rather than
+# table properties: they hold for every write of the jobs whatever the table's age, so existing
+# tables need no ALTER. docs/BENCHMARKS.md (figure 6) has the measurement behind the number.
+ADVISORY_PARTITION_BYTES = 64 * 1024 * 1024
+WRITE_OPTIONS: dict[str, str] = {
+    "distribution-mode": "hash",
+    "advisory-partition-size": str(ADVISORY_PARTITION_BYTES),
+}
+
+
 class TableSchemaError(JobInputError):
     """A table's columns drifted from the code's in a way no column addition can mend."""
 
@@ -469,6 +486,8 @@ def replace_dates(
         F.when(condition, F.col(DT)).otherwise(F.raise_error(outside)).alias(DT),
     )
     writer = checked.writeTo(table)
+    for key, value in WRITE_OPTIONS.items():
+        writer = writer.option(key, value)
     properties = {"job": job, "dates": label, "write-id": write_id}
     run_id = spark.conf.get("spark.pipeline.run-id", None)
     if run_id:

@@ -59,3 +59,22 @@ def test_the_check_agrees_when_both_hold_the_generated_rows_and_only_then(setup)
     bad = fig_commit.check(lake, parquet_lake, DS, source)
     assert not bad["agree"]
     assert bad["iceberg"]["rows"] == 399
+
+
+def test_an_iceberg_way_writes_with_its_own_options_and_counts_the_files_of_the_date(setup):
+    from pyspark.sql import functions as F
+
+    from spark_jobs import tables
+
+    df, _, lake, _ = setup
+    rows = df.repartition(3).withColumn("dt", F.lit(DS))
+    jobs = dict(tables.WRITE_OPTIONS)
+    # as the jobs write: 400 rows are far below the advisory size, one task, one file
+    written = fig_commit.iceberg_commit(rows, DS)
+    assert (written["rows"], written["files"], len(written["file_mb"])) == (400, 1, 1)
+    # distribution none: no shuffle, a file for each of the 3 input partitions
+    spread = fig_commit.iceberg_commit(rows, DS, fig_commit.VARIANTS["iceberg_none"])
+    assert (spread["rows"], spread["files"]) == (400, 3)
+    files = data.catalog(lake).load_table("processed.sales").scan(row_filter=f"dt = '{DS}'").plan_files()
+    assert len(files) == 3
+    assert jobs == tables.WRITE_OPTIONS  # the jobs' options are back after each way

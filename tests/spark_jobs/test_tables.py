@@ -120,6 +120,45 @@ def test_a_range_is_one_commit_and_an_empty_day_in_it_reads_as_written(lake_spar
         tables.read_date(lake_spark, "processed", "customers", dt.date(2024, 6, 4))
 
 
+def _files(lake, ds):
+    """The date's data files in the current snapshot, as pyiceberg plans a scan of it."""
+    return load(lake, "processed", "customers").scan(row_filter=f"dt = '{ds}'").plan_files()
+
+
+def test_a_large_date_is_written_by_every_core_and_small_dates_are_one_file_each(
+    lake_spark, lake, monkeypatch
+):
+    # The jobs' write options with the advisory size scaled to this test's data (16 KB of shuffled
+    # rows in place of 64 MB): Iceberg's own size would write the date with one task, distribution
+    # `none` would write a file for every input partition and date.
+    monkeypatch.setitem(tables.WRITE_OPTIONS, "advisory-partition-size", str(16 * 1024))
+    ids = F.format_string("c%06d", F.col("id"))
+    big = lake_spark.range(0, 20_000, numPartitions=4).select(
+        ids.alias("customer_id"),
+        F.lit("EU").alias("region"),
+        F.lit(D1).alias("signup_date"),
+        F.lit(D1).alias("dt"),
+    )
+    tables.replace_dates(big, "processed", "customers", CUSTOMERS, [D1], job="t")
+    files = _files(lake, D1)
+    # one piece per map task at most (4), each a file of its own; one task on a 2-core session
+    # would be one file
+    assert len(files) >= 2, [f.file.file_path for f in files]
+    assert sum(f.file.record_count for f in files) == 20_000
+    assert _ids(lake, D1) == [f"c{i:06d}" for i in range(20_000)]
+
+    # three dates of a few rows each, every input partition holding rows of every date
+    small = lake_spark.range(0, 30, numPartitions=4).select(
+        ids.alias("customer_id"),
+        F.lit("EU").alias("region"),
+        F.lit(D1).alias("signup_date"),
+        F.date_add(F.lit(D1), (F.col("id") % 3).cast("int")).alias("dt"),
+    )
+    tables.replace_dates(small, "processed", "customers", CUSTOMERS, [D1, D2, D3], job="t")
+    assert [len(_files(lake, day)) for day in (D1, D2, D3)] == [1, 1, 1]
+    assert [len(_ids(lake, day)) for day in (D1, D2, D3)] == [10, 10, 10]
+
+
 def test_an_empty_frame_clears_a_date_that_had_rows(lake_spark, lake):
     tables.replace_dates(_customers(lake_spark, D1, "a"), "processed", "customers", CUSTOMERS, [D1], job="t")
     written = tables.replace_dates(
