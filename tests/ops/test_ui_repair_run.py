@@ -179,3 +179,16 @@ def test_a_failed_step_is_repaired_from_the_repair_run_tab_in_the_same_run(
     for table in ("processed.stock_ticks", "curated.stock_daily"):
         (commit,) = _main_commits(ops_lake, table, run_id)
         assert commit.committed_at < repair_began, (table, commit.line(), repair_began)
+
+    # the repaired run's report, as its Run report tab shows it: the same run, now with the
+    # repaired branch's steps (the docs' picture of a repaired run)
+    browser.get(f"{airflow_server.url}/dags/{DAG_ID}/runs/{quote(run_id, safe='')}")
+    _wait_text(browser, run_id, "Run report")
+    browser.find_element(By.XPATH, "//*[self::a or self::button][normalize-space()='Run report']").click()
+    frame = _wait_element(browser, By.CSS_SELECTOR, "iframe[title='Run report']")
+    browser.switch_to.frame(frame)
+    try:
+        _wait_text(browser, f"{DAG_ID}: {DS}", run_id, "ingest_sales", "sales_rolling", "stock_daily")
+    finally:
+        browser.switch_to.default_content()
+    _shot(browser, "09-repaired-run-report.png")
