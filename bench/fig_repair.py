@@ -59,7 +59,7 @@ def probe(start: float, log_delay: float) -> dict:
     from plugins.emr_naming import parse_emr_step_name
     from plugins.emr_step_logs import STEP_LOG_FILES, step_log_uri
     from tests.harness.airflow_runs import clear_tasks_as_the_ui_does, resume_run
-    from tests.harness.aws_fakes import EmrStepPlayer, FakeAws, start_moto_server
+    from tests.harness.aws_fakes import EmrStepPlayer, FakeAws, fails_once, start_moto_server
     from tests.harness.dag_runs import record_run
 
     def step_of(name: str) -> str:
@@ -123,13 +123,7 @@ def probe(start: float, log_delay: float) -> dict:
     os.environ.update(core.EMR_ENV)
     aws.reset()
     aws.s3.create_bucket(Bucket="lake-bucket")
-    failed_once: list[str] = []
-
-    def fail(name: str) -> bool:
-        if "|segments|" in name and not failed_once:
-            failed_once.append(name)
-            return True
-        return False
+    fail = fails_once("segments")  # segments fails on its first attempt only
 
     def life(cluster_ids: list[str]) -> float:
         emr = aws.client("emr")

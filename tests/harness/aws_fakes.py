@@ -183,6 +183,19 @@ def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exception(exc)).rstrip()
 
 
+def fails_once(step: str) -> Callable[[str], bool]:
+    """An EmrStepPlayer's `fail`: the step's first attempt fails, every later attempt is played."""
+    failed: list[str] = []
+
+    def fail(name: str) -> bool:
+        if f"|{step}|" in name and not failed:
+            failed.append(name)
+            return True
+        return False
+
+    return fail
+
+
 @dataclass
 class EmrStepPlayer:
     """Plays EMR: completes each step `delay(name)` seconds after it appears; fails those `fail(name)` picks.

@@ -40,7 +40,7 @@ from tests.harness.airflow_runs import (
     repair_from_the_tab,
     resume_run,
 )
-from tests.harness.aws_fakes import EmrStepPlayer
+from tests.harness.aws_fakes import EmrStepPlayer, fails_once
 from tests.harness.dag_runs import record_run
 from tests.harness.settings import EMR_ENV
 from tests.reliability.emr_faults import lose_cluster, set_step_state
@@ -106,13 +106,7 @@ def nightly_step(run_id: str, step: str) -> str:
 
 
 def test_a_failed_step_is_repaired_by_clearing_its_task_and_only_failed_says_how(nightly, aws, capfd, caplog):
-    failed_once: list[str] = []
-
-    def fail(name: str) -> bool:  # segments fails on its first attempt only
-        if "|segments|" in name and not failed_once:
-            failed_once.append(name)
-            return True
-        return False
+    fail = fails_once("segments")  # segments fails on its first attempt only
 
     with EmrStepPlayer(aws, fail=fail) as emr:
         run_id = run_dag_test(nightly, DS, {}).run_id
@@ -214,13 +208,7 @@ def test_a_failed_step_is_repaired_by_clearing_its_task_and_only_failed_says_how
 def test_a_failed_step_is_repaired_from_the_repair_run_tab(nightly, aws):
     """The Repair run tab on the EMR target: it lists the failed step, the steps after it (none
     but audit and publish here), and on confirmation one new cluster runs exactly those."""
-    failed_once: list[str] = []
-
-    def fail(name: str) -> bool:  # segments fails on its first attempt only
-        if "|segments|" in name and not failed_once:
-            failed_once.append(name)
-            return True
-        return False
+    fail = fails_once("segments")  # segments fails on its first attempt only
 
     with EmrStepPlayer(aws, fail=fail) as emr:
         run_id = run_dag_test(nightly, REPAIR_DS, {}).run_id
@@ -418,13 +406,7 @@ def test_an_emr_repair_with_real_jobs_commits_only_what_failed_and_publishes_onc
     properties |= {"glue.endpoint": aws.url, "s3.endpoint": aws.url}
     dag = load_dag(DAG_FILES["nightly"])
     dag.deadline = None
-    failed_once: list[str] = []
-
-    def fail(name: str) -> bool:
-        if "|segments|" in name and not failed_once:
-            failed_once.append(name)
-            return True
-        return False
+    fail = fails_once("segments")  # segments fails on its first attempt only
 
     (tmp_path / "steps").mkdir()
     runner = StepRunner(aws, tmp_path / "steps")

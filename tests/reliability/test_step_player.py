@@ -69,3 +69,11 @@ def test_a_player_that_played_everything_adds_nothing_to_a_passing_test(aws):
         assert done.wait(60)
     assert player.errors == []
     assert step_states(aws, cluster_id) == {"graph-step": "COMPLETED"}
+
+
+def test_fails_once_fails_a_steps_first_attempt_only():
+    from tests.harness.aws_fakes import fails_once
+
+    fail = fails_once("segments")
+    names = ["n|r|ingest_sales|d", "n|r|segments|d", "n|r|segments|d", "n|r2|segments|d", "n|r|segments_x|d"]
+    assert [fail(n) for n in names] == [False, True, False, False, False]
