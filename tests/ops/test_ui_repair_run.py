@@ -69,6 +69,19 @@ def _main_commits(lake: Path, table: str, run_id: str) -> list[L.Commit]:
     return [c for c in history if c.run_id == run_id]
 
 
+def _open_run_tab(browser, server: Server, run_id: str, tab: str):
+    """The run's page, then its tab (a plugin's external view): the browser switched into the
+    tab's frame, which is returned."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{server.url}/dags/{DAG_ID}/runs/{quote(run_id, safe='')}")
+    _wait_text(browser, run_id, tab)
+    browser.find_element(By.XPATH, f"//*[self::a or self::button][normalize-space()='{tab}']").click()
+    frame = _wait_element(browser, By.CSS_SELECTOR, f"iframe[title='{tab}']")
+    browser.switch_to.frame(frame)
+    return frame
+
+
 def _finished(api: AirflowApi, run_id: str) -> dict | None:
     run = api.get(f"/dags/{DAG_ID}/dagRuns/{run_id}")
     return run if run["state"] in ("success", "failed") else None
@@ -135,11 +148,7 @@ def test_a_failed_step_is_repaired_from_the_repair_run_tab_in_the_same_run(
 
     # an editor, in the UI: the run's Repair run tab, its confirmation, the button
     browser = editor_browser
-    browser.get(f"{airflow_server.url}/dags/{DAG_ID}/runs/{quote(run_id, safe='')}")
-    _wait_text(browser, run_id, "Repair run")
-    browser.find_element(By.XPATH, "//*[self::a or self::button][normalize-space()='Repair run']").click()
-    frame = _wait_element(browser, By.CSS_SELECTOR, "iframe[title='Repair run']")
-    browser.switch_to.frame(frame)
+    frame = _open_run_tab(browser, airflow_server, run_id, "Repair run")
     try:
         page = _wait_text(browser, "Steps it reruns", SALES_FAILED, "run_audit", "run_publish", "With them")
         listed = page.split("Steps it reruns", 1)[1].split("With them", 1)[0]
@@ -182,11 +191,7 @@ def test_a_failed_step_is_repaired_from_the_repair_run_tab_in_the_same_run(
 
     # the repaired run's report, as its Run report tab shows it: the same run, now with the
     # repaired branch's steps (the docs' picture of a repaired run)
-    browser.get(f"{airflow_server.url}/dags/{DAG_ID}/runs/{quote(run_id, safe='')}")
-    _wait_text(browser, run_id, "Run report")
-    browser.find_element(By.XPATH, "//*[self::a or self::button][normalize-space()='Run report']").click()
-    frame = _wait_element(browser, By.CSS_SELECTOR, "iframe[title='Run report']")
-    browser.switch_to.frame(frame)
+    _open_run_tab(browser, airflow_server, run_id, "Run report")
     try:
         _wait_text(browser, f"{DAG_ID}: {DS}", run_id, "ingest_sales", "sales_rolling", "stock_daily")
     finally:

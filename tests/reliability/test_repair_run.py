@@ -311,6 +311,21 @@ def run_commits(catalog, run_id: str, ref: str) -> dict[str, list[tuple[int, str
     return out
 
 
+def assert_main_moved_once(catalog, after: dict[str, list[tuple[int, str]]], run_id: str) -> None:
+    """Main of every table the run wrote (`after`: run_commits on main) moved once in the run, by
+    the publish, to the run's last commit, and is there now."""
+    for name, commits in after.items():
+        table = catalog.load_table(name)
+        mine = [
+            e.snapshot_id
+            for e in table.metadata.snapshot_log
+            if table.snapshot_by_id(e.snapshot_id).summary.additional_properties.get("pipeline.run-id")
+            == run_id
+        ]
+        assert mine == [commits[-1][0]], name
+        assert table.current_snapshot().snapshot_id == commits[-1][0], name
+
+
 def test_a_failed_local_step_is_repaired_by_clearing_its_task(airflow_db, tmp_path, monkeypatch):
     """segments' job fails once (exit code 1 from the run's Spark application before it commits
     anything, as a job that raises); its task's Clear with the dialog's defaults starts the warm
@@ -369,16 +384,7 @@ def test_a_failed_local_step_is_repaired_by_clearing_its_task(airflow_db, tmp_pa
     assert list(added) == ["curated.customer_segments"]
     assert [job for _, job in added["curated.customer_segments"]] == ["segments"]
     # the publish moved main of every table the run wrote once, to the branch's head
-    for name, commits in after.items():
-        table = catalog.load_table(name)
-        mine = [
-            e.snapshot_id
-            for e in table.metadata.snapshot_log
-            if table.snapshot_by_id(e.snapshot_id).summary.additional_properties.get("pipeline.run-id")
-            == run_id
-        ]
-        assert mine == [commits[-1][0]], name
-        assert table.current_snapshot().snapshot_id == commits[-1][0], name
+    assert_main_moved_once(catalog, after, run_id)
     assert sorted(repaired.asset_events) == sorted(
         f"{lake.as_uri()}/warehouse/curated/{o}" for o in P.OUTPUTS
     )
@@ -433,12 +439,4 @@ def test_an_emr_repair_with_real_jobs_commits_only_what_failed_and_publishes_onc
     assert [(t.rsplit(".", 1)[-1], [job for _, job in c]) for t, c in added.items()] == [
         ("customer_segments", ["segments"])
     ]
-    for name, commits in after.items():  # main moved once per table, to the branch's head
-        table = catalog.load_table(name)
-        mine = [
-            e.snapshot_id
-            for e in table.metadata.snapshot_log
-            if table.snapshot_by_id(e.snapshot_id).summary.additional_properties.get("pipeline.run-id")
-            == run_id
-        ]
-        assert mine == [commits[-1][0]], name
+    assert_main_moved_once(catalog, after, run_id)  # main moved once per table, to the branch's head
