@@ -198,7 +198,7 @@ def land_stream(kinesis: Any, read: Read, write: Write, *, stream: str, lake: st
 # ---- the task ------------------------------------------------------------------------------
 def land_clickstream_task(settings: Any, ds: Any):
     """`land_clickstream`: the stream's new records into the lake's landing zone, before the
-    clickstream's ingest (include/dag_factory.py and include/emr_tasks.py wire it when
+    clickstream's ingest (include/wiring.py wires it when
     PIPELINE_CLICKSTREAM_KINESIS_STREAM is set). Retries are safe: the range being landed is
     in the shard's checkpoint before its files are written."""
     from airflow.sdk import task

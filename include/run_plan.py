@@ -14,6 +14,7 @@ from typing import Any
 
 from include import pipeline as P
 from plugins.emr_naming import emr_step_name
+from spark_jobs import paths
 
 PLAN_XCOM_KEY = "run_plan"  # the plan task's XCom holding `RunPlan.to_xcom()`
 BACKFILL_TASK_ID = "run_steps"  # a backfill runs every step of every date in this one task
@@ -25,14 +26,46 @@ def step_task_ids(step: str) -> tuple[str, ...]:
     return (f"run_{step}",)
 
 
-def metrics_uri_of(command: Sequence[str]) -> str:
-    """Where the job that `command` runs (a `python -m spark_jobs` command line) leaves its metrics:
-    the command read by the jobs' own parser, the file named by the jobs' own rule."""
-    from spark_jobs import paths
-    from spark_jobs.cli import parse_args
+@dataclass(frozen=True)
+class JobCall:
+    """One run of a step's job, typed: it renders its command line (`args`), its EMR step
+    (`emr_step`) and where the job leaves its metrics (`metrics_uri`, the jobs' own rule in
+    `spark_jobs.paths`), so nothing downstream parses a command line back."""
 
-    args = parse_args(list(command))
-    return paths.metrics_uri(args.lake, args.job, args.ds, args.dataset)
+    step: P.Step
+    ds: str  # the date it builds; for a range, the range's last date (the job files under it)
+    lake: str
+    start_ds: str | None = None  # a ranged step's first date (other steps ignore it)
+    run_id: str | None = None
+    branch: str | None = None  # where the job commits (write-audit-publish), not main
+    extra: tuple[str, ...] = ()  # the job's own options after the common ones (--checks-uri, --keep-days)
+
+    @property
+    def args(self) -> list[str]:
+        """The command line after `python -m spark_jobs` (or after the EMR entrypoint)."""
+        common = P.job_args(
+            self.step,
+            ds=self.ds,
+            lake=self.lake,
+            start_ds=self.start_ds,
+            run_id=self.run_id,
+            branch=self.branch,
+        )
+        return [*common, *self.extra]
+
+    @property
+    def dataset(self) -> str | None:
+        options = dict(zip(self.step.options[::2], self.step.options[1::2], strict=True))
+        return options.get("--dataset")
+
+    @property
+    def metrics_uri(self) -> str:
+        """Where the job leaves its metrics: one file per job (and dataset) and (last) date."""
+        return paths.metrics_uri(self.lake, self.step.job, self.ds, self.dataset)
+
+    def emr_step(self, name: str, **code: Any) -> dict:
+        """The EMR step running this call (`code`: `P.emr_step`'s py_files, entrypoint, jars, conf)."""
+        return P.emr_step(name, self.args, **code)
 
 
 @dataclass(frozen=True)
@@ -100,21 +133,21 @@ def nightly_plan(
     run_id: str,
     ds: str,
     branch: str,
-    commands: Mapping[str, Sequence[str]],
+    calls: Mapping[str, JobCall],
     emr: bool,
 ) -> RunPlan:
-    """Every pipeline step for `ds`, then the audit and publish of what the run wrote; `commands`
-    holds the command line of each step the run's outputs need (the others are not selected)."""
+    """Every pipeline step for `ds`, then the audit and publish of what the run wrote; `calls`
+    holds the job call of each step the run's outputs need (the others are not selected)."""
     steps = []
     for step in (*P.PIPELINE, P.AUDIT, P.PUBLISH):
-        command = commands.get(step.name)
+        call = calls.get(step.name)
         steps.append(
             PlannedStep(
                 step=step.name,
                 label=ds,
                 task_ids=step_task_ids(step.name),
-                selected=command is not None,
-                metrics_uri=metrics_uri_of(command) if command is not None else None,
+                selected=call is not None,
+                metrics_uri=call.metrics_uri if call is not None else None,
                 emr_step_name=emr_step_name(dag_id, run_id, ds, step.name) if emr else None,
                 outputs=step.produces,
             )
@@ -128,30 +161,30 @@ def backfill_plan(
     run_id: str,
     ds: str,
     branch: str,
-    commands: Sequence[tuple[str, P.Step, Sequence[str]]],
+    calls: Sequence[tuple[str, JobCall]],
     emr: bool,
 ) -> RunPlan:
     """A backfill reported under its last date `ds`: the ranged steps once for the range, then each
-    date's steps in the spec's order, then the audit of the range and publish. `commands` are the
-    run's (label, step, command line), in the order they run."""
+    date's steps in the spec's order, then the audit of the range and publish. `calls` are the
+    run's (label, job call), in the order they run."""
     spec_order = {step.name: i for i, step in enumerate(P.PIPELINE)}
 
-    def place(command: tuple[str, P.Step, Sequence[str]]) -> tuple[int, str, int]:
-        label, step, _ = command
+    def place(labelled: tuple[str, JobCall]) -> tuple[int, str, int]:
+        label, step = labelled[0], labelled[1].step
         if step.name not in spec_order:
             return (2, "", 0)  # the audit, then publish: a stable sort keeps them in order
         return (0, "", spec_order[step.name]) if step.ranged else (1, label, spec_order[step.name])
 
     steps = tuple(
         PlannedStep(
-            step=step.name,
+            step=call.step.name,
             label=label,
             task_ids=(BACKFILL_TASK_ID,),
             selected=True,
-            metrics_uri=metrics_uri_of(args),
-            emr_step_name=emr_step_name(dag_id, run_id, label, step.name) if emr else None,
-            outputs=step.produces,
+            metrics_uri=call.metrics_uri,
+            emr_step_name=emr_step_name(dag_id, run_id, label, call.step.name) if emr else None,
+            outputs=call.step.produces,
         )
-        for label, step, args in sorted(commands, key=place)
+        for label, call in sorted(calls, key=place)
     )
     return RunPlan(ds=ds, branch=branch, steps=steps)

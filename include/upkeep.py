@@ -19,16 +19,13 @@ import pendulum
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param, get_current_context, task
 
 from include import pipeline as P
-from include.dag_factory import (
-    START_DATE,
-    _code_args,
-    default_args,
-    local_job,
-    local_spark,
-    spark_server_socket,
-)
+from include import wiring
 from include.packaging import code_location
+from include.params import START_DATE, default_args
+from include.planning import code_args
+from include.run_plan import JobCall
 from include.settings import Settings
+from include.targets.local import spark_server_socket
 from plugins.emr_naming import emr_step_name, safe_name
 
 log = logging.getLogger(__name__)
@@ -50,10 +47,10 @@ def plan_maintenance(
     ds = P.check_ds(ds, "the data interval's end")
     if not isinstance(keep_days, int) or isinstance(keep_days, bool) or not 1 <= keep_days <= 3650:
         raise P.RunParamError(f"keep_days must be a whole number of days from 1 to 3650, got {keep_days!r}")
-    args = [*P.job_args(MAINTAIN, ds=ds, lake=settings.lake, run_id=run_id), "--keep-days", str(keep_days)]
+    call = JobCall(MAINTAIN, ds=ds, lake=settings.lake, run_id=run_id, extra=("--keep-days", str(keep_days)))
     plan: dict[str, Any] = {"ds": ds, "steps": [MAINTAIN.name]}
     if not settings.is_emr:
-        plan["step:maintain"] = [args]
+        plan["step:maintain"] = [call.args]
         plan["spark_server"] = spark_server_socket(dag_id, run_id) if settings.local_spark_server else None
         return plan
     from include.cluster_profiles import cluster_tags, job_flow_overrides
@@ -61,7 +58,7 @@ def plan_maintenance(
     assert code is not None  # noqa: S101 (emr plans always get the code location)
     name = emr_step_name(dag_id, run_id, ds, MAINTAIN.name)
     # built as the nightly's steps are: the same code, OpenLineage listener jar and lineage settings
-    plan["step:maintain"] = [P.emr_step(name, args, **_code_args(settings, code))]
+    plan["step:maintain"] = [call.emr_step(name, **code_args(settings, code))]
     tags = cluster_tags(dag_id=dag_id, run_id=run_id, ds=ds, profile="dev", extra=settings.extra_tags)
     plan["job_flow_overrides"] = job_flow_overrides("dev", settings, name=f"{dag_id}-{ds}", tags=tags)
     plan["code"] = code
@@ -113,16 +110,7 @@ def build_maintenance_dag(settings: Settings, doc_md: str | None = None) -> DAG:
                 code=code,
             )
 
-        planned = plan()
-        if settings.is_emr:
-            from include.emr_tasks import single_step_emr
-
-            single_step_emr(settings, planned, MAINTAIN.name)
-        else:
-            run = local_job(settings, "run_maintain", planned["step:maintain"], planned["spark_server"])
-            if settings.local_spark_server:
-                start, stop = local_spark(settings, planned)
-                start >> run >> stop
+        wiring.single_step(settings, plan(), MAINTAIN.name)
     return dag
 
 

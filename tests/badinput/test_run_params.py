@@ -10,7 +10,8 @@ import pytest
 from airflow.sdk.definitions.param import ParamValidationError
 
 from include import pipeline as P
-from include.dag_factory import backfill_params, nightly_params, plan_backfill, plan_nightly
+from include.params import backfill_params, nightly_params
+from include.planning import plan_backfill, plan_nightly
 from include.settings import load_settings
 from spark_jobs.cli import parse_args
 from tests.harness.aws_fakes import job_args

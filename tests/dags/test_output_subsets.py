@@ -71,7 +71,7 @@ def _step_key(task: Any) -> str | None:
 
 
 def test_every_subset_runs_exactly_the_steps_it_needs(target):
-    from include.dag_factory import plan_nightly
+    from include.planning import plan_nightly
 
     name, scheduled, settings = target
     wrong = []

@@ -88,8 +88,8 @@ def _spark_submit_options(step: dict, entrypoint: str) -> list[str]:
 )
 def test_the_maintenance_step_is_submitted_as_the_nightlys_steps_are(lineage):
     """Same code, same OpenLineage listener jar (--jars), same spark.openlineage.* settings."""
-    from include.dag_factory import plan_nightly
     from include.packaging import code_location
+    from include.planning import plan_nightly
     from include.settings import Settings
     from include.upkeep import plan_maintenance
 

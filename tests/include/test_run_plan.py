@@ -10,7 +10,7 @@ import pytest
 
 import tests.harness.airflow_home  # noqa: F401  (Airflow's home before Airflow is imported)
 from include import pipeline as P
-from include.dag_factory import plan_backfill, plan_nightly
+from include.planning import plan_backfill, plan_nightly
 from include.run_plan import PLAN_XCOM_KEY, PlannedStep, RunPlan
 from include.run_report import model, task
 from include.settings import Settings
@@ -186,3 +186,25 @@ def test_the_report_takes_tasks_labels_metrics_and_emr_names_from_the_plan_as_th
     )
     assert (graph["rows_out"], graph["emr_step"]["id"], graph["queue_seconds"]) == (7, "s-1", 3.0)
     assert (segments["state"], report["ds"]) == ("skipped", "2024-01-02")
+
+
+@pytest.mark.parametrize("lake", ["file:///tmp/lake", "s3://lake-bucket/lake"])
+@pytest.mark.parametrize("dates", [(None, DS), ("2024-06-01", DS)], ids=["one-date", "range"])
+@pytest.mark.parametrize("step", [*P.PIPELINE, P.AUDIT, P.PUBLISH], ids=lambda s: s.name)
+def test_a_job_calls_metrics_file_is_where_the_jobs_own_parser_says_its_command_writes(step, dates, lake):
+    """The plan renders a call's command line and its metrics file from one typed value; the jobs'
+    own parser and path rule (spark_jobs.cli, spark_jobs.paths), given that command line, are the
+    independent answer."""
+    from include.run_plan import JobCall
+    from spark_jobs import paths
+    from spark_jobs.cli import parse_args
+
+    start, ds = dates
+    extra = ("--checks-uri", f"{lake}/checks.json") if step is P.AUDIT else ()
+    call = JobCall(step, ds=ds, lake=lake, start_ds=start, run_id=RUN, branch="audit_x", extra=extra)
+    parsed = parse_args(call.args)
+    assert call.metrics_uri == paths.metrics_uri(parsed.lake, parsed.job, parsed.ds, parsed.dataset)
+    assert call.metrics_uri == f"{lake}/_runs/metrics/dt={DS}/{METRICS_FILES[step.name]}.json"
+    ranged = start is not None and step.ranged
+    assert (parsed.start_ds, parsed.end_ds) == ((start, DS) if ranged else (None, None))
+    assert parsed.branch == "audit_x"
