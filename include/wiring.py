@@ -25,10 +25,10 @@ from include.settings import Settings
 from include.targets import Target, target_for
 
 
-def _step(target: Target, plan: Any, name: str) -> Any:
-    """run_<name>, the task the plan (and the run report) name, with what the plan hands it."""
+def _step(target: Target, run_plan: Any, name: str) -> Any:
+    """run_<name>, the task the plan (and the run report) name for the step."""
     (task_id,) = step_task_ids(name)
-    return target.step(plan, task_id, plan[f"step:{name}"])
+    return target.step(run_plan, task_id, name)
 
 
 def nightly(settings: Settings, dag: DAG) -> None:
@@ -37,9 +37,10 @@ def nightly(settings: Settings, dag: DAG) -> None:
     # nothing reaches AWS before the plan accepted the run's parameters; nothing is created
     # before preflight found everything the run needs
     plan = plan_task(settings, "nightly")
-    preflight = target.preflight(plan)
+    run_plan = plan[PLAN_XCOM_KEY]  # the one thing the plan hands on: every task renders from it
+    preflight = target.preflight()
     first = plan if preflight is None else plan >> preflight
-    setups, teardown = target.setup(plan)
+    setups, teardown = target.setup(run_plan)
     first >> setups
     # One task per step; a step the requested outputs do not need gets no command and skips
     # itself (a branch operator cannot express that: Airflow's branch leaves a task alone once
@@ -47,30 +48,30 @@ def nightly(settings: Settings, dag: DAG) -> None:
     runs: dict[str, Any] = {}
     for step in P.PIPELINE:
         with step_group(step):  # run_<step>, one box per step of the spec
-            runs[step.name] = _step(target, plan, step.name)
+            runs[step.name] = _step(target, run_plan, step.name)
         setups >> runs[step.name]
         for dep in step.depends_on:
             runs[dep] >> runs[step.name]
     if settings.clickstream_stream:  # the clickstream from Kinesis, landed before its ingest
-        first >> land_clickstream_task(settings, plan["ds"]) >> runs[CLICKSTREAM_INGEST]
+        first >> land_clickstream_task(settings, run_plan) >> runs[CLICKSTREAM_INGEST]
     # Write-audit-publish: the audit once every step ended (none failed), on the run's branch;
     # publish only after it passed; each output's asset event after that.
     with step_group(P.AUDIT, AUDIT_TOOLTIP):
         steps_done = target.steps_done()
-        audit = _step(target, plan, P.AUDIT.name)
+        audit = _step(target, run_plan, P.AUDIT.name)
     if steps_done is None:
         audit.trigger_rule = "none_failed_min_one_success"
         steps_done = audit
     else:
         steps_done >> audit
     with step_group(P.PUBLISH, PUBLISH_TOOLTIP):
-        publish = _step(target, plan, P.PUBLISH.name)
+        publish = _step(target, run_plan, P.PUBLISH.name)
     list(runs.values()) >> steps_done
     audit >> publish
     with register_group():
         for step in P.PIPELINE:
             for output in step.produces:
-                [runs[step.name], publish] >> register_output(settings, output, plan[PLAN_XCOM_KEY])
+                [runs[step.name], publish] >> register_output(settings, output, run_plan)
     # registering needs no cluster: the teardown follows the last step
     target.teardown(teardown, [*runs.values(), audit, publish])
     add_run_report(settings, dag)  # last: rows, durations, cost of the run
@@ -81,15 +82,16 @@ def backfill(settings: Settings, dag: DAG) -> None:
     steps, dates in order, then the audit of every date and publish, all in one task."""
     target = target_for(settings)
     plan = plan_task(settings, "backfill")
-    preflight = target.preflight(plan)
+    run_plan = plan[PLAN_XCOM_KEY]
+    preflight = target.preflight()
     first = plan if preflight is None else plan >> preflight
-    setups, teardown = target.setup(plan)
+    setups, teardown = target.setup(run_plan)
     first >> setups
-    run = target.batches(plan, BACKFILL_TASK_ID)
+    run = target.batches(run_plan, BACKFILL_TASK_ID)
     setups >> run
     # one task runs every batch: no group per step here (the run report lists them)
     with register_group():
-        run >> [register_output(settings, out, plan[PLAN_XCOM_KEY]) for out in P.OUTPUTS]
+        run >> [register_output(settings, out, run_plan) for out in P.OUTPUTS]
     target.teardown(teardown, [run], step_logs=False)
     add_run_report(settings, dag)  # last: rows, durations, cost of the run
 
@@ -98,7 +100,8 @@ def single_step(settings: Settings, plan: Any, step: str) -> None:
     """One step in a run of its own (the maintenance job), set up and torn down as the nightly's
     steps are: setup >> run_<step> >> teardown. No preflight (as before this module)."""
     target = target_for(settings)
-    setups, teardown = target.setup(plan)
-    run = _step(target, plan, step)
+    run_plan = plan[PLAN_XCOM_KEY]
+    setups, teardown = target.setup(run_plan)
+    run = _step(target, run_plan, step)
     setups >> run
     target.teardown(teardown, [run])

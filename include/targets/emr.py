@@ -19,7 +19,10 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import chain, task
 
 from include.dag_parts import STEP_TIMEOUT
+from include.lineage import spark_properties
+from include.run_plan import RunPlan
 from include.settings import PROJECT_ROOT, Settings
+from include.targets import FromRunPlan
 from plugins.emr_client import AWS_RETRY_CONFIG
 from plugins.emr_step_batches import EmrStepBatchesOperator
 from plugins.emr_steps import (
@@ -32,13 +35,17 @@ from plugins.emr_steps import (
 log = logging.getLogger(__name__)
 
 
-def _upload_code_task(settings: Settings, code: Any):
+def _upload_code_task(settings: Settings, run_plan: Any):
     @task(task_id="upload_code")
-    def upload_code(code: dict[str, str]) -> dict[str, str]:
+    def upload_code(run_plan: dict[str, Any]) -> dict[str, str]:
         """Put the versioned code zip and entrypoint where the steps read them (once per version)."""
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
         from include.packaging import build_bundle
+
+        code = dict(RunPlan.from_xcom(run_plan).code or {})
+        if not code:
+            raise ValueError("the run's plan has no code location: it was not planned for EMR")
 
         bundle = build_bundle()
         if bundle.version != code["version"]:
@@ -60,7 +67,7 @@ def _upload_code_task(settings: Settings, code: Any):
                 log.info("uploaded %s (%d bytes)", uri, len(data))
         return code
 
-    return upload_code(code)
+    return upload_code(run_plan)
 
 
 def _local_jar(name: str) -> bytes:
@@ -137,6 +144,51 @@ def _step_logs_task(settings: Settings) -> EmrRunStepLogsOperator:
     )
 
 
+class PlannedClusterOperator(FromRunPlan, EmrRunClusterOperator):
+    """create_cluster: the run's cluster as its plan requests it (profile, tags, release)."""
+
+    template_fields: Sequence[str] = (*EmrRunClusterOperator.template_fields, "run_plan")
+
+    def __init__(self, *, run_plan: Any, **kwargs: Any) -> None:
+        super().__init__(job_flow_overrides=None, **kwargs)
+        self.run_plan = run_plan
+
+    def from_plan(self, plan: RunPlan) -> dict[str, Any]:
+        if plan.cluster is None:
+            raise ValueError("the run's plan has no cluster: it was not planned for EMR")
+        return {"job_flow_overrides": dict(plan.cluster)}
+
+
+class PlannedStepOperator(FromRunPlan, EmrRunStepOperator):
+    """run_<step>: the planned step's EMR step (none: no requested output needs it, it skips),
+    submitted with the code, the OpenLineage listener jar and the jobs' Spark properties."""
+
+    template_fields: Sequence[str] = (*EmrRunStepOperator.template_fields, "run_plan")
+
+    def __init__(self, *, run_plan: Any, plan_step: str, spark_conf: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(steps=[], **kwargs)
+        self.run_plan = run_plan
+        self.plan_step = plan_step
+        self.spark_conf = spark_conf
+
+    def from_plan(self, plan: RunPlan) -> dict[str, Any]:
+        return {"steps": plan.emr_steps(self.plan_step, self.spark_conf)}
+
+
+class PlannedBatchesOperator(FromRunPlan, EmrStepBatchesOperator):
+    """run_steps: a backfill's every step, batch by batch, on the run's cluster."""
+
+    template_fields: Sequence[str] = (*EmrStepBatchesOperator.template_fields, "run_plan")
+
+    def __init__(self, *, run_plan: Any, spark_conf: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(batches=[], **kwargs)
+        self.run_plan = run_plan
+        self.spark_conf = spark_conf
+
+    def from_plan(self, plan: RunPlan) -> dict[str, Any]:
+        return {"batches": plan.emr_batches(self.spark_conf)}
+
+
 class EmrTarget:
     """Steps on a transient EMR cluster: preflight, then the cluster and the code upload as the
     run's setup; one deferrable task per step; the cluster terminated as its teardown (whatever
@@ -144,17 +196,17 @@ class EmrTarget:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._create: EmrRunClusterOperator | None = None
+        self._create: PlannedClusterOperator | None = None
 
-    def preflight(self, plan: Any) -> Any:
+    def preflight(self) -> Any:
         return _preflight_task(self.settings)
 
-    def setup(self, plan: Any) -> tuple[list[Any], Any]:
+    def setup(self, run_plan: Any) -> tuple[list[Any], Any]:
         # A retried create takes the cluster tagged with the run; the teardown cancels the run's
         # steps and terminates its cluster(s), also after the run was marked failed from the UI.
-        self._create = EmrRunClusterOperator(
+        self._create = PlannedClusterOperator(
             task_id="create_cluster",
-            job_flow_overrides=plan["job_flow_overrides"],
+            run_plan=run_plan,
             emr_conn_id=None,  # the whole request comes from the profile, not from a connection
             wait_for_completion=False,  # steps queue while the cluster starts
             **_aws(self.settings),
@@ -164,10 +216,10 @@ class EmrTarget:
             job_flow_id=self._create.output,
             **_aws(self.settings),
         ).as_teardown(setups=self._create)
-        upload = _upload_code_task(self.settings, plan["code"])
+        upload = _upload_code_task(self.settings, run_plan)
         return [self._create, upload.operator], terminate
 
-    def step(self, plan: Any, task_id: str, commands: Any) -> EmrRunStepOperator:
+    def step(self, run_plan: Any, task_id: str, step: str) -> PlannedStepOperator:
         """run_<name>: the step added once to the run's current cluster (`create_cluster`'s XCom,
         read again at every try), then watched while deferred (a failed step fails it at once,
         with its stderr, and cancels the run's other steps; a cluster that ends under it fails it
@@ -175,10 +227,12 @@ class EmrTarget:
         clearing it with the Clear dialog's defaults brings `create_cluster` (its setup) back, and
         with it a new cluster. An empty step list skips the task, and with it what follows."""
         settings = self.settings
-        return EmrRunStepOperator(
+        return PlannedStepOperator(
             task_id=task_id,
             job_flow_id=self._cluster().output,
-            steps=commands,
+            run_plan=run_plan,
+            plan_step=step,
+            spark_conf=spark_properties(settings),  # the jobs' lineage settings (none when it is off)
             poll_seconds=settings.poll_seconds,
             max_polls=max(1, int(STEP_TIMEOUT.total_seconds()) // settings.poll_seconds),
             # the provider's OpenLineage injection: this task's run becomes the Spark job's parent
@@ -191,14 +245,15 @@ class EmrTarget:
         # Airflow wants a setup's direct followers on all_success: the join carries the rule.
         return EmptyOperator(task_id="steps_done", trigger_rule="none_failed_min_one_success")
 
-    def batches(self, plan: Any, task_id: str) -> EmrStepBatchesOperator:
+    def batches(self, run_plan: Any, task_id: str) -> PlannedBatchesOperator:
         """A backfill's batches on the run's cluster (each batch side by side, the next once it
         completed); a retry follows the steps already on the cluster; a failed step fails without retry."""
         settings = self.settings
-        return EmrStepBatchesOperator(
+        return PlannedBatchesOperator(
             task_id=task_id,
             job_flow_id=self._cluster().output,
-            batches=plan["batches"],
+            run_plan=run_plan,
+            spark_conf=spark_properties(settings),
             waiter_delay=settings.poll_seconds,
             waiter_max_attempts=max(1, int(STEP_TIMEOUT.total_seconds()) // settings.poll_seconds),
             openlineage_inject_parent_job_info=settings.lineage,
@@ -211,7 +266,7 @@ class EmrTarget:
         # completed steps' logs are copied after that (EMR uploads them every few minutes).
         chain(list(after), teardown, *([_step_logs_task(self.settings)] if step_logs else []))
 
-    def _cluster(self) -> EmrRunClusterOperator:
+    def _cluster(self) -> PlannedClusterOperator:
         if self._create is None:
             raise RuntimeError("the EMR target's setup (create_cluster) is wired before its steps")
         return self._create

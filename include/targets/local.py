@@ -14,7 +14,9 @@ from typing import Any
 from airflow.sdk import task
 
 from include.lineage import spark_properties
+from include.run_plan import RunPlan
 from include.settings import PROJECT_ROOT, Settings
+from include.targets import FromRunPlan
 from plugins.spark_job import SparkJobSubprocessOperator
 
 log = logging.getLogger(__name__)
@@ -26,43 +28,65 @@ def spark_server_socket(dag_id: str, run_id: str) -> str:
     return os.path.join(tempfile.gettempdir(), f"spark-jobs-{digest}.sock")
 
 
-def local_job(
-    settings: Settings, task_id: str, commands: Any, spark_server: Any
-) -> SparkJobSubprocessOperator:
-    """One local task running job command lines (the nightly's steps, the backfill's, maintain),
-    on the run's warm Spark application when there is one, else in a process of its own."""
-    return SparkJobSubprocessOperator(
+class PlannedJobOperator(FromRunPlan, SparkJobSubprocessOperator):
+    """A local task running a planned step's command lines (`plan_step`), or a backfill's every
+    step in order (`plan_step=None`), on the run's warm Spark application when there is one,
+    else in a process of its own. No command (no requested output needs the step): it skips."""
+
+    template_fields: Sequence[str] = (*SparkJobSubprocessOperator.template_fields, "run_plan")
+
+    def __init__(self, *, run_plan: Any, plan_step: str | None, **kwargs: Any) -> None:
+        super().__init__(commands=[], spark_server=None, **kwargs)
+        self.run_plan = run_plan
+        self.plan_step = plan_step
+
+    def from_plan(self, plan: RunPlan) -> dict[str, Any]:
+        return {"commands": plan.commands(self.plan_step), "spark_server": plan.spark_server}
+
+
+def local_job(settings: Settings, task_id: str, run_plan: Any, step: str | None) -> PlannedJobOperator:
+    """One local task of the run's plan (the nightly's steps, the backfill's, maintain)."""
+    return PlannedJobOperator(
         task_id=task_id,
-        commands=commands,
+        run_plan=run_plan,
+        plan_step=step,
         cwd=str(PROJECT_ROOT),
         env={"SPARK_LOCAL_IP": "127.0.0.1"},
-        spark_server=spark_server,
         lineage=spark_properties(settings),
     )
 
 
-def local_spark(settings: Settings, plan: Any) -> tuple[Any, Any]:
+def local_spark(settings: Settings, run_plan: Any) -> tuple[Any, Any]:
     """start_spark (setup) and stop_spark (teardown): the local run's warm Spark application, the
     local twin of the EMR cluster. Steps whose worker cannot reach it run in a process of their own."""
 
     @task(task_id="start_spark", retries=0)
-    def start_spark(path: str) -> str:
+    def start_spark(run_plan: dict[str, Any]) -> str:
         from spark_jobs import server
 
+        path = _socket(run_plan)
         log_file = f"{path}.log"
         pid = server.start(path, env={"SPARK_LOCAL_IP": "127.0.0.1"}, log=log_file)
         log.info("Spark application %s ready at %s (its log: %s)", pid, path, log_file)
         return path
 
     @task(task_id="stop_spark", retries=0)
-    def stop_spark(path: str) -> None:
+    def stop_spark(run_plan: dict[str, Any]) -> None:
         from spark_jobs import server
 
+        path = _socket(run_plan)
         log.info("stopping the Spark application at %s: %s", path, server.stop(path))
 
-    start = start_spark(plan["spark_server"])
-    stop = stop_spark(plan["spark_server"]).as_teardown(setups=start)
+    start = start_spark(run_plan)
+    stop = stop_spark(run_plan).as_teardown(setups=start)
     return start, stop
+
+
+def _socket(run_plan: dict[str, Any]) -> str:
+    path = RunPlan.from_xcom(run_plan).spark_server
+    if path is None:
+        raise ValueError("the run's plan has no Spark application (PIPELINE_LOCAL_SPARK_SERVER was off)")
+    return path
 
 
 class LocalTarget:
@@ -72,25 +96,24 @@ class LocalTarget:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def preflight(self, plan: Any) -> None:
+    def preflight(self) -> None:
         return None  # nothing to check before a local run starts
 
-    def setup(self, plan: Any) -> tuple[list[Any], Any | None]:
+    def setup(self, run_plan: Any) -> tuple[list[Any], Any | None]:
         if not self.settings.local_spark_server:
             return [], None
-        start, stop = local_spark(self.settings, plan)
+        start, stop = local_spark(self.settings, run_plan)
         return [start], stop
 
-    def step(self, plan: Any, task_id: str, commands: Any) -> SparkJobSubprocessOperator:
-        # an empty command list skips the task (no requested output needs the step)
-        return local_job(self.settings, task_id, commands, plan["spark_server"])
+    def step(self, run_plan: Any, task_id: str, step: str) -> PlannedJobOperator:
+        return local_job(self.settings, task_id, run_plan, step)
 
     def steps_done(self) -> None:
         return None  # the audit itself waits for every step (none failed, one at least ran)
 
-    def batches(self, plan: Any, task_id: str) -> SparkJobSubprocessOperator:
+    def batches(self, run_plan: Any, task_id: str) -> PlannedJobOperator:
         # the steps, then the audit of every date, then publish: one command list
-        return local_job(self.settings, task_id, plan["commands"], plan["spark_server"])
+        return local_job(self.settings, task_id, run_plan, None)
 
     def teardown(self, teardown: Any | None, after: Sequence[Any], *, step_logs: bool = True) -> None:
         if teardown is not None:

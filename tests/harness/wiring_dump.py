@@ -81,8 +81,10 @@ def _builders():
     }
 
 
-def _planners():
-    """The planners' rendering of what each task is handed: (nightly, backfill, maintenance)."""
+def _planners(settings: Any):
+    """The planners' rendering of what each task is handed: (nightly, backfill, maintenance).
+    Works on the start commit of #29 (a flat dict with `step:<name>` keys) and after it (a
+    `RunPlan`, each task rendering its own)."""
     try:
         from include.planning import plan_backfill, plan_nightly
     except ImportError:  # before the planners left include/dag_factory.py (#29's start commit)
@@ -97,25 +99,53 @@ def _planners():
             out["run_steps"] = plan["commands"]
         return out
 
-    def common(plan: dict[str, Any]) -> dict[str, Any]:
-        keep = ("run_plan", "job_flow_overrides", "code", "checks", "spark_server", "ds")
-        return {"tasks": tasks_of(plan), **{k: plan.get(k) for k in keep}}
+    def common(plan: Any) -> dict[str, Any]:
+        if isinstance(plan, dict):  # the start commit's flat plan
+            keep = ("run_plan", "job_flow_overrides", "code", "checks", "spark_server", "ds")
+            return {"tasks": tasks_of(plan), **{k: plan.get(k) for k in keep}}
+        return _rendered(settings, plan)
 
-    def nightly(settings, code, params):
+    def nightly(code, params):
         return common(
             plan_nightly(settings, dag_id="nightly", run_id=RUN_ID, ds=DS, params=params, code=code)
         )
 
-    def backfill(settings, code, params):
+    def backfill(code, params):
         return common(plan_backfill(settings, dag_id="backfill", run_id=RUN_ID, params=params, code=code))
 
-    def maintenance(settings, code, keep_days):
+    def maintenance(code, keep_days):
         plan = plan_maintenance(
             settings, dag_id="maintenance", run_id=RUN_ID, ds=DS, keep_days=keep_days, code=code
         )
         return common(plan)
 
     return nightly, backfill, maintenance
+
+
+def _rendered(settings: Any, run: Any) -> dict[str, Any]:
+    """What each task renders from a `RunPlan` (include/targets), in the start commit's terms."""
+    from include.lineage import spark_properties
+    from include.planning import checks
+
+    conf = spark_properties(settings)
+    tasks: dict[str, Any] = {}
+    if {p.task_id for p in run.steps} == {"run_steps"}:
+        tasks["run_steps"] = run.emr_batches(conf) if settings.is_emr else run.commands()
+    else:
+        for p in run.steps:
+            tasks[p.task_id] = run.emr_steps(p.step, conf) if settings.is_emr else run.commands(p.step)
+    old = ("call", "batch", "spark_server", "code", "cluster", "checks_uri")  # what #29 added to it
+    xcom = run.to_xcom()
+    xcom["steps"] = [{k: v for k, v in s.items() if k not in old} for s in xcom["steps"]]
+    return {
+        "tasks": tasks,
+        "run_plan": {k: v for k, v in xcom.items() if k not in old},
+        "job_flow_overrides": run.cluster,
+        "code": run.code,
+        "checks": {"uri": run.checks_uri, "json": checks(settings, run)} if run.checks_uri else None,
+        "spark_server": run.spark_server,
+        "ds": run.ds,
+    }
 
 
 def dump() -> dict[str, Any]:
@@ -132,7 +162,7 @@ def dump() -> dict[str, Any]:
         with _env(env):
             settings = load_settings()
             code = code_location(settings, CODE_VERSION) if settings.is_emr else None
-            nightly, backfill, maintenance = _planners()
+            nightly, backfill, maintenance = _planners(settings)
             base = {"cluster_profile": "dev", "outputs": None, "ingest_start_ds": None}
             for case, params in NIGHTLY_CASES.items():
                 params = {**base, **params}
@@ -140,10 +170,10 @@ def dump() -> dict[str, Any]:
                     from include import pipeline as P
 
                     params["outputs"] = list(P.OUTPUTS)
-                out["plans"][f"{target}/{case}"] = nightly(settings, code, params)
+                out["plans"][f"{target}/{case}"] = nightly(code, params)
             window = {"start_ds": "2024-06-28", "end_ds": DS, "cluster_profile": "prod"}
-            out["plans"][f"{target}/backfill"] = backfill(settings, code, window)
-            out["plans"][f"{target}/maintenance"] = maintenance(settings, code, 14)
+            out["plans"][f"{target}/backfill"] = backfill(code, window)
+            out["plans"][f"{target}/maintenance"] = maintenance(code, 14)
     return out
 
 
