@@ -196,19 +196,22 @@ def land_stream(kinesis: Any, read: Read, write: Write, *, stream: str, lake: st
 
 
 # ---- the task ------------------------------------------------------------------------------
-def land_clickstream_task(settings: Any, ds: Any):
+def land_clickstream_task(settings: Any, run_plan: Any):
     """`land_clickstream`: the stream's new records into the lake's landing zone, before the
-    clickstream's ingest (include/dag_factory.py and include/emr_tasks.py wire it when
+    clickstream's ingest (include/wiring.py wires it when
     PIPELINE_CLICKSTREAM_KINESIS_STREAM is set). Retries are safe: the range being landed is
     in the shard's checkpoint before its files are written."""
     from airflow.sdk import task
 
     @task(task_id="land_clickstream")
-    def land_clickstream(run_ds: str) -> dict[str, Any]:  # `ds` is a context key of Airflow's
+    def land_clickstream(run_plan: dict[str, Any]) -> dict[str, Any]:
         from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
         from include.lake_files import lake_io
+        from include.run_plan import RunPlan
         from plugins.emr_client import AWS_RETRY_CONFIG
+
+        run_ds = RunPlan.from_xcom(run_plan).ds  # the run's date (the plan's)
 
         hook = AwsBaseHook(
             aws_conn_id=settings.aws_conn_id,
@@ -229,7 +232,7 @@ def land_clickstream_task(settings: Any, ds: Any):
         )
         return landed
 
-    return land_clickstream(ds)
+    return land_clickstream(run_plan)
 
 
 def _config(retry: Mapping[str, Any]) -> Any:

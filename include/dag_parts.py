@@ -2,8 +2,8 @@
 (one per step of the spec, then audit, publish and register) and their tooltips, the
 `register_<output>` tasks with their assets, and how long a step may run.
 
-`include.dag_factory` (the DAGs, the plan, the local tasks) and `include.emr_tasks` (the EMR
-target's tasks) both build from here; this module imports neither of them.
+`include.wiring` (the order of a run) builds from here, as the targets (`include.targets`) do;
+this module imports neither of them.
 """
 
 from __future__ import annotations

@@ -101,7 +101,7 @@ def build_janitor_dag(settings: Any) -> Any:
     """Hourly, no catchup: the sweep, with the maximum age and a dry run as run parameters."""
     from airflow.sdk import DAG, CronTriggerTimetable, Param, get_current_context, task
 
-    from include.dag_factory import default_args
+    from include.params import default_args
     from plugins.emr_client import AWS_RETRY_CONFIG
 
     with DAG(

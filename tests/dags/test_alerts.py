@@ -192,7 +192,7 @@ def test_a_nightly_run_not_finished_by_the_deadline_is_told_by_email(alerting, n
         # held back on purpose: its plan ran, then nothing more (no step is started), so the run
         # stays running; at 05:59 nothing is due
         state, plan = run_task(dag, run_id, "plan")
-        assert (state, plan["ds"]) == ("success", "2026-05-19")
+        assert (state, plan["run_plan"]["ds"]) == ("success", "2026-05-19")
         with time_machine.travel(dt.datetime(2026, 5, 20, 5, 59, tzinfo=UTC), tick=False):
             scheduler_checks_deadlines_and_executor_runs_callbacks()
         assert deadlines_of(run_id) == [(dt.datetime(2026, 5, 20, 6, 0, tzinfo=UTC), False)]

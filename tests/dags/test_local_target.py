@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from include import pipeline as P
+from include.run_plan import RunPlan
 from tests.harness.dag_runs import DagRunRecord, rows_written, run_pipeline_dag
 from tests.harness.nightly import NIGHTLY_DS as DS
 from tests.harness.nightly import NIGHTLY_HISTORY_START as HISTORY_START
@@ -76,13 +77,13 @@ def test_local_jobs_ran_in_the_specs_order_with_the_run_dates(nightly, demo_lake
         for dep in step.depends_on:
             assert times[f"run_{dep}"][1] <= times[f"run_{step.name}"][0], (dep, step.name)
     lake = demo_lake.as_uri()
-    plan = nightly.xcoms["plan"]
+    plan = RunPlan.from_xcom(nightly.xcoms["plan"]["run_plan"])
     for step in P.PIPELINE:
         # one command per step: ingest loads [history start, ds] in one application, the rest ds
         dates = ["--start-ds", HISTORY_START, "--end-ds", DS] if step.ranged else ["--ds", DS]
         # recorded on every commit the job makes, which goes to the run's branch (write-audit-publish)
         run = ["--run-id", nightly.run_id, "--branch", P.audit_branch(nightly.run_id)]
-        assert plan[f"step:{step.name}"] == [[step.job, *step.options, *dates, "--lake", lake, *run]]
+        assert plan.commands(step.name) == [[step.job, *step.options, *dates, "--lake", lake, *run]]
         (metrics,) = nightly.xcoms[f"run_{step.name}"]
         assert metrics["job"] == step.job
 

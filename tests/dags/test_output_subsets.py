@@ -18,6 +18,7 @@ import networkx as nx
 import pytest
 
 from include import pipeline as P
+from include.run_plan import RunPlan
 from tests.harness.scheduling import ScheduledDag
 from tests.harness.settings import EMR_ENV
 
@@ -58,20 +59,13 @@ def target(request, airflow_db) -> tuple[str, ScheduledDag, Any]:
     return request.param, scheduled, settings
 
 
-def _step_key(task: Any) -> str | None:
-    """The plan entry a step task reads (`step:<name>`), or None for any other task."""
-    from plugins.emr_steps import EmrRunStepOperator
-    from plugins.spark_job import SparkJobSubprocessOperator
-
-    if isinstance(task, SparkJobSubprocessOperator):
-        return task.commands.key
-    if isinstance(task, EmrRunStepOperator):
-        return task.steps.key
-    return None
+def _planned_step(task: Any) -> str | None:
+    """The step of the plan a step task renders (include/targets), or None for any other task."""
+    return getattr(task, "plan_step", None)
 
 
 def test_every_subset_runs_exactly_the_steps_it_needs(target):
-    from include.dag_factory import plan_nightly
+    from include.planning import plan_nightly
 
     name, scheduled, settings = target
     wrong = []
@@ -87,13 +81,13 @@ def test_every_subset_runs_exactly_the_steps_it_needs(target):
         )
         ran: set[str] = set()
 
-        def decide(task: Any, ti: Any, plan: dict = plan, ran: set = ran) -> str:
-            key = _step_key(task)
-            if key is None:
+        def decide(task: Any, ti: Any, plan: RunPlan = plan, ran: set = ran) -> str:
+            step = _planned_step(task)
+            if step is None:
                 return "success"
-            if plan[key] == []:
+            if plan.commands(step) == []:  # what the task renders: nothing, so it skips
                 return "skipped"
-            ran.add(key.removeprefix("step:"))
+            ran.add(step)
             return "success"
 
         states = scheduled.resolve_run(logical_date=day, conf={"outputs": outputs}, decide=decide)

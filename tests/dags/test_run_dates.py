@@ -19,6 +19,7 @@ import time_machine
 from include import pipeline as P
 from include.run_dates import last_complete_day, run_ds
 from include.run_local import DAG_FILES, load_dag
+from include.run_plan import PLAN_XCOM_KEY, RunPlan
 from tests.harness.airflow_runs import create_scheduled_run, end_run, run_task
 
 UTC = dt.UTC
@@ -139,11 +140,11 @@ def _trigger(client, dag_id: str, *, logical_date: str | None, conf: dict[str, A
     return response.json()
 
 
-def _run_plan(dag: Any, run_id: str) -> tuple[str, dict[str, Any] | None]:
+def _run_plan(dag: Any, run_id: str) -> tuple[str, RunPlan | None]:
     """Run the run's `plan` task as dag.test() runs a task; returns its state and its plan."""
-    state, plan = run_task(dag, run_id, "plan")
+    state, value = run_task(dag, run_id, "plan")
     end_run(dag.dag_id, run_id)  # done with it: max_active_runs must not hold the next test's run
-    return state, plan
+    return state, RunPlan.from_xcom(value[PLAN_XCOM_KEY]) if value is not None else None
 
 
 def test_the_form_defaults_build_the_last_complete_utc_day(api, caplog):
@@ -157,7 +158,7 @@ def test_the_form_defaults_build_the_last_complete_utc_day(api, caplog):
     with caplog.at_level(logging.INFO):
         state, plan = _run_plan(dags["nightly"], run["dag_run_id"])
     assert state == "success"
-    assert plan["ds"] == LAST_COMPLETE
+    assert plan.ds == LAST_COMPLETE
     logical = run["logical_date"].replace("Z", "+00:00")
     assert f"building {LAST_COMPLETE} because its logical date {logical} falls in the day" in caplog.text
 
@@ -167,18 +168,18 @@ def test_the_form_with_an_empty_logical_date_builds_the_last_complete_utc_day(ap
     run = _trigger(client, NIGHTLY, logical_date=None)
     assert run["logical_date"] is None
     state, plan = _run_plan(dags["nightly"], run["dag_run_id"])
-    assert (state, plan["ds"]) == ("success", LAST_COMPLETE)
+    assert (state, plan.ds) == ("success", LAST_COMPLETE)
 
 
 def test_a_run_given_a_date_builds_exactly_that_date(api):
     client, dags = api
     run = _trigger(client, NIGHTLY, logical_date=NOW, conf={"ds": "2025-12-31"})
     state, plan = _run_plan(dags["nightly"], run["dag_run_id"])
-    assert (state, plan["ds"]) == ("success", "2025-12-31")
+    assert (state, plan.ds) == ("success", "2025-12-31")
     # every step's command line names that date, and nothing else
-    commands = [args for name, args in plan.items() if name.startswith("step:") and args]
+    commands = plan.commands()
     assert commands
-    assert all(cmd[0][cmd[0].index("--ds") + 1] == "2025-12-31" for cmd in commands)
+    assert all(cmd[cmd.index("--ds") + 1] == "2025-12-31" for cmd in commands)
 
 
 def test_a_run_given_todays_date_fails_at_plan_before_any_step(api, capsys):
@@ -196,7 +197,7 @@ def test_a_run_given_todays_date_fails_at_plan_before_any_step(api, capsys):
 def test_a_script_triggering_with_a_past_logical_date_builds_that_day(api):
     client, dags = api
     run = _trigger(client, NIGHTLY, logical_date="2024-06-10T00:00:00+00:00")
-    assert _run_plan(dags["nightly"], run["dag_run_id"])[1]["ds"] == "2024-06-10"
+    assert _run_plan(dags["nightly"], run["dag_run_id"])[1].ds == "2024-06-10"
 
 
 def test_a_scheduled_run_builds_its_data_intervals_day(api):
@@ -206,7 +207,7 @@ def test_a_scheduled_run_builds_its_data_intervals_day(api):
         run_id = create_scheduled_run(NIGHTLY)
     assert run_id == "scheduled__2026-03-15T02:00:00+00:00"  # named for when it runs
     state, plan = _run_plan(dags["nightly"], run_id)
-    assert (state, plan["ds"]) == ("success", "2026-03-14")
+    assert (state, plan.ds) == ("success", "2026-03-14")
 
 
 def test_a_backfill_of_the_nightly_builds_each_runs_data_interval_day(api):
@@ -221,7 +222,7 @@ def test_a_backfill_of_the_nightly_builds_each_runs_data_interval_day(api):
     assert sorted(r["logical_date"][:10] for r in runs) == ["2024-06-01", "2024-06-02", "2024-06-03"]
     built = {}
     for r in runs:
-        built[r["logical_date"][:10]] = _run_plan(dags["nightly"], r["dag_run_id"])[1]["ds"]
+        built[r["logical_date"][:10]] = _run_plan(dags["nightly"], r["dag_run_id"])[1].ds
     assert built == {"2024-06-01": "2024-06-01", "2024-06-02": "2024-06-02", "2024-06-03": "2024-06-03"}
 
 
@@ -231,7 +232,8 @@ def test_the_backfill_dag_builds_exactly_its_range(api):
         client, BACKFILL, logical_date=None, conf={"start_ds": "2024-06-01", "end_ds": "2024-06-03"}
     )
     state, plan = _run_plan(dags["backfill"], run["dag_run_id"])
-    assert (state, plan["dates"]) == ("success", ["2024-06-01", "2024-06-02", "2024-06-03"])
+    dates = sorted({p.label for p in plan.steps if p.step in P.STEPS and not P.STEPS[p.step].ranged})
+    assert (state, dates) == ("success", ["2024-06-01", "2024-06-02", "2024-06-03"])
 
 
 def test_the_form_shows_the_date_field_first_and_says_what_empty_builds(api):

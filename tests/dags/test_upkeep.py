@@ -88,10 +88,11 @@ def _spark_submit_options(step: dict, entrypoint: str) -> list[str]:
 )
 def test_the_maintenance_step_is_submitted_as_the_nightlys_steps_are(lineage):
     """Same code, same OpenLineage listener jar (--jars), same spark.openlineage.* settings."""
-    from include.dag_factory import plan_nightly
+    from include.dag_factory import build_nightly_dag
     from include.packaging import code_location
+    from include.planning import plan_nightly
     from include.settings import Settings
-    from include.upkeep import plan_maintenance
+    from include.upkeep import build_maintenance_dag, plan_maintenance
 
     settings = Settings(
         target="emr",
@@ -114,10 +115,12 @@ def test_the_maintenance_step_is_submitted_as_the_nightlys_steps_are(lineage):
     maintenance = plan_maintenance(
         settings, dag_id="maintenance", run_id=run, ds="2024-06-30", keep_days=14, code=code
     )
-    (maintain,) = maintenance["step:maintain"]
+    # what the DAGs' own step tasks render from their runs' plans (include/targets/emr.py)
+    nightly_dag, maintenance_dag = build_nightly_dag(settings), build_maintenance_dag(settings)
+    (maintain,) = maintenance_dag.get_task("run_maintain").from_plan(maintenance)["steps"]
     options = _spark_submit_options(maintain, code["entrypoint"])
     for step in ("ingest_sales", "graph", "audit", "publish"):
-        (nightly_step,) = nightly[f"step:{step}"]
+        (nightly_step,) = nightly_dag.get_task(f"run_{step}").from_plan(nightly)["steps"]
         assert options == _spark_submit_options(nightly_step, code["entrypoint"]), step
     assert ("--jars" in options) == settings.lineage
     if settings.lineage:

@@ -1,19 +1,19 @@
 """Nightly run plans for the report's tests, made by the plan's own pure builder (`include.run_plan`)
-from command lines as the plan task writes them, for any choice of steps."""
+from job calls as the plan task makes them, for any choice of steps."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from include import pipeline as P
-from include.run_plan import RunPlan, nightly_plan
+from include.run_plan import JobCall, RunPlan, nightly_plan
 
 LAKE = "file:///lake"
 
 
-def _command(step: P.Step, ds: str, run_id: str) -> list[str]:
-    args = P.job_args(step, ds=ds, lake=LAKE, run_id=run_id)
-    return [*args, "--checks-uri", f"{LAKE}/checks.json"] if step is P.AUDIT else args
+def _call(step: P.Step, ds: str, run_id: str) -> JobCall:
+    extra = ("--checks-uri", f"{LAKE}/checks.json") if step is P.AUDIT else ()
+    return JobCall(step, ds=ds, lake=LAKE, run_id=run_id, extra=extra)
 
 
 def nightly_run_plan(
@@ -21,8 +21,8 @@ def nightly_run_plan(
 ) -> RunPlan:
     """A nightly run of the `selected` steps (the others skip), then its audit and publish."""
     steps = [s for s in P.PIPELINE if s.name in selected] + [P.AUDIT, P.PUBLISH]
-    commands = {s.name: _command(s, ds, run_id) for s in steps}
-    return nightly_plan(dag_id=dag_id, run_id=run_id, ds=ds, branch="b", commands=commands, emr=emr)
+    calls = {s.name: _call(s, ds, run_id) for s in steps}
+    return nightly_plan(dag_id=dag_id, run_id=run_id, ds=ds, branch="b", calls=calls, emr=emr)
 
 
 def step_metrics(rows_in: int, rows_out: int, quarantined: int = 0, seconds: float = 10.0) -> dict:

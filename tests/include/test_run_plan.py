@@ -4,16 +4,18 @@ and is what the steps' EMR names and the run report use."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
 import tests.harness.airflow_home  # noqa: F401  (Airflow's home before Airflow is imported)
 from include import pipeline as P
-from include.dag_factory import plan_backfill, plan_nightly
+from include.planning import plan_backfill, plan_nightly
 from include.run_plan import PLAN_XCOM_KEY, PlannedStep, RunPlan
 from include.run_report import model, task
 from include.settings import Settings
+from plugins.emr_naming import safe_name
 
 DS = "2024-06-30"
 RUN = "manual__2024-06-30T02:00:00+00:00"
@@ -49,21 +51,26 @@ METRICS_FILES = {
 }
 
 
-def _nightly(settings: Settings, outputs: list[str]) -> dict:
+def _nightly(settings: Settings, outputs: list[str]) -> RunPlan:
     params = {"cluster_profile": "dev", "outputs": outputs, "ingest_start_ds": "2024-06-01"}
     code = CODE if settings.is_emr else None
     return plan_nightly(settings, dag_id=NIGHTLY, run_id=RUN, ds=DS, params=params, code=code)
 
 
-def _backfill(settings: Settings) -> dict:
+def _backfill(settings: Settings) -> RunPlan:
     params = {"start_ds": "2024-06-28", "end_ds": DS, "cluster_profile": "dev"}
     code = CODE if settings.is_emr else None
     return plan_backfill(settings, dag_id=BACKFILL, run_id=RUN, params=params, code=code)
 
 
-def _through_xcom(plan: dict) -> RunPlan:
-    """The plan's typed part as a reader gets it: stored as JSON, read back."""
-    return RunPlan.from_xcom(json.loads(json.dumps(plan[PLAN_XCOM_KEY])))
+def _through_xcom(plan: RunPlan) -> RunPlan:
+    """The plan as a reader gets it: stored as JSON (the plan task's XCom), read back."""
+    return RunPlan.from_xcom(json.loads(json.dumps({PLAN_XCOM_KEY: plan.to_xcom()}))[PLAN_XCOM_KEY])
+
+
+def _run() -> list[str]:
+    """A command line's tail: the run (EMR-safe) and the branch it writes to."""
+    return ["--run-id", safe_name(RUN), "--branch", P.audit_branch(RUN)]
 
 
 def test_metrics_names_match_the_cli_file_names_for_every_step():
@@ -75,7 +82,7 @@ def test_metrics_names_match_the_cli_file_names_for_every_step():
 
 @pytest.mark.parametrize("settings", [LOCAL, EMR], ids=["local", "emr"])
 def test_each_nightly_step_is_planned_as_the_spec_and_the_naming_rules_say(settings):
-    plan = _nightly(settings, ["stock_daily"])
+    run = _through_xcom(_nightly(settings, ["stock_daily"]))
     needed = {"ingest_stock_ticks", "stock_daily", "audit", "publish"}
     emr = settings.is_emr
     expected = tuple(
@@ -94,21 +101,27 @@ def test_each_nightly_step_is_planned_as_the_spec_and_the_naming_rules_say(setti
         )
         for step in (*P.PIPELINE, P.AUDIT, P.PUBLISH)
     )
-    assert _through_xcom(plan) == RunPlan(ds=DS, branch=P.audit_branch(RUN), steps=expected)
-    # the keys the step tasks read are as they were, beside it
-    assert plan["step:segments"] == []
-    assert plan["steps"] == ["ingest_stock_ticks", "stock_daily"]
+    assert (run.ds, run.branch) == (DS, P.audit_branch(RUN))
+    assert tuple(dataclasses.replace(p, call=None) for p in run.steps) == expected
+    # each selected step's job call is its own, for the run's date and branch; the others have none
+    for planned in run.steps:
+        call = planned.call
+        assert (call is not None) == planned.selected
+        if call is not None:
+            assert (call.step.name, call.ds, call.run_id, call.branch) == (planned.step, DS, RUN, run.branch)
+            assert call.metrics_uri == planned.metrics_uri
+    # what the step tasks render from it: a step no requested output needs gets nothing (it skips)
+    assert run.commands("segments") == []
+    assert run.commands("stock_daily") == [["stock_daily", "--ds", DS, "--lake", settings.lake, *_run()]]
 
 
 def test_the_emr_steps_are_named_as_the_plan_says():
-    nightly = _nightly(EMR, list(P.OUTPUTS))
-    names = {p.step: p.emr_step_name for p in _through_xcom(nightly).steps}
-    assert {
-        k.removeprefix("step:"): v[0]["Name"] for k, v in nightly.items() if k.startswith("step:")
-    } == names
-    backfill = _backfill(EMR)
-    planned = sorted(p.emr_step_name for p in _through_xcom(backfill).steps)
-    assert sorted(step["Name"] for batch in backfill["batches"] for step in batch) == planned
+    nightly = _through_xcom(_nightly(EMR, list(P.OUTPUTS)))
+    names = {p.step: p.emr_step_name for p in nightly.steps}
+    assert {p.step: nightly.emr_steps(p.step, {})[0]["Name"] for p in nightly.steps} == names
+    backfill = _through_xcom(_backfill(EMR))
+    planned = sorted(p.emr_step_name for p in backfill.steps)
+    assert sorted(step["Name"] for batch in backfill.emr_batches({}) for step in batch) == planned
 
 
 @pytest.mark.parametrize("settings", [LOCAL, EMR], ids=["local", "emr"])
@@ -186,3 +199,69 @@ def test_the_report_takes_tasks_labels_metrics_and_emr_names_from_the_plan_as_th
     )
     assert (graph["rows_out"], graph["emr_step"]["id"], graph["queue_seconds"]) == (7, "s-1", 3.0)
     assert (segments["state"], report["ds"]) == ("skipped", "2024-01-02")
+
+
+@pytest.mark.parametrize("lake", ["file:///tmp/lake", "s3://lake-bucket/lake"])
+@pytest.mark.parametrize("dates", [(None, DS), ("2024-06-01", DS)], ids=["one-date", "range"])
+@pytest.mark.parametrize("step", [*P.PIPELINE, P.AUDIT, P.PUBLISH], ids=lambda s: s.name)
+def test_a_job_calls_metrics_file_is_where_the_jobs_own_parser_says_its_command_writes(step, dates, lake):
+    """The plan renders a call's command line and its metrics file from one typed value; the jobs'
+    own parser and path rule (spark_jobs.cli, spark_jobs.paths), given that command line, are the
+    independent answer."""
+    from include.run_plan import JobCall
+    from spark_jobs import paths
+    from spark_jobs.cli import parse_args
+
+    start, ds = dates
+    extra = ("--checks-uri", f"{lake}/checks.json") if step is P.AUDIT else ()
+    call = JobCall(step, ds=ds, lake=lake, start_ds=start, run_id=RUN, branch="audit_x", extra=extra)
+    parsed = parse_args(call.args)
+    assert call.metrics_uri == paths.metrics_uri(parsed.lake, parsed.job, parsed.ds, parsed.dataset)
+    assert call.metrics_uri == f"{lake}/_runs/metrics/dt={DS}/{METRICS_FILES[step.name]}.json"
+    ranged = start is not None and step.ranged
+    assert (parsed.start_ds, parsed.end_ds) == ((start, DS) if ranged else (None, None))
+    assert parsed.branch == "audit_x"
+
+
+@pytest.mark.parametrize("settings", [LOCAL, EMR], ids=["local", "emr"])
+def test_a_backfill_renders_its_batches_in_the_order_they_run(settings):
+    run = _through_xcom(_backfill(settings))
+    dates = ["2024-06-28", "2024-06-29", DS]
+    waves = P.waves([s for s in P.PIPELINE if not s.ranged])
+    order = [[s.name for s in P.PIPELINE if s.ranged]]
+    order += [[s.name for s in wave] for _ in dates for wave in waves]
+    order += [["audit"], ["publish"]]
+    if settings.is_emr:
+        batches = run.emr_batches({})
+        assert [[step["Name"].split("|")[2] for step in batch] for batch in batches] == order
+        assert [next(step["Name"].split("|")[1] for step in batch) for batch in batches][1:-2] == [
+            d for d in dates for _ in waves
+        ]
+    else:
+        commands = run.commands()
+        assert [c[0] for c in commands] == [P.STEPS[n].job if n in P.STEPS else n for b in order for n in b]
+        assert commands[0][:7] == ["ingest", "--dataset", "customers", "--start-ds", dates[0], "--end-ds", DS]
+
+
+def test_a_plan_pushed_before_the_job_calls_were_part_of_it_still_reads():
+    """The run report reads the plans of earlier runs: without calls, batches or setup."""
+    old = {
+        "ds": DS,
+        "branch": "b",
+        "steps": [
+            {
+                "step": "graph",
+                "label": DS,
+                "task_ids": ["run_graph"],
+                "selected": True,
+                "metrics_uri": "file:///lake/_runs/metrics/dt=2024-06-30/graph.json",
+                "emr_step_name": None,
+                "outputs": ["referral_graph"],
+            }
+        ],
+    }
+    run = RunPlan.from_xcom(old)
+    assert [(p.step, p.metrics_uri, p.call, p.batch) for p in run.steps] == [
+        ("graph", old["steps"][0]["metrics_uri"], None, 0)
+    ]
+    assert (run.spark_server, run.code, run.cluster, run.checks_uri) == (None, None, None, None)

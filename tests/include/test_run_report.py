@@ -15,7 +15,7 @@ from moto import mock_aws
 
 from include import pipeline as P
 from include.cluster_profiles import PROFILES, instance_types
-from include.run_plan import metrics_uri_of
+from include.run_plan import JobCall
 from include.run_report import cost, model, render, task
 from plugins.emr_naming import emr_step_name
 from spark_jobs.cli import main
@@ -38,7 +38,9 @@ def test_cli_writes_the_metrics_it_prints_to_the_lake_where_the_report_reads_the
     ]
     write_landing_csv(lake, "customers", DS, ["customer_id", "region", "signup_date"], rows)
 
-    command = ["ingest", "--dataset", "customers", "--ds", DS, "--lake", lake]
+    call = JobCall(P.STEPS["ingest_customers"], ds=DS, lake=lake)
+    command = call.args
+    assert command == ["ingest", "--dataset", "customers", "--ds", DS, "--lake", lake]
     handlers = list(logging.getLogger().handlers)
     try:
         assert main(command) == 0
@@ -47,7 +49,7 @@ def test_cli_writes_the_metrics_it_prints_to_the_lake_where_the_report_reads_the
 
     printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith(METRICS_PREFIX)]
     assert len(printed) == 1
-    uri = metrics_uri_of(command)  # the plan's rule for where this command's job leaves them
+    uri = call.metrics_uri  # the plan's rule for where this command's job leaves them
     assert uri == f"{lake}/_runs/metrics/dt={DS}/ingest-customers.json"
     stored = json.loads(Path(uri.removeprefix("file://")).read_text())
     assert stored == json.loads(printed[0].removeprefix(METRICS_PREFIX))
