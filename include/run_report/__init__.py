@@ -13,7 +13,7 @@ The Airflow UI shows it from the run (plugins/run_report_view.py, a "Run report"
 On EMR the task also publishes the report's numbers to CloudWatch (`metrics`: PutMetricData, the
 names the stack's dashboard and alarms use); locally they stay in the report.
 
-`model` builds the report, `cost` prices the EMR cluster, `render` writes the table and the page,
-`metrics` turns the report into CloudWatch datums (all pure, tested without Airflow); `task` is
-the Airflow task and its I/O.
+`model` builds the report, `cost` prices the EMR cluster, `serverless_cost` the EMR Serverless job
+runs, `render` writes the table and the page (`svg` draws its charts), `metrics` turns the report
+into CloudWatch datums (all pure, tested without Airflow); `task` is the Airflow task and its I/O.
 """

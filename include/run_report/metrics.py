@@ -33,7 +33,11 @@ METRICS: dict[str, tuple[str, str]] = {
     ),
     "AuditErrors": ("Count", "the audit's failed checks of severity error (when the audit ran)"),
     "AuditWarnings": ("Count", "the audit's failed checks of severity warn (when the audit ran)"),
-    "EstimatedCost": ("None", "the cluster's estimated cost in USD (include/instance_prices.json)"),
+    "EstimatedCost": (
+        "None",
+        "the run's estimated cost in USD: its EMR clusters (include/instance_prices.json) and "
+        "EMR Serverless job runs (include/serverless_prices.json)",
+    ),
     # per step: DAG, Target, Step
     "StepFailed": ("Count", "1 when the step failed, 0 when it succeeded (a skipped step: none)"),
     "StepDurationSeconds": ("Seconds", "the job's own duration (EMR's step time when it left none)"),

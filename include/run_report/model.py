@@ -13,6 +13,7 @@ from urllib.parse import quote, urlencode
 
 from include.alert_settings import deadline_interval
 from include.run_plan import PlannedStep, RunPlan
+from include.run_report.serverless_cost import by_name
 
 TREND_RUNS = 14  # the report's trends: this run and the 13 before it
 FAILED_STATES = ("failed", "upstream_failed")
@@ -45,6 +46,7 @@ def build_report(
     cluster: Mapping[str, Any] | None = None,
     checks: Sequence[Mapping[str, Any]] | None = None,
     attempts: Mapping[str, Any] | None = None,
+    job_runs: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The run report as plain JSON-able data: a row per step of the run's `plan`, in its order.
 
@@ -52,7 +54,9 @@ def build_report(
     whose task succeeded: a file from an earlier run of the same date must not pass for this one.
     `emr_steps` maps EMR step names (the plan's) to {"state", "seconds"}. `attempts` is every
     cluster of the run and the steps each ran (`cost.run_attempts`): a repaired run's step shows
-    its last try (the one that counts) and, in `emr_tries`, each try with its cluster.
+    its last try (the one that counts) and, in `emr_tries`, each try with its cluster. `job_runs`
+    is an EMR Serverless run's job runs with their cost (`serverless_cost.job_runs_usage`): a
+    step's row gets, in `job_runs`, those named as its EMR step is (each try one).
     """
     tried: dict[str, list[dict[str, Any]]] = {}
     for c in (attempts or {}).get("clusters", []):
@@ -63,6 +67,7 @@ def build_report(
             )
     if attempts is not None:
         emr_steps = {name: every[-1] for name, every in tried.items()}
+    named = by_name(job_runs)
     steps = []
     for p in plan.steps:
         state = step_state(p, task_states)
@@ -93,6 +98,8 @@ def build_report(
                 row["queue_seconds"] = row["emr_step"]["queue_seconds"]
         if p.emr_step_name in tried:
             row["emr_tries"] = tried[p.emr_step_name]
+        if p.emr_step_name in named:
+            row["job_runs"] = named[p.emr_step_name]
         steps.append(row)
 
     failed = sorted({s["task_id"] for s in steps if s["state"] in FAILED_STATES})
@@ -114,18 +121,29 @@ def build_report(
         "totals": totals,
         "emr_cluster": dict(cluster) if cluster is not None else None,
         "emr_attempts": dict(attempts) if attempts is not None else None,
+        "serverless_job_runs": dict(job_runs) if job_runs is not None else None,
         "checks": checks_section(checks),
     }
 
 
 def run_cost(report: Mapping[str, Any]) -> tuple[float | None, str | None]:
     """(estimated cost, currency) of the whole run: every cluster it ran (a repaired run has more
-    than one), else its one cluster's (a report from before the run's clusters were listed)."""
+    than one; else its one cluster's, in a report from before the run's clusters were listed) and
+    every EMR Serverless job run. None when it ran on neither, or when one part has no cost."""
+    parts: list[tuple[float | None, str | None]] = []
     attempts = report.get("emr_attempts")
     if attempts:
-        return attempts["total"]["estimated_cost"], attempts["total"]["currency"]
-    cluster = report.get("emr_cluster") or {}
-    return cluster.get("estimated_cost"), cluster.get("currency")
+        parts.append((attempts["total"]["estimated_cost"], attempts["total"]["currency"]))
+    elif report.get("emr_cluster"):
+        parts.append((report["emr_cluster"].get("estimated_cost"), report["emr_cluster"].get("currency")))
+    if report.get("serverless_job_runs"):
+        total = report["serverless_job_runs"]["total"]
+        parts.append((total["estimated_cost"], total["currency"]))
+    if not parts:
+        return None, None
+    currency = next((c for _, c in parts if c), None)
+    costs = [c for c, _ in parts]
+    return (None if None in costs else round(sum(costs), 4)), currency
 
 
 def run_timing(
