@@ -14,29 +14,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from include.alert_settings import ALERT_ENV, AlertSettings, parse_alerts
+from include.aws_settings import IDLE_TIMEOUT_SECONDS, POLL_SECONDS, check_aws, check_serverless
 from include.checks import AuditSettings, parse_band, parse_severities
 from include.clickstream_kinesis import stream_problem
-from include.emr_release import DEFAULT_RELEASE, ReleaseError, check_release
+from include.emr_release import DEFAULT_RELEASE
 from spark_jobs.catalog import DEFAULT_GLUE_PREFIX, GLUE_PREFIX_ENV, glue_prefix, namespaces
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-TARGETS = ("local", "emr")
+TARGETS = ("local", "emr", "emr-serverless")
+AWS_TARGETS = ("emr", "emr-serverless")  # an S3 lake on the Glue catalog, the code uploaded
 PROFILE_NAMES = ("dev", "prod")
 
-_S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._/=+-]*)?$")
 _LOCAL_URI = re.compile(r"^file:///[A-Za-z0-9._/+=@-]*$")
-_SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}$")
-_SG = re.compile(r"^sg-[0-9a-f]{8,17}$")
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
-_GLUE_DB = re.compile(r"^[a-z0-9_]{1,200}$")  # + "_quarantine" stays within Glue's 255
-_ROLE = re.compile(r"^[A-Za-z0-9+=,.@_/:-]{1,512}$")
-_CONN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
-_SECURITY_CONFIG = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-_KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z]{2}(-[a-z]+)+-\d:\d{12}:key/[A-Za-z0-9-]{1,128}$")
 _LINEAGE_NAMESPACE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _HTTP_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~/-]*)?$")
-_CERTS_ZIP_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[A-Za-z0-9._/=+-]+\.zip$")
-S3_ENCRYPTION_MODES = ("SSE-KMS", "SSE-S3")
 # CloudWatch's rule for a custom namespace (not AWS/...), narrowed to characters safe in an IAM condition
 _CLOUDWATCH_NAMESPACE = re.compile(r"^(?!AWS/)[A-Za-z0-9._/#-]{1,255}$")
 CLOUDWATCH_NAMESPACE = "CustomerMarketAnalytics"
@@ -80,8 +71,9 @@ class Settings:
     release_label: str = DEFAULT_RELEASE
     service_role: str = "EMR_DefaultRole"
     instance_profile: str = "EMR_EC2_DefaultRole"
-    idle_timeout_seconds: int = 3600
-    poll_seconds: int = 30  # 60 s measured 69 s step-to-step latency (docs/BENCHMARKS.md); 30 s gives 36 s
+    idle_timeout_seconds: int = IDLE_TIMEOUT_SECONDS
+    # 60 s measured 69 s step-to-step latency (docs/BENCHMARKS.md); 30 s gives 36 s
+    poll_seconds: int = POLL_SECONDS
     # the last lines of each step's stdout and stderr copied into its task log (0: none), and the
     # longest a task waits for EMR to upload them after the step ended (EMR pushes logs periodically)
     step_log_lines: int = 200
@@ -103,10 +95,26 @@ class Settings:
     cloudwatch_metrics: bool = True
     cloudwatch_namespace: str = CLOUDWATCH_NAMESPACE
     extra_tags: Mapping[str, str] = field(default_factory=dict)
+    # emr-serverless only: the job runtime role every job run assumes (its ARN), and the security
+    # group of the run's application in PIPELINE_EMR_SUBNET_ID (include/targets/serverless.py)
+    serverless_execution_role: str = ""
+    serverless_security_group: str = ""
 
     @property
     def is_emr(self) -> bool:
+        """A transient EMR cluster per run (not Serverless: see `on_aws`)."""
         return self.target == "emr"
+
+    @property
+    def is_serverless(self) -> bool:
+        """An EMR Serverless application per run, a job run per step."""
+        return self.target == "emr-serverless"
+
+    @property
+    def on_aws(self) -> bool:
+        """The lake on S3 with the Glue catalog, the code uploaded, steps named as EMR names them:
+        both AWS targets (EMR on EC2 and EMR Serverless)."""
+        return self.target in AWS_TARGETS
 
     @property
     def namespaces(self) -> dict[str, str]:
@@ -161,6 +169,10 @@ SECTIONS: dict[str, dict[str, tuple[str, Callable[[str], object]] | None]] = {
         "PIPELINE_EMR_S3_ENCRYPTION": ("s3_encryption", str),
         "PIPELINE_EMR_TLS_CERTIFICATES_URI": ("tls_certificates_uri", str),
         "PIPELINE_EMR_PREFLIGHT": ("preflight", str),
+    },
+    "serverless": {
+        "PIPELINE_SERVERLESS_EXECUTION_ROLE": ("serverless_execution_role", str),
+        "PIPELINE_SERVERLESS_SECURITY_GROUP": ("serverless_security_group", str),
     },
     "lineage": {
         "PIPELINE_LINEAGE": ("lineage", _boolean),
@@ -308,8 +320,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             problems.append(f"PIPELINE_EMR_PREFLIGHT={values['preflight']!r}: true or false")
         values["preflight"] = flag != "false"
 
-    if target == "emr":
-        _check_emr(values, problems)
+    if target in AWS_TARGETS:
+        check_aws(values, problems, str(target))
+    if target == "emr-serverless":
+        check_serverless(values, problems)
     elif target == "local":
         values["lake"] = _local_lake(str(values.get("lake", Settings.lake)))
         if not _LOCAL_URI.match(str(values["lake"])):
@@ -320,82 +334,3 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if problems:
         raise SettingsError("pipeline settings: " + "; ".join(problems))
     return Settings(**values)  # type: ignore[arg-type]
-
-
-def _check_emr(values: dict[str, object], problems: list[str]) -> None:
-    lake = str(values.get("lake", "")).rstrip("/")
-    if not lake or "lake" not in values:
-        problems.append("PIPELINE_LAKE is required when PIPELINE_TARGET=emr (e.g. s3://my-bucket/lake)")
-    elif not _S3_URI.match(lake):
-        problems.append(f"PIPELINE_LAKE={lake!r} must be an s3://bucket/prefix URI for the emr target")
-    values["lake"] = lake
-    # Code and cluster logs default to folders next to the lake's zones (ignored by readers: '_').
-    values["code_uri"] = str(values.get("code_uri") or f"{lake}/_code").rstrip("/")
-    values["log_uri"] = str(values.get("log_uri") or f"{lake}/_emr_logs").rstrip("/") + "/"
-    for var, attr in (("PIPELINE_CODE_URI", "code_uri"), ("PIPELINE_EMR_LOG_URI", "log_uri")):
-        if lake and not _S3_URI.match(str(values[attr]).rstrip("/")):
-            problems.append(f"{var}={values[attr]!r} must be an s3:// URI")
-    subnet = values.get("subnet_id")
-    if not subnet:
-        problems.append(
-            "PIPELINE_EMR_SUBNET_ID is required when PIPELINE_TARGET=emr (e.g. subnet-0123456789abcdef0)"
-        )
-    elif not _SUBNET.match(str(subnet)):
-        problems.append(f"PIPELINE_EMR_SUBNET_ID={subnet!r} is not a subnet id (subnet-...)")
-    for var, attr in (
-        ("PIPELINE_EMR_MASTER_SG", "master_security_group"),
-        ("PIPELINE_EMR_CORE_SG", "core_security_group"),
-        ("PIPELINE_EMR_SERVICE_SG", "service_security_group"),
-    ):
-        if values.get(attr) and not _SG.match(str(values[attr])):
-            problems.append(f"{var}={values[attr]!r} is not a security group id (sg-...)")
-    if bool(values.get("master_security_group")) != bool(values.get("core_security_group")):
-        problems.append("PIPELINE_EMR_MASTER_SG and PIPELINE_EMR_CORE_SG go together")
-    release = values.get("release_label", Settings.release_label)
-    try:
-        check_release(str(release))
-    except ReleaseError as error:
-        problems.append(f"PIPELINE_EMR_RELEASE: {error}")
-    for var, attr in (
-        ("PIPELINE_EMR_SERVICE_ROLE", "service_role"),
-        ("PIPELINE_EMR_INSTANCE_PROFILE", "instance_profile"),
-    ):
-        if attr in values and not _ROLE.match(str(values[attr])):
-            problems.append(f"{var}={values[attr]!r} is not a role name or ARN")
-    idle = values.get("idle_timeout_seconds", Settings.idle_timeout_seconds)
-    if isinstance(idle, int) and not 60 <= idle <= 7 * 24 * 3600:
-        problems.append("PIPELINE_EMR_IDLE_TIMEOUT_SECONDS must be between 60 and 604800 (EMR's limits)")
-    poll = values.get("poll_seconds", Settings.poll_seconds)
-    if isinstance(poll, int) and poll < 1:
-        problems.append("PIPELINE_EMR_POLL_SECONDS must be >= 1")
-    if "region" in values and not _REGION.match(str(values["region"])):
-        problems.append(f"PIPELINE_AWS_REGION={values['region']!r} is not a region name (e.g. eu-west-1)")
-    if "aws_conn_id" in values and not _CONN_ID.match(str(values["aws_conn_id"])):
-        problems.append(f"PIPELINE_AWS_CONN_ID={values['aws_conn_id']!r} is not a connection id")
-    if "glue_database_prefix" in values and not _GLUE_DB.match(str(values["glue_database_prefix"])):
-        problems.append(
-            "PIPELINE_GLUE_DATABASE_PREFIX: lower-case letters, digits and _ only (Athena's rule), "
-            "at most 200 characters"
-        )
-    _check_emr_security(values, problems)
-
-
-def _check_emr_security(values: dict[str, object], problems: list[str]) -> None:
-    name = values.get("security_configuration")
-    if name is not None and not _SECURITY_CONFIG.match(str(name)):
-        problems.append(
-            f"PIPELINE_EMR_SECURITY_CONFIGURATION={name!r}: letters, digits and . _ - only (at most 128)"
-        )
-    key = values.get("kms_key_arn")
-    if key and not _KMS_KEY_ARN.match(str(key)):
-        problems.append(
-            f"PIPELINE_EMR_KMS_KEY_ARN={key!r} is not a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)"
-        )
-    mode = values.get("s3_encryption")
-    if mode is not None and mode not in S3_ENCRYPTION_MODES:
-        problems.append(
-            f"PIPELINE_EMR_S3_ENCRYPTION={mode!r}: choose one of {', '.join(S3_ENCRYPTION_MODES)}"
-        )
-    certs = values.get("tls_certificates_uri")
-    if certs and not _CERTS_ZIP_URI.match(str(certs)):
-        problems.append(f"PIPELINE_EMR_TLS_CERTIFICATES_URI={certs!r} must be an s3://bucket/key.zip URI")

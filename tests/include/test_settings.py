@@ -203,7 +203,7 @@ def _readme_settings_sections() -> dict[str, set[str]]:
 def test_every_setting_is_read_in_one_section_and_documented_in_the_readmes_same_section():
     from include.settings import ENV_VARS, SECTIONS
 
-    assert list(SECTIONS) == ["target", "lake", "emr", "lineage", "alerts", "audit"]
+    assert list(SECTIONS) == ["target", "lake", "emr", "serverless", "lineage", "alerts", "audit"]
     assert len(ENV_VARS) == len(set(ENV_VARS))  # no variable in two sections
     assert _readme_settings_sections() == {name: set(section) for name, section in SECTIONS.items()}
     assert {
@@ -223,3 +223,49 @@ def test_the_glue_prefix_is_one_reading_for_the_settings_and_the_jobs():
     env = {**EMR, "PIPELINE_GLUE_DATABASE_PREFIX": " acme "}
     assert glue_prefix(env) == load_settings(env).glue_database_prefix == "acme"
     assert load_settings(env).namespaces["curated"] == "acme_curated"
+
+
+SERVERLESS = {
+    **EMR,
+    "PIPELINE_TARGET": "emr-serverless",
+    "PIPELINE_SERVERLESS_EXECUTION_ROLE": "arn:aws:iam::123456789012:role/analytics-jobs",
+    "PIPELINE_SERVERLESS_SECURITY_GROUP": "sg-0123456789abcdef0",
+}
+
+
+def test_serverless_shares_the_emr_sections_lake_code_and_logs_and_names_its_role_and_group():
+    settings = load_settings(SERVERLESS)
+    assert (settings.is_serverless, settings.is_emr, settings.on_aws) == (True, False, True)
+    assert settings.code_uri == "s3://my-bucket/lake/_code"
+    assert settings.log_uri == "s3://my-bucket/lake/_emr_logs/"
+    assert settings.subnet_id == "subnet-0123456789abcdef0"
+    assert settings.serverless_execution_role == "arn:aws:iam::123456789012:role/analytics-jobs"
+    assert settings.serverless_security_group == "sg-0123456789abcdef0"
+    assert load_settings(EMR).on_aws
+    assert not load_settings({}).on_aws
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"PIPELINE_SERVERLESS_EXECUTION_ROLE": ""}, "PIPELINE_SERVERLESS_EXECUTION_ROLE is required"),
+        ({"PIPELINE_SERVERLESS_EXECUTION_ROLE": "analytics-jobs"}, "is not an IAM role ARN"),
+        ({"PIPELINE_SERVERLESS_SECURITY_GROUP": ""}, "PIPELINE_SERVERLESS_SECURITY_GROUP is required"),
+        ({"PIPELINE_SERVERLESS_SECURITY_GROUP": "default"}, "'default' is not a security group id"),
+        (
+            {"PIPELINE_EMR_SUBNET_ID": ""},
+            "PIPELINE_EMR_SUBNET_ID is required when PIPELINE_TARGET=emr-serverless",
+        ),
+        ({"PIPELINE_LAKE": "/tmp/lake"}, "must be an s3://bucket/prefix URI for the emr-serverless target"),
+        ({"PIPELINE_EMR_RELEASE": "emr-5.36.0"}, "PIPELINE_EMR_RELEASE"),
+    ],
+)
+def test_serverless_settings_fail_naming_the_variable(change, message):
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        load_settings({**SERVERLESS, **change})
+
+
+def test_the_serverless_settings_are_ignored_by_the_other_targets():
+    odd = {"PIPELINE_SERVERLESS_EXECUTION_ROLE": "x", "PIPELINE_SERVERLESS_SECURITY_GROUP": "y"}
+    assert load_settings({**EMR, **odd}).is_emr
+    assert load_settings(odd).target == "local"
