@@ -177,7 +177,7 @@ aws-preflight: venv
 aws-destroy: aws-check-target venv
 	$(PY) -m infra.deploy destroy --stack $(STACK) --region $(REGION)
 
-# Regenerate infra/customer-analytics.template.json from include/iam, include/emr_security and the
+# Regenerate infra/customer-analytics.template.json from deployment/iam, infra/documents.py and the
 # run report's metrics, and docs/cloudwatch-dashboard.svg (the picture of its dashboard) from it.
 aws-template: venv
 	$(PY) -m infra.template

@@ -16,7 +16,7 @@ java -version 2>&1 | head -1
 python -c "import pyspark, airflow.providers.amazon as a; print('pyspark', pyspark.__version__, 'amazon', a.__version__)"
 
 echo "== mounted project"
-for d in dags include plugins spark_jobs scripts; do
+for d in dags include deployment plugins spark_jobs scripts; do
   if [[ ! -d "$project/$d" ]]; then
     echo "missing $project/$d: run docker compose from the project root" >&2
     exit 1

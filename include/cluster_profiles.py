@@ -200,7 +200,7 @@ def job_flow_overrides(
         "JobFlowRole": settings.instance_profile,
         "VisibleToAllUsers": True,
         # Encryption at rest (S3 + local disks) and in transit (TLS), and IMDSv2 only: see
-        # include/emr_security.py, which defines this configuration (scripts/ creates it).
+        # infra/documents.py, which defines this configuration (scripts/ or the stack creates it).
         "SecurityConfiguration": settings.security_configuration,
         "Instances": instances,
         "StepConcurrencyLevel": spec["StepConcurrencyLevel"],

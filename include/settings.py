@@ -89,7 +89,7 @@ class Settings:
     s3_encryption: str = "SSE-KMS"
     tls_certificates_uri: str = ""  # s3://.../certs.zip: PEM files for in-transit TLS
     # The `preflight` task checks that everything a cluster needs exists before RunJobFlow
-    # (include/preflight.py); off only where the caller may not read IAM, EC2 or EMR configuration.
+    # (deployment/preflight.py); off only where the caller may not read IAM, EC2 or EMR configuration.
     preflight: bool = True
     # emr only: the run report publishes the run's numbers to CloudWatch (include/run_report/metrics.py)
     cloudwatch_metrics: bool = True

@@ -24,7 +24,7 @@ from plugins.emr_naming import PROJECT
 
 _STACK = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
-# The roles have fixed names (include.iam.ROLE_NAMES) and the template uses a transform
+# The roles have fixed names (deployment.iam.ROLE_NAMES) and the template uses a transform
 # (AWS::LanguageExtensions, for Fn::ToJsonString): CloudFormation wants both acknowledged.
 CAPABILITIES = ["CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
 # Waiting is CloudFormation's business; these bound it (a private subnet's endpoints take minutes).

@@ -9,8 +9,8 @@ they (and Airflow's alerts) go to.
 Its outputs are the `PIPELINE_*` settings (and the Airflow connection) to paste
 into `.env`.
 
-Nothing here is written twice: the policies are `include/iam/*.json` and the security
-configuration is `include.emr_security.security_configuration`, their `${Placeholders}` turned
+Nothing here is written twice: the policies are `deployment/iam/*.json` and the security
+configuration is `infra.documents.security_configuration`, their `${Placeholders}` turned
 into `Fn::Sub` (the same syntax); Glue database and role names come from the same functions the
 DAGs and `python -m scripts.render_iam_policies` use. `python -m infra.template` writes the
 template file; `--check` fails when the committed file is not what the sources generate (make test runs it).
@@ -26,12 +26,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from include import iam
+from deployment import iam
 from include import pipeline as P
 from include.checks import AuditSettings
-from include.emr_security import security_configuration
 from include.run_report import metrics as M
 from include.settings import CLOUDWATCH_NAMESPACE, ENV_VARS, Settings
+from infra.documents import security_configuration
 from plugins.emr_naming import PROJECT
 from spark_jobs.catalog import namespaces
 
@@ -49,7 +49,7 @@ _PLACEHOLDER = re.compile(r"\$\{([A-Za-z]+)\}")
 _OUTPUT_KEY = re.compile(r"^[A-Za-z0-9]{1,255}$")
 
 
-# ---- include/iam's placeholders as CloudFormation values --------------------------------------
+# ---- deployment/iam's placeholders as CloudFormation values --------------------------------------
 def _text_placeholders() -> dict[str, str]:
     """Placeholders that stand for a name made of other placeholders: expanded as text first."""
     curated = namespaces("s3://bucket/prefix", "${GlueDatabasePrefix}")["curated"]
@@ -80,7 +80,7 @@ def _values() -> dict[str, Any]:
 
 
 def sub(text: str) -> Any:
-    """`text` with include/iam's placeholders as CloudFormation: a plain string when every one is
+    """`text` with deployment/iam's placeholders as CloudFormation: a plain string when every one is
     a literal, else `Fn::Sub` with a variable map of exactly the placeholders it uses."""
     for name, expansion in _text_placeholders().items():
         text = text.replace("${" + name + "}", expansion)
@@ -94,7 +94,7 @@ def sub(text: str) -> Any:
             text = text.replace("${" + name + "}", values[name])
         else:
             variables[name] = values[name]
-    # include/ writes ARNs of the commercial partition; the stack deploys to any
+    # deployment/iam writes ARNs of the commercial partition; the stack deploys to any
     partitioned = text.replace("arn:aws:", "arn:${AWS::Partition}:")
     if variables:
         return {"Fn::Sub": [partitioned, variables]}
@@ -102,7 +102,7 @@ def sub(text: str) -> Any:
 
 
 def cfn(doc: Any) -> Any:
-    """A JSON document of include/ with every string that holds a placeholder made CloudFormation."""
+    """A JSON document of deployment/ with every string that holds a placeholder made CloudFormation."""
     if isinstance(doc, dict):
         return {k: cfn(v) for k, v in doc.items()}
     if isinstance(doc, list):
@@ -219,7 +219,7 @@ def _storage() -> dict[str, Any]:
                 "Properties": {
                     "Description": f"{PROJECT}: the lake (SSE-KMS) and the EMR nodes' disks",
                     "EnableKeyRotation": True,
-                    # IAM policies of this account decide who uses the key (include/iam grants it).
+                    # IAM policies of this account decide who uses the key (deployment/iam grants it).
                     "KeyPolicy": as_json(
                         {
                             "Version": "2012-10-17",
@@ -299,7 +299,7 @@ def _storage() -> dict[str, Any]:
 
 
 def _emr_security() -> dict[str, Any]:
-    # The document include/emr_security.py defines, with the stack's key and certificates.
+    # The document infra/documents.py defines, with the stack's key and certificates.
     placeholders = Settings(
         target="emr",
         kms_key_arn="${KmsKeyArn}",
@@ -348,7 +348,7 @@ def _roles() -> dict[str, Any]:
             }
         properties: dict[str, Any] = {
             "RoleName": sub(iam.ROLE_NAMES[role]),
-            "Description": f"{PROJECT}: {role} (least privilege, include/iam/{spec['policy']})",
+            "Description": f"{PROJECT}: {role} (least privilege, deployment/iam/{spec['policy']})",
             "AssumeRolePolicyDocument": trust,
             "Policies": [
                 {"PolicyName": PROJECT, "PolicyDocument": as_json(cfn(iam.document(spec["policy"])))}
@@ -361,7 +361,7 @@ def _roles() -> dict[str, Any]:
     resources["EmrInstanceProfile"] = {
         "Type": "AWS::IAM::InstanceProfile",
         "Properties": {
-            # named like its role: include/iam (PassRole) and EMR's defaults assume so
+            # named like its role: deployment/iam (PassRole) and EMR's defaults assume so
             "InstanceProfileName": sub(iam.ROLE_NAMES["emr-instance-profile"]),
             "Roles": [{"Ref": "EmrInstanceRole"}],
         },

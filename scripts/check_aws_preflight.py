@@ -1,5 +1,5 @@
 """Check, before any run, that the AWS account holds what the emr target's settings name
-(include.preflight, the checks the EMR DAGs' `preflight` task runs): `python -m
+(deployment.preflight, the checks the EMR DAGs' `preflight` task runs): `python -m
 scripts.check_aws_preflight` (`make aws-preflight`). Exit 0 all there, 1 something missing (one
 line each, with what to do), 2 the settings are not the emr target's.
 """
@@ -10,7 +10,8 @@ import argparse
 import sys
 from collections.abc import Mapping, Sequence
 
-from include.preflight import boto3_clients, report, run_checks
+from deployment.preflight import boto3_clients, report, run_checks
+from include.packaging import build_bundle, code_location
 from include.settings import SettingsError, load_settings
 
 
@@ -26,7 +27,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except SettingsError as exc:
         print(f"preflight: {exc}", file=sys.stderr)
         return 2
-    passed, text = report(run_checks(settings, boto3_clients(settings.region)))
+    code_files = code_location(settings, build_bundle().version)["py_files"]
+    passed, text = report(run_checks(settings, boto3_clients(settings.region), code_files))
     print(text, file=sys.stdout if passed else sys.stderr)
     return 0 if passed else 1
 

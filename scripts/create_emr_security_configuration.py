@@ -1,6 +1,6 @@
 """Create the EMR security configuration every cluster of this project names (encryption, IMDSv2),
 once per account and region and idempotently; `--print` shows its document, `--check-network`
-checks that the clusters' subnet is private. The document is `include.emr_security`'s.
+checks that the clusters' subnet is private. The document is `infra.documents.security_configuration`'s.
 """
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 
-from include.emr_security import (
+from deployment.emr_security import (
     SecurityConfigurationConflict,
     ensure_security_configuration,
     network_problems,
-    security_configuration,
 )
 from include.settings import SettingsError, load_settings
+from infra.documents import security_configuration
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

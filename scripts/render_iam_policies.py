@@ -7,8 +7,8 @@ import argparse
 import json
 import sys
 
-from include.iam import rendered_roles
 from include.settings import SettingsError, load_settings
+from infra.documents import rendered_roles
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         roles = rendered_roles(load_settings(), args.account)
     except SettingsError as exc:
-        print(f"include.iam: {exc}", file=sys.stderr)
+        print(f"iam: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(roles, indent=2))
     return 0

@@ -84,13 +84,14 @@ def _local_jar(name: str) -> bytes:
 def _preflight_task(settings: Settings):
     @task(task_id="preflight", retries=0)
     def preflight() -> list[str]:
-        """Check with read-only calls that everything a cluster needs exists (include/preflight.py);
+        """Check with read-only calls that everything a cluster needs exists (deployment/preflight.py);
         fail the run before RunJobFlow with one line per missing piece. No retry: a missing
         piece does not come back by itself (throttling and 5xx are retried inside each call)."""
         from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
         from airflow.sdk.exceptions import AirflowFailException
 
-        from include.preflight import SERVICES, report, run_checks
+        from deployment.preflight import SERVICES, report, run_checks
+        from include.packaging import build_bundle, code_location
 
         if not settings.preflight:
             log.warning("PIPELINE_EMR_PREFLIGHT=false: nothing checked before creating the cluster")
@@ -108,7 +109,7 @@ def _preflight_task(settings: Settings):
             )
             for name in SERVICES
         }
-        findings = run_checks(settings, clients)
+        findings = run_checks(settings, clients, code_location(settings, build_bundle().version)["py_files"])
         passed, text = report(findings)
         if not passed:
             raise AirflowFailException(text)

@@ -15,11 +15,12 @@ from typing import Any
 import boto3
 import pytest
 
-from include import iam
+from deployment import iam
+from deployment.iam.evaluate import granted_actions, is_allowed
 from include.cluster_profiles import cluster_python
-from include.iam.evaluate import granted_actions, is_allowed
 from include.packaging import build_bundle
 from include.settings import load_settings
+from infra import documents
 from infra.template import CONNECTION_VAR
 from tests.harness.aws_fakes import REGION, EmrStepPlayer, FakeAws
 from tests.harness.dag_runs import run_pipeline_dag
@@ -130,6 +131,6 @@ def test_every_call_of_the_run_is_allowed_by_the_deployed_airflow_policy_and_not
     assert denied == [], "\n".join(map(str, denied))
     # (the clickstream's Kinesis grants: used by tests/dags/test_kinesis_clickstream.py's runs)
     assert granted_actions(policy) - used - set(NOT_EXERCISED) - KINESIS_LANDING == set()
-    # the deployed policy is include/iam's, rendered for the stack's settings
-    rendered = iam.rendered_roles(load_settings(on_stack["settings"]), "123456789012")
+    # the deployed policy is deployment/iam's, rendered for the stack's settings
+    rendered = documents.rendered_roles(load_settings(on_stack["settings"]), "123456789012")
     assert policy == rendered["airflow"]["policy"]

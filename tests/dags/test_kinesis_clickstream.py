@@ -19,10 +19,11 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from include import iam
-from include.iam.evaluate import Request, is_allowed
+from deployment import iam
+from deployment.iam.evaluate import Request, is_allowed
 from include.run_local import DAG_FILES, load_dag
 from include.settings import load_settings
+from infra import documents
 from tests.harness.airflow_runs import clear_tasks_as_the_ui_does, resume_run
 from tests.harness.aws_fakes import REGION, EmrStepPlayer, FakeAws, StepRunner
 from tests.harness.dag_runs import DagRunRecord, record_run, run_pipeline_dag
@@ -274,7 +275,9 @@ def test_every_call_of_the_landing_is_allowed_to_the_airflow_role_and_every_kine
     settings = load_settings(
         {**EMR_ENV, "PIPELINE_AWS_REGION": REGION, "PIPELINE_CLICKSTREAM_KINESIS_STREAM": STREAM}
     )
-    policy = iam.render(iam.document("airflow-role-policy.json"), iam.values_from_settings(settings, ACCOUNT))
+    policy = iam.render(
+        iam.document("airflow-role-policy.json"), documents.values_from_settings(settings, ACCOUNT)
+    )
     # Airflow's calls (boto3), not the stand-in cluster's (Spark's S3A reads the landing too)
     ours = [r for r in kinesis_runs["requests"] if "Boto3" in r.user_agent or "Botocore" in r.user_agent]
     questions = [q for r in ours for q in authorization_questions(r, {})]

@@ -1,6 +1,6 @@
 """The authorization questions AWS would ask for a recorded request (action, resource ARN,
 condition keys such as the cluster's tags), and what the Airflow role is granted beyond what the
-recorded DAG runs ask: the IAM tests judge the documents of include/iam with these."""
+recorded DAG runs ask: the IAM tests judge the documents of deployment/iam with these."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from moto.core import DEFAULT_ACCOUNT_ID
 
-from include.iam.evaluate import Request
+from deployment.iam.evaluate import Request
 from tests.harness.aws_fakes import REGION, AwsRequest
 
 ACCOUNT = DEFAULT_ACCOUNT_ID

@@ -22,7 +22,7 @@ from infra.template import build_template
 UNSUPPORTED_TYPES = {"AWS::Glue::Database", "AWS::S3::BucketPolicy", "AWS::CloudWatch::Alarm"}
 # moto evaluates a bucket policy's conditions without the request's context: the TLS-only Deny
 # (aws:SecureTransport false) denies every request, also boto3's (all over TLS in AWS). The
-# policy is put and read back by its own test, and judged there with include/iam/evaluate.py;
+# policy is put and read back by its own test, and judged there with deployment/iam/evaluate.py;
 # accounts that run DAGs go without it.
 # Properties moto's models of supported types ignore: (type, property) -> made by this API call.
 IGNORED_PROPERTIES = {

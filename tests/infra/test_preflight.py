@@ -8,7 +8,8 @@ from typing import Any
 import boto3
 import pytest
 
-from include import iam, preflight
+from deployment import iam, preflight
+from include.packaging import build_bundle, code_location
 from include.settings import load_settings
 from scripts.check_aws_preflight import main as check_aws_preflight_main
 
@@ -29,13 +30,19 @@ def _as_airflow(moto_account, region: str) -> dict[str, Any]:
     return {name: boto3.client(name, region_name=region, **keys) for name in preflight.SERVICES}
 
 
+def _run_checks(env: dict[str, str], aws: dict[str, Any]) -> list[preflight.Finding]:
+    """Preflight as the EMR DAGs' task runs it: these settings, this run's code zip's location."""
+    settings = load_settings(env)
+    return preflight.run_checks(settings, aws, code_location(settings, build_bundle().version)["py_files"])
+
+
 def _bucket(settings: dict[str, str]) -> str:
     return settings["PIPELINE_LAKE"].removeprefix("s3://").split("/")[0]
 
 
 def test_everything_deployed_means_no_finding_at_all(moto_account):
     region, settings = moto_account.deploy()
-    findings = preflight.run_checks(load_settings(settings), _as_airflow(moto_account, region))
+    findings = _run_checks(settings, _as_airflow(moto_account, region))
     assert findings == []
     passed, text = preflight.report(findings)
     assert passed
@@ -152,7 +159,7 @@ def test_each_missing_piece_is_named_with_what_to_do(moto_account, removed):
     region, settings = moto_account.deploy()
     remove, expected = REMOVALS[removed]
     remove(lambda service: moto_account.client(service, region), region, settings)
-    findings = preflight.run_checks(load_settings(settings), _as_airflow(moto_account, region))
+    findings = _run_checks(settings, _as_airflow(moto_account, region))
     assert all(f.blocking for f in findings), findings
     assert {f.piece for f in findings} == set(expected), [f.line() for f in findings]
     for piece, says in expected.items():
@@ -166,7 +173,7 @@ def test_each_missing_piece_is_named_with_what_to_do(moto_account, removed):
 def test_a_code_location_outside_the_lake_is_not_writable_for_the_airflow_role(moto_account):
     region, settings = moto_account.deploy()
     elsewhere = {**settings, "PIPELINE_CODE_URI": f"s3://{_bucket(settings)}/elsewhere/_code"}
-    findings = preflight.run_checks(load_settings(elsewhere), _as_airflow(moto_account, region))
+    findings = _run_checks(elsewhere, _as_airflow(moto_account, region))
     assert [f.piece for f in findings] == ["code location"]
     assert "may not s3:PutObject on arn:aws:s3:::" in findings[0].line()
 
@@ -180,11 +187,11 @@ def test_metrics_to_another_namespace_or_alerts_to_another_topic_are_not_allowed
         "PIPELINE_CLOUDWATCH_NAMESPACE": "SomeoneElse/Pipeline",
         "PIPELINE_ALERT_SNS_TOPIC_ARN": f"arn:aws:sns:{region}:{ACCOUNT}:oncall",
     }
-    findings = preflight.run_checks(load_settings(other), _as_airflow(moto_account, region))
+    findings = _run_checks(other, _as_airflow(moto_account, region))
     assert [f.line() for f in findings] == [
         f"CloudWatch metrics: role {iam.role_name('airflow', region)} may not cloudwatch:PutMetricData "
         "(cloudwatch:namespace=SomeoneElse/Pipeline); grant it PutMetricData on namespace "
-        "SomeoneElse/Pipeline (include/iam/airflow-role-policy.json; the stack's Airflow role has it "
+        "SomeoneElse/Pipeline (deployment/iam/airflow-role-policy.json; the stack's Airflow role has it "
         "for the stack's MetricsNamespace), or set PIPELINE_CLOUDWATCH_NAMESPACE to that namespace",
         f"alerts topic: role {iam.role_name('airflow', region)} may not sns:Publish "
         f"(arn:aws:sns:{region}:{ACCOUNT}:oncall); grant it sns:Publish on the topic (the stack's "
@@ -192,7 +199,7 @@ def test_metrics_to_another_namespace_or_alerts_to_another_topic_are_not_allowed
     ]
     # metrics switched off: nothing to publish, nothing to judge
     off = {**other, "PIPELINE_CLOUDWATCH_METRICS": "false", "PIPELINE_ALERT_SNS_TOPIC_ARN": ""}
-    assert preflight.run_checks(load_settings(off), _as_airflow(moto_account, region)) == []
+    assert _run_checks(off, _as_airflow(moto_account, region)) == []
 
 
 def test_the_command_judges_what_it_can_with_the_deployers_credentials(moto_account, capsys):
@@ -225,9 +232,9 @@ def test_the_clickstream_stream_the_stack_creates_passes_and_a_missing_one_is_na
         "ACTIVE"
     )
     airflow = _as_airflow(moto_account, region)
-    assert preflight.run_checks(load_settings(settings), airflow) == []
+    assert _run_checks(settings, airflow) == []
     kinesis.delete_stream(StreamName=stream)
-    findings = preflight.run_checks(load_settings(settings), airflow)
+    findings = _run_checks(settings, airflow)
     assert [f.line() for f in findings] == [
         f"clickstream stream: Kinesis stream {stream!r} does not exist in {region}; deploy the stack "
         "with ClickstreamFromKinesis=true (its output names the stream) or set "
@@ -235,4 +242,4 @@ def test_the_clickstream_stream_the_stack_creates_passes_and_a_missing_one_is_na
     ]
     # without the setting the clickstream is files: nothing to check
     files = {k: v for k, v in settings.items() if k != "PIPELINE_CLICKSTREAM_KINESIS_STREAM"}
-    assert preflight.run_checks(load_settings(files), airflow) == []
+    assert _run_checks(files, airflow) == []

@@ -12,15 +12,15 @@ import pytest
 from cryptography import x509
 from moto.cloudformation.parsing import get_model_map
 
-from include import emr_security, iam
+from deployment import iam
+from deployment.emr_security import network_problems
+from deployment.iam.evaluate import Request, is_allowed
 from include import pipeline as P
-from include.emr_security import network_problems
-from include.iam.evaluate import Request, is_allowed
 from include.run_report import metrics as M
 from include.settings import ENV_VARS, PROJECT_ROOT, load_settings
 from infra import deploy as infra_deploy
+from infra import documents, tls_certs
 from infra import template as T
-from infra import tls_certs
 from tests.infra.stack import IGNORED_PROPERTIES, UNSUPPORTED_TYPES, apply_by_api
 
 # moto names each resource type it skips; tests/infra/stack.py creates those by API calls
@@ -47,7 +47,7 @@ def test_cfn_lint_passes_the_template_and_fails_a_broken_one():
 
 
 def test_policies_and_security_configuration_come_from_include_not_copies():
-    # every include/iam statement is in the template, by Sid, under the role that has it
+    # every deployment/iam statement is in the template, by Sid, under the role that has it
     roles = {
         "airflow": "AirflowRole",
         "emr-service": "EmrServiceRole",
@@ -187,7 +187,7 @@ def test_the_outputs_are_settings_the_dags_accept(stack):
 def test_the_roles_have_exactly_include_iams_documents(stack):
     account, region, settings = stack
     client = account.client("iam", region)
-    rendered = iam.rendered_roles(load_settings(settings), "123456789012")
+    rendered = documents.rendered_roles(load_settings(settings), "123456789012")
     for role, spec in rendered.items():
         name = iam.role_name(role, region)
         deployed = client.get_role_policy(RoleName=name, PolicyName="customer-market-analytics")
@@ -209,7 +209,7 @@ def test_the_security_configuration_is_include_emr_securitys_with_the_stacks_key
     account, region, settings = stack
     emr = account.client("emr", region)
     stored = emr.describe_security_configuration(Name=settings["PIPELINE_EMR_SECURITY_CONFIGURATION"])
-    assert json.loads(stored["SecurityConfiguration"]) == emr_security.security_configuration(
+    assert json.loads(stored["SecurityConfiguration"]) == documents.security_configuration(
         load_settings(settings)
     )
     key = account.client("kms", region).describe_key(KeyId=settings["PIPELINE_EMR_KMS_KEY_ARN"])[

@@ -22,7 +22,7 @@ COMPOSE = ROOT / "docker-compose.yaml"
 ENV_EXAMPLE = ROOT / ".env.example"
 INIT_SCRIPT = ROOT / "docker" / "airflow-init.sh"
 LAKE = "/opt/airflow/lake"
-CODE = ("dags", "plugins", "include", "spark_jobs", "scripts")
+CODE = ("dags", "plugins", "include", "deployment", "spark_jobs", "scripts")
 AIRFLOW_SERVICES = {
     "airflow-init",
     "airflow-apiserver",

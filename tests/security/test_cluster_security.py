@@ -8,10 +8,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from deployment.emr_security import SecurityConfigurationConflict, ensure_security_configuration
 from include.cluster_profiles import PROFILES, job_flow_overrides
-from include.emr_security import SecurityConfigurationConflict, ensure_security_configuration
-from include.emr_security import security_configuration as security_document
 from include.settings import SettingsError, load_settings
+from infra.documents import security_configuration as security_document
 from scripts.create_emr_security_configuration import main
 
 KEY = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -169,7 +169,7 @@ def _vpc(ec2, *, public_ips: bool, igw_route: bool, own_table: bool = True) -> s
 
 @mock_aws
 def test_the_network_check_accepts_a_private_subnet_and_names_what_makes_one_public():
-    from include.emr_security import network_problems
+    from deployment.emr_security import network_problems
 
     ec2 = boto3.client("ec2", region_name="eu-west-1")
     assert network_problems(ec2, _vpc(ec2, public_ips=False, igw_route=False)) == []

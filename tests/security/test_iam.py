@@ -11,10 +11,11 @@ import json
 
 import pytest
 
-from include import iam
-from include.iam.evaluate import Request, UnsupportedPolicy, granted_actions, is_allowed, too_broad
+from deployment import iam
+from deployment.iam.evaluate import Request, UnsupportedPolicy, granted_actions, is_allowed, too_broad
 from include.run_local import load_dag, run_dag_test
 from include.settings import PROJECT_ROOT, SettingsError, load_settings
+from infra import documents
 from plugins.emr_naming import PROJECT
 from tests.harness.aws_fakes import REGION, EmrStepPlayer
 from tests.harness.dag_runs import run_pipeline_dag
@@ -36,7 +37,7 @@ SETTINGS = load_settings(
         "PIPELINE_EMR_TLS_CERTIFICATES_URI": "s3://security-bucket/emr/certs.zip",
     }
 )
-ROLES = iam.rendered_roles(SETTINGS, ACCOUNT)
+ROLES = documents.rendered_roles(SETTINGS, ACCOUNT)
 AIRFLOW = [ROLES["airflow"]["policy"]]
 INSTANCE = [ROLES["emr-instance-profile"]["policy"]]
 CLUSTER = f"arn:aws:elasticmapreduce:{REGION}:{ACCOUNT}:cluster/j-ABC"
@@ -99,7 +100,7 @@ def test_too_broad_names_wildcard_actions_and_star_resources():
 def test_every_document_uses_only_known_placeholders_and_renders_to_plain_json(name):
     doc = iam.document(name)
     assert iam.placeholders(doc) <= set(iam.PLACEHOLDERS)
-    rendered = iam.render(doc, iam.values_from_settings(SETTINGS, ACCOUNT))
+    rendered = iam.render(doc, documents.values_from_settings(SETTINGS, ACCOUNT))
     assert "${" not in json.dumps(rendered)
     assert rendered["Version"] == "2012-10-17"
 
@@ -114,9 +115,9 @@ def test_rendering_needs_every_value_and_the_code_and_logs_inside_the_lake():
         iam.render({"Resource": "arn:aws:s3:::${LakeBucket}"}, {})
     outside = load_settings({**EMR_ENV, "PIPELINE_CODE_URI": "s3://other-bucket/code"})
     with pytest.raises(SettingsError, match="PIPELINE_CODE_URI"):
-        iam.values_from_settings(outside, ACCOUNT)
+        documents.values_from_settings(outside, ACCOUNT)
     with pytest.raises(SettingsError, match="account"):
-        iam.values_from_settings(SETTINGS, "12345")
+        documents.values_from_settings(SETTINGS, "12345")
 
 
 def test_the_service_role_is_assumable_by_emr_of_this_account_only():
@@ -179,7 +180,7 @@ def test_the_airflow_role_publishes_metrics_to_its_namespace_and_alerts_to_its_t
         }
     )
     policy = iam.render(
-        iam.document("airflow-role-policy.json"), iam.values_from_settings(configured, ACCOUNT)
+        iam.document("airflow-role-policy.json"), documents.values_from_settings(configured, ACCOUNT)
     )
     assert is_allowed([policy], Request("sns:Publish", f"arn:aws:sns:{REGION}:{ACCOUNT}:oncall"))
     assert not is_allowed([policy], Request("sns:Publish", topic))
@@ -196,7 +197,7 @@ def test_the_airflow_role_reads_only_the_clickstream_stream_and_lands_only_click
         {**EMR_ENV, "PIPELINE_AWS_REGION": REGION, "PIPELINE_CLICKSTREAM_KINESIS_STREAM": "user-clickstream"}
     )
     policy = iam.render(
-        iam.document("airflow-role-policy.json"), iam.values_from_settings(configured, ACCOUNT)
+        iam.document("airflow-role-policy.json"), documents.values_from_settings(configured, ACCOUNT)
     )
     mine = f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/user-clickstream"
     assert is_allowed([policy], Request("kinesis:GetRecords", mine))

@@ -98,6 +98,7 @@ def test_ruff_bandit_rules_are_clean_on_the_shipped_code():
             "concise",
             "dags",
             "include",
+            "deployment",
             "plugins",
             "spark_jobs",
         ],

@@ -11,8 +11,11 @@ stream the clickstream is landed from, when it is set. Each missing
 piece is one finding: one line saying what is wrong and what to do about it.
 
 Nothing is written: writability and the permissions to publish are judged by reading the
-caller's own IAM policies and evaluating them (include/iam/evaluate.py) for the calls the run
+caller's own IAM policies and evaluating them (deployment/iam/evaluate.py) for the calls the run
 will make.
+
+The settings are read by attribute (include.settings.Settings): this package sits below include
+and imports nothing of it, so the EMR target's preflight task can run it.
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from include.emr_security import network_problems
-from include.iam.evaluate import Request, UnsupportedPolicy, is_allowed
-from include.settings import Settings
+from deployment.emr_security import network_problems
+from deployment.iam.evaluate import Request, UnsupportedPolicy, is_allowed
+
+# include.settings.Settings, read by attribute (nothing of include is imported here)
+Settings = Any
 
 SERVICES = ("emr", "iam", "ec2", "s3", "glue", "kms", "sts", "kinesis")
 MANAGED_TAG = ("for-use-with-amazon-emr-managed-policies", "true")
@@ -65,7 +70,7 @@ def _unreadable(piece: str, exc: ClientError) -> Finding:
     return Finding(
         piece,
         f"could not be read ({_code(exc)}: {exc.response.get('Error', {}).get('Message', '')})",
-        "grant the caller include/iam/airflow-role-policy.json (the stack's Airflow role has it)",
+        "grant the caller deployment/iam/airflow-role-policy.json (the stack's Airflow role has it)",
     )
 
 
@@ -316,7 +321,7 @@ def _caller(aws: Clients, identity: Mapping[str, Any]) -> _Caller:
             name,
             [],
             f"the policies of role {name} could not be read ({_code(exc)})",
-            "grant the role include/iam/airflow-role-policy.json's PreflightReadsItsOwnPolicies",
+            "grant the role deployment/iam/airflow-role-policy.json's PreflightReadsItsOwnPolicies",
         )
 
 
@@ -328,10 +333,9 @@ def _denied(caller: _Caller, questions: Sequence[Request]) -> list[Request] | st
         return str(exc)
 
 
-def check_code_location(settings: Settings, aws: Clients) -> list[Finding]:
-    from include.packaging import build_bundle, code_location
-
-    target = code_location(settings, build_bundle().version)["py_files"]
+def check_code_location(settings: Settings, aws: Clients, code_files: str) -> list[Finding]:
+    """May the caller upload this run's code to `code_files` (its zip's S3 location)?"""
+    target = code_files
     bucket, key = _bucket_key(target)
     piece = "code location"
     identity = aws["sts"].get_caller_identity()
@@ -363,7 +367,7 @@ def check_code_location(settings: Settings, aws: Clients) -> list[Finding]:
         Finding(
             piece,
             f"role {caller.role} may not {q.action} on {q.resource} (uploading {target})",
-            "grant it include/iam/airflow-role-policy.json (the stack's Airflow role has it) "
+            "grant it deployment/iam/airflow-role-policy.json (the stack's Airflow role has it) "
             "or point PIPELINE_CODE_URI inside the lake",
         )
         for q in denied
@@ -381,7 +385,7 @@ def check_monitoring(settings: Settings, aws: Clients) -> list[Finding]:
             (
                 "CloudWatch metrics",
                 Request("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": namespace}),
-                f"grant it PutMetricData on namespace {namespace} (include/iam/airflow-role-policy.json; "
+                f"grant it PutMetricData on namespace {namespace} (deployment/iam/airflow-role-policy.json; "
                 "the stack's Airflow role has it for the stack's MetricsNamespace), or set "
                 "PIPELINE_CLOUDWATCH_NAMESPACE to that namespace",
             )
@@ -458,7 +462,8 @@ def _context(q: Request) -> str:
     return ", ".join(f"{k}={v}" for k, v in q.context.items()) if q.context else q.resource
 
 
-CHECKS: tuple[Check, ...] = (
+# each a Check, but the code location's, which also takes where this run's code goes
+CHECKS: tuple[Callable[..., list[Finding]], ...] = (
     check_security_configuration,
     check_kms_key,
     check_roles,
@@ -471,12 +476,17 @@ CHECKS: tuple[Check, ...] = (
 )
 
 
-def run_checks(settings: Settings, aws: Clients) -> list[Finding]:
-    """Every check's findings, in order; a check that fails unexpectedly is a finding too."""
+def run_checks(settings: Settings, aws: Clients, code_files: str) -> list[Finding]:
+    """Every check's findings, in order; a check that fails unexpectedly is a finding too.
+    `code_files` is where this run's code zip goes (include.packaging.code_location's py_files):
+    the code location's check judges that one."""
     findings: list[Finding] = []
     for check in CHECKS:
         try:
-            findings.extend(check(settings, aws))
+            if check is check_code_location:
+                findings.extend(check_code_location(settings, aws, code_files))
+            else:
+                findings.extend(check(settings, aws))
         except ClientError as exc:
             findings.append(_unreadable(check.__name__.removeprefix("check_").replace("_", " "), exc))
     return findings

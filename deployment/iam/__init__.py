@@ -1,8 +1,9 @@
 """Least-privilege IAM for the three roles the pipeline needs, as templated JSON documents.
 
 `*-policy.json` are identity policies, `*-trust.json` who may assume the role. Placeholders
-(`${LakeBucket}`, ...) are filled from the settings by `render`; `python -m scripts.render_iam_policies
---account ID` prints them ready for `aws iam put-role-policy` or infrastructure code.
+(`${LakeBucket}`, ...) are filled by `render` (infra/documents.py: from the settings; infra/template.py:
+as CloudFormation values); `python -m scripts.render_iam_policies --account ID` prints them ready for
+`aws iam put-role-policy` or infrastructure code.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from include.settings import Settings, SettingsError
 from plugins.emr_naming import PROJECT
 
 HERE = Path(__file__).resolve().parent
@@ -117,65 +117,3 @@ def alerts_topic_name() -> str:
 def clickstream_stream_name() -> str:
     """The name infra/ gives the clickstream's Kinesis stream (one per account and region)."""
     return Template(CLICKSTREAM_STREAM_NAME).substitute(Project=PROJECT)
-
-
-def _bucket_and_key(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return bucket, key.rstrip("/")
-
-
-def values_from_settings(settings: Settings, account: str) -> dict[str, str]:
-    """Placeholder values for a deployment; the code and log locations must lie in the lake."""
-    if not re.fullmatch(r"\d{12}", account):
-        raise SettingsError(f"account {account!r} is not a 12-digit AWS account id")
-    if not settings.is_emr:
-        raise SettingsError("the IAM documents are for PIPELINE_TARGET=emr")
-    for var, uri in (("PIPELINE_CODE_URI", settings.code_uri), ("PIPELINE_EMR_LOG_URI", settings.log_uri)):
-        if not uri.rstrip("/").startswith(settings.lake + "/"):
-            raise SettingsError(f"{var}={uri!r} is outside the lake: the policies only grant the lake prefix")
-    lake_bucket, lake_prefix = _bucket_and_key(settings.lake)
-    if not lake_prefix:
-        raise SettingsError(
-            "PIPELINE_LAKE needs a prefix (s3://bucket/prefix): the policies are scoped to it"
-        )
-    certs_bucket, certs_key = _bucket_and_key(settings.tls_certificates_uri)
-    return {
-        "Account": account,
-        "Region": settings.region or "",
-        "Project": PROJECT,
-        "LakeBucket": lake_bucket,
-        "LakePrefix": lake_prefix,
-        "GlueDatabasePrefix": settings.glue_database_prefix,
-        # the role preflight reads its own policies of: the one infra/ creates for Airflow
-        "AirflowRoleName": role_name("airflow", settings.region or ""),
-        "EmrServiceRoleName": settings.service_role.rsplit("/", 1)[-1],
-        "EmrInstanceRoleName": settings.instance_profile.rsplit("/", 1)[-1],
-        "KmsKeyArn": settings.kms_key_arn,
-        "TlsCertificatesBucket": certs_bucket,
-        "TlsCertificatesKey": certs_key,
-        "MetricsNamespace": settings.cloudwatch_namespace,
-        # the alerts' topic: the one configured, else the stack's (its name is fixed per region)
-        "AlertsTopicArn": settings.alerts.sns_topic_arn
-        or f"arn:aws:sns:{settings.region or ''}:{account}:{alerts_topic_name()}",
-        # the clickstream's stream: the one configured, else the stack's
-        "ClickstreamStreamName": settings.clickstream_stream or clickstream_stream_name(),
-    }
-
-
-def rendered_roles(settings: Settings, account: str) -> dict[str, dict[str, Any]]:
-    """Every role's documents for this deployment: {role: {policy, trust, managed}}."""
-    values = values_from_settings(settings, account)
-    empty = [k for k in ("Region", "KmsKeyArn", "TlsCertificatesBucket") if not values[k]]
-    if empty:
-        raise SettingsError(
-            f"set PIPELINE_AWS_REGION, PIPELINE_EMR_KMS_KEY_ARN and PIPELINE_EMR_TLS_CERTIFICATES_URI "
-            f"(missing: {empty})"
-        )
-    return {
-        role: {
-            "policy": render(document(spec["policy"]), values),
-            "trust": render(document(spec["trust"]), values) if spec["trust"] else None,
-            "managed": list(spec["managed"]),
-        }
-        for role, spec in ROLES.items()
-    }

@@ -1,8 +1,9 @@
-"""The EMR security configuration every cluster of this project names: encryption and IMDSv2.
+"""The EMR security configuration every cluster of this project names: created once per account
+and region (idempotently), and the private network the clusters run in.
 
-Defined here from the settings and created once per account and region (idempotently) with
-`python -m scripts.create_emr_security_configuration`; `job_flow_overrides` only puts its name
-in RunJobFlow.
+Its document is defined from the settings in infra/documents.py; `python -m
+scripts.create_emr_security_configuration` (or the stack of infra/) creates it, and
+`job_flow_overrides` only puts its name in RunJobFlow.
 """
 
 from __future__ import annotations
@@ -11,59 +12,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from include.settings import Settings, SettingsError
-
 
 class SecurityConfigurationConflict(RuntimeError):
     """A configuration with this name exists with other content (EMR's are immutable)."""
-
-
-def security_configuration(settings: Settings) -> dict[str, Any]:
-    """The security configuration document for `settings` (the JSON EMR expects, as a dict).
-
-    - S3 (EMRFS) at rest: SSE-KMS with the project key, or SSE-S3;
-    - local disks (HDFS, shuffle, spill) and EBS root/data volumes: encrypted with the KMS key;
-    - in transit: TLS between the nodes (Spark RPC, shuffle, HDFS, web UIs) with the PEM
-      certificates zipped at PIPELINE_EMR_TLS_CERTIFICATES_URI;
-    - instance metadata: IMDSv2 only, hop limit 1 (a container on a node cannot reach it).
-    """
-    missing = [
-        var
-        for var, value in (
-            ("PIPELINE_EMR_KMS_KEY_ARN", settings.kms_key_arn),
-            ("PIPELINE_EMR_TLS_CERTIFICATES_URI", settings.tls_certificates_uri),
-        )
-        if not value
-    ]
-    if missing:
-        raise SettingsError(f"the EMR security configuration needs {' and '.join(missing)}")
-    s3: dict[str, Any] = {"EncryptionMode": settings.s3_encryption}
-    if settings.s3_encryption == "SSE-KMS":
-        s3["AwsKmsKey"] = settings.kms_key_arn
-    return {
-        "EncryptionConfiguration": {
-            "EnableAtRestEncryption": True,
-            "EnableInTransitEncryption": True,
-            "AtRestEncryptionConfiguration": {
-                "S3EncryptionConfiguration": s3,
-                "LocalDiskEncryptionConfiguration": {
-                    "EncryptionKeyProviderType": "AwsKms",
-                    "AwsKmsKey": settings.kms_key_arn,
-                    "EnableEbsEncryption": True,
-                },
-            },
-            "InTransitEncryptionConfiguration": {
-                "TLSCertificateConfiguration": {
-                    "CertificateProviderType": "PEM",
-                    "S3Object": settings.tls_certificates_uri,
-                }
-            },
-        },
-        "InstanceMetadataServiceConfiguration": {
-            "MinimumInstanceMetadataServiceVersion": 2,
-            "HttpPutResponseHopLimit": 1,
-        },
-    }
 
 
 def ensure_security_configuration(emr: Any, name: str, document: Mapping[str, Any]) -> str:
