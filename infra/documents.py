@@ -26,8 +26,8 @@ def values_from_settings(settings: Settings, account: str) -> dict[str, str]:
     """Placeholder values for a deployment; the code and log locations must lie in the lake."""
     if not re.fullmatch(r"\d{12}", account):
         raise SettingsError(f"account {account!r} is not a 12-digit AWS account id")
-    if not settings.is_emr:
-        raise SettingsError("the IAM documents are for PIPELINE_TARGET=emr")
+    if not settings.on_aws:
+        raise SettingsError("the IAM documents are for PIPELINE_TARGET=emr or emr-serverless")
     for var, uri in (("PIPELINE_CODE_URI", settings.code_uri), ("PIPELINE_EMR_LOG_URI", settings.log_uri)):
         if not uri.rstrip("/").startswith(settings.lake + "/"):
             raise SettingsError(f"{var}={uri!r} is outside the lake: the policies only grant the lake prefix")
@@ -48,6 +48,9 @@ def values_from_settings(settings: Settings, account: str) -> dict[str, str]:
         "AirflowRoleName": role_name("airflow", settings.region or ""),
         "EmrServiceRoleName": settings.service_role.rsplit("/", 1)[-1],
         "EmrInstanceRoleName": settings.instance_profile.rsplit("/", 1)[-1],
+        # the job runtime role: the one configured, else the stack's (its name is fixed per region)
+        "ServerlessExecutionRoleName": settings.serverless_execution_role.rsplit("/", 1)[-1]
+        or role_name("serverless-execution", settings.region or ""),
         "KmsKeyArn": settings.kms_key_arn,
         "TlsCertificatesBucket": certs_bucket,
         "TlsCertificatesKey": certs_key,
@@ -61,13 +64,16 @@ def values_from_settings(settings: Settings, account: str) -> dict[str, str]:
 
 
 def rendered_roles(settings: Settings, account: str) -> dict[str, dict[str, Any]]:
-    """Every role's documents for this deployment: {role: {policy, trust, managed}}."""
+    """The documents of every role the settings' target runs with (iam.TARGET_ROLES): {role:
+    {policy, trust, managed}}."""
     values = values_from_settings(settings, account)
-    empty = [k for k in ("Region", "KmsKeyArn", "TlsCertificatesBucket") if not values[k]]
+    needed = ("Region", "KmsKeyArn", "TlsCertificatesBucket") if settings.is_emr else ("Region", "KmsKeyArn")
+    empty = [k for k in needed if not values[k]]
     if empty:
         raise SettingsError(
-            f"set PIPELINE_AWS_REGION, PIPELINE_EMR_KMS_KEY_ARN and PIPELINE_EMR_TLS_CERTIFICATES_URI "
-            f"(missing: {empty})"
+            "set PIPELINE_AWS_REGION, PIPELINE_EMR_KMS_KEY_ARN"
+            + (" and PIPELINE_EMR_TLS_CERTIFICATES_URI" if settings.is_emr else "")
+            + f" (missing: {empty})"
         )
     return {
         role: {
@@ -76,6 +82,7 @@ def rendered_roles(settings: Settings, account: str) -> dict[str, dict[str, Any]
             "managed": list(spec["managed"]),
         }
         for role, spec in iam.ROLES.items()
+        if role in iam.TARGET_ROLES[settings.target]
     }
 
 

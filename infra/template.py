@@ -58,6 +58,7 @@ def _text_placeholders() -> dict[str, str]:
         "AirflowRoleName": iam.ROLE_NAMES["airflow"],
         "EmrServiceRoleName": iam.ROLE_NAMES["emr-service"],
         "EmrInstanceRoleName": iam.ROLE_NAMES["emr-instance-profile"],
+        "ServerlessExecutionRoleName": iam.ROLE_NAMES["serverless-execution"],
         "ClickstreamStreamName": iam.CLICKSTREAM_STREAM_NAME,
     }
 
@@ -188,6 +189,13 @@ def _parameters() -> dict[str, Any]:
             "Description": "true: a Kinesis data stream the clickstream's producers put events to; the "
             "nightly lands it (PIPELINE_CLICKSTREAM_KINESIS_STREAM); false: upstream delivers files",
         },
+        "ServerlessTarget": {
+            "Type": "String",
+            "Default": "false",
+            "AllowedValues": ["true", "false"],
+            "Description": "true: the emr-serverless target's job runtime role (and, with CreateNetwork, "
+            "its application's security group); the outputs then say PIPELINE_TARGET=emr-serverless",
+        },
         "RunCostBudget": {
             "Type": "Number",
             "Default": str(RUN_COST_BUDGET),
@@ -202,6 +210,8 @@ def _conditions() -> dict[str, Any]:
         "CreateNetwork": {"Fn::Equals": [{"Ref": "CreateNetwork"}, "true"]},
         "HasAirflowPrincipal": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AirflowPrincipalArn"}, ""]}]},
         "ClickstreamFromKinesis": {"Fn::Equals": [{"Ref": "ClickstreamFromKinesis"}, "true"]},
+        "ServerlessTarget": {"Fn::Equals": [{"Ref": "ServerlessTarget"}, "true"]},
+        "ServerlessNetwork": {"Fn::And": [{"Condition": "ServerlessTarget"}, {"Condition": "CreateNetwork"}]},
     }
 
 
@@ -322,6 +332,7 @@ def _roles() -> dict[str, Any]:
         "airflow": "AirflowRole",
         "emr-service": "EmrServiceRole",
         "emr-instance-profile": "EmrInstanceRole",
+        "serverless-execution": "ServerlessExecutionRole",
     }
     for role, spec in iam.ROLES.items():
         if spec["trust"]:
@@ -358,6 +369,8 @@ def _roles() -> dict[str, Any]:
         if spec["managed"]:
             properties["ManagedPolicyArns"] = [sub(arn) for arn in spec["managed"]]
         resources[logical[role]] = {"Type": "AWS::IAM::Role", "Properties": properties}
+        if role == "serverless-execution":
+            resources[logical[role]]["Condition"] = "ServerlessTarget"
     resources["EmrInstanceProfile"] = {
         "Type": "AWS::IAM::InstanceProfile",
         "Properties": {
@@ -760,10 +773,29 @@ def _clickstream() -> dict[str, Any]:
     return {"ClickstreamStream": _retained(stream)}
 
 
+def _serverless_network() -> dict[str, Any]:
+    """The security group of the emr-serverless application's network interfaces in the private
+    subnet: no inbound rule; outbound HTTPS only (the subnet reaches its S3, Glue and KMS endpoints
+    and nothing else)."""
+    group = {
+        "Type": "AWS::EC2::SecurityGroup",
+        "Condition": "ServerlessNetwork",
+        "Properties": {
+            "GroupDescription": "EMR Serverless application: HTTPS out to the endpoints of the subnet",
+            "VpcId": {"Ref": "Vpc"},
+            "SecurityGroupEgress": [
+                {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "CidrIp": "0.0.0.0/0"}
+            ],
+            "Tags": [PROJECT_TAG, {"Key": "Name", "Value": f"{PROJECT}-serverless"}],
+        },
+    }
+    return {"ServerlessSecurityGroup": group}
+
+
 def _outputs() -> dict[str, Any]:
     lake = {"Fn::Sub": "s3://${LakeBucket}/${LakePrefix}"}
     settings: dict[str, tuple[Any, str | None]] = {
-        "PIPELINE_TARGET": ("emr", None),
+        "PIPELINE_TARGET": ({"Fn::If": ["ServerlessTarget", "emr-serverless", "emr"]}, None),
         "PIPELINE_LAKE": (lake, None),
         "PIPELINE_AWS_REGION": ({"Ref": "AWS::Region"}, None),
         "PIPELINE_GLUE_DATABASE_PREFIX": ({"Ref": "GlueDatabasePrefix"}, None),
@@ -786,6 +818,11 @@ def _outputs() -> dict[str, Any]:
         "PIPELINE_CLOUDWATCH_NAMESPACE": ({"Ref": "MetricsNamespace"}, None),
         "PIPELINE_ALERT_SNS_TOPIC_ARN": ({"Ref": "AlertsTopic"}, None),
         "PIPELINE_CLICKSTREAM_KINESIS_STREAM": ({"Ref": "ClickstreamStream"}, "ClickstreamFromKinesis"),
+        "PIPELINE_SERVERLESS_EXECUTION_ROLE": (
+            {"Fn::GetAtt": ["ServerlessExecutionRole", "Arn"]},
+            "ServerlessTarget",
+        ),
+        "PIPELINE_SERVERLESS_SECURITY_GROUP": ({"Ref": "ServerlessSecurityGroup"}, "ServerlessNetwork"),
         # The connection the DAGs reach AWS with: Airflow's role, assumed by the workers.
         CONNECTION_VAR: (
             {
@@ -814,6 +851,7 @@ def build_template() -> dict[str, Any]:
         **_network(),
         **_monitoring(),
         **_clickstream(),
+        **_serverless_network(),
     }
     return {
         "AWSTemplateFormatVersion": "2010-09-09",

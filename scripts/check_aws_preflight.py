@@ -1,7 +1,8 @@
-"""Check, before any run, that the AWS account holds what the emr target's settings name
-(deployment.preflight, the checks the EMR DAGs' `preflight` task runs): `python -m
-scripts.check_aws_preflight` (`make aws-preflight`). Exit 0 all there, 1 something missing (one
-line each, with what to do), 2 the settings are not the emr target's.
+"""Check, before any run, that the AWS account holds what the settings' AWS target needs
+(deployment.preflight for emr, the checks the EMR DAGs' `preflight` task runs;
+deployment.serverless_preflight for emr-serverless): `python -m scripts.check_aws_preflight`
+(`make aws-preflight`). Exit 0 all there, 1 something missing (one line each, with what to do),
+2 the settings are not an AWS target's.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from deployment.preflight import boto3_clients, report, run_checks
+from deployment.serverless_preflight import run_serverless_checks, serverless_report
+from include.emr_release import RELEASES
 from include.packaging import build_bundle, code_location
 from include.settings import SettingsError, load_settings
 
@@ -22,13 +25,19 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     parser.parse_args(argv)
     try:
         settings = load_settings(environ)
-        if not settings.is_emr:
-            raise SettingsError("preflight checks the emr target: set PIPELINE_TARGET=emr and its settings")
+        if not settings.on_aws:
+            raise SettingsError(
+                "preflight checks an AWS target: set PIPELINE_TARGET=emr or emr-serverless and its settings"
+            )
     except SettingsError as exc:
         print(f"preflight: {exc}", file=sys.stderr)
         return 2
     code_files = code_location(settings, build_bundle().version)["py_files"]
-    passed, text = report(run_checks(settings, boto3_clients(settings.region), code_files))
+    aws = boto3_clients(settings.region)
+    if settings.is_serverless:
+        passed, text = serverless_report(run_serverless_checks(settings, aws, code_files, RELEASES))
+    else:
+        passed, text = report(run_checks(settings, aws, code_files))
     print(text, file=sys.stdout if passed else sys.stderr)
     return 0 if passed else 1
 

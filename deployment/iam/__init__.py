@@ -1,4 +1,6 @@
-"""Least-privilege IAM for the three roles the pipeline needs, as templated JSON documents.
+"""Least-privilege IAM for the roles the pipeline needs, as templated JSON documents: Airflow's, the
+EMR service role and the nodes' instance profile (emr target), the job runtime role of EMR
+Serverless (emr-serverless target).
 
 `*-policy.json` are identity policies, `*-trust.json` who may assume the role. Placeholders
 (`${LakeBucket}`, ...) are filled by `render` (infra/documents.py: from the settings; infra/template.py:
@@ -34,6 +36,17 @@ ROLES: dict[str, dict[str, Any]] = {
         "trust": "emr-instance-profile-trust.json",
         "managed": [],
     },
+    # the job runtime role every EMR Serverless job run assumes (the stack's ServerlessTarget=true)
+    "serverless-execution": {
+        "policy": "serverless-execution-role-policy.json",
+        "trust": "serverless-execution-role-trust.json",
+        "managed": [],
+    },
+}
+# the roles each target's runs need (Airflow's holds both targets' calls)
+TARGET_ROLES = {
+    "emr": ("airflow", "emr-service", "emr-instance-profile"),
+    "emr-serverless": ("airflow", "serverless-execution"),
 }
 
 # The only actions granted on "Resource": "*", each because it has no resource to scope to.
@@ -52,14 +65,18 @@ RESOURCE_STAR_ACTIONS = {
     # the run report's metrics: PutMetricData has no resource; the statement's condition
     # (cloudwatch:namespace) scopes it to the project's namespace
     "cloudwatch:PutMetricData",
+    # finds the run's application by name (a retried create); EMR Serverless has no
+    # resource-level permission for listing applications
+    "emr-serverless:ListApplications",
 }
 
-# The names infra/ gives the three roles (the instance profile is named like its role, as EMR's
+# The names infra/ gives the roles (the instance profile is named like its role, as EMR's
 # own EMR_EC2_DefaultRole is): one stack per account and region, so the region keeps them apart.
 ROLE_NAMES = {
     "airflow": "${Project}-airflow-${Region}",
     "emr-service": "${Project}-emr-service-${Region}",
     "emr-instance-profile": "${Project}-emr-nodes-${Region}",
+    "serverless-execution": "${Project}-serverless-jobs-${Region}",
 }
 
 PLACEHOLDERS = (
@@ -72,6 +89,7 @@ PLACEHOLDERS = (
     "AirflowRoleName",
     "EmrServiceRoleName",
     "EmrInstanceRoleName",
+    "ServerlessExecutionRoleName",
     "KmsKeyArn",
     "TlsCertificatesBucket",
     "TlsCertificatesKey",

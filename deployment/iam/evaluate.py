@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-_OPERATORS = ("StringEquals", "StringLike", "StringNotEquals", "ArnLike", "ArnEquals", "Bool")
+_OPERATORS = ("StringEquals", "StringLike", "StringNotEquals", "ArnLike", "ArnEquals", "Bool", "Null")
 
 
 class UnsupportedPolicy(ValueError):
@@ -44,6 +44,10 @@ def _condition_holds(condition: Mapping[str, Mapping[str, Any]], context: Mappin
         if operator not in _OPERATORS:
             raise UnsupportedPolicy(f"condition operator {operator!r}")
         for key, wanted in tests.items():
+            if operator == "Null":  # "true": the key is absent; "false": it is present
+                if (key not in context) != (str(wanted).lower() == "true"):
+                    return False
+                continue
             if key not in context:
                 if operator == "StringNotEquals":
                     continue

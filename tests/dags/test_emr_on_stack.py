@@ -28,6 +28,7 @@ from tests.harness.iam_questions import (
     KINESIS_LANDING,
     NOT_EXERCISED,
     PREFLIGHT_ONLY,
+    SERVERLESS_TARGET,
     authorization_questions,
 )
 from tests.infra.stack import deploy_stack
@@ -130,7 +131,7 @@ def test_every_call_of_the_run_is_allowed_by_the_deployed_airflow_policy_and_not
     denied = sorted({(q.action, q.resource) for q in questions if not is_allowed([policy], q)})
     assert denied == [], "\n".join(map(str, denied))
     # (the clickstream's Kinesis grants: used by tests/dags/test_kinesis_clickstream.py's runs)
-    assert granted_actions(policy) - used - set(NOT_EXERCISED) - KINESIS_LANDING == set()
+    assert granted_actions(policy) - used - set(NOT_EXERCISED) - KINESIS_LANDING - SERVERLESS_TARGET == set()
     # the deployed policy is deployment/iam's, rendered for the stack's settings
     rendered = documents.rendered_roles(load_settings(on_stack["settings"]), "123456789012")
     assert policy == rendered["airflow"]["policy"]

@@ -34,6 +34,23 @@ KINESIS_LANDING = {
     "kinesis:GetShardIterator",
     "kinesis:GetRecords",
 }
+# The emr-serverless target's calls (include/targets/serverless.py lists them), granted to the same
+# Airflow role but made by neither target's EMR runs recorded here; tests/security/test_iam.py
+# asks each of them on the run's application and on another project's.
+SERVERLESS_TARGET = {
+    "emr-serverless:CreateApplication",
+    "emr-serverless:ListApplications",
+    "emr-serverless:GetApplication",
+    "emr-serverless:StartApplication",
+    "emr-serverless:StopApplication",
+    "emr-serverless:DeleteApplication",
+    "emr-serverless:StartJobRun",
+    "emr-serverless:ListJobRuns",
+    "emr-serverless:GetJobRun",
+    "emr-serverless:CancelJobRun",
+    "emr-serverless:TagResource",
+    "iam:CreateServiceLinkedRole",
+}
 # Preflight's reads: off in these runs (an account holding only the lake bucket); the nightly run
 # against the deployed stack records them (tests/dags/test_emr_on_stack.py).
 PREFLIGHT_ONLY = {

@@ -36,6 +36,8 @@ IGNORED_PROPERTIES = {
     ("AWS::EC2::VPC", "EnableDnsHostnames"): "ec2:ModifyVpcAttribute",
     ("AWS::EC2::Subnet", "MapPublicIpOnLaunch"): "ec2:ModifySubnetAttribute",
     ("AWS::EC2::RouteTable", "Tags"): "ec2:CreateTags",
+    # moto keeps a new group's default allow-all egress: the template's rules replace it in AWS
+    ("AWS::EC2::SecurityGroup", "SecurityGroupEgress"): "ec2:AuthorizeSecurityGroupEgress",
 }
 
 # Types moto models but whose resource has no effect: its association is not visible to
@@ -43,6 +45,29 @@ IGNORED_PROPERTIES = {
 INERT_TYPES = {"AWS::EC2::SubnetRouteTableAssociation": "ec2:AssociateRouteTable"}
 
 ClientFactory = Callable[[str, str], Any]  # (service, region) -> boto3 client
+
+
+def holds(conditions: Mapping[str, Any], name: str, refs: Mapping[str, str]) -> bool:
+    """Whether the template's condition `name` holds for the parameters in `refs` (the functions
+    its conditions use: Fn::Equals of a Ref and a literal, Fn::Not, Fn::And of conditions)."""
+
+    def value(expr: Any) -> Any:
+        if isinstance(expr, dict) and "Ref" in expr:
+            return refs[expr["Ref"]]
+        if isinstance(expr, dict) and "Condition" in expr:
+            return holds(conditions, expr["Condition"], refs)
+        if isinstance(expr, dict) and "Fn::Equals" in expr:
+            left, right = expr["Fn::Equals"]
+            return value(left) == value(right)
+        if isinstance(expr, dict) and "Fn::Not" in expr:
+            return not value(expr["Fn::Not"][0])
+        if isinstance(expr, dict) and "Fn::And" in expr:
+            return all(value(e) for e in expr["Fn::And"])
+        if isinstance(expr, str):
+            return expr
+        raise ValueError(f"condition {name}: {expr!r} is not understood here")
+
+    return bool(value(conditions[name]))
 
 
 class Resolver:
@@ -117,9 +142,10 @@ def apply_by_api(
     s3, glue, iam = client("s3", region), client("glue", region), client("iam", region)
     ec2 = client("ec2", region)
     made = []
-    for logical, resource in build_template()["Resources"].items():
-        if resource.get("Condition") == "CreateNetwork" and resolve.refs["CreateNetwork"] != "true":
-            continue  # the only condition on resources: the optional network
+    template = build_template()
+    for logical, resource in template["Resources"].items():
+        if "Condition" in resource and not holds(template["Conditions"], resource["Condition"], resolve.refs):
+            continue  # not deployed with these parameters (the network, the Serverless pieces)
         if types is not None and resource["Type"] not in types:
             continue
         kind, props = resource["Type"], resolve(resource.get("Properties", {}))
@@ -163,6 +189,18 @@ def apply_by_api(
         elif kind == "AWS::EC2::SubnetRouteTableAssociation":
             ec2.associate_route_table(RouteTableId=props["RouteTableId"], SubnetId=props["SubnetId"])
             made.append(f"ec2:AssociateRouteTable {props['RouteTableId']} {props['SubnetId']}")
+        elif kind == "AWS::EC2::SecurityGroup" and "SecurityGroupEgress" in props:
+            everything = [{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+            ec2.revoke_security_group_egress(GroupId=physical, IpPermissions=everything)
+            rules = [
+                {
+                    **{k: r[k] for k in ("IpProtocol", "FromPort", "ToPort")},
+                    "IpRanges": [{"CidrIp": r["CidrIp"]}],
+                }
+                for r in props["SecurityGroupEgress"]
+            ]
+            ec2.authorize_security_group_egress(GroupId=physical, IpPermissions=rules)
+            made.append(f"ec2:AuthorizeSecurityGroupEgress {physical}")
         elif kind == "AWS::EC2::RouteTable":
             ec2.create_tags(Resources=[physical], Tags=props["Tags"])
             made.append(f"ec2:CreateTags {physical}")

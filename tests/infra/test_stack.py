@@ -162,12 +162,13 @@ def test_the_outputs_are_settings_the_dags_accept(stack):
     _, region, settings = stack
     outputs = TEMPLATE["Outputs"]
     # every output but the clickstream stream's (deployed with ClickstreamFromKinesis=true only,
-    # tests/infra/test_preflight.py)
+    # tests/infra/test_preflight.py) and the Serverless target's (ServerlessTarget=true only,
+    # tests/infra/test_serverless_preflight.py)
+    optional = ("ClickstreamFromKinesis", "ServerlessTarget", "ServerlessNetwork")
     assert set(settings) == {T.CONNECTION_VAR} | {
         v
         for v in ENV_VARS
-        if T.output_key(v) in outputs
-        and outputs[T.output_key(v)].get("Condition") != "ClickstreamFromKinesis"
+        if T.output_key(v) in outputs and outputs[T.output_key(v)].get("Condition") not in optional
     }
     loaded = load_settings(settings)
     assert loaded.is_emr
@@ -363,8 +364,12 @@ def test_ignored_properties_are_really_ignored_by_moto(moto_account):
     """Each workaround of tests/infra/stack.py is still needed: without it moto leaves it undone."""
     region = "us-west-2" if "us-west-2" not in moto_account.used else "eu-south-2"
     moto_account.used.add(region)
-    settings = infra_deploy.deploy(moto_account.client("cloudformation", region), "cma")
+    settings = infra_deploy.deploy(
+        moto_account.client("cloudformation", region), "cma", {"ServerlessTarget": "true"}
+    )
     s3, ec2, iam_client = (moto_account.client(s, region) for s in ("s3", "ec2", "iam"))
+    group = ec2.describe_security_groups(GroupIds=[settings["PIPELINE_SERVERLESS_SECURITY_GROUP"]])
+    assert [p["IpProtocol"] for p in group["SecurityGroups"][0]["IpPermissionsEgress"]] == ["-1"]
     bucket = settings["PIPELINE_LAKE"].removeprefix("s3://").split("/")[0]
     assert "Status" not in s3.get_bucket_versioning(Bucket=bucket)
     rule = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
@@ -382,6 +387,7 @@ def test_ignored_properties_are_really_ignored_by_moto(moto_account):
         "VersioningConfiguration",
         "ManagedPolicyArns",
         "EnableDnsHostnames",
+        "SecurityGroupEgress",
     }
 
 

@@ -24,6 +24,7 @@ from tests.harness.iam_questions import (
     KINESIS_LANDING,
     NOT_EXERCISED,
     PREFLIGHT_ONLY,
+    SERVERLESS_TARGET,
     authorization_questions,
 )
 from tests.harness.settings import EMR_ENV
@@ -37,7 +38,22 @@ SETTINGS = load_settings(
         "PIPELINE_EMR_TLS_CERTIFICATES_URI": "s3://security-bucket/emr/certs.zip",
     }
 )
-ROLES = documents.rendered_roles(SETTINGS, ACCOUNT)
+SERVERLESS_ROLE = f"arn:aws:iam::{ACCOUNT}:role/{iam.role_name('serverless-execution', REGION)}"
+SERVERLESS_SETTINGS = load_settings(
+    {
+        **EMR_ENV,
+        "PIPELINE_TARGET": "emr-serverless",
+        "PIPELINE_AWS_REGION": REGION,
+        "PIPELINE_EMR_KMS_KEY_ARN": KEY,
+        "PIPELINE_SERVERLESS_EXECUTION_ROLE": SERVERLESS_ROLE,
+        "PIPELINE_SERVERLESS_SECURITY_GROUP": "sg-0123456789abcdef0",
+    }
+)
+# every role: the emr target's, and the emr-serverless target's (its Airflow policy is the same)
+ROLES = {
+    **documents.rendered_roles(SERVERLESS_SETTINGS, ACCOUNT),
+    **documents.rendered_roles(SETTINGS, ACCOUNT),
+}
 AIRFLOW = [ROLES["airflow"]["policy"]]
 INSTANCE = [ROLES["emr-instance-profile"]["policy"]]
 CLUSTER = f"arn:aws:elasticmapreduce:{REGION}:{ACCOUNT}:cluster/j-ABC"
@@ -256,6 +272,170 @@ def test_the_nodes_keep_their_tables_in_the_zones_glue_databases_and_nowhere_els
     assert not is_allowed(INSTANCE, Request("glue:DeleteTable", f"{base}:table/{prefix}_curated/sales"))
 
 
+# ---- the emr-serverless target ----------------------------------------------------------------
+APP = f"arn:aws:emr-serverless:{REGION}:{ACCOUNT}:/applications/00fabc123"
+JOB_RUN = f"{APP}/jobruns/00fjr456"
+EXECUTION = [ROLES["serverless-execution"]["policy"]]
+
+
+def test_the_evaluators_null_operator_asks_whether_a_key_is_there():
+    doc = {
+        "Statement": [
+            {"Effect": "Allow", "Action": "a:B", "Resource": "*", "Condition": {"Null": {"k": "true"}}},
+            {"Effect": "Allow", "Action": "a:C", "Resource": "*", "Condition": {"Null": {"k": "false"}}},
+        ]
+    }
+    assert is_allowed([doc], Request("a:B", "x"))
+    assert not is_allowed([doc], Request("a:B", "x", {"k": "v"}))
+    assert is_allowed([doc], Request("a:C", "x", {"k": "v"}))
+    assert not is_allowed([doc], Request("a:C", "x"))
+
+
+@pytest.mark.parametrize(
+    ("action", "resource"),
+    [
+        ("emr-serverless:GetApplication", APP),
+        ("emr-serverless:StartApplication", APP),
+        ("emr-serverless:StopApplication", APP),
+        ("emr-serverless:DeleteApplication", APP),
+        ("emr-serverless:StartJobRun", APP),
+        ("emr-serverless:ListJobRuns", APP),
+        ("emr-serverless:GetJobRun", JOB_RUN),
+        ("emr-serverless:CancelJobRun", JOB_RUN),
+    ],
+)
+def test_the_serverless_calls_are_allowed_on_the_runs_application_and_refused_on_another_projects(
+    action, resource
+):
+    assert is_allowed(AIRFLOW, Request(action, resource, OURS))
+    assert not is_allowed(AIRFLOW, Request(action, resource, {"aws:ResourceTag/project": "another-team"}))
+    assert not is_allowed(AIRFLOW, Request(action, resource, {}))  # untagged: not the project's
+    elsewhere = resource.replace(f":{ACCOUNT}:", ":210987654321:")
+    assert not is_allowed(AIRFLOW, Request(action, elsewhere, OURS))  # another account's
+
+
+def test_applications_and_job_runs_are_created_and_tagged_only_with_the_project_tag():
+    create, tag = "emr-serverless:CreateApplication", "emr-serverless:TagResource"
+    apps = f"arn:aws:emr-serverless:{REGION}:{ACCOUNT}:/applications/*"
+    ours = {"aws:RequestTag/project": PROJECT}
+    assert is_allowed(AIRFLOW, Request(create, apps, ours))
+    assert not is_allowed(AIRFLOW, Request(create, apps, {}))
+    assert not is_allowed(AIRFLOW, Request(create, apps, {"aws:RequestTag/project": "another-team"}))
+    # tags given with CreateApplication and StartJobRun: the resource has none yet
+    assert is_allowed(AIRFLOW, Request(tag, APP, ours))
+    assert is_allowed(AIRFLOW, Request(tag, JOB_RUN, ours))
+    assert not is_allowed(AIRFLOW, Request(tag, APP, {"aws:RequestTag/project": "another-team"}))
+    # another project's application can never be retagged into this one's
+    theirs = {**ours, "aws:ResourceTag/project": "another-team"}
+    assert not is_allowed(AIRFLOW, Request(tag, APP, theirs))
+    assert is_allowed(AIRFLOW, Request(tag, APP, {**ours, **OURS}))
+    for never in ("emr-serverless:UntagResource", "emr-serverless:UpdateApplication"):
+        assert not is_allowed(AIRFLOW, Request(never, APP, OURS)), never
+    assert is_allowed(AIRFLOW, Request("emr-serverless:ListApplications", "*"))
+
+
+def test_the_execution_role_is_passed_to_emr_serverless_only_and_no_other_role_is():
+    to_serverless = {"iam:PassedToService": "emr-serverless.amazonaws.com"}
+    assert is_allowed(AIRFLOW, Request("iam:PassRole", SERVERLESS_ROLE, to_serverless))
+    for service in ("ec2.amazonaws.com", "elasticmapreduce.amazonaws.com", "lambda.amazonaws.com"):
+        assert not is_allowed(
+            AIRFLOW, Request("iam:PassRole", SERVERLESS_ROLE, {"iam:PassedToService": service})
+        )
+    assert not is_allowed(AIRFLOW, Request("iam:PassRole", SERVERLESS_ROLE, {}))
+    for other in ("Admin", iam.role_name("emr-instance-profile", REGION), iam.role_name("airflow", REGION)):
+        role = f"arn:aws:iam::{ACCOUNT}:role/{other}"
+        assert not is_allowed(AIRFLOW, Request("iam:PassRole", role, to_serverless)), other
+    linked = f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/ops.emr-serverless.amazonaws.com/"
+    service = {"iam:AWSServiceName": "ops.emr-serverless.amazonaws.com"}
+    assert is_allowed(
+        AIRFLOW,
+        Request("iam:CreateServiceLinkedRole", linked + "AWSServiceRoleForAmazonEMRServerless", service),
+    )
+    assert not is_allowed(
+        AIRFLOW,
+        Request("iam:CreateServiceLinkedRole", linked + "Other", {"iam:AWSServiceName": "ec2.amazonaws.com"}),
+    )
+
+
+def test_the_execution_role_is_assumable_by_emr_serverless_of_this_account_only():
+    trust = ROLES["serverless-execution"]["trust"]["Statement"]
+    assert trust == [
+        {
+            "Sid": "EmrServerlessOfThisAccountOnly",
+            "Effect": "Allow",
+            "Principal": {"Service": "emr-serverless.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}},
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("key", "writes"),
+    [
+        ("landing/sales/dt=2024-06-30/a.csv", False),
+        ("_code/v1/spark_jobs.zip", False),
+        ("_runs/reports/dag_id=x/dt=2024-06-30/report.json", False),  # the report is Airflow's
+        ("warehouse/curated/sales/data/part-0.parquet", True),
+        ("warehouse/curated/sales/metadata/v2.metadata.json", True),
+        ("_checkpoints/clickstream_checkouts/offsets/0", True),
+        ("_runs/metrics/dt=2024-06-30/graph.json", True),
+        ("_runs/audits/dt=2024-06-30/b/checks.json", True),
+        ("_lineage/spark/dt=2024-06-30/events.json", True),
+    ],
+)
+def test_the_execution_role_reads_the_lake_and_writes_exactly_what_the_jobs_write(key, writes):
+    obj = f"arn:aws:s3:::lake-bucket/lake/{key}"
+    assert is_allowed(EXECUTION, Request("s3:GetObject", obj))
+    for action in ("s3:PutObject", "s3:DeleteObject"):
+        assert is_allowed(EXECUTION, Request(action, obj)) is writes, action
+    assert not is_allowed(EXECUTION, Request("s3:GetObject", "arn:aws:s3:::other-bucket/lake/x"))
+    assert not is_allowed(EXECUTION, Request("s3:PutObject", "arn:aws:s3:::other-bucket/lake/warehouse/x"))
+
+
+def test_the_execution_role_writes_its_logs_under_the_log_uri_and_uses_only_the_stacks_key():
+    logs = "arn:aws:s3:::lake-bucket/lake/_emr_logs/applications/00fabc123/jobs/00fjr456/stderr.gz"
+    assert is_allowed(EXECUTION, Request("s3:PutObject", logs))
+    assert not is_allowed(EXECUTION, Request("s3:DeleteObject", logs))  # logs are never removed by a job
+    for action in ("kms:Decrypt", "kms:GenerateDataKey"):
+        assert is_allowed(EXECUTION, Request(action, KEY)), action
+        other = KEY.replace("1234abcd", "9999abcd")
+        assert not is_allowed(EXECUTION, Request(action, other)), action
+    assert not is_allowed(EXECUTION, Request("kms:CreateGrant", KEY))
+
+
+def test_the_execution_role_keeps_tables_in_the_zones_databases_and_can_do_nothing_else():
+    base = f"arn:aws:glue:{REGION}:{ACCOUNT}"
+    prefix = EMR_ENV["PIPELINE_GLUE_DATABASE_PREFIX"]
+    for zone in ("processed", "quarantine", "curated"):
+        for action in ("glue:GetTable", "glue:CreateTable", "glue:UpdateTable"):
+            assert is_allowed(EXECUTION, Request(action, f"{base}:table/{prefix}_{zone}/sales")), (
+                action,
+                zone,
+            )
+    assert not is_allowed(EXECUTION, Request("glue:GetTable", f"{base}:table/someone_elses_db/sales"))
+    assert not is_allowed(EXECUTION, Request("glue:DeleteTable", f"{base}:table/{prefix}_curated/sales"))
+    # nothing of EMR, IAM or the TLS certificates: the job runs need none of them
+    granted = granted_actions(EXECUTION[0])
+    assert {a.split(":")[0] for a in granted} == {"s3", "glue", "kms"}
+    assert granted == granted_actions(INSTANCE[0])  # the cluster's nodes' actions, no more
+    assert not is_allowed(EXECUTION, Request("s3:GetObject", "arn:aws:s3:::security-bucket/emr/certs.zip"))
+    assert not is_allowed(EXECUTION, Request("iam:PassRole", SERVERLESS_ROLE))
+
+
+def test_each_target_renders_the_roles_it_runs_with():
+    assert set(documents.rendered_roles(SETTINGS, ACCOUNT)) == {
+        "airflow",
+        "emr-service",
+        "emr-instance-profile",
+    }
+    serverless = documents.rendered_roles(SERVERLESS_SETTINGS, ACCOUNT)
+    assert set(serverless) == {"airflow", "serverless-execution"}
+    # one Airflow policy for both targets (its values follow each deployment's settings)
+    sids = [[st["Sid"] for st in p["Statement"]] for p in (serverless["airflow"]["policy"], AIRFLOW[0])]
+    assert sids[0] == sids[1]
+
+
 # ---- what the DAGs really ask of AWS -------------------------------------------------------
 JANITOR_DAG = PROJECT_ROOT / "dags" / "emr_janitor.py"
 
@@ -338,7 +518,14 @@ def test_the_janitor_lists_every_cluster_but_terminates_only_the_projects(record
 @pytest.mark.slow
 def test_the_airflow_role_grants_nothing_the_dags_do_not_use(recorded):
     used = {q.action for q in recorded}
-    unexplained = granted_actions(AIRFLOW[0]) - used - set(NOT_EXERCISED) - PREFLIGHT_ONLY - KINESIS_LANDING
+    unexplained = (
+        granted_actions(AIRFLOW[0])
+        - used
+        - set(NOT_EXERCISED)
+        - PREFLIGHT_ONLY
+        - KINESIS_LANDING
+        - SERVERLESS_TARGET
+    )
     assert unexplained == set(), sorted(used)
 
 
@@ -364,7 +551,7 @@ def test_the_command_prints_each_roles_rendered_documents(monkeypatch, capsys):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert main(["--account", ACCOUNT]) == 0
-    assert json.loads(capsys.readouterr().out) == ROLES
+    assert json.loads(capsys.readouterr().out) == documents.rendered_roles(SETTINGS, ACCOUNT)
     monkeypatch.delenv("PIPELINE_EMR_KMS_KEY_ARN")
     assert main(["--account", ACCOUNT]) == 2
     assert "PIPELINE_EMR_KMS_KEY_ARN" in capsys.readouterr().err

@@ -1,0 +1,185 @@
+"""Preflight of the emr-serverless target: read-only calls, seconds, before CreateApplication.
+
+What an EMR Serverless run needs that an EMR cluster does not: the job runtime role
+(PIPELINE_SERVERLESS_EXECUTION_ROLE) trusted by emr-serverless.amazonaws.com, the application's
+subnet and security group (in the subnet's VPC), a release label EMR Serverless offers, and the
+buckets of the code and of the job runs' logs. The KMS key, the lake bucket's encryption, the Glue
+databases, the code location's writability, the metrics and alerts and the clickstream's stream
+are checked as for EMR (`preflight`'s own checks). No emr-serverless call lists release labels
+(botocore's emr-serverless has no ListReleaseLabels), so the label is held to the project's
+release table (include.emr_release.RELEASES), every release of which EMR Serverless runs; like
+the code zip's location, the caller hands it in (deployment/ imports nothing of include/).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Sequence
+from typing import Any
+from urllib.parse import unquote
+
+from botocore.exceptions import ClientError
+
+from deployment.emr_security import network_problems
+from deployment.preflight import (
+    DEPLOY,
+    Clients,
+    Finding,
+    Settings,
+    _bucket_exists,
+    _bucket_key,
+    _code,
+    _missing,
+    _name,
+    _unreadable,
+    check_bucket,
+    check_clickstream_stream,
+    check_code_location,
+    check_glue_databases,
+    check_kms_key,
+    check_monitoring,
+    report,
+)
+
+SERVICE = "emr-serverless.amazonaws.com"
+DEPLOY_SERVERLESS = "deploy the stack with ServerlessTarget=true (make aws-deploy) and paste its settings"
+
+
+def _principals(document: Any) -> list[str]:
+    """The services a trust policy lets assume the role (Allow statements with sts:AssumeRole)."""
+    doc = json.loads(unquote(document)) if isinstance(document, str) else document
+    out = []
+    for st in doc.get("Statement", []):
+        actions = st.get("Action", [])
+        actions = [actions] if isinstance(actions, str) else actions
+        if st.get("Effect") != "Allow" or "sts:AssumeRole" not in actions:
+            continue
+        service = (st.get("Principal") or {}).get("Service", [])
+        out += [service] if isinstance(service, str) else list(service)
+    return out
+
+
+def check_execution_role(settings: Settings, aws: Clients) -> list[Finding]:
+    """The job runtime role exists and emr-serverless.amazonaws.com may assume it."""
+    piece, arn = "Serverless execution role", settings.serverless_execution_role
+    if not arn:
+        return [Finding(piece, "PIPELINE_SERVERLESS_EXECUTION_ROLE is not set", DEPLOY_SERVERLESS)]
+    try:
+        role = aws["iam"].get_role(RoleName=_name(arn))["Role"]
+    except ClientError as exc:
+        if _missing(exc):
+            return [Finding(piece, f"{_name(arn)!r} does not exist", DEPLOY_SERVERLESS)]
+        return [_unreadable(piece, exc)]
+    if SERVICE not in _principals(role.get("AssumeRolePolicyDocument", {})):
+        return [
+            Finding(
+                piece,
+                f"{_name(arn)!r} does not trust {SERVICE}",
+                f"let {SERVICE} assume it (the stack's ServerlessExecutionRole does)",
+            )
+        ]
+    return []
+
+
+def check_serverless_network(settings: Settings, aws: Clients) -> list[Finding]:
+    """The application's subnet exists and is private; its security group exists in that VPC."""
+    subnet_id, sg, ec2 = settings.subnet_id, settings.serverless_security_group, aws["ec2"]
+    try:
+        subnet = ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"][0]
+    except ClientError as exc:
+        if _missing(exc) or "NotFound" in _code(exc):
+            return [Finding("subnet", f"{subnet_id} does not exist", DEPLOY)]
+        return [_unreadable("subnet", exc)]
+    findings = [
+        Finding("subnet", problem, "use a private subnet (the stack's CreateNetwork=true makes one)")
+        for problem in network_problems(ec2, subnet_id)
+    ]
+    piece = "Serverless security group"
+    if not sg:
+        return [*findings, Finding(piece, "PIPELINE_SERVERLESS_SECURITY_GROUP is not set", DEPLOY_SERVERLESS)]
+    try:
+        group = ec2.describe_security_groups(GroupIds=[sg])["SecurityGroups"][0]
+    except ClientError as exc:
+        if _missing(exc) or "NotFound" in _code(exc):
+            return [*findings, Finding(piece, f"{sg} does not exist", DEPLOY_SERVERLESS)]
+        return [*findings, _unreadable(piece, exc)]
+    if group.get("VpcId") != subnet.get("VpcId"):
+        findings.append(
+            Finding(piece, f"{sg} is not in the VPC of subnet {subnet_id}", "use a group of that VPC")
+        )
+    return findings
+
+
+def check_serverless_release(settings: Settings, releases: Collection[str]) -> list[Finding]:
+    """The release label is one of the project's `releases` (each offered by EMR Serverless)."""
+    label = settings.release_label
+    if label in releases:
+        return []
+    known = ", ".join(sorted(releases))
+    return [
+        Finding(
+            "release label",
+            f"{label} is not in the project's release table ({known}): its Python, Iceberg and "
+            "OpenLineage listener are unknown here",
+            "use one of them in PIPELINE_EMR_RELEASE (the default emr-spark-8.1.0), or add it to "
+            "include/emr_release.py once its release page is read",
+        )
+    ]
+
+
+def check_code_and_log_buckets(settings: Settings, aws: Clients) -> list[Finding]:
+    """The buckets of the code (PIPELINE_CODE_URI) and of the job runs' logs (PIPELINE_EMR_LOG_URI)
+    exist and are this account's."""
+    account = aws["sts"].get_caller_identity()["Account"]
+    findings, seen = [], set()
+    for piece, uri in (("code bucket", settings.code_uri), ("log bucket", settings.log_uri)):
+        bucket, _ = _bucket_key(uri)
+        if bucket in seen:
+            continue
+        seen.add(bucket)
+        missing = _bucket_exists(aws, bucket, piece, account)
+        if missing:
+            findings.append(missing)
+    return findings
+
+
+SERVERLESS_CHECKS = (
+    check_execution_role,
+    check_serverless_network,
+    check_serverless_release,
+    check_code_and_log_buckets,
+    check_kms_key,
+    check_bucket,
+    check_glue_databases,
+    check_code_location,
+    check_monitoring,
+    check_clickstream_stream,
+)
+
+
+def run_serverless_checks(
+    settings: Settings, aws: Clients, code_files: str, releases: Collection[str]
+) -> list[Finding]:
+    """Every check of the emr-serverless target, in order (a check that fails unexpectedly is a
+    finding too). `code_files` is where this run's code zip goes, `releases` the project's
+    release labels (include.emr_release.RELEASES)."""
+    findings: list[Finding] = []
+    for check in SERVERLESS_CHECKS:
+        try:
+            if check is check_code_location:
+                findings.extend(check_code_location(settings, aws, code_files))
+            elif check is check_serverless_release:
+                findings.extend(check_serverless_release(settings, releases))
+            else:
+                findings.extend(check(settings, aws))
+        except ClientError as exc:
+            findings.append(_unreadable(check.__name__.removeprefix("check_").replace("_", " "), exc))
+    return findings
+
+
+def serverless_report(findings: Sequence[Finding]) -> tuple[bool, str]:
+    """(passed, text) as `preflight.report` says it, counting the Serverless checks."""
+    passed, text = report(findings)
+    first, _, rest = text.partition("\n")
+    head = first.rsplit(", ", 1)[0] + f", {len(SERVERLESS_CHECKS)} checks"
+    return passed, head + ("\n" + rest if rest else "")
