@@ -15,7 +15,7 @@ from html import escape
 from typing import Any
 
 from include.settings import PROJECT_ROOT
-from infra.template import alarms, dashboard_body
+from infra.monitoring import alarms, dashboard_body
 
 PICTURE_FILE = PROJECT_ROOT / "docs" / "cloudwatch-dashboard.svg"
 COLUMN, ROW = 44, 30  # pixels per grid column and per grid row

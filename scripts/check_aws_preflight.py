@@ -1,8 +1,7 @@
 """Check, before any run, that the AWS account holds what the settings' AWS target needs
-(deployment.preflight for emr, the checks the EMR DAGs' `preflight` task runs;
-deployment.serverless_preflight for emr-serverless): `python -m scripts.check_aws_preflight`
-(`make aws-preflight`). Exit 0 all there, 1 something missing (one line each, with what to do),
-2 the settings are not an AWS target's.
+(deployment.preflight, the checks the DAGs' `preflight` task runs for that target): `python -m
+scripts.check_aws_preflight` (`make aws-preflight`). Exit 0 all there, 1 something missing (one
+line each, with what to do), 2 the settings are not an AWS target's.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from deployment.preflight import boto3_clients, report, run_checks
-from deployment.serverless_preflight import run_serverless_checks, serverless_report
 from include.emr_release import RELEASES
 from include.packaging import build_bundle, code_location
 from include.settings import SettingsError, load_settings
@@ -33,11 +31,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(f"preflight: {exc}", file=sys.stderr)
         return 2
     code_files = code_location(settings, build_bundle().version)["py_files"]
-    aws = boto3_clients(settings.region)
-    if settings.is_serverless:
-        passed, text = serverless_report(run_serverless_checks(settings, aws, code_files, RELEASES))
-    else:
-        passed, text = report(run_checks(settings, aws, code_files))
+    findings = run_checks(settings, boto3_clients(settings.region), code_files, RELEASES)
+    passed, text = report(findings, settings)
     print(text, file=sys.stdout if passed else sys.stderr)
     return 0 if passed else 1
 

@@ -91,6 +91,7 @@ def _preflight_task(settings: Settings):
         from airflow.sdk.exceptions import AirflowFailException
 
         from deployment.preflight import SERVICES, report, run_checks
+        from include.emr_release import RELEASES
         from include.packaging import build_bundle, code_location
 
         if not settings.preflight:
@@ -109,8 +110,10 @@ def _preflight_task(settings: Settings):
             )
             for name in SERVICES
         }
-        findings = run_checks(settings, clients, code_location(settings, build_bundle().version)["py_files"])
-        passed, text = report(findings)
+        code_files = code_location(settings, build_bundle().version)["py_files"]
+        # the checks of the settings' target (EMR's, or EMR Serverless' with its release labels)
+        findings = run_checks(settings, clients, code_files, tuple(RELEASES))
+        passed, text = report(findings, settings)
         if not passed:
             raise AirflowFailException(text)
         log.info("%s", text)

@@ -9,6 +9,8 @@ import boto3
 import pytest
 
 from deployment import iam, preflight
+from deployment.preflight.findings import Finding
+from deployment.preflight.resources import MANAGED_TAG
 from include.packaging import build_bundle, code_location
 from include.settings import load_settings
 from scripts.check_aws_preflight import main as check_aws_preflight_main
@@ -30,7 +32,7 @@ def _as_airflow(moto_account, region: str) -> dict[str, Any]:
     return {name: boto3.client(name, region_name=region, **keys) for name in preflight.SERVICES}
 
 
-def _run_checks(env: dict[str, str], aws: dict[str, Any]) -> list[preflight.Finding]:
+def _run_checks(env: dict[str, str], aws: dict[str, Any]) -> list[Finding]:
     """Preflight as the EMR DAGs' task runs it: these settings, this run's code zip's location."""
     settings = load_settings(env)
     return preflight.run_checks(settings, aws, code_location(settings, build_bundle().version)["py_files"])
@@ -86,7 +88,7 @@ def _drop_bucket(c, region, s):
 
 def _untag(resource_var: str) -> Callable:
     def untag(c, region, s):
-        c("ec2").delete_tags(Resources=[s[resource_var]], Tags=[{"Key": preflight.MANAGED_TAG[0]}])
+        c("ec2").delete_tags(Resources=[s[resource_var]], Tags=[{"Key": MANAGED_TAG[0]}])
 
     return untag
 

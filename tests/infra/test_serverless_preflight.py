@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from deployment import iam, preflight
-from deployment import serverless_preflight as SP
+from deployment.preflight import serverless as SP
 from include.emr_release import RELEASES
 from include.packaging import build_bundle, code_location
 from include.settings import load_settings
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS")
 def _checks(moto_account, region: str, settings: dict[str, str]) -> list[preflight.Finding]:
     loaded = load_settings(settings)
     code_files = code_location(loaded, build_bundle().version)["py_files"]
-    return SP.run_serverless_checks(loaded, _as_airflow(moto_account, region), code_files, RELEASES)
+    return preflight.run_checks(loaded, _as_airflow(moto_account, region), code_files, RELEASES)
 
 
 def _deploy(moto_account) -> tuple[str, dict[str, str]]:
@@ -36,11 +36,16 @@ def test_the_serverless_stack_passes_the_serverless_preflight(moto_account, caps
     region, settings = _deploy(moto_account)
     findings = _checks(moto_account, region, settings)
     assert [f.line() for f in findings] == []
-    passed, text = SP.serverless_report(findings)
+    passed, text = preflight.report(findings, load_settings(settings))
     assert passed
     assert text == f"preflight: 0 missing or wrong, {len(SP.SERVERLESS_CHECKS)} checks"
     # the EMR cluster's pieces are not asked for: no security configuration, no EMR-tagged groups
+    assert preflight.checks_for(load_settings(settings)) == SP.SERVERLESS_CHECKS
     assert preflight.check_security_configuration not in SP.SERVERLESS_CHECKS
+    # without the project's release labels (a caller that has none) the release is not judged
+    loaded = load_settings({**settings, "PIPELINE_EMR_RELEASE": "emr-7.14.0"})
+    code_files = code_location(loaded, build_bundle().version)["py_files"]
+    assert preflight.run_checks(loaded, _as_airflow(moto_account, region), code_files) == []
 
 
 def test_the_serverless_stack_holds_the_execution_role_and_the_applications_security_group(moto_account):

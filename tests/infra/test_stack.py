@@ -18,8 +18,8 @@ from deployment.iam.evaluate import Request, is_allowed
 from include import pipeline as P
 from include.run_report import metrics as M
 from include.settings import ENV_VARS, PROJECT_ROOT, load_settings
+from infra import cfn, documents, monitoring, tls_certs
 from infra import deploy as infra_deploy
-from infra import documents, tls_certs
 from infra import template as T
 from tests.infra.stack import IGNORED_PROPERTIES, UNSUPPORTED_TYPES, apply_by_api
 
@@ -67,19 +67,19 @@ def test_policies_and_security_configuration_come_from_include_not_copies():
 
 
 def test_sub_turns_placeholders_into_fn_sub_with_exactly_the_variables_used():
-    assert T.sub("${Project}-x") == "customer-market-analytics-x"
-    assert T.sub("arn:aws:s3:::${LakeBucket}/${LakePrefix}/*") == {
+    assert cfn.sub("${Project}-x") == "customer-market-analytics-x"
+    assert cfn.sub("arn:aws:s3:::${LakeBucket}/${LakePrefix}/*") == {
         "Fn::Sub": [
             "arn:${AWS::Partition}:s3:::${LakeBucket}/${LakePrefix}/*",
             {"LakeBucket": {"Ref": "LakeBucket"}, "LakePrefix": {"Ref": "LakePrefix"}},
         ]
     }
     # a name made of placeholders is expanded as text first
-    assert T.sub("db/${GlueDatabase}") == {
+    assert cfn.sub("db/${GlueDatabase}") == {
         "Fn::Sub": ["db/${GlueDatabasePrefix}_curated", {"GlueDatabasePrefix": {"Ref": "GlueDatabasePrefix"}}]
     }
     with pytest.raises(KeyError, match="Nope"):
-        T.sub("${Nope}")
+        cfn.sub("${Nope}")
 
 
 def test_outputs_are_pipeline_settings_and_the_connection_nothing_else():
@@ -134,7 +134,7 @@ def test_the_dashboards_picture_is_what_the_template_draws_one_box_per_widget():
     assert dashboard_picture.main(["--check"]) == 0
     drawn = ElementTree.fromstring(dashboard_picture.PICTURE_FILE.read_text())  # noqa: S314 (our own file)
     boxes = [e for e in drawn.iter("{http://www.w3.org/2000/svg}rect") if e.get("class") == "widget"]
-    widgets = T.dashboard_body()["widgets"]
+    widgets = monitoring.dashboard_body()["widgets"]
     assert [(int(b.get("x")), int(b.get("y"))) for b in boxes] == [
         (
             dashboard_picture.MARGIN + w["x"] * dashboard_picture.COLUMN,
@@ -231,7 +231,7 @@ def test_the_bucket_is_encrypted_with_the_key_versioned_private_and_holds_the_ce
     assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
     assert set(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values()) == {True}
     certs_key = settings["PIPELINE_EMR_TLS_CERTIFICATES_URI"].removeprefix(f"s3://{bucket}/")
-    assert certs_key == T.TLS_CERTIFICATES_KEY
+    assert certs_key == cfn.TLS_CERTIFICATES_KEY
     assert not certs_key.startswith("lake/")
     with zipfile.ZipFile(BytesIO(s3.get_object(Bucket=bucket, Key=certs_key)["Body"].read())) as zf:
         assert sorted(zf.namelist()) == sorted(tls_certs.ZIP_MEMBERS)

@@ -9,39 +9,45 @@ are checked as for EMR (`preflight`'s own checks). No emr-serverless call lists 
 (botocore's emr-serverless has no ListReleaseLabels), so the label is held to the project's
 release table (include.emr_release.RELEASES), every release of which EMR Serverless runs; like
 the code zip's location, the caller hands it in (deployment/ imports nothing of include/).
+`deployment.preflight.run_checks` runs these for a settings object of the emr-serverless target.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from typing import Any
 from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 
 from deployment.emr_security import network_problems
-from deployment.preflight import (
+from deployment.preflight.findings import (
     DEPLOY,
     Clients,
     Finding,
     Settings,
-    _bucket_exists,
-    _bucket_key,
-    _code,
-    _missing,
-    _name,
-    _unreadable,
+    bucket_exists,
+    bucket_key,
+    error_code,
+    is_missing,
+    unreadable,
+)
+from deployment.preflight.permissions import check_code_location, check_monitoring
+from deployment.preflight.resources import (
     check_bucket,
     check_clickstream_stream,
-    check_code_location,
     check_glue_databases,
     check_kms_key,
-    check_monitoring,
-    report,
 )
 
 SERVICE = "emr-serverless.amazonaws.com"
+
+
+def _name(role_or_arn: str) -> str:
+    return role_or_arn.rsplit("/", 1)[-1]
+
+
 DEPLOY_SERVERLESS = "deploy the stack with ServerlessTarget=true (make aws-deploy) and paste its settings"
 
 
@@ -67,9 +73,9 @@ def check_execution_role(settings: Settings, aws: Clients) -> list[Finding]:
     try:
         role = aws["iam"].get_role(RoleName=_name(arn))["Role"]
     except ClientError as exc:
-        if _missing(exc):
+        if is_missing(exc):
             return [Finding(piece, f"{_name(arn)!r} does not exist", DEPLOY_SERVERLESS)]
-        return [_unreadable(piece, exc)]
+        return [unreadable(piece, exc)]
     if SERVICE not in _principals(role.get("AssumeRolePolicyDocument", {})):
         return [
             Finding(
@@ -87,9 +93,9 @@ def check_serverless_network(settings: Settings, aws: Clients) -> list[Finding]:
     try:
         subnet = ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"][0]
     except ClientError as exc:
-        if _missing(exc) or "NotFound" in _code(exc):
+        if is_missing(exc) or "NotFound" in error_code(exc):
             return [Finding("subnet", f"{subnet_id} does not exist", DEPLOY)]
-        return [_unreadable("subnet", exc)]
+        return [unreadable("subnet", exc)]
     findings = [
         Finding("subnet", problem, "use a private subnet (the stack's CreateNetwork=true makes one)")
         for problem in network_problems(ec2, subnet_id)
@@ -100,9 +106,9 @@ def check_serverless_network(settings: Settings, aws: Clients) -> list[Finding]:
     try:
         group = ec2.describe_security_groups(GroupIds=[sg])["SecurityGroups"][0]
     except ClientError as exc:
-        if _missing(exc) or "NotFound" in _code(exc):
+        if is_missing(exc) or "NotFound" in error_code(exc):
             return [*findings, Finding(piece, f"{sg} does not exist", DEPLOY_SERVERLESS)]
-        return [*findings, _unreadable(piece, exc)]
+        return [*findings, unreadable(piece, exc)]
     if group.get("VpcId") != subnet.get("VpcId"):
         findings.append(
             Finding(piece, f"{sg} is not in the VPC of subnet {subnet_id}", "use a group of that VPC")
@@ -133,11 +139,11 @@ def check_code_and_log_buckets(settings: Settings, aws: Clients) -> list[Finding
     account = aws["sts"].get_caller_identity()["Account"]
     findings, seen = [], set()
     for piece, uri in (("code bucket", settings.code_uri), ("log bucket", settings.log_uri)):
-        bucket, _ = _bucket_key(uri)
+        bucket, _ = bucket_key(uri)
         if bucket in seen:
             continue
         seen.add(bucket)
-        missing = _bucket_exists(aws, bucket, piece, account)
+        missing = bucket_exists(aws, bucket, piece, account)
         if missing:
             findings.append(missing)
     return findings
@@ -155,31 +161,3 @@ SERVERLESS_CHECKS = (
     check_monitoring,
     check_clickstream_stream,
 )
-
-
-def run_serverless_checks(
-    settings: Settings, aws: Clients, code_files: str, releases: Collection[str]
-) -> list[Finding]:
-    """Every check of the emr-serverless target, in order (a check that fails unexpectedly is a
-    finding too). `code_files` is where this run's code zip goes, `releases` the project's
-    release labels (include.emr_release.RELEASES)."""
-    findings: list[Finding] = []
-    for check in SERVERLESS_CHECKS:
-        try:
-            if check is check_code_location:
-                findings.extend(check_code_location(settings, aws, code_files))
-            elif check is check_serverless_release:
-                findings.extend(check_serverless_release(settings, releases))
-            else:
-                findings.extend(check(settings, aws))
-        except ClientError as exc:
-            findings.append(_unreadable(check.__name__.removeprefix("check_").replace("_", " "), exc))
-    return findings
-
-
-def serverless_report(findings: Sequence[Finding]) -> tuple[bool, str]:
-    """(passed, text) as `preflight.report` says it, counting the Serverless checks."""
-    passed, text = report(findings)
-    first, _, rest = text.partition("\n")
-    head = first.rsplit(", ", 1)[0] + f", {len(SERVERLESS_CHECKS)} checks"
-    return passed, head + ("\n" + rest if rest else "")
