@@ -217,13 +217,14 @@ class ServerlessTeardownOperator(EmrServerlessDeleteApplicationOperator):
                     states=[*ACTIVE_JOB_STATES, "CANCELLING"],
                     WaiterConfig=waiter,
                 )
-            if state not in ("CREATED", "STOPPED"):
+            stop = state not in ("CREATED", "STOPPED")  # StopApplication wants a started one
+            if stop:
                 client.stop_application(applicationId=application_id)
                 self._wait("serverless_app_stopped", application_id)
             client.delete_application(applicationId=application_id)
             done.append(
                 f"application {application_id} ({state}): cancelled {len(cancelled)} job runs, "
-                "stopped and deleted"
+                f"{'stopped and ' if stop else ''}deleted"
             )
             self.log.info("%s", done[-1])
         return done
