@@ -361,4 +361,4 @@ def deadline_missed(deadline_utc: str, context: Mapping[str, Any] | None = None)
     except Exception as exc:
         log.warning("could not compose the deadline alert: %s", exc)
         return {}
-    return send(alert, settings.alerts, settings.aws_conn_id if settings.is_emr else None, settings.region)
+    return send(alert, settings.alerts, settings.aws_conn_id if settings.on_aws else None, settings.region)

@@ -105,7 +105,7 @@ def register_output(settings: Settings, output: str, run_plan: Any):
     @task(task_id=f"register_{output}", outlets=[asset])
     def register(run_plan: dict[str, Any]) -> dict[str, Any] | None:
         ctx = get_current_context()
-        read, _ = lake_io(settings.aws_conn_id if settings.is_emr else None, settings.region)
+        read, _ = lake_io(settings.aws_conn_id if settings.on_aws else None, settings.region)
         planned = [p for p in RunPlan.from_xcom(run_plan).steps if p.step == producer and p.selected]
         if not planned:
             raise RuntimeError(f"the run's plan has no {producer} step: {output} was not built")

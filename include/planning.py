@@ -17,7 +17,9 @@ from typing import Any
 from airflow.sdk import get_current_context, task
 
 from include import pipeline as P
+from include import serverless_profiles as S
 from include.cluster_profiles import cluster_tags, job_flow_overrides
+from include.dag_parts import STEP_TIMEOUT
 from include.lake_files import lake_io
 from include.packaging import code_location
 from include.params import checked_profile
@@ -65,7 +67,7 @@ def plan_nightly(
         ds=ds,
         branch=branch,
         calls=calls,
-        emr=settings.is_emr,
+        emr=settings.on_aws,
         checks_uri=audit_uri(settings.lake, ds, branch, "checks"),
         **setup,
     )
@@ -112,7 +114,7 @@ def plan_backfill(
         ds=end,
         branch=branch,
         batches=batches,
-        emr=settings.is_emr,
+        emr=settings.on_aws,
         checks_uri=audit_uri(lake, end, branch, "checks"),
         **setup,
     )
@@ -163,12 +165,18 @@ def setup_of(
     code: dict[str, str] | None,
 ) -> dict[str, Any]:
     """What a run's setup needs: locally its Spark application's socket (None: a process a step);
-    on EMR the code location and the cluster request, tagged with the run."""
-    if not settings.is_emr:
+    on EMR the code location and the cluster request, on EMR Serverless the code location, the
+    application's request and what its job runs share; both tagged with the run."""
+    if not settings.on_aws:
         return {"spark_server": spark_server_socket(dag_id, run_id) if settings.local_spark_server else None}
     if code is None:
-        raise ValueError("an EMR run's plan needs the code location")
+        raise ValueError("an AWS run's plan needs the code location")
     tags = cluster_tags(dag_id=dag_id, run_id=run_id, ds=label, profile=profile, extra=settings.extra_tags)
+    if settings.is_serverless:
+        application = S.application_request(profile, settings, dag_id=dag_id, run_id=run_id, tags=tags)
+        timeout = int(STEP_TIMEOUT.total_seconds()) // 60
+        job = S.job_defaults(profile, settings, tags=tags, timeout_minutes=timeout)
+        return {"code": code, "serverless": {"application": application, "job": job}}
     return {"code": code, "cluster": job_flow_overrides(profile, settings, name=name, tags=tags)}
 
 
@@ -178,7 +186,7 @@ def plan_task(settings: Settings, kind: str):
         """Validate the run's parameters and derive every task's arguments from them."""
         ctx = get_current_context()
         code = None
-        if settings.is_emr:
+        if settings.on_aws:
             from include.packaging import build_bundle
 
             code = code_location(settings, build_bundle().version)

@@ -10,6 +10,7 @@ reader takes it back with `RunPlan.from_xcom`. Pure: no Airflow, no I/O.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +69,37 @@ class JobCall:
     def emr_step(self, name: str, **code: Any) -> dict:
         """The EMR step running this call (`code`: `P.emr_step`'s py_files, entrypoint, jars, conf)."""
         return P.emr_step(name, self.args, **code)
+
+    def serverless_job_run(
+        self,
+        name: str,
+        *,
+        job: Mapping[str, Any],
+        py_files: str,
+        entrypoint: str,
+        jars: str | None,
+        conf: Mapping,
+    ) -> dict[str, Any]:
+        """The EMR Serverless job run running this call: StartJobRun's arguments but the application
+        (`job`: the run's shared `serverless_profiles.job_defaults`; `conf`: the jobs' lineage settings)."""
+        spark = {**job["spark"], **conf}
+        params = ["--jars", ",".join([*job["jars"], *([jars] if jars else [])]), "--py-files", py_files]
+        for key, value in sorted(spark.items()):
+            params += ["--conf", f"{key}={value}"]
+        return {
+            "name": name,  # the EMR step's name: a retried task finds its job run by it
+            "executionRoleArn": job["executionRoleArn"],
+            "jobDriver": {
+                "sparkSubmit": {
+                    "entryPoint": entrypoint,
+                    "entryPointArguments": self.args,
+                    "sparkSubmitParameters": " ".join(params),
+                }
+            },
+            "configurationOverrides": copy.deepcopy(dict(job["configurationOverrides"])),
+            "tags": {**job["tags"], "step": self.step.name},
+            "executionTimeoutMinutes": job["executionTimeoutMinutes"],
+        }
 
     def to_xcom(self) -> dict[str, Any]:
         return {
@@ -158,6 +190,9 @@ class RunPlan:
     code: Mapping[str, str] | None = None  # emr: where the code version lives (include.packaging)
     cluster: Mapping[str, Any] | None = None  # emr: the RunJobFlow request of the run's cluster
     checks_uri: str | None = None  # where the plan task writes the checks the audit reads
+    # emr-serverless: the run's CreateApplication request ("application") and what its job runs
+    # share ("job": include/serverless_profiles.job_defaults)
+    serverless: Mapping[str, Any] | None = None
 
     def to_xcom(self) -> dict[str, Any]:
         return {
@@ -168,6 +203,7 @@ class RunPlan:
             "code": dict(self.code) if self.code is not None else None,
             "cluster": self.cluster,
             "checks_uri": self.checks_uri,
+            "serverless": self.serverless,
         }
 
     @classmethod
@@ -181,6 +217,7 @@ class RunPlan:
             code=value.get("code"),
             cluster=value.get("cluster"),
             checks_uri=value.get("checks_uri"),
+            serverless=value.get("serverless"),
         )
 
     def calls(self, step: str | None = None) -> list[tuple[PlannedStep, JobCall]]:
@@ -207,6 +244,22 @@ class RunPlan:
                 call.emr_step(planned.emr_step_name, **self._code(conf))
             )
         return [batches[n] for n in sorted(batches)]
+
+    def job_runs(self, step: str, conf: Mapping[str, str]) -> list[dict]:
+        """The EMR Serverless job runs of `step` ([] when not selected); `conf` as for `emr_steps`."""
+        return [self._job_run(p, call, conf) for p, call in self.calls(step)]
+
+    def job_run_batches(self, conf: Mapping[str, str]) -> list[list[dict]]:
+        """A backfill's job runs, batch by batch (each side by side, the next once it ended)."""
+        batches: dict[int, list[dict]] = {}
+        for planned, call in self.calls():
+            batches.setdefault(planned.batch, []).append(self._job_run(planned, call, conf))
+        return [batches[n] for n in sorted(batches)]
+
+    def _job_run(self, planned: PlannedStep, call: JobCall, conf: Mapping[str, str]) -> dict:
+        if self.serverless is None or planned.emr_step_name is None:
+            raise ValueError("this run's plan has no Serverless application: it was not planned for it")
+        return call.serverless_job_run(planned.emr_step_name, job=self.serverless["job"], **self._code(conf))
 
     def _code(self, conf: Mapping[str, str]) -> dict[str, Any]:
         if self.code is None:

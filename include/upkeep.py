@@ -55,7 +55,7 @@ def plan_maintenance(
         selected=True,
         metrics_uri=call.metrics_uri,
         # built as the nightly's steps are: the same code, OpenLineage listener jar and lineage settings
-        emr_step_name=emr_step_name(dag_id, run_id, ds, P.MAINTAIN.name) if settings.is_emr else None,
+        emr_step_name=emr_step_name(dag_id, run_id, ds, P.MAINTAIN.name) if settings.on_aws else None,
         outputs=(),
         call=call,
     )
@@ -97,7 +97,7 @@ def build_maintenance_dag(settings: Settings, doc_md: str | None = None) -> DAG:
             if end is None:
                 raise P.RunParamError("this DAG needs a data interval (the date comes from it)")
             code = None
-            if settings.is_emr:
+            if settings.on_aws:
                 from include.packaging import build_bundle
 
                 code = code_location(settings, build_bundle().version)
@@ -182,8 +182,8 @@ def _rollback_params() -> dict[str, Param]:
 
 
 def _aws_properties(settings: Settings) -> dict[str, str]:
-    """pyiceberg's Glue and S3 settings from the DAGs' AWS connection (emr target only)."""
-    if not settings.is_emr:
+    """pyiceberg's Glue and S3 settings from the DAGs' AWS connection (the AWS targets only)."""
+    if not settings.on_aws:
         return {}
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 

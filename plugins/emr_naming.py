@@ -8,6 +8,7 @@ look them up (plugins/). Pure Python: imported at parse time for free.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 PROJECT = "customer-market-analytics"
@@ -41,3 +42,10 @@ def run_of(step_name: str) -> tuple[str, str] | None:
 def run_tags(dag_id: str, run_id: str) -> dict[str, str]:
     """The tags that identify a run's cluster (`cluster_profiles.cluster_tags` puts them on it)."""
     return {"project": PROJECT, "dag_id": safe_name(dag_id), "run_id": safe_name(run_id)}
+
+
+def serverless_application_name(dag_id: str, run_id: str) -> str:
+    """The name of a run's EMR Serverless application: unique to the run (a digest of dag and run)
+    and within Serverless's rule (1-64 of letters, digits and . _ / # -); its tags name the run."""
+    digest = hashlib.sha256(f"{dag_id}|{run_id}".encode()).hexdigest()[:16]
+    return f"{re.sub(r'[^A-Za-z0-9._#-]', '-', dag_id)[:40]}-{digest}"

@@ -10,7 +10,8 @@ What it clears is what a user would get from the failed tasks' Clear with the di
 `task_ids`, `include_downstream`, not upstream, not only failed, not past or future, exactly as
 the UI's Clear sends it): the failed tasks, everything downstream of them and, as Airflow's clear
 does for setup and teardown tasks, the run's setup and teardown (the EMR cluster's
-`create_cluster`/`terminate_cluster`, the local run's `start_spark`/`stop_spark`). The
+`create_cluster`/`terminate_cluster`, the EMR Serverless application's
+`create_application`/`delete_application`, the local run's `start_spark`/`stop_spark`). The
 confirmation lists Airflow's own answer to that request as a dry run; the repair sends it again
 for real only if Airflow's answer is still the one confirmed.
 

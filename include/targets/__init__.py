@@ -2,8 +2,8 @@
 
 `include.wiring` wires every pipeline DAG from it, in one order for every target; a target only
 says how its run starts (preflight, setup), how one step runs (one task per step), how the run
-ends (teardown) and what those tasks are called. `local` is imported at parse time; `emr` only
-for that target, so the local target never loads the AWS SDK.
+ends (teardown) and what those tasks are called. `local` is imported at parse time; `emr` and
+`serverless` only for their target, so the local target never loads the AWS SDK.
 """
 
 from __future__ import annotations
@@ -60,11 +60,15 @@ class FromRunPlan:
 
 
 def target_for(settings: Settings) -> Target:
-    """The settings' target; the EMR one (and the AWS SDK) is imported only when it is chosen."""
+    """The settings' target; an AWS one (and the AWS SDK) is imported only when it is chosen."""
     if settings.is_emr:
         from include.targets.emr import EmrTarget
 
         return EmrTarget(settings)
+    if settings.is_serverless:
+        from include.targets.serverless import ServerlessTarget
+
+        return ServerlessTarget(settings)
     from include.targets.local import LocalTarget
 
     return LocalTarget(settings)

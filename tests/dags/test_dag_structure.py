@@ -21,7 +21,7 @@ import tests.harness.airflow_home  # noqa: F401  (Airflow's home before Airflow 
 from include import pipeline as P
 from include.run_local import DAGS_FOLDER
 from include.settings import PROJECT_ROOT
-from tests.harness.settings import EMR_ENV
+from tests.harness.settings import EMR_ENV, SERVERLESS_ENV
 
 NIGHTLY, BACKFILL = "customer_analytics_nightly", "customer_analytics_backfill"
 MAINTENANCE, ROLLBACK = "customer_analytics_maintenance", "customer_analytics_rollback"
@@ -31,6 +31,7 @@ JANITOR = "customer_analytics_emr_janitor"
 DAG_IDS = {
     "local": (NIGHTLY, BACKFILL, MAINTENANCE, ROLLBACK),
     "emr": (NIGHTLY, BACKFILL, MAINTENANCE, ROLLBACK, JANITOR),
+    "emr-serverless": (NIGHTLY, BACKFILL, MAINTENANCE, ROLLBACK),
 }
 EVERY_DAG = [
     pytest.param(target, dag_id, id=f"{target}-{dag_id}") for target, ids in DAG_IDS.items() for dag_id in ids
@@ -43,6 +44,12 @@ TARGET_ENV = {
     "local": {"PIPELINE_TARGET": "local", "PIPELINE_LAKE": "file:///tmp/structure-test-lake"},
     "emr": {
         **EMR_ENV,
+        "PIPELINE_EMR_POLL_SECONDS": "45",
+        "PIPELINE_EMR_STEP_LOG_LINES": "50",
+        "PIPELINE_EMR_STEP_LOG_WAIT_SECONDS": "90",
+    },
+    "emr-serverless": {
+        **SERVERLESS_ENV,
         "PIPELINE_EMR_POLL_SECONDS": "45",
         "PIPELINE_EMR_STEP_LOG_LINES": "50",
         "PIPELINE_EMR_STEP_LOG_WAIT_SECONDS": "90",
@@ -79,7 +86,7 @@ def parse_dags(target: str, mp: pytest.MonkeyPatch) -> Any:
     return DagBag(dag_folder=DAGS_FOLDER, safe_mode=False)
 
 
-@pytest.fixture(scope="module", params=["local", "emr"])
+@pytest.fixture(scope="module", params=["local", "emr", "emr-serverless"])
 def bag(request: pytest.FixtureRequest) -> Any:
     with pytest.MonkeyPatch.context() as mp:
         found = parse_dags(request.param, mp)
@@ -91,8 +98,8 @@ def test_every_dag_file_imports_without_errors_or_io_for_both_targets(bag):
     assert bag.import_errors == {}
     files = {Path(dag.fileloc).name for dag in bag.dags.values()}
     assert files == {p.name for p in DAGS_FOLDER.glob("*.py") if p.name != "__init__.py"} - (
-        # the janitor has nothing to clean up without clusters: no DAG for the local target
-        {"emr_janitor.py"} if bag.target == "local" else set()
+        # the janitor has nothing to clean up without clusters: no DAG for the other targets
+        {"emr_janitor.py"} if bag.target != "emr" else set()
     )
     assert sorted(bag.dags) == sorted(DAG_IDS[bag.target])
 
@@ -166,7 +173,8 @@ def test_nightly_task_order_is_the_specs_dependencies(bag):
             # one task per step: added to the run's cluster once what it needs has ended, then waited on
             assert _upstream(dag, f"run_{step.name}", "run_") == {f"run_{d}" for d in step.depends_on}
             assert dag.task_dict[f"run_{step.name}"].upstream_task_ids >= {
-                "create_cluster",  # the cluster it runs on, read again at every try
+                # the cluster (application) it runs on, read again at every try
+                "create_cluster" if bag.target == "emr" else "create_application",
                 "upload_code",
                 "plan",
             }
@@ -179,7 +187,8 @@ def test_nightly_task_order_is_the_specs_dependencies(bag):
                 }
         # write-audit-publish: the audit once every step has finished, publish once it passed
         assert dag.task_dict["steps_done"].upstream_task_ids == {f"run_{s.name}" for s in P.PIPELINE}
-        assert _upstream(dag, "run_audit", "") >= {"steps_done", "create_cluster", "plan"}
+        setup = "create_cluster" if bag.target == "emr" else "create_application"
+        assert _upstream(dag, "run_audit", "") >= {"steps_done", setup, "plan"}
         assert _upstream(dag, "run_publish", "run_") == {"run_audit"}
     # everything hangs off the plan task
     assert all(
@@ -197,6 +206,8 @@ def _nightly_task_ids(target: str) -> set[str]:
     if target == "emr":
         fixed = {"plan", "preflight", "create_cluster", "upload_code", "steps_done", "terminate_cluster"}
         fixed.add("step_logs")  # the completed steps' log tails, after the teardown
+    elif target == "emr-serverless":
+        fixed = {"plan", "preflight", "create_application", "upload_code", "steps_done", "delete_application"}
     else:
         fixed = {"plan", "start_spark", "stop_spark"}
     return steps | fixed | {f"register_{o}" for o in P.OUTPUTS} | {"run_report"}
@@ -207,7 +218,7 @@ def test_nightly_groups_are_the_specs_steps_and_the_task_ids_are_unchanged(bag):
     assert set(dag.task_ids) == _nightly_task_ids(bag.target)
     expected: dict[str, str | None] = {f"run_{s}": s for s in [*P.STEPS, "audit", "publish"]}
     expected.update({f"register_{o}": "register" for o in P.OUTPUTS})
-    if bag.target == "emr":
+    if bag.target != "local":
         expected["steps_done"] = "audit"  # the audit's gate: every step ended, none failed
     # what a run has once, outside every step: the plan, the cluster or Spark application, the report
     expected.update({t: None for t in dag.task_ids if t not in expected})
@@ -376,7 +387,11 @@ def test_the_tasks_that_touch_spark_or_aws_retry_and_the_others_fail_at_once(bag
     # of a bad parameter or of a report on a failed run cannot help)
     work = [
         t for t in dag.tasks if t.task_id.startswith(("run_", "register_")) and t.task_id != "run_report"
-    ] + [dag.task_dict[t] for t in ("create_cluster", "upload_code") if t in dag.task_dict]
+    ] + [
+        dag.task_dict[t]
+        for t in ("create_cluster", "create_application", "upload_code")
+        if t in dag.task_dict
+    ]
     assert work
     for t in work:
         assert (t.retries, t.retry_delay) == (RETRIES, dt.timedelta(seconds=RETRY_DELAY)), t.task_id
@@ -508,3 +523,60 @@ def test_the_clickstream_from_kinesis_is_landed_before_its_ingest_and_nothing_el
     assert land.downstream_task_ids == {"run_ingest_clickstream"}
     assert (land.retries, land.retry_delay) == (RETRIES, dt.timedelta(seconds=RETRY_DELAY))
     assert "land_clickstream" not in found.dags[BACKFILL].task_dict
+
+
+@pytest.mark.parametrize("bag", ["emr-serverless"], indirect=True)
+def test_serverless_step_tasks_are_the_providers_deferrable_job_run_operator_with_the_settings(bag):
+    from airflow.providers.amazon.aws.operators.emr import EmrServerlessStartJobOperator
+
+    from plugins.emr_serverless_batches import ServerlessJobRunBatchesOperator
+
+    dag = bag.dags[NIGHTLY]
+    groups = dag.task_group.get_task_group_dict()
+    for step in [*P.STEPS, "audit", "publish"]:
+        run = dag.task_dict[f"run_{step}"]
+        assert isinstance(run, EmrServerlessStartJobOperator)  # extended, not replaced
+        assert (run.deferrable, run.cancel_on_kill) == (True, True)  # a kill cancels the job run
+        assert run.waiter_delay == 45  # PIPELINE_EMR_POLL_SECONDS
+        assert run.waiter_max_attempts == 6 * 3600 // 45  # the step timeout, 6 hours
+        assert (run.step_log_lines, run.step_log_wait_seconds) == (50, 90)
+        assert run.openlineage_inject_parent_job_info is True
+        assert "create_application" in run.upstream_task_ids  # its application, at every try
+        if step != "audit":  # one task per step: nothing a Clear could separate from its wait
+            assert [t.task_id for t in groups[step].topological_sort()] == [f"run_{step}"]
+    run_steps = bag.dags[BACKFILL].task_dict["run_steps"]
+    assert isinstance(run_steps, ServerlessJobRunBatchesOperator)
+    assert (run_steps.waiter_delay, run_steps.step_log_lines) == (45, 50)
+
+
+@pytest.mark.parametrize("bag", ["emr-serverless"], indirect=True)
+@pytest.mark.parametrize("dag_id", [NIGHTLY, BACKFILL, MAINTENANCE])
+def test_delete_application_is_a_teardown_that_runs_whatever_happened(bag, dag_id):
+    dag = bag.dags[dag_id]
+    delete, create = dag.task_dict["delete_application"], dag.task_dict["create_application"]
+    assert (create.is_setup, delete.is_teardown) == (True, True)
+    assert delete.trigger_rule == "all_done_setup_success"
+    assert delete.on_failure_fail_dagrun is False
+    runs = {t for t in dag.task_ids if t.startswith("run_") and t != "run_report"}
+    assert runs <= delete.upstream_task_ids
+    if dag_id != MAINTENANCE:  # nothing is created before preflight checked the account
+        assert dag.task_dict["preflight"].downstream_task_ids >= {"create_application", "upload_code"}
+
+
+@pytest.mark.parametrize("bag", ["emr-serverless"], indirect=True)
+def test_clearing_a_serverless_step_task_with_the_dialogs_defaults_brings_the_application_back(bag):
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    served = DagSerialization.from_dict(DagSerialization.to_dict(bag.dags[NIGHTLY]))
+    cleared = served.partial_subset(
+        task_ids=["run_segments"], include_downstream=True, include_upstream=False, exclude_original=True
+    )
+    assert set(cleared.task_dict) == {
+        "create_application",
+        "delete_application",
+        "steps_done",
+        "run_audit",
+        "run_publish",
+        *(f"register_{o}" for o in P.OUTPUTS),
+        "run_report",
+    }

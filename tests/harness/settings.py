@@ -17,3 +17,13 @@ EMR_ENV = {
     # tested against the deployed stack of infra/ (tests/infra/).
     "PIPELINE_EMR_PREFLIGHT": "false",
 }
+
+# The emr-serverless target's: the lake, code and logs as EMR's, the application's network, the
+# job runtime role (moto's account) and the KMS key the job runs' logs and writes are encrypted with.
+SERVERLESS_ENV = {
+    **EMR_ENV,
+    "PIPELINE_TARGET": "emr-serverless",
+    "PIPELINE_SERVERLESS_EXECUTION_ROLE": "arn:aws:iam::123456789012:role/analytics-jobs",
+    "PIPELINE_SERVERLESS_SECURITY_GROUP": "sg-0a1b2c3d4e5f60718",
+    "PIPELINE_EMR_KMS_KEY_ARN": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+}

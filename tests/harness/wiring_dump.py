@@ -1,10 +1,11 @@
 """What the pipeline's DAGs are wired to do, as plain JSON, to compare before and after a restructuring.
 
-For both targets: each DAG's tasks (type, group, upstream ids, trigger rule, setup/teardown) and,
+For every target: each DAG's tasks (type, group, upstream ids, trigger rule, setup/teardown) and,
 for a nightly of every output, a subset, a landing history ingest with a blocking audit, a
 backfill and the maintenance job, what each step task is handed (its command lines on the local
-target, its EMR steps on emr), the run's `RunPlan`, checks and cluster request. Parse-level: the
-DAGs are built and the plans rendered by the planners, nothing runs and nothing reaches AWS.
+target, its EMR steps on emr, its job runs on emr-serverless), the run's `RunPlan`, checks and
+cluster request (the application's on emr-serverless). Parse-level: the DAGs are built and the
+plans rendered by the planners, nothing runs and nothing reaches AWS.
 
     python -m tests.harness.wiring_dump OUT.json    # then: diff BEFORE.json OUT.json
 """
@@ -18,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import tests.harness.airflow_home  # noqa: F401  (Airflow's home before Airflow is imported)
-from tests.harness.settings import EMR_ENV
+from tests.harness.settings import EMR_ENV, SERVERLESS_ENV
 
 RUN_ID = "manual__2024-06-30T00:00:00+00:00"
 DS = "2024-06-30"
@@ -26,6 +27,7 @@ CODE_VERSION = "0123456789ab"
 TARGETS = {
     "local": {"PIPELINE_TARGET": "local", "PIPELINE_LAKE": "file:///tmp/wiring-dump-lake"},
     "emr": {**EMR_ENV, "PIPELINE_EMR_POLL_SECONDS": "30"},
+    "emr-serverless": {**SERVERLESS_ENV, "PIPELINE_EMR_POLL_SECONDS": "30"},
 }
 # DAG variants: the Kinesis landing task, the local target without its warm Spark application
 VARIANTS = {
@@ -130,14 +132,23 @@ def _rendered(settings: Any, run: Any) -> dict[str, Any]:
     conf = spark_properties(settings)
     tasks: dict[str, Any] = {}
     if {p.task_id for p in run.steps} == {"run_steps"}:
-        tasks["run_steps"] = run.emr_batches(conf) if settings.is_emr else run.commands()
+        if settings.is_serverless:
+            tasks["run_steps"] = run.job_run_batches(conf)
+        else:
+            tasks["run_steps"] = run.emr_batches(conf) if settings.is_emr else run.commands()
     else:
         for p in run.steps:
-            tasks[p.task_id] = run.emr_steps(p.step, conf) if settings.is_emr else run.commands(p.step)
-    old = ("call", "batch", "spark_server", "code", "cluster", "checks_uri")  # what #29 added to it
+            if settings.is_serverless:
+                tasks[p.task_id] = run.job_runs(p.step, conf)
+            else:
+                tasks[p.task_id] = run.emr_steps(p.step, conf) if settings.is_emr else run.commands(p.step)
+    # what #29 added to the plan, and #30's Serverless setup (below, on its target only)
+    old = ("call", "batch", "spark_server", "code", "cluster", "checks_uri", "serverless")
     xcom = run.to_xcom()
     xcom["steps"] = [{k: v for k, v in s.items() if k not in old} for s in xcom["steps"]]
+    serverless = {"serverless": run.serverless} if settings.is_serverless else {}
     return {
+        **serverless,
         "tasks": tasks,
         "run_plan": {k: v for k, v in xcom.items() if k not in old},
         "job_flow_overrides": run.cluster,
@@ -161,7 +172,7 @@ def dump() -> dict[str, Any]:
                     out["dags"][f"{target}/{variant}/{name}"] = dag_structure(build(settings))
         with _env(env):
             settings = load_settings()
-            code = code_location(settings, CODE_VERSION) if settings.is_emr else None
+            code = code_location(settings, CODE_VERSION) if settings.on_aws else None
             nightly, backfill, maintenance = _planners(settings)
             base = {"cluster_profile": "dev", "outputs": None, "ingest_start_ds": None}
             for case, params in NIGHTLY_CASES.items():
