@@ -1,5 +1,6 @@
 """The report of every pipeline run: rows in, out and quarantined per step, durations, and on EMR
-the cluster's normalized instance hours and estimated cost; written to the lake, logged as a table.
+the cluster's normalized instance hours and estimated cost (on EMR Serverless each job run's billed
+vCPU, memory and storage hours and cost); written to the lake, logged as a table.
 
 The jobs leave their numbers in `LAKE/_runs/metrics/dt=<ds>/<job>[-<dataset>].json` (spark_jobs/cli.py);
 the plan task says where, per step (`include.run_plan`). The DAGs' last task, `run_report`, joins

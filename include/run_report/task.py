@@ -1,7 +1,7 @@
 """The `run_report` task, the DAGs' last: reads the run's plan, the tasks' states, the jobs' metrics,
-the audit's results and on EMR the cluster, builds the report (`model`), on EMR publishes its numbers
-to CloudWatch (`metrics`), writes report.json and report.html to the lake and logs the table
-(`render`); then fails if a step failed.
+the audit's results and on EMR the cluster (on EMR Serverless the run's job runs), builds the report
+(`model`), on AWS publishes its numbers to CloudWatch (`metrics`), writes report.json and
+report.html to the lake and logs the table (`render`); then fails if a step failed.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from include.run_report import metrics as M
 from include.run_report.cost import cluster_usage, emr_step_timings, load_prices, read_emr, run_attempts
 from include.run_report.model import FAILED_STATES, TREND_RUNS, add_links, build_report, run_timing, trends
 from include.run_report.render import format_table, html_page
+from include.run_report.serverless_cost import job_runs_usage, load_serverless_prices, read_job_runs
 from include.settings import Settings
 from spark_jobs import paths
 
@@ -110,7 +111,9 @@ def add_run_report(settings: Settings, dag: Any) -> Any:
         ds = plan.ds
         states = ti.get_task_states(dag_id=dag.dag_id, run_ids=[ctx["run_id"]]).get(ctx["run_id"], {})
         read, write = lake_io(settings.aws_conn_id, settings.region)
-        emr_steps = cluster = attempts = None
+        emr_steps = cluster = attempts = job_runs = None
+        if settings.is_serverless:
+            job_runs = _serverless_part(settings, dag.dag_id, ctx["run_id"])
         if settings.is_emr:
             emr_steps, cluster, attempts = _emr_part(
                 settings, ti.xcom_pull(task_ids="create_cluster"), dag.dag_id, ctx["run_id"]
@@ -126,6 +129,7 @@ def add_run_report(settings: Settings, dag: Any) -> Any:
             cluster=cluster,
             checks=read_checks(read, settings.lake, ds, plan.branch),
             attempts=attempts,
+            job_runs=job_runs,
         )
         dag_run = ctx["dag_run"]
         report["run"] = run_timing(
@@ -142,7 +146,7 @@ def add_run_report(settings: Settings, dag: Any) -> Any:
         log.info("\n%s\nreport: %s", format_table(report), uri)
         page = _write_page(settings, dag.dag_id, ds, report, read, write)
         # where the UI's "Run report" tab finds the page (pushed before a failed run fails)
-        aws = {"aws_conn_id": settings.aws_conn_id, "region": settings.region} if settings.is_emr else {}
+        aws = {"aws_conn_id": settings.aws_conn_id, "region": settings.region} if settings.on_aws else {}
         ti.xcom_push(key=PAGE_XCOM_KEY, value={"json": uri, "html": page, **aws})
         # Teardowns (terminate_cluster) do not decide a run's state; the steps do.
         teardowns = {t.task_id for t in dag.tasks if getattr(t, "is_teardown", False)}
@@ -195,7 +199,7 @@ def _write_page(
 
 
 def _cloudwatch(settings: Settings, report: dict[str, Any]) -> dict[str, Any]:
-    """The run's metrics (include/run_report/metrics.py), published on EMR when the setting is on;
+    """The run's metrics (include/run_report/metrics.py), published on AWS when the setting is on;
     what was (or, locally, would be) published stays in the report. A failed publish is logged and
     recorded, never fails the run: the report stands, and the stack's "missing" alarm notices."""
     data = M.metric_data(report)
@@ -204,7 +208,7 @@ def _cloudwatch(settings: Settings, report: dict[str, Any]) -> dict[str, Any]:
         "published": False,
         "metric_data": data,
     }
-    if not settings.is_emr:
+    if not settings.on_aws:
         out["reason"] = "local target: no AWS call"
         return out
     if not settings.cloudwatch_metrics:
@@ -270,3 +274,41 @@ def _emr_part(
         return None, None, None
     usage, _, steps = next(r for r in read if r[0]["cluster_id"] == cluster_id)
     return emr_step_timings(steps), usage, run_attempts([(u, mine) for u, mine, _ in read])
+
+
+# every state an application can be in: the run's are deleted (TERMINATED) by its teardown
+ALL_APPLICATION_STATES = ("CREATING", "CREATED", "STARTING", "STARTED", "STOPPING", "STOPPED", "TERMINATED")
+
+
+def run_job_runs(client: Any, dag_id: str, run_id: str) -> dict[str, Any] | None:
+    """Every job run of the run with what AWS billed for it and its cost (`serverless_cost`):
+    the job runs of each application of the run (found by its run-unique name in every state; a
+    repaired run had one per attempt, each deleted by its teardown). None when it had none."""
+    from plugins.emr_naming import serverless_application_name
+    from plugins.emr_serverless import run_applications
+
+    apps = run_applications(client, serverless_application_name(dag_id, run_id), ALL_APPLICATION_STATES)
+    if not apps:
+        return None
+    first = apps[0]
+    architecture = first.get("architecture") or client.get_application(applicationId=first["id"])[
+        "application"
+    ].get("architecture")
+    return job_runs_usage(
+        read_job_runs(client, [a["id"] for a in apps]),
+        load_serverless_prices(),
+        region=client.meta.region_name,
+        architecture=architecture,
+    )
+
+
+def _serverless_part(settings: Settings, dag_id: str, run_id: str) -> dict[str, Any] | None:
+    """`run_job_runs` through the Airflow connection; None (and a logged reason) when it fails."""
+    from airflow.providers.amazon.aws.hooks.emr import EmrServerlessHook
+
+    try:
+        client = EmrServerlessHook(aws_conn_id=settings.aws_conn_id, region_name=settings.region).conn
+        return run_job_runs(client, dag_id, run_id)
+    except Exception:  # the numbers are worth having, not worth failing a run for
+        log.exception("could not read the EMR Serverless job runs of run %s for the report", run_id)
+        return None

@@ -147,6 +147,42 @@ def test_job_runs_are_read_through_boto3_with_what_aws_billed_for_each():
     assert usage["total"]["estimated_cost"] == pytest.approx(2 * one)
 
 
+@mock_aws
+def test_the_report_task_finds_every_application_of_the_run_even_deleted_and_prices_its_job_runs():
+    from moto.emrserverless.models import emrserverless_backends
+
+    from include.run_report.task import run_job_runs
+    from plugins.emr_naming import serverless_application_name
+
+    client = boto3.client("emr-serverless", region_name="us-east-1")
+    name = serverless_application_name("customer_analytics_nightly", "manual__1")
+    ours = [
+        client.create_application(name=name, releaseLabel="emr-7.13.0", type="SPARK")["applicationId"]
+        for _ in range(2)  # a run and its repair: an application each
+    ]
+    other = client.create_application(name="someone-else", releaseLabel="emr-7.13.0", type="SPARK")
+    for app, n in ((ours[0], 2), (ours[1], 1), (other["applicationId"], 1)):
+        for k in range(n):
+            client.start_job_run(
+                applicationId=app,
+                executionRoleArn=f"arn:aws:iam::{DEFAULT_ACCOUNT_ID}:role/job-runtime",
+                name=f"step{k} 2024-06-08",
+                clientToken=f"{app}{k}",
+                jobDriver={"sparkSubmit": {"entryPoint": "s3://code/main.py"}},
+            )
+    backend = emrserverless_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+    for runs in backend.job_runs.values():
+        for run in runs:
+            run.billed_resource_utilization = {"vCPUHour": 1.0, "memoryGBHour": 4.0, "storageGBHour": 0.0}
+    client.stop_application(applicationId=ours[0])  # the first attempt's teardown
+    client.delete_application(applicationId=ours[0])
+
+    usage = run_job_runs(client, "customer_analytics_nightly", "manual__1")
+    assert sorted(r["application_id"] for r in usage["job_runs"]) == sorted([ours[0], ours[0], ours[1]])
+    assert usage["total"]["estimated_cost"] == pytest.approx(3 * (0.052624 + 4 * 0.0057785))
+    assert run_job_runs(client, "customer_analytics_nightly", "manual__2") is None  # a run without any
+
+
 def _cluster(cost: float | None) -> dict:
     return {
         "cluster_id": "j-1",
