@@ -170,7 +170,8 @@ aws-deploy: aws-check-target venv
 aws-certs: aws-check-target venv
 	$(PY) -m infra.tls_certs --stack $(STACK) --region $(REGION)
 
-# Preflight with the PIPELINE_* settings exported in this shell: what a cluster would find missing.
+# Preflight with the PIPELINE_* settings exported in this shell: what the target (a cluster, or an
+# EMR Serverless application) would find missing.
 aws-preflight: venv
 	$(PY) -m scripts.check_aws_preflight
 
