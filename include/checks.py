@@ -140,3 +140,39 @@ def parse_severities(value: str) -> dict[str, str]:
             raise ValueError(f"{item!r}: severity must be error or warn")
         out[name] = severity
     return out
+
+
+def parse_audit(env: Mapping[str, str], problems: list[str]) -> AuditSettings:
+    """AuditSettings from PIPELINE_AUDIT_*; each bad value adds a problem naming its variable."""
+    default = AuditSettings()
+    band, severities = default.row_count_band, dict(default.severities)
+    shares = {"warn": default.quarantine_warn, "error": default.quarantine_error}
+    raw = env.get("PIPELINE_AUDIT_ROW_COUNT_BAND", "").strip()
+    if raw:
+        try:
+            band = parse_band(raw)
+        except ValueError:
+            problems.append(
+                f"PIPELINE_AUDIT_ROW_COUNT_BAND={raw!r} is not a range LOW..HIGH of the median "
+                "with 0 < LOW < 1 < HIGH (e.g. 0.5..2.0)"
+            )
+    for level in ("warn", "error"):
+        var = f"PIPELINE_AUDIT_QUARANTINE_{level.upper()}"
+        raw = env.get(var, "").strip()
+        if not raw:
+            continue
+        try:
+            shares[level] = float(raw)
+            if not 0 <= shares[level] <= 1:
+                raise ValueError(raw)
+        except ValueError:
+            problems.append(f"{var}={raw!r} is not a share between 0 and 1 (e.g. 0.05)")
+    if shares["warn"] > shares["error"]:
+        problems.append("PIPELINE_AUDIT_QUARANTINE_WARN must not be above PIPELINE_AUDIT_QUARANTINE_ERROR")
+    raw = env.get("PIPELINE_AUDIT_SEVERITIES", "").strip()
+    if raw:
+        try:
+            severities = parse_severities(raw)
+        except ValueError as exc:
+            problems.append(f"PIPELINE_AUDIT_SEVERITIES: {exc}")
+    return AuditSettings(band, shares["warn"], shares["error"], severities)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from include.alert_settings import ALERT_ENV, AlertSettings, parse_alerts
 from include.aws_settings import IDLE_TIMEOUT_SECONDS, POLL_SECONDS, check_aws, check_serverless
-from include.checks import AuditSettings, parse_band, parse_severities
+from include.checks import AuditSettings, parse_audit
 from include.clickstream_kinesis import stream_problem
 from include.emr_release import DEFAULT_RELEASE
 from spark_jobs.catalog import DEFAULT_GLUE_PREFIX, GLUE_PREFIX_ENV, glue_prefix, namespaces
@@ -89,7 +89,7 @@ class Settings:
     s3_encryption: str = "SSE-KMS"
     tls_certificates_uri: str = ""  # s3://.../certs.zip: PEM files for in-transit TLS
     # The `preflight` task checks that everything a cluster needs exists before RunJobFlow
-    # (deployment/preflight.py); off only where the caller may not read IAM, EC2 or EMR configuration.
+    # (deployment/preflight/); off only where the caller may not read IAM, EC2 or EMR configuration.
     preflight: bool = True
     # emr only: the run report publishes the run's numbers to CloudWatch (include/run_report/metrics.py)
     cloudwatch_metrics: bool = True
@@ -132,7 +132,7 @@ def _boolean(value: str) -> bool:
 # Every PIPELINE_* variable, by section (the README's Settings has the same sections, each
 # variable documented there): env var -> (Settings field, converter), or None for those read
 # apart (the Glue prefix by spark_jobs.catalog.glue_prefix, which the jobs use too; the alerts'
-# by include/alert_settings.py; the audit's by _audit below, each with its own format).
+# by include/alert_settings.py; the audit's by include/checks.py, each with its own format).
 SECTIONS: dict[str, dict[str, tuple[str, Callable[[str], object]] | None]] = {
     "target": {
         "PIPELINE_TARGET": ("target", str),
@@ -221,41 +221,6 @@ def _local_lake(value: str) -> str:
     return (path if path.is_absolute() else PROJECT_ROOT / path).resolve().as_uri()
 
 
-def _audit(env: Mapping[str, str], problems: list[str]) -> AuditSettings:
-    default = AuditSettings()
-    band, severities = default.row_count_band, dict(default.severities)
-    shares = {"warn": default.quarantine_warn, "error": default.quarantine_error}
-    raw = env.get("PIPELINE_AUDIT_ROW_COUNT_BAND", "").strip()
-    if raw:
-        try:
-            band = parse_band(raw)
-        except ValueError:
-            problems.append(
-                f"PIPELINE_AUDIT_ROW_COUNT_BAND={raw!r} is not a range LOW..HIGH of the median "
-                "with 0 < LOW < 1 < HIGH (e.g. 0.5..2.0)"
-            )
-    for level in ("warn", "error"):
-        var = f"PIPELINE_AUDIT_QUARANTINE_{level.upper()}"
-        raw = env.get(var, "").strip()
-        if not raw:
-            continue
-        try:
-            shares[level] = float(raw)
-            if not 0 <= shares[level] <= 1:
-                raise ValueError(raw)
-        except ValueError:
-            problems.append(f"{var}={raw!r} is not a share between 0 and 1 (e.g. 0.05)")
-    if shares["warn"] > shares["error"]:
-        problems.append("PIPELINE_AUDIT_QUARANTINE_WARN must not be above PIPELINE_AUDIT_QUARANTINE_ERROR")
-    raw = env.get("PIPELINE_AUDIT_SEVERITIES", "").strip()
-    if raw:
-        try:
-            severities = parse_severities(raw)
-        except ValueError as exc:
-            problems.append(f"PIPELINE_AUDIT_SEVERITIES: {exc}")
-    return AuditSettings(band, shares["warn"], shares["error"], severities)
-
-
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from `environ` (default os.environ); SettingsError names every bad variable."""
     env = os.environ if environ is None else environ
@@ -293,7 +258,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             problems.append(f"{var} must be >= {low}")
 
     values["glue_database_prefix"] = glue_prefix(env)
-    values["audit"] = _audit(env, problems)
+    values["audit"] = parse_audit(env, problems)
     values["alerts"] = parse_alerts(env, problems)
     if "lineage_namespace" in values and not _LINEAGE_NAMESPACE.match(str(values["lineage_namespace"])):
         problems.append("PIPELINE_LINEAGE_NAMESPACE: letters, digits and _ . - only (at most 100)")

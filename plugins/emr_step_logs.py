@@ -1,5 +1,6 @@
-"""A step's logs on EMR: where the cluster's LogUri keeps them, how a task reads them, and the
-copy of their last lines into the task log once a step ended (`StepLogCopier`).
+"""A step's logs on EMR: where the cluster's LogUri keeps them, how a task reads them, the copy
+of their last lines into the task log once a step ended (`StepLogCopier`), and the task that
+copies the run's completed steps' logs after the teardown (`EmrRunStepLogsOperator`).
 
 EMR uploads step and container logs to S3 some minutes after they were written; every reader
 here treats a log that is not there yet as not yet, never as an error.
@@ -11,10 +12,17 @@ import gzip
 import re
 import time
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
+from airflow.providers.amazon.aws.hooks.emr import EmrHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 from botocore.exceptions import BotoCoreError, ClientError
+
+from plugins.emr_client import ALL_CLUSTER_STATES, list_steps, tagged_clusters
+from plugins.emr_naming import run_of, run_tags, safe_name
 
 STDERR_LINES = 20
 STEP_LOG_LINES = 200  # lines of each of a step's stdout and stderr copied into the task log
@@ -244,3 +252,100 @@ def ran(step: Mapping[str, Any]) -> bool:
     """Whether an ended step ran (and so has logs): a step cancelled while pending never started."""
     status = step["Status"]
     return status["State"] != "CANCELLED" or bool((status.get("Timeline") or {}).get("StartDateTime"))
+
+
+class EmrRunStepLogsOperator(AwsBaseOperator[EmrHook]):
+    """The tails of the run's completed steps' logs, copied into this task's log after the teardown.
+
+    Off the critical path: no step waits for EMR to upload its logs (it pushes them every few
+    minutes, and the rest as the cluster terminates), and no cluster lives longer for them. Finds
+    every cluster of the run by its tags (a repaired run has several), in the order they were
+    created, and on each the run's COMPLETED steps by their names, oldest first; copies the last
+    `step_log_lines` lines of each step's stdout and stderr and of its driver's (`StepLogCopier`).
+    While some step's stdout or stderr is not in S3 yet it waits deferred (no worker slot held),
+    looking every 30 s, at most `step_log_wait_seconds` in all; a log still missing then is one
+    line saying where it will be. A step that ended badly had its logs copied into its own
+    task's log already. Never fails the run over a log.
+
+    :return: "<cluster id> <step name>" of each step whose logs it looked for
+    """
+
+    aws_hook_class = EmrHook
+    ui_color = "#f9c915"
+    look_again_seconds = 30
+
+    def __init__(
+        self,
+        *,
+        step_log_lines: int = STEP_LOG_LINES,
+        step_log_wait_seconds: float = STEP_LOG_WAIT_SECONDS,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.step_log_lines = step_log_lines
+        self.step_log_wait_seconds = step_log_wait_seconds
+
+    def execute(self, context: Any, deadline: float | None = None) -> list[str]:
+        if self.step_log_lines <= 0:
+            self.log.info("PIPELINE_EMR_STEP_LOG_LINES=0: no step logs copied")
+            return []
+        try:
+            found = self._completed_steps(context)
+        except (ClientError, BotoCoreError) as exc:  # a log is information: never fail the run over it
+            self.log.warning("step logs not copied: the run's steps could not be listed: %s", exc)
+            return []
+        if not found:
+            self.log.info("no completed step of this run on any of its clusters: no logs to copy")
+            return []
+        waited = deadline is not None
+        if self.step_log_wait_seconds > 0:
+            now = time.time()
+            deadline = now + self.step_log_wait_seconds if deadline is None else deadline
+            missing = self._missing(found)
+            if missing and now < deadline:
+                wait = min(self.look_again_seconds, deadline - now)
+                self.log.info("%d step logs not in S3 yet: looking again in %.0f s (deferred)", missing, wait)
+                self.defer(
+                    trigger=TimeDeltaTrigger(timedelta(seconds=wait)),
+                    method_name="look_again",
+                    kwargs={"deadline": deadline},
+                )
+        looked = []
+        for cluster, steps in found:
+            self.log.info("cluster %s: the logs of %d completed steps", cluster["Id"], len(steps))
+            copy_step_logs(self, cluster["Id"], [s["Id"] for s in steps], waited=waited)
+            looked += [f"{cluster['Id']} {s['Name']}" for s in steps]
+        return looked
+
+    def look_again(self, context: Any, event: Any = None, deadline: float | None = None) -> list[str]:
+        return self.execute(context, deadline=deadline)
+
+    def _completed_steps(self, context: Any) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        dag_id, run_id = context["dag"].dag_id, context["run_id"]
+        run = (safe_name(dag_id), safe_name(run_id))
+        client = self.hook.conn
+        clusters = sorted(
+            tagged_clusters(client, run_tags(dag_id, run_id), states=ALL_CLUSTER_STATES),
+            key=lambda c: c["Status"]["Timeline"]["CreationDateTime"],
+        )
+        found = []
+        for cluster in clusters:
+            steps = [
+                s
+                for s in reversed(list_steps(client, cluster["Id"], ["COMPLETED"]))  # oldest first
+                if run_of(s["Name"]) == run
+            ]
+            if steps:
+                found.append((cluster, steps))
+        return found
+
+    def _missing(self, found: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> int:
+        """How many of the steps' stdout and stderr are not in S3 yet (no LogUri: none to wait for)."""
+        s3 = S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, config=self.botocore_config)
+        uris = [
+            step_log_uri(cluster.get("LogUri"), cluster["Id"], step["Id"], name)
+            for cluster, steps in found
+            for step in steps
+            for name in STEP_LOG_FILES
+        ]
+        return sum(1 for uri in uris if uri is not None and not log_exists(s3, uri))

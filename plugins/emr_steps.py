@@ -5,14 +5,14 @@ The provider's operators create a cluster and add a step again on every try, can
 a task is killed, and report a failed step without its log. These subclasses keep the provider's
 interfaces (XComs, deferral, links) and find a run's cluster by its tags and a run's step by its
 name (`plugins/emr_naming.py`: dag, date, step and run in one string). The EMR calls they share
-with the janitor are `plugins/emr_client.py`; reading a step's logs is `plugins/emr_step_logs.py`.
+with the janitor are `plugins/emr_client.py`; reading a step's logs is `plugins/emr_step_logs.py`,
+the run's cluster `plugins/emr_cluster.py`.
 """
 
 from __future__ import annotations
 
 import ast
 import asyncio
-import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -20,113 +20,31 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.emr import EmrHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
-from airflow.providers.amazon.aws.operators.emr import EmrCreateJobFlowOperator
 from airflow.providers.amazon.aws.triggers.emr import EmrAddStepsTrigger
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from botocore.exceptions import BotoCoreError, ClientError
 
 from plugins.emr_client import (
     ACTIVE_STEP_STATES,
-    ALL_CLUSTER_STATES,
     FAILED_STEP_STATES,
     add_steps_once,
     cancel_run_steps,
     cancel_steps,
     cluster_end,
-    list_steps,
-    tagged_clusters,
 )
-from plugins.emr_naming import run_of, run_tags, safe_name
+from plugins.emr_naming import run_of
 from plugins.emr_step_logs import (
-    STEP_LOG_FILES,
     STEP_LOG_LINES,
     STEP_LOG_WAIT_SECONDS,
     copy_step_logs,
     error_lines,
-    log_exists,
     ran,
     read_error_lines,
     stderr_uri,
-    step_log_uri,
 )
 from plugins.openlineage_steps import with_parent_job_information
-
-
-# ---- the cluster -----------------------------------------------------------------------------
-class EmrRunClusterOperator(EmrCreateJobFlowOperator):
-    """Create the run's cluster once; a retry takes the one its earlier try started.
-
-    The run is read from the request's tags (project, dag_id, run_id). RunJobFlow has no client
-    token, so a lost response or a retried request can start a cluster nobody knows of: when
-    creation fails, every cluster tagged with the run is terminated (best effort) before failing.
-    """
-
-    def execute(self, context: Any) -> str | None:
-        overrides = self.job_flow_overrides
-        if isinstance(overrides, str):
-            overrides = self.job_flow_overrides = ast.literal_eval(overrides)
-        tags = {t["Key"]: t["Value"] for t in overrides.get("Tags", [])}
-        mine = {k: tags[k] for k in ("project", "dag_id", "run_id") if k in tags}
-        client = self.hook.conn
-        if len(mine) == 3:
-            for cluster in tagged_clusters(client, mine, name=overrides.get("Name")):
-                self.log.info(
-                    "Cluster %s of this run is already %s: using it",
-                    cluster["Id"],
-                    cluster["Status"]["State"],
-                )
-                return cluster["Id"]
-        try:
-            return super().execute(context)
-        except Exception as exc:
-            if len(mine) == 3:
-                for cluster in tagged_clusters(client, mine):
-                    self.log.warning("Terminating %s, started by the failed creation", cluster["Id"])
-                    client.terminate_job_flows(JobFlowIds=[cluster["Id"]])
-            raise AirflowException(f"EMR did not create the cluster: {exc}") from exc
-
-
-class EmrRunTeardownOperator(AwsBaseOperator[EmrHook]):
-    """Cancel the run's pending and running steps, then terminate its cluster(s); says why one ended.
-
-    Runs as the DAG's teardown, whatever happened (also after the run was marked failed from the
-    UI). Besides `job_flow_id` (None when creation failed) it terminates every active cluster
-    tagged with this run, so a cluster started by a failed or retried creation goes too.
-
-    :return: one line per cluster: what was done
-    """
-
-    aws_hook_class = EmrHook
-    template_fields: Sequence[str] = aws_template_fields("job_flow_id")
-    ui_color = "#f9c915"
-
-    def __init__(self, *, job_flow_id: str | None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.job_flow_id = job_flow_id
-
-    def execute(self, context: Any) -> list[str]:
-        client = self.hook.conn
-        ids = [self.job_flow_id] if self.job_flow_id and self.job_flow_id != "None" else []
-        tags = run_tags(context["dag"].dag_id, context["run_id"])
-        ids += [c["Id"] for c in tagged_clusters(client, tags) if c["Id"] not in ids]
-        if not ids:
-            self.log.info("No cluster of this run to terminate")
-        done = []
-        for cluster_id in ids:
-            cluster = client.describe_cluster(ClusterId=cluster_id)["Cluster"]
-            ended = cluster_end(cluster)
-            if ended:
-                self.log.warning("%s", ended)
-                done.append(ended)
-                continue
-            cancelled = cancel_run_steps(client, cluster_id, None, self.log)
-            client.terminate_job_flows(JobFlowIds=[cluster_id])
-            done.append(f"cluster {cluster_id}: cancelled {len(cancelled)} steps, terminating")
-            self.log.info("%s", done[-1])
-        return done
 
 
 # ---- steps ----------------------------------------------------------------------------------
@@ -453,100 +371,3 @@ class EmrRunStepOperator(AwsBaseOperator[EmrHook]):
         if self.step_log_lines > 0 and ran(step):
             return copy_step_logs(self, cluster_id, [step["Id"]])
         return {}
-
-
-class EmrRunStepLogsOperator(AwsBaseOperator[EmrHook]):
-    """The tails of the run's completed steps' logs, copied into this task's log after the teardown.
-
-    Off the critical path: no step waits for EMR to upload its logs (it pushes them every few
-    minutes, and the rest as the cluster terminates), and no cluster lives longer for them. Finds
-    every cluster of the run by its tags (a repaired run has several), in the order they were
-    created, and on each the run's COMPLETED steps by their names, oldest first; copies the last
-    `step_log_lines` lines of each step's stdout and stderr and of its driver's (`StepLogCopier`).
-    While some step's stdout or stderr is not in S3 yet it waits deferred (no worker slot held),
-    looking every 30 s, at most `step_log_wait_seconds` in all; a log still missing then is one
-    line saying where it will be. A step that ended badly had its logs copied into its own
-    task's log already. Never fails the run over a log.
-
-    :return: "<cluster id> <step name>" of each step whose logs it looked for
-    """
-
-    aws_hook_class = EmrHook
-    ui_color = "#f9c915"
-    look_again_seconds = 30
-
-    def __init__(
-        self,
-        *,
-        step_log_lines: int = STEP_LOG_LINES,
-        step_log_wait_seconds: float = STEP_LOG_WAIT_SECONDS,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.step_log_lines = step_log_lines
-        self.step_log_wait_seconds = step_log_wait_seconds
-
-    def execute(self, context: Any, deadline: float | None = None) -> list[str]:
-        if self.step_log_lines <= 0:
-            self.log.info("PIPELINE_EMR_STEP_LOG_LINES=0: no step logs copied")
-            return []
-        try:
-            found = self._completed_steps(context)
-        except (ClientError, BotoCoreError) as exc:  # a log is information: never fail the run over it
-            self.log.warning("step logs not copied: the run's steps could not be listed: %s", exc)
-            return []
-        if not found:
-            self.log.info("no completed step of this run on any of its clusters: no logs to copy")
-            return []
-        waited = deadline is not None
-        if self.step_log_wait_seconds > 0:
-            now = time.time()
-            deadline = now + self.step_log_wait_seconds if deadline is None else deadline
-            missing = self._missing(found)
-            if missing and now < deadline:
-                wait = min(self.look_again_seconds, deadline - now)
-                self.log.info("%d step logs not in S3 yet: looking again in %.0f s (deferred)", missing, wait)
-                self.defer(
-                    trigger=TimeDeltaTrigger(timedelta(seconds=wait)),
-                    method_name="look_again",
-                    kwargs={"deadline": deadline},
-                )
-        looked = []
-        for cluster, steps in found:
-            self.log.info("cluster %s: the logs of %d completed steps", cluster["Id"], len(steps))
-            copy_step_logs(self, cluster["Id"], [s["Id"] for s in steps], waited=waited)
-            looked += [f"{cluster['Id']} {s['Name']}" for s in steps]
-        return looked
-
-    def look_again(self, context: Any, event: Any = None, deadline: float | None = None) -> list[str]:
-        return self.execute(context, deadline=deadline)
-
-    def _completed_steps(self, context: Any) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
-        dag_id, run_id = context["dag"].dag_id, context["run_id"]
-        run = (safe_name(dag_id), safe_name(run_id))
-        client = self.hook.conn
-        clusters = sorted(
-            tagged_clusters(client, run_tags(dag_id, run_id), states=ALL_CLUSTER_STATES),
-            key=lambda c: c["Status"]["Timeline"]["CreationDateTime"],
-        )
-        found = []
-        for cluster in clusters:
-            steps = [
-                s
-                for s in reversed(list_steps(client, cluster["Id"], ["COMPLETED"]))  # oldest first
-                if run_of(s["Name"]) == run
-            ]
-            if steps:
-                found.append((cluster, steps))
-        return found
-
-    def _missing(self, found: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> int:
-        """How many of the steps' stdout and stderr are not in S3 yet (no LogUri: none to wait for)."""
-        s3 = S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, config=self.botocore_config)
-        uris = [
-            step_log_uri(cluster.get("LogUri"), cluster["Id"], step["Id"], name)
-            for cluster, steps in found
-            for step in steps
-            for name in STEP_LOG_FILES
-        ]
-        return sum(1 for uri in uris if uri is not None and not log_exists(s3, uri))

@@ -13,19 +13,15 @@ developer's, on other ports.
 """
 
 # Every command here is a fixed argument list built from our own paths (no shell, no user input).
-# ruff: noqa: S603, S607
+# ruff: noqa: S603
 from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import os
-import pwd
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +31,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+if str(PROJECT_ROOT) not in sys.path:  # run as a script (make airflow): the project's packages by path
+    sys.path.insert(0, str(PROJECT_ROOT))
+
+from scripts.local_postgres import PG_DB, PG_PASSWORD, PG_USER, free_port, start_postgres, stop_postgres  # noqa: E402
+
 VENV_BIN = Path(sys.executable).parent
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 ADMIN_USER = "admin"
@@ -43,7 +44,6 @@ ADMIN_PASSWORD = "admin"  # noqa: S105 (local development login, printed on star
 # clear or repair them; an editor, the simple auth manager's `user` role, may): name, role, password.
 OTHER_USERS = (("viewer", "viewer", "viewer"), ("editor", "user", "editor"))
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
-PG_USER = PG_PASSWORD = PG_DB = "airflow"  # noqa: S105 (a DB on 127.0.0.1 only)
 
 
 @dataclass
@@ -68,143 +68,6 @@ class Instance:
     @property
     def url(self) -> str:
         return f"http://localhost:{self.port}"
-
-
-def _free_port(preferred: int) -> int:
-    for port in (preferred, 0):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return s.getsockname()[1]
-    raise RuntimeError("no free port")
-
-
-def _run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, check=True, text=True, capture_output=True, **kwargs)
-
-
-# ---- PostgreSQL -------------------------------------------------------------------------------
-
-
-def _pg_bin() -> Path | None:
-    candidates = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: int(p.parent.parent.name)
-    )
-    if candidates:
-        return candidates[-1].parent
-    found = shutil.which("pg_ctl")
-    return Path(found).parent if found else None
-
-
-def _ensure_pg_installed() -> Path | None:
-    if (found := _pg_bin()) is not None:
-        return found
-    # apt-get when we can (root, Debian); the script explains otherwise.
-    subprocess.run(["bash", str(PROJECT_ROOT / "scripts/install_ops_prereqs.sh")], check=False)
-    return _pg_bin()
-
-
-def _pg_run_user() -> str | None:
-    """PostgreSQL refuses to run as root: as root use the `postgres` system user."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        pwd.getpwnam("postgres")
-    except KeyError:
-        _run(["useradd", "--system", "--user-group", "--no-create-home", "postgres"])
-    return "postgres"
-
-
-def _as_user(user: str | None, argv: list[str]) -> list[str]:
-    return ["runuser", "-u", user, "--", *argv] if user else argv
-
-
-def _pg_dir(state: Path, user: str | None) -> Path:
-    """STATE/pg, unless the pg user cannot reach it (a project under /root): then /var/tmp."""
-    pg_dir = state / "pg"
-    pg_dir.mkdir(parents=True, exist_ok=True)
-    if user is None:
-        return pg_dir
-    shutil.chown(pg_dir, user, user)
-    if subprocess.run(_as_user(user, ["test", "-w", str(pg_dir)]), check=False).returncode == 0:
-        return pg_dir
-    digest = hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:12]
-    pg_dir = Path("/var/tmp/airflow-local-pg") / digest  # noqa: S108
-    pg_dir.mkdir(parents=True, exist_ok=True)
-    pg_dir.parent.chmod(0o755)
-    shutil.chown(pg_dir, user, user)
-    print(f"note: {state}/pg is not reachable by user {user}; PostgreSQL data in {pg_dir}")
-    return pg_dir
-
-
-def _start_postgres(
-    state: Path, preferred_port: int, previous: Instance | None
-) -> tuple[int, Path, Path, str | None]:
-    pg_bin = _ensure_pg_installed()
-    if pg_bin is None:
-        raise RuntimeError("PostgreSQL is not installed and could not be installed")
-    user = _pg_run_user()
-    pg_dir = Path(previous.pg_data).parent if previous and previous.pg_data else _pg_dir(state, user)
-    data, sock = pg_dir / "data", pg_dir / "run"
-    if not (data / "PG_VERSION").exists():
-        sock.mkdir(exist_ok=True)
-        pwfile = pg_dir / "pwfile"
-        pwfile.write_text(PG_PASSWORD + "\n")
-        if user:
-            for p in (sock, pwfile):
-                shutil.chown(p, user, user)
-        initdb = [str(pg_bin / "initdb"), "-D", str(data), "-U", PG_USER, "--pwfile", str(pwfile)]
-        initdb += ["-E", "UTF8", "--no-locale", "--auth-local=trust", "--auth-host=scram-sha-256"]
-        try:
-            _run(_as_user(user, initdb))
-        finally:
-            pwfile.unlink()
-    port = previous.pg_port if previous and previous.pg_port else _free_port(preferred_port)
-    status = subprocess.run(
-        _as_user(user, [str(pg_bin / "pg_ctl"), "-D", str(data), "status"]), check=False, capture_output=True
-    )
-    if status.returncode != 0:
-        options = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1"
-        _run(
-            _as_user(
-                user,
-                [
-                    str(pg_bin / "pg_ctl"),
-                    "-D",
-                    str(data),
-                    "-l",
-                    str(pg_dir / "postgres.log"),
-                    "-o",
-                    options,
-                    "-w",
-                    "-t",
-                    "60",
-                    "start",
-                ],
-            )
-        )
-    env = {**os.environ, "PGPASSWORD": PG_PASSWORD}
-    psql = [str(pg_bin / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", PG_USER, "-d", "postgres", "-tAc"]
-    exists = _run([*psql, "SELECT 1 FROM pg_database WHERE datname = 'airflow'"], env=env).stdout.strip()
-    if exists != "1":
-        _run([*psql, "CREATE DATABASE airflow"], env=env)
-    return port, data, pg_bin, user
-
-
-def _stop_postgres(inst: Instance) -> None:
-    if inst.backend != "postgres" or not inst.pg_data or not Path(inst.pg_data).exists():
-        return
-    pg_ctl = [str(Path(inst.pg_bin) / "pg_ctl"), "-D", inst.pg_data]
-    if (
-        subprocess.run(
-            _as_user(inst.pg_user, [*pg_ctl, "status"]), check=False, capture_output=True
-        ).returncode
-        == 0
-    ):
-        _run(_as_user(inst.pg_user, [*pg_ctl, "-m", "fast", "-w", "stop"]))
-        print("stopped PostgreSQL")
 
 
 # ---- Airflow ----------------------------------------------------------------------------------
@@ -261,8 +124,6 @@ def airflow_env(inst: Instance) -> dict[str, str]:
 
 def _lineage_env(lake: str) -> dict[str, str]:
     """Airflow's OpenLineage provider: the tasks' events beside the jobs' in the lake (local target)."""
-    if str(PROJECT_ROOT) not in sys.path:  # run as a script: the project's packages by path
-        sys.path.insert(0, str(PROJECT_ROOT))
     from include.lineage import airflow_environment
     from include.settings import load_settings
 
@@ -333,7 +194,9 @@ def start(args: argparse.Namespace) -> Instance:
     pg_port = pg_data = pg_bin = pg_user = None
     if backend in ("auto", "postgres"):
         try:
-            pg_port, data, binpath, pg_user = _start_postgres(state, args.pg_port, previous)
+            pg_port, data, binpath, pg_user = start_postgres(
+                state, args.pg_port, previous and previous.pg_data, previous and previous.pg_port
+            )
             pg_data, pg_bin, backend = str(data), str(binpath), "postgres"
         except (RuntimeError, subprocess.CalledProcessError) as e:
             detail = getattr(e, "stderr", "") or e
@@ -351,7 +214,7 @@ def start(args: argparse.Namespace) -> Instance:
         lake = Path(lake).resolve().as_uri()
     inst = Instance(
         state_dir=str(state),
-        port=_free_port(args.port),
+        port=free_port(args.port),
         backend=backend,
         sql_alchemy_conn=conn,
         pg_port=pg_port,
@@ -365,8 +228,8 @@ def start(args: argparse.Namespace) -> Instance:
         if previous and len(previous.jwt_secret) >= 64
         else secrets.token_urlsafe(64),
         fernet_key=previous.fernet_key if previous else _fernet_key(),
-        worker_log_port=_free_port(8793),
-        trigger_log_port=_free_port(8794),
+        worker_log_port=free_port(8793),
+        trigger_log_port=free_port(8794),
         cron_schedules=args.cron_schedules == "on",
     )
     if inst.port != args.port:
@@ -429,8 +292,8 @@ def stop(args: argparse.Namespace) -> None:
                 os.killpg(pid, signal.SIGKILL)
         _pid_file(state, name).unlink(missing_ok=True)
         print(f"stopped {name} (pid {pid})")
-    if (inst := _load(state)) is not None:
-        _stop_postgres(inst)
+    if (inst := _load(state)) is not None and inst.backend == "postgres":
+        stop_postgres(inst.pg_data, inst.pg_bin, inst.pg_user)
 
 
 def status(args: argparse.Namespace) -> int:

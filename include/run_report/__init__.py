@@ -15,6 +15,6 @@ On EMR the task also publishes the report's numbers to CloudWatch (`metrics`: Pu
 names the stack's dashboard and alarms use); locally they stay in the report.
 
 `model` builds the report, `cost` prices the EMR cluster, `serverless_cost` the EMR Serverless job
-runs, `render` writes the table and the page (`svg` draws its charts), `metrics` turns the report
+runs, `render` writes the table and the page (`charts` draws its charts), `metrics` turns the report
 into CloudWatch datums (all pure, tested without Airflow); `task` is the Airflow task and its I/O.
 """

@@ -1,6 +1,6 @@
 """The run report as people read it: the plain-text table of the task log, and the self-contained
 HTML page (the run's steps, links, checks and trends, a local lake's charts) with its charts drawn
-as inline SVG: no script, nothing fetched.
+as inline SVG (include/run_report/charts.py): no script, nothing fetched.
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from include.run_report.charts import svg_bars, svg_lines, svg_sparkline
 from include.run_report.cost import PRICES_FILE
 from include.run_report.model import FAILED_STATES, run_cost
 from include.run_report.serverless_cost import job_run_lines, job_runs_html
-from include.run_report.svg import svg_bars, svg_lines, svg_sparkline
 
 
 def check_lines(results: Sequence[Mapping[str, Any]]) -> list[str]:

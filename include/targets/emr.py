@@ -1,5 +1,6 @@
 """The EMR target: preflight, a transient cluster and the code upload as the run's setup, one
-deferrable task per step (`plugins/emr_steps.py`), the cluster terminated as the teardown.
+deferrable task per step (`plugins/emr_steps.py`), the cluster terminated as the teardown
+(`plugins/emr_cluster.py`).
 
 The jobs register their tables themselves (Iceberg's Glue catalog: Athena sees a commit the
 moment it is made); the `register_<output>` tasks (`include.dag_parts`) turn the job's commit
@@ -24,13 +25,10 @@ from include.run_plan import RunPlan
 from include.settings import PROJECT_ROOT, Settings
 from include.targets import FromRunPlan
 from plugins.emr_client import AWS_RETRY_CONFIG
+from plugins.emr_cluster import EmrRunClusterOperator, EmrRunTeardownOperator
 from plugins.emr_step_batches import EmrStepBatchesOperator
-from plugins.emr_steps import (
-    EmrRunClusterOperator,
-    EmrRunStepLogsOperator,
-    EmrRunStepOperator,
-    EmrRunTeardownOperator,
-)
+from plugins.emr_step_logs import EmrRunStepLogsOperator
+from plugins.emr_steps import EmrRunStepOperator
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +82,7 @@ def _local_jar(name: str) -> bytes:
 def _preflight_task(settings: Settings):
     @task(task_id="preflight", retries=0)
     def preflight() -> list[str]:
-        """Check with read-only calls that everything a cluster needs exists (deployment/preflight.py);
+        """Check with read-only calls that everything a cluster needs exists (deployment/preflight/);
         fail the run before RunJobFlow with one line per missing piece. No retry: a missing
         piece does not come back by itself (throttling and 5xx are retried inside each call)."""
         from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook

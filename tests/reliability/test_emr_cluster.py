@@ -10,8 +10,9 @@ from botocore.exceptions import ClientError
 
 from include.cluster_profiles import cluster_tags, job_flow_overrides
 from include.settings import load_settings
+from plugins.emr_cluster import EmrRunClusterOperator, EmrRunTeardownOperator
 from plugins.emr_naming import PROJECT, emr_step_name
-from plugins.emr_steps import EmrRunClusterOperator, EmrRunStepOperator, EmrRunTeardownOperator
+from plugins.emr_steps import EmrRunStepOperator
 from tests.harness.settings import EMR_ENV
 from tests.reliability.emr_faults import context, lose_cluster, run_cluster, step, step_states
 

@@ -21,8 +21,8 @@ from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 from plugins import emr_step_logs
 from plugins.emr_naming import emr_step_name
 from plugins.emr_step_batches import EmrStepBatchesOperator
-from plugins.emr_step_logs import tail_block
-from plugins.emr_steps import EmrRunStepLogsOperator, EmrRunStepOperator
+from plugins.emr_step_logs import EmrRunStepLogsOperator, tail_block
+from plugins.emr_steps import EmrRunStepOperator
 from tests.reliability.emr_faults import context, run_cluster, set_step_state, step, step_states
 
 RUN = "manual__2024-06-28T02:00:00+00:00"

@@ -1,13 +1,12 @@
-"""The run report's charts as inline SVG (no script, nothing fetched): horizontal bars, lines
-over dates, and the trends' sparklines.
-"""
+"""The run report's charts as inline SVG (bars, lines, a sparkline): drawn here, so the page
+needs no script and fetches nothing."""
 
 from __future__ import annotations
 
 import html
 from collections.abc import Mapping, Sequence
 
-COLORS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
+_COLORS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
 
 
 def _label(value: float) -> str:
@@ -29,7 +28,7 @@ def svg_bars(labels: Sequence[str], values: Sequence[float], *, title: str, unit
         w = (width - left - 90) * abs(value) / top
         parts.append(f'<text x="{left - 6}" y="{y + 13}" text-anchor="end">{html.escape(str(label))}</text>')
         parts.append(
-            f'<rect class="bar" x="{left}" y="{y}" width="{w:.1f}" height="{bar}" fill="{COLORS[0]}"/>'
+            f'<rect class="bar" x="{left}" y="{y}" width="{w:.1f}" height="{bar}" fill="{_COLORS[0]}"/>'
         )
         parts.append(f'<text x="{left + w + 4:.1f}" y="{y + 13}">{_label(value)}{html.escape(unit)}</text>')
     parts.append("</svg>")
@@ -58,12 +57,14 @@ def svg_lines(series: Mapping[str, Sequence[tuple[str, float]]], *, title: str) 
         parts.append(f'<text x="{width - 130}" y="{height - 8}" text-anchor="end">{dates[-1]}</text>')
     parts.append(f'<text x="4" y="24">{top:,.0f}</text>')
     for i, (name, points) in enumerate(sorted(series.items())):
-        color = COLORS[i % len(COLORS)]
+        color = _COLORS[i % len(_COLORS)]
         pts = " ".join(xy(d, v) for d, v in sorted(points))
         parts.append(f'<polyline class="line" fill="none" stroke="{color}" stroke-width="2" points="{pts}"/>')
         if len(points) == 1:  # a single day: a dot, since a line needs two points
-            cx, cy = xy(*points[0]).split(",")
-            parts.append(f'<circle cx="{cx}" cy="{cy}" r="4" fill="{color}"/>')
+            parts.append(
+                f'<circle cx="{xy(*points[0]).split(",")[0]}" cy="{xy(*points[0]).split(",")[1]}" '
+                f'r="4" fill="{color}"/>'
+            )
         parts.append(f'<text x="{width - 120}" y="{20 + 16 * i}" fill="{color}">{html.escape(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)
@@ -91,5 +92,5 @@ def svg_sparkline(values: Sequence[float | None], *, title: str) -> str:
             marks.append(f'<polyline class="trend" fill="none" stroke-width="1.5" points="{points}"/>')
     return (
         f'<svg class="spark" role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-        f'stroke="{COLORS[0]}" fill="{COLORS[0]}"><title>{html.escape(title)}</title>{"".join(marks)}</svg>'
+        f'stroke="{_COLORS[0]}" fill="{_COLORS[0]}"><title>{html.escape(title)}</title>{"".join(marks)}</svg>'
     )
