@@ -1,7 +1,7 @@
 """The `run_report` task, the DAGs' last: reads the run's plan, the tasks' states, the jobs' metrics,
-the audit's results and on EMR the cluster, builds the report (`model`), on EMR publishes its numbers
-to CloudWatch (`metrics`), writes report.json and report.html to the lake and logs the table
-(`render`); then fails if a step failed.
+the audit's results and on EMR the cluster (on EMR Serverless the job runs: `serverless`), builds
+the report (`model`), on AWS publishes its numbers to CloudWatch (`metrics`), writes report.json
+and report.html to the lake and logs the table (`render`); then fails if a step failed.
 """
 
 from __future__ import annotations
@@ -110,11 +110,15 @@ def add_run_report(settings: Settings, dag: Any) -> Any:
         ds = plan.ds
         states = ti.get_task_states(dag_id=dag.dag_id, run_ids=[ctx["run_id"]]).get(ctx["run_id"], {})
         read, write = lake_io(settings.aws_conn_id, settings.region)
-        emr_steps = cluster = attempts = None
+        emr_steps = cluster = attempts = serverless = None
         if settings.is_emr:
             emr_steps, cluster, attempts = _emr_part(
                 settings, ti.xcom_pull(task_ids="create_cluster"), dag.dag_id, ctx["run_id"]
             )
+        elif settings.is_serverless:  # the job runs, listed as the steps are (and their billing)
+            from include.run_report.serverless import serverless_part
+
+            emr_steps, serverless = serverless_part(settings, dag.dag_id, ctx["run_id"])
         report = build_report(
             dag_id=dag.dag_id,
             run_id=ctx["run_id"],
@@ -127,6 +131,8 @@ def add_run_report(settings: Settings, dag: Any) -> Any:
             checks=read_checks(read, settings.lake, ds, plan.branch),
             attempts=attempts,
         )
+        if settings.is_serverless:
+            report["emr_serverless"] = serverless
         dag_run = ctx["dag_run"]
         report["run"] = run_timing(
             started_at=getattr(dag_run, "start_date", None),
@@ -142,7 +148,7 @@ def add_run_report(settings: Settings, dag: Any) -> Any:
         log.info("\n%s\nreport: %s", format_table(report), uri)
         page = _write_page(settings, dag.dag_id, ds, report, read, write)
         # where the UI's "Run report" tab finds the page (pushed before a failed run fails)
-        aws = {"aws_conn_id": settings.aws_conn_id, "region": settings.region} if settings.is_emr else {}
+        aws = {"aws_conn_id": settings.aws_conn_id, "region": settings.region} if settings.on_aws else {}
         ti.xcom_push(key=PAGE_XCOM_KEY, value={"json": uri, "html": page, **aws})
         # Teardowns (terminate_cluster) do not decide a run's state; the steps do.
         teardowns = {t.task_id for t in dag.tasks if getattr(t, "is_teardown", False)}
@@ -204,7 +210,7 @@ def _cloudwatch(settings: Settings, report: dict[str, Any]) -> dict[str, Any]:
         "published": False,
         "metric_data": data,
     }
-    if not settings.is_emr:
+    if not settings.on_aws:
         out["reason"] = "local target: no AWS call"
         return out
     if not settings.cloudwatch_metrics:

@@ -237,3 +237,28 @@ def test_bad_params_fail_the_plan_and_never_reach_aws(aws):
     assert run.task_states["plan"] == "failed"
     assert run.task_states["create_application"] in ("upstream_failed", "skipped")
     assert [r.action or f"{r.service} {r.method}" for r in aws.requests()] == []
+
+
+def test_the_run_report_lists_the_job_runs_as_it_lists_steps(nightly):
+    from include.lake_files import report_uri
+
+    report = nightly.reports[report_uri(LAKE, NIGHTLY, DS).removeprefix("s3://lake-bucket/")]
+    assert (report["target"], report["state"]) == ("emr-serverless", "success")
+    ((app, state),) = nightly.applications.items()
+    (listed,) = report["emr_serverless"]["applications"]
+    assert (listed["attempt"], listed["application_id"], listed["state"]) == (1, app, state)
+    started = {body["name"] for _, body in nightly.start_job_run}
+    assert [r["name"] for r in listed["job_runs"]] == [n for _, n, _ in nightly.job_runs]
+    assert {r["name"] for r in listed["job_runs"]} == started
+    for row in listed["job_runs"]:
+        assert (row["state"], row["application_id"], row["attempt"]) == ("SUCCESS", app, 1)
+        assert row["step"] == parse_emr_step_name(row["name"])["step"]
+        assert (
+            row["driver_stderr"]
+            == f"{LAKE}/_emr_logs/applications/{app}/jobs/{row['id']}/SPARK_DRIVER/stderr.gz"
+        )
+        assert set(row["billed_resource_utilization"]) == {"vCPUHour", "memoryGBHour", "storageGBHour"}
+    by_step = {r["step"]: r for r in listed["job_runs"]}
+    for row in report["steps"]:  # each step's row carries its job run
+        assert row["emr_step"]["id"] == by_step[row["step"]]["id"], row["step"]
+        assert row["emr_step"]["state"] == "SUCCESS"
