@@ -2,6 +2,8 @@
 on what the DAG asked of AWS. A JobRunPlayer (tests/harness/serverless_fakes.py) ends each job run
 as the service would, SUCCESS or FAILED, and leaves the metrics record a job that committed nothing
 leaves (the job runs really run with local Spark in test_serverless_spark.py, make test-ops).
+The nightly, a failed step of a subset and bad params run in make test; the 3-date backfill in
+make test-ops (the repair: tests/reliability/test_serverless_repair.py, make test-ops).
 """
 
 from __future__ import annotations
@@ -197,6 +199,7 @@ def test_a_failed_step_of_a_subset_fails_the_run_publishes_nothing_and_deletes_t
     assert f"ValueError: the player failed {name}" in log
 
 
+@pytest.mark.ops  # some 15 batches, each a deferral of dag.test(): 80 s on 2 cores, make test-ops
 def test_a_three_date_backfill_runs_its_batches_in_order_on_one_application(aws):
     from include.run_plan import RunPlan
 
