@@ -169,7 +169,8 @@ class ServerlessApplicationOperator(EmrServerlessCreateApplicationOperator):
     """Create the run's application once; a retry takes the one an earlier try created.
 
     The application is known by its name (unique to the run). Returns its id; the application
-    is created (CREATED, started without waiting: the first job run waits for STARTED)."""
+    is created (CREATED, started without waiting: the first job run waits for STARTED). A failed
+    creation deletes what it left (its teardown does not run when the setup failed)."""
 
     def execute(self, context: Any) -> str | None:
         name = self.config.get("name")
@@ -179,7 +180,15 @@ class ServerlessApplicationOperator(EmrServerlessCreateApplicationOperator):
                 return app["id"]
         try:
             return super().execute(context)
-        except Exception as exc:  # the teardown deletes whatever the run's name created
+        except Exception as exc:
+            # A failed setup keeps its teardown from running: delete what this creation left
+            # (best effort; one still CREATING stops itself after its idle timeout if it ever starts)
+            for app in run_applications(self.hook.conn, name, ("CREATED", "STOPPED")) if name else []:
+                self.log.warning("Deleting %s, left by the failed creation", app["id"])
+                try:
+                    self.hook.conn.delete_application(applicationId=app["id"])
+                except Exception as error:  # the creation's error is the one to report
+                    self.log.warning("could not delete %s: %s", app["id"], error)
             raise AirflowException(f"EMR Serverless did not create the application: {exc}") from exc
 
 

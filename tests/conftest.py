@@ -73,6 +73,7 @@ def module_monkeypatch():
 # account) are made once; files that share a session fixture's pipeline run go together.
 SAME_WORKER = {
     "tests/dags/test_emr_target.py": "local nightly lake",  # compares with the local run's rows
+    "tests/dags/test_serverless_spark.py": "local nightly lake",  # the same, for the job runs
     "tests/dags/test_local_target.py": "local nightly lake",
     "tests/dags/test_lineage.py": "local nightly lake",  # reads the local run's lineage
     "tests/dags/test_airflow_commands.py": "local nightly lake",  # its dag.test() is that run

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,15 +116,29 @@ def by_name(usage: Mapping[str, Any] | None) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def read_job_runs(client: Any, application_ids: Iterable[str]) -> list[dict[str, Any]]:
-    """GetJobRun of every job run of the applications (ListJobRuns lists them without their
-    billed utilization)."""
-    out = []
-    for app in application_ids:
-        for page in client.get_paginator("list_job_runs").paginate(applicationId=app):
-            for listed in page["jobRuns"]:
-                out.append(client.get_job_run(applicationId=app, jobRunId=listed["id"])["jobRun"])
-    return out
+def applications_usage(
+    applications: Sequence[Mapping[str, Any]],
+    prices: Mapping[str, Any],
+    *,
+    region: str | None,
+    architecture: str | None = None,
+) -> dict[str, Any]:
+    """`job_runs_usage` of the job runs the run report read (`serverless.read_job_runs`: per
+    application of the run, oldest first, its job runs with GetJobRun's billed utilization)."""
+    runs = [
+        {
+            "name": r["name"],
+            "jobRunId": r["id"],
+            "applicationId": r["application_id"],
+            "state": r["state"],
+            "totalExecutionDurationSeconds": r.get("seconds"),
+            # {} until AWS has billed it (the job run has not ended): unknown, not free
+            "billedResourceUtilization": r.get("billed_resource_utilization") or None,
+        }
+        for app in applications
+        for r in app["job_runs"]
+    ]
+    return job_runs_usage(runs, prices, region=region, architecture=architecture)
 
 
 def _round(value: float | None, digits: int = 6) -> float | None:

@@ -1,7 +1,8 @@
 """The `run_report` task, the DAGs' last: reads the run's plan, the tasks' states, the jobs' metrics,
-the audit's results and on EMR the cluster (on EMR Serverless the run's job runs), builds the report
-(`model`), on AWS publishes its numbers to CloudWatch (`metrics`), writes report.json and
-report.html to the lake and logs the table (`render`); then fails if a step failed.
+the audit's results and on EMR the cluster (on EMR Serverless the job runs: `serverless`, priced by
+`serverless_cost`), builds the report (`model`), on AWS publishes its numbers to CloudWatch
+(`metrics`), writes report.json and report.html to the lake and logs the table (`render`); then
+fails if a step failed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from include.run_report import metrics as M
 from include.run_report.cost import cluster_usage, emr_step_timings, load_prices, read_emr, run_attempts
 from include.run_report.model import FAILED_STATES, TREND_RUNS, add_links, build_report, run_timing, trends
 from include.run_report.render import format_table, html_page
-from include.run_report.serverless_cost import job_runs_usage, load_serverless_prices, read_job_runs
+from include.run_report.serverless_cost import applications_usage, load_serverless_prices
 from include.settings import Settings
 from spark_jobs import paths
 
@@ -111,13 +112,23 @@ def add_run_report(settings: Settings, dag: Any) -> Any:
         ds = plan.ds
         states = ti.get_task_states(dag_id=dag.dag_id, run_ids=[ctx["run_id"]]).get(ctx["run_id"], {})
         read, write = lake_io(settings.aws_conn_id, settings.region)
-        emr_steps = cluster = attempts = job_runs = None
-        if settings.is_serverless:
-            job_runs = _serverless_part(settings, dag.dag_id, ctx["run_id"])
+        emr_steps = cluster = attempts = serverless = job_runs = None
         if settings.is_emr:
             emr_steps, cluster, attempts = _emr_part(
                 settings, ti.xcom_pull(task_ids="create_cluster"), dag.dag_id, ctx["run_id"]
             )
+        elif settings.is_serverless:  # the job runs, listed as the steps are (and their billing)
+            from include.run_report.serverless import serverless_part
+
+            emr_steps, serverless = serverless_part(settings, dag.dag_id, ctx["run_id"])
+            if serverless is not None:  # what each job run cost, at the region's prices
+                architecture = ((plan.serverless or {}).get("application") or {}).get("architecture")
+                job_runs = applications_usage(
+                    serverless["applications"],
+                    load_serverless_prices(),
+                    region=settings.region,
+                    architecture=architecture,
+                )
         report = build_report(
             dag_id=dag.dag_id,
             run_id=ctx["run_id"],
@@ -131,6 +142,8 @@ def add_run_report(settings: Settings, dag: Any) -> Any:
             attempts=attempts,
             job_runs=job_runs,
         )
+        if settings.is_serverless:
+            report["emr_serverless"] = serverless
         dag_run = ctx["dag_run"]
         report["run"] = run_timing(
             started_at=getattr(dag_run, "start_date", None),
@@ -274,41 +287,3 @@ def _emr_part(
         return None, None, None
     usage, _, steps = next(r for r in read if r[0]["cluster_id"] == cluster_id)
     return emr_step_timings(steps), usage, run_attempts([(u, mine) for u, mine, _ in read])
-
-
-# every state an application can be in: the run's are deleted (TERMINATED) by its teardown
-ALL_APPLICATION_STATES = ("CREATING", "CREATED", "STARTING", "STARTED", "STOPPING", "STOPPED", "TERMINATED")
-
-
-def run_job_runs(client: Any, dag_id: str, run_id: str) -> dict[str, Any] | None:
-    """Every job run of the run with what AWS billed for it and its cost (`serverless_cost`):
-    the job runs of each application of the run (found by its run-unique name in every state; a
-    repaired run had one per attempt, each deleted by its teardown). None when it had none."""
-    from plugins.emr_naming import serverless_application_name
-    from plugins.emr_serverless import run_applications
-
-    apps = run_applications(client, serverless_application_name(dag_id, run_id), ALL_APPLICATION_STATES)
-    if not apps:
-        return None
-    first = apps[0]
-    architecture = first.get("architecture") or client.get_application(applicationId=first["id"])[
-        "application"
-    ].get("architecture")
-    return job_runs_usage(
-        read_job_runs(client, [a["id"] for a in apps]),
-        load_serverless_prices(),
-        region=client.meta.region_name,
-        architecture=architecture,
-    )
-
-
-def _serverless_part(settings: Settings, dag_id: str, run_id: str) -> dict[str, Any] | None:
-    """`run_job_runs` through the Airflow connection; None (and a logged reason) when it fails."""
-    from airflow.providers.amazon.aws.hooks.emr import EmrServerlessHook
-
-    try:
-        client = EmrServerlessHook(aws_conn_id=settings.aws_conn_id, region_name=settings.region).conn
-        return run_job_runs(client, dag_id, run_id)
-    except Exception:  # the numbers are worth having, not worth failing a run for
-        log.exception("could not read the EMR Serverless job runs of run %s for the report", run_id)
-        return None

@@ -2,6 +2,8 @@
 on what the DAG asked of AWS. A JobRunPlayer (tests/harness/serverless_fakes.py) ends each job run
 as the service would, SUCCESS or FAILED, and leaves the metrics record a job that committed nothing
 leaves (the job runs really run with local Spark in test_serverless_spark.py, make test-ops).
+The nightly, a failed step of a subset and bad params run in make test; the 3-date backfill in
+make test-ops (the repair: tests/reliability/test_serverless_repair.py, make test-ops).
 """
 
 from __future__ import annotations
@@ -197,6 +199,7 @@ def test_a_failed_step_of_a_subset_fails_the_run_publishes_nothing_and_deletes_t
     assert f"ValueError: the player failed {name}" in log
 
 
+@pytest.mark.ops  # some 15 batches, each a deferral of dag.test(): 80 s on 2 cores, make test-ops
 def test_a_three_date_backfill_runs_its_batches_in_order_on_one_application(aws):
     from include.run_plan import RunPlan
 
@@ -237,3 +240,28 @@ def test_bad_params_fail_the_plan_and_never_reach_aws(aws):
     assert run.task_states["plan"] == "failed"
     assert run.task_states["create_application"] in ("upstream_failed", "skipped")
     assert [r.action or f"{r.service} {r.method}" for r in aws.requests()] == []
+
+
+def test_the_run_report_lists_the_job_runs_as_it_lists_steps(nightly):
+    from include.lake_files import report_uri
+
+    report = nightly.reports[report_uri(LAKE, NIGHTLY, DS).removeprefix("s3://lake-bucket/")]
+    assert (report["target"], report["state"]) == ("emr-serverless", "success")
+    ((app, state),) = nightly.applications.items()
+    (listed,) = report["emr_serverless"]["applications"]
+    assert (listed["attempt"], listed["application_id"], listed["state"]) == (1, app, state)
+    started = {body["name"] for _, body in nightly.start_job_run}
+    assert [r["name"] for r in listed["job_runs"]] == [n for _, n, _ in nightly.job_runs]
+    assert {r["name"] for r in listed["job_runs"]} == started
+    for row in listed["job_runs"]:
+        assert (row["state"], row["application_id"], row["attempt"]) == ("SUCCESS", app, 1)
+        assert row["step"] == parse_emr_step_name(row["name"])["step"]
+        assert (
+            row["driver_stderr"]
+            == f"{LAKE}/_emr_logs/applications/{app}/jobs/{row['id']}/SPARK_DRIVER/stderr.gz"
+        )
+        assert set(row["billed_resource_utilization"]) == {"vCPUHour", "memoryGBHour", "storageGBHour"}
+    by_step = {r["step"]: r for r in listed["job_runs"]}
+    for row in report["steps"]:  # each step's row carries its job run
+        assert row["emr_step"]["id"] == by_step[row["step"]]["id"], row["step"]
+        assert row["emr_step"]["state"] == "SUCCESS"

@@ -3,6 +3,7 @@ the job runs, then keep what AWS holds and was asked (requests, applications, jo
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,10 +34,16 @@ class ServerlessRun:
     seen_round: dict[str, int]
     ended_round: dict[str, int]
     async_polled: set[str]  # job run ids a deferred trigger asked about
+    reports: dict[str, dict]  # the run reports in the lake (report.json), by key
 
 
 def snapshot(aws: FakeAws, run: DagRunRecord, player: JobRunPlayer) -> ServerlessRun:
     keys = {o["Key"] for o in aws.s3.list_objects_v2(Bucket="lake-bucket").get("Contents", [])}
+    reports = {
+        key: json.loads(aws.s3.get_object(Bucket="lake-bucket", Key=key)["Body"].read())
+        for key in keys
+        if key.startswith("lake/_runs/reports/") and key.endswith("/report.json")
+    }
     return ServerlessRun(
         run=run,
         create_application=[r.body for r in calls(aws, "CreateApplication")],
@@ -49,6 +56,7 @@ def snapshot(aws: FakeAws, run: DagRunRecord, player: JobRunPlayer) -> Serverles
         seen_round=dict(player.seen_round),
         ended_round=dict(player.ended_round),
         async_polled=player.async_polled(),
+        reports=reports,
     )
 
 

@@ -120,67 +120,51 @@ def test_a_job_run_not_billed_yet_or_a_region_without_prices_leaves_the_total_un
 
 
 @mock_aws
-def test_job_runs_are_read_through_boto3_with_what_aws_billed_for_each():
+def test_every_application_of_the_run_even_deleted_is_read_and_its_job_runs_priced():
     from moto.emrserverless.models import emrserverless_backends
 
+    from include.run_report.serverless import read_job_runs
+    from plugins.emr_naming import emr_step_name, serverless_application_name
+
+    dag, run = "customer_analytics_nightly", "manual__1"
     client = boto3.client("emr-serverless", region_name="us-east-1")
-    app = client.create_application(name="run", releaseLabel="emr-7.13.0", type="SPARK")["applicationId"]
-    started = [
-        client.start_job_run(
-            applicationId=app,
-            executionRoleArn=f"arn:aws:iam::{DEFAULT_ACCOUNT_ID}:role/job-runtime",
-            name=name,
-            clientToken=name,
-            jobDriver={"sparkSubmit": {"entryPoint": "s3://code/main.py"}},
-        )["jobRunId"]
-        for name in ("ingest_orders 2024-06-08", "segments 2024-06-08")
-    ]
-    billed = {"vCPUHour": 0.5, "memoryGBHour": 2.0, "storageGBHour": 0.0}
-    for run in emrserverless_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].job_runs[app]:
-        run.billed_resource_utilization = dict(billed)  # as AWS reports it once the job run ended
-
-    read = S.read_job_runs(client, [app])
-    assert sorted(r["jobRunId"] for r in read) == sorted(started)
-    usage = S.job_runs_usage(read, PRICES, region="us-east-1")
-    one = 0.5 * 0.052624 + 2.0 * 0.0057785
-    assert [r["estimated_cost"] for r in usage["job_runs"]] == pytest.approx([one, one])
-    assert usage["total"]["estimated_cost"] == pytest.approx(2 * one)
-
-
-@mock_aws
-def test_the_report_task_finds_every_application_of_the_run_even_deleted_and_prices_its_job_runs():
-    from moto.emrserverless.models import emrserverless_backends
-
-    from include.run_report.task import run_job_runs
-    from plugins.emr_naming import serverless_application_name
-
-    client = boto3.client("emr-serverless", region_name="us-east-1")
-    name = serverless_application_name("customer_analytics_nightly", "manual__1")
+    name = serverless_application_name(dag, run)
     ours = [
         client.create_application(name=name, releaseLabel="emr-7.13.0", type="SPARK")["applicationId"]
         for _ in range(2)  # a run and its repair: an application each
     ]
     other = client.create_application(name="someone-else", releaseLabel="emr-7.13.0", type="SPARK")
-    for app, n in ((ours[0], 2), (ours[1], 1), (other["applicationId"], 1)):
-        for k in range(n):
+    for app, steps in (
+        (ours[0], ("segments", "graph")),
+        (ours[1], ("segments",)),
+        (other["applicationId"], ("x",)),
+    ):
+        for step in steps:
             client.start_job_run(
                 applicationId=app,
                 executionRoleArn=f"arn:aws:iam::{DEFAULT_ACCOUNT_ID}:role/job-runtime",
-                name=f"step{k} 2024-06-08",
-                clientToken=f"{app}{k}",
+                name=emr_step_name(dag, run, DS, step),
+                clientToken=f"{app}{step}",
                 jobDriver={"sparkSubmit": {"entryPoint": "s3://code/main.py"}},
             )
-    backend = emrserverless_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
-    for runs in backend.job_runs.values():
-        for run in runs:
-            run.billed_resource_utilization = {"vCPUHour": 1.0, "memoryGBHour": 4.0, "storageGBHour": 0.0}
+    billed = {"vCPUHour": 1.0, "memoryGBHour": 4.0, "storageGBHour": 0.0}
+    for job_runs in emrserverless_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].job_runs.values():
+        for job_run in job_runs:  # as AWS reports them once they ended
+            job_run.billed_resource_utilization = dict(billed)
     client.stop_application(applicationId=ours[0])  # the first attempt's teardown
     client.delete_application(applicationId=ours[0])
 
-    usage = run_job_runs(client, "customer_analytics_nightly", "manual__1")
+    applications = read_job_runs(client, dag, run)
+    usage = S.applications_usage(applications, PRICES, region="us-east-1", architecture="X86_64")
     assert sorted(r["application_id"] for r in usage["job_runs"]) == sorted([ours[0], ours[0], ours[1]])
-    assert usage["total"]["estimated_cost"] == pytest.approx(3 * (0.052624 + 4 * 0.0057785))
-    assert run_job_runs(client, "customer_analytics_nightly", "manual__2") is None  # a run without any
+    one = 0.052624 + 4 * 0.0057785
+    assert [r["estimated_cost"] for r in usage["job_runs"]] == pytest.approx([one, one, one])
+    assert usage["total"]["estimated_cost"] == pytest.approx(3 * one)
+    # a job run AWS has not billed yet (still running) leaves the run's cost unknown, not lower
+    applications[0]["job_runs"][0]["billed_resource_utilization"] = {}
+    unbilled = S.applications_usage(applications, PRICES, region="us-east-1")
+    assert unbilled["job_runs"][0]["estimated_cost"] is None
+    assert unbilled["total"]["estimated_cost"] is None
 
 
 def _cluster(cost: float | None) -> dict:

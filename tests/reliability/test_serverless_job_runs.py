@@ -159,3 +159,28 @@ def test_the_teardown_cancels_stops_and_deletes_every_application_of_the_run(aws
         f"application {stray} (CREATED): cancelled 0 job runs, deleted",
     ]
     assert [r.action for r in calls(aws, "StopApplication")] == ["StopApplication"]  # not the CREATED one
+
+
+def test_a_failed_create_deletes_the_application_it_left(aws, played, monkeypatch):
+    """CreateApplication answered but the wait for CREATED failed: the setup fails, so its teardown
+    will not run; the creation itself deletes the run's application it left."""
+    from airflow.providers.amazon.aws.operators.emr import EmrServerlessCreateApplicationOperator
+
+    def created_then_lost(self, context):
+        self.hook.conn.create_application(
+            name=self.config["name"], releaseLabel=self.release_label, type=self.job_type
+        )
+        raise RuntimeError("Serverless Application creation failed: waiter error")
+
+    monkeypatch.setattr(EmrServerlessCreateApplicationOperator, "execute", created_then_lost)
+    create = ServerlessApplicationOperator(
+        task_id="create_application",
+        release_label="emr-spark-8.1.0",
+        job_type="SPARK",
+        config={"name": serverless_application_name(DAG_ID, RUN_ID)},
+        waiter_delay=1,
+    )
+    with pytest.raises(Exception, match="EMR Serverless did not create the application: Serverless"):
+        create.execute(CONTEXT)
+    ((app, state),) = [(a.id, a.state) for a in serverless_backend().applications.values()]
+    assert state == "TERMINATED", app
