@@ -22,7 +22,7 @@ from typing import Any
 
 from spark_jobs.catalog import CATALOG, CATALOG_FILE, WAREHOUSE, glue_prefix, is_s3, local_path, namespaces
 
-PROPERTY = "pipeline."  # the snapshot properties spark_jobs/tables.py writes
+PROPERTY = "pipeline."  # the snapshot properties spark_jobs/table_writes.py writes
 
 
 def open_catalog(lake: str, *, properties: Mapping[str, str] | None = None):

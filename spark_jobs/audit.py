@@ -29,7 +29,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_jobs import tables
+from spark_jobs import table_history, table_reads, tables
 from spark_jobs.common import JobInputError, path_exists, read_text, write_text
 from spark_jobs.paths import audit_uri
 from spark_jobs.protocol import EXIT_AUDIT_FAILED
@@ -74,19 +74,19 @@ class TableStats:
         self._keys: dict[tuple, dict[dt.date, tuple[int, int]]] = {}
         self._published: dict[dt.date, int] | None = None
         self._quarantined: dict[dt.date, int] | None = None
-        self.rows = self._rows_per_date(tables.head(spark, self.table))
+        self.rows = self._rows_per_date(table_history.head(spark, self.table))
 
     def _rows_per_date(self, snapshot: int | None) -> dict[dt.date, int]:
         if snapshot is None:
             return {}
-        parts = tables.partitions_at(self.spark, self.table, snapshot)
+        parts = table_history.partitions_at(self.spark, self.table, snapshot)
         per_date = parts.groupBy(F.col("partition.dt").alias("dt")).agg(F.sum("record_count").alias("n"))
         return {r.dt: int(r.n) for r in per_date.collect() if r.dt is not None}
 
     def published(self) -> dict[dt.date, int]:
         """Rows per date on main (what readers see)."""
         if self._published is None:
-            self._published = self._rows_per_date(tables.current_snapshot_id(self.spark, self.table))
+            self._published = self._rows_per_date(table_history.current_snapshot_id(self.spark, self.table))
         return self._published
 
     def quarantined(self) -> dict[dt.date, int]:
@@ -100,7 +100,9 @@ class TableStats:
     def keys(self, columns: tuple[str, ...], required: tuple[str, ...]) -> dict[dt.date, tuple[int, int]]:
         """date -> (rows with a null required key column, keys held by more than one row)."""
         if (columns, required) not in self._keys:
-            rows = tables.read(self.spark, self.zone, self.name, since=min(self.dates), upto=max(self.dates))
+            rows = table_reads.read(
+                self.spark, self.zone, self.name, since=min(self.dates), upto=max(self.dates)
+            )
             null = " OR ".join(f"`{c}` IS NULL" for c in required) if required else "false"
             nulls = rows.groupBy(tables.DT).agg(
                 F.sum(F.expr(f"CASE WHEN {null} THEN 1 ELSE 0 END")).alias("n")
@@ -124,7 +126,7 @@ class Context:
     stats: TableStats | None = None
 
     def rows(self, zone: str | None = None, name: str | None = None) -> DataFrame:
-        return tables.read(self.spark, zone or self.zone, name or self.name, since=self.ds, upto=self.ds)
+        return table_reads.read(self.spark, zone or self.zone, name or self.name, since=self.ds, upto=self.ds)
 
     def table_stats(self) -> TableStats:
         if self.stats is None:
@@ -272,14 +274,14 @@ def run_check(ctx: Context, check: dict[str, Any]) -> Result:
 def audit(spark: SparkSession, spec: dict[str, list[dict[str, Any]]]) -> list[Result]:
     """Every check of every table the branch holds, on each date the branch's commits replaced
     (a nightly run's history ingest and a backfill's range included)."""
-    branch = tables.wap_branch(spark)
+    branch = table_history.wap_branch(spark)
     results = []
     for table_name, checks in sorted(spec.items()):
         zone, name = table_name.split(".", 1)
         ident = tables.identifier(spark, zone, name)
         if not spark.catalog.tableExists(ident):
             continue  # this run did not write it
-        dates = tables.branch_dates(spark, ident, branch)
+        dates = table_history.branch_dates(spark, ident, branch)
         stats = TableStats(spark, zone, name, dates) if dates else None
         for ds in dates:
             ctx = Context(spark, zone, name, ds, stats)
@@ -293,7 +295,7 @@ def audit(spark: SparkSession, spec: dict[str, list[dict[str, Any]]]) -> list[Re
 
 
 def run(spark: SparkSession, args) -> dict:
-    branch = tables.wap_branch(spark)
+    branch = table_history.wap_branch(spark)
     if not branch:
         raise JobInputError("audit needs --branch (the run's branch holds what it checks)")
     if not path_exists(spark, args.checks_uri):

@@ -32,7 +32,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from spark_jobs import lineage, tables
+from spark_jobs import lineage, table_history, table_reads, table_writes, tables
 from spark_jobs.common import landing_path, path_exists, utc_date
 from spark_jobs.schemas import CURATED, PROCESSED
 
@@ -110,12 +110,12 @@ class CheckoutSink:
                 return
             table = tables.identifier(spark, "curated", OUTPUT)
             if batch_id > 0 and spark.catalog.tableExists(table):
-                existing = tables.read(spark, "curated", OUTPUT, since=self.ds, upto=self.ds).drop("dt")
+                existing = table_reads.read(spark, "curated", OUTPUT, since=self.ds, upto=self.ds).drop("dt")
             else:
                 # The first batch of a checkpoint counts the day from its files: it replaces the
                 # day rather than merging into it (after a deleted checkpoint, a full recount).
                 existing = spark.createDataFrame([], CURATED[OUTPUT])
-            written = tables.replace_date(
+            written = table_writes.replace_date(
                 merged_counts(existing, updates),
                 "curated",
                 OUTPUT,
@@ -188,9 +188,9 @@ def run(spark: SparkSession, args) -> dict:
     else:
         log.warning("clickstream %s: %s does not exist: no traffic that day", ds, landing)
 
-    if not tables.is_written(spark, "curated", OUTPUT, ds):
+    if not table_reads.is_written(spark, "curated", OUTPUT, ds):
         log.warning("clickstream %s: no checkout on %s: the day is written empty", ds, ds)
-        empty = tables.replace_date(
+        empty = table_writes.replace_date(
             spark.createDataFrame([], CURATED[OUTPUT]),
             "curated",
             OUTPUT,
@@ -218,6 +218,6 @@ def run(spark: SparkSession, args) -> dict:
         "rows_dropped_late": totals["late"],
         "micro_batches": totals["batches"],
     }
-    snapshot = sink.snapshot_id or tables.current_snapshot_id(spark, table)
+    snapshot = sink.snapshot_id or table_history.current_snapshot_id(spark, table)
     metrics["tables"] = {f"curated.{OUTPUT}": {"snapshot_id": snapshot, "rows": sink.rows_upserted}}
     return metrics

@@ -13,7 +13,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_jobs import tables
+from spark_jobs import table_reads, table_writes
 from spark_jobs.common import JobInputError, utc_date
 from spark_jobs.schemas import CURATED, FEATURE_COLUMNS
 from spark_jobs.transforms import distinct_sales, region_by_customer
@@ -93,22 +93,24 @@ def feature_correlation(features: DataFrame) -> DataFrame:
 def run(spark: SparkSession, args) -> dict:
     ds = args.ds
     try:
-        graph = tables.read_date(spark, "curated", "referral_graph", ds)
+        graph = table_reads.read_date(spark, "curated", "referral_graph", ds)
     except JobInputError as exc:
         raise JobInputError(f"{exc} (the graph job of the same ds writes it)") from None
-    sales = tables.read_history(spark, "processed", "sales", ds)
-    snapshot_dt, customers = tables.read_latest(spark, "processed", "customers", ds)
+    sales = table_reads.read_history(spark, "processed", "sales", ds)
+    snapshot_dt, customers = table_reads.read_latest(spark, "processed", "customers", ds)
     log.warning("features %s: customers snapshot dt=%s", ds, snapshot_dt)
 
     # Cached while it is written (one row per customer), so the correlation is computed from
     # exactly the rows written, without recomputing them or reading them back.
     features = customer_features(sales, customers, graph, ds).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        written, correlation = tables.replace_all_or_none(
+        written, correlation = table_writes.replace_all_or_none(
             spark,
             [
-                lambda: tables.replace_date(features, "curated", OUTPUT, CURATED[OUTPUT], ds, job="features"),
-                lambda: tables.replace_date(
+                lambda: table_writes.replace_date(
+                    features, "curated", OUTPUT, CURATED[OUTPUT], ds, job="features"
+                ),
+                lambda: table_writes.replace_date(
                     feature_correlation(features),
                     "curated",
                     CORRELATION,

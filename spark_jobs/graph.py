@@ -18,7 +18,7 @@ import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_jobs import tables
+from spark_jobs import table_reads, table_writes
 from spark_jobs.schemas import CURATED
 
 log = logging.getLogger("spark_jobs.graph")
@@ -343,10 +343,10 @@ def referral_graph(referrals: DataFrame) -> DataFrame:
 def run(spark: SparkSession, args) -> dict:
     ds = args.ds
     # The partition date is the UTC date of referral_ts: all referrals dated on or before ds.
-    referrals = tables.read_history(spark, "processed", "referrals", ds).cache()
+    referrals = table_reads.read_history(spark, "processed", "referrals", ds).cache()
     try:
         rows_in = referrals.count()
-        written = tables.replace_date(
+        written = table_writes.replace_date(
             referral_graph(referrals), "curated", OUTPUT, CURATED[OUTPUT], ds, job="graph"
         )
     finally:

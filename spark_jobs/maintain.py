@@ -41,9 +41,9 @@ def _timestamp(day: dt.date) -> str:
 def drop_old_audit_branches(spark: SparkSession, table: str, before: dt.date) -> list[str]:
     """Drop the branches runs left unpublished (their audit failed: kept for a person to look at)
     whose last commit is older than `before`; their snapshots can then expire like the others."""
-    heads = {r.snapshot_id: r.committed_at for r in tables._metadata(spark, table, "snapshots").collect()}
+    heads = {r.snapshot_id: r.committed_at for r in tables.metadata(spark, table, "snapshots").collect()}
     dropped = []
-    for ref in tables._metadata(spark, table, "refs", "WHERE type = 'BRANCH'").collect():
+    for ref in tables.metadata(spark, table, "refs", "WHERE type = 'BRANCH'").collect():
         if not ref.name.startswith(AUDIT_BRANCH_PREFIX):
             continue
         committed = heads.get(ref.snapshot_id)

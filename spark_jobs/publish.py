@@ -15,7 +15,7 @@ import logging
 
 from pyspark.sql import SparkSession
 
-from spark_jobs import tables
+from spark_jobs import table_history, tables
 from spark_jobs.catalog import CATALOG, ZONES
 from spark_jobs.common import JobInputError
 
@@ -26,7 +26,7 @@ def tables_on_branch(spark: SparkSession, branch: str) -> list[tuple[str, str]]:
     """(zone, name) of every table of the lake that has `branch`."""
     found = []
     for zone, name in tables.table_names(spark):
-        if tables.current_snapshot_id(spark, tables.identifier(spark, zone, name), branch) is not None:
+        if table_history.current_snapshot_id(spark, tables.identifier(spark, zone, name), branch) is not None:
             found.append((zone, name))
     return found
 
@@ -35,7 +35,7 @@ def is_ancestor(spark: SparkSession, table: str, ancestor: int | None, of: int) 
     """Whether snapshot `ancestor` is `of` or one of its ancestors (None: the table had no main)."""
     if ancestor is None:
         return True
-    parents = {r.snapshot_id: r.parent_id for r in tables._metadata(spark, table, "snapshots").collect()}
+    parents = {r.snapshot_id: r.parent_id for r in tables.metadata(spark, table, "snapshots").collect()}
     snapshot: int | None = of
     while snapshot is not None:
         if snapshot == ancestor:
@@ -49,8 +49,8 @@ def publish(spark: SparkSession, branch: str) -> dict[str, int]:
     published, refused = {}, []
     for zone, name in tables_on_branch(spark, branch):
         table = tables.identifier(spark, zone, name)
-        head = tables.current_snapshot_id(spark, table, branch)
-        main = tables.current_snapshot_id(spark, table)
+        head = table_history.current_snapshot_id(spark, table, branch)
+        main = table_history.current_snapshot_id(spark, table)
         if not is_ancestor(spark, table, main, head):
             refused.append(f"{zone}.{name}")
             continue
@@ -71,7 +71,7 @@ def publish(spark: SparkSession, branch: str) -> dict[str, int]:
 
 
 def run(spark: SparkSession, args) -> dict:
-    branch = tables.wap_branch(spark)
+    branch = table_history.wap_branch(spark)
     if not branch:
         raise JobInputError("publish needs --branch (the branch to make what readers see)")
     # The publish itself must act on main, not through the branch.

@@ -11,7 +11,7 @@ import logging
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_jobs import tables
+from spark_jobs import table_reads, table_writes
 from spark_jobs.schemas import CURATED
 from spark_jobs.transforms import distinct_sales, region_by_customer
 
@@ -66,16 +66,16 @@ def sales_window(spark: SparkSession, ds: dt.date) -> DataFrame:
 
     Nothing written on or before ds at all means ingest never ran: that is an error.
     """
-    history = tables.read_history(spark, "processed", "sales", ds)  # JobInputError without any
+    history = table_reads.read_history(spark, "processed", "sales", ds)  # JobInputError without any
     return history.filter(F.col("dt") >= F.lit(window_start(ds)))
 
 
 def run(spark: SparkSession, args) -> dict:
     ds = args.ds
     sales = sales_window(spark, ds)
-    snapshot_dt, customers = tables.read_latest(spark, "processed", "customers", ds)
+    snapshot_dt, customers = table_reads.read_latest(spark, "processed", "customers", ds)
     log.warning("sales_rolling %s: customers snapshot dt=%s", ds, snapshot_dt)
-    written = tables.replace_date(
+    written = table_writes.replace_date(
         rolling_sales_by_region(sales, customers, ds),
         "curated",
         OUTPUT,

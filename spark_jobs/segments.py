@@ -14,7 +14,7 @@ from pyspark.ml.feature import StandardScaler, VectorAssembler
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from spark_jobs import tables
+from spark_jobs import table_reads, table_writes
 from spark_jobs.common import JobInputError
 from spark_jobs.schemas import CURATED, SEGMENT_FEATURES, SEGMENT_K, SEGMENT_SEED
 
@@ -100,9 +100,9 @@ def customer_segments(features: DataFrame, k: int = SEGMENT_K, seed: int = SEGME
 
 def run(spark: SparkSession, args) -> dict:
     ds = args.ds
-    features = tables.read_date(spark, "curated", "customer_features", ds)
+    features = table_reads.read_date(spark, "curated", "customer_features", ds)
     rows_in = features.count()
-    written = tables.replace_date(
+    written = table_writes.replace_date(
         customer_segments(features),
         "curated",
         OUTPUT,

@@ -12,7 +12,7 @@ import logging
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from spark_jobs import tables
+from spark_jobs import table_reads, table_writes, tables
 from spark_jobs.common import JobInputError
 from spark_jobs.schemas import CURATED
 
@@ -85,12 +85,12 @@ def run(spark: SparkSession, args) -> dict:
     ds = args.ds
     # Ingest records a day even when the market was closed (no rows); a day it never wrote means
     # ingest has not run for ds, and a result computed without it would be wrong.
-    if not tables.is_written(spark, "processed", "stock_ticks", ds):
+    if not table_reads.is_written(spark, "processed", "stock_ticks", ds):
         raise JobInputError(
             f"{tables.identifier(spark, 'processed', 'stock_ticks')} has nothing written for {ds}"
         )
-    ticks = tables.read(spark, "processed", "stock_ticks", since=lookback_start(ds), upto=ds)
-    written = tables.replace_date(
+    ticks = table_reads.read(spark, "processed", "stock_ticks", since=lookback_start(ds), upto=ds)
+    written = table_writes.replace_date(
         stock_daily(ticks, ds), "curated", OUTPUT, CURATED[OUTPUT], ds, job="stock_daily"
     )
     if written.total == 0:

@@ -1,15 +1,7 @@
-"""The lake's Iceberg tables as the jobs use them: read by date, replace dates in one atomic commit.
-
-A job's output for its dates is one commit that deletes exactly those dates and adds the new
-rows (DataFrameWriterV2 `overwrite(condition)`): readers see the previous snapshot or the new
-one, never a mixture; a rerun gives the same table content; a job that fails commits nothing.
-Every commit carries snapshot properties (`pipeline.*`: job, dates, run id, a write id) so a
-run's snapshots can be found again (rollback, the run report, Airflow's asset events).
-
-Write-audit-publish: a session whose `spark.wap.branch` is set (the jobs' `--branch`) commits to
-that branch of each table (Iceberg creates it from main at the first write) and reads the branch
-where it exists, main elsewhere; readers of main (Athena, the next run) see nothing until the
-branch is published (`publish`, a fast-forward of main).
+"""The lake's Iceberg tables: the session bound to the catalog, each table's identifier and
+location, and its creation. Reading is table_reads, writing (one atomic commit per job's dates,
+taken back when the job fails) table_writes, the snapshots and branches a session sees
+table_history.
 
 Tables are created on first write with the contract's columns plus `dt` (partition column), at
 `LAKE/warehouse/<zone>/<name>` on both targets. An existing table is never replaced: columns the
@@ -19,18 +11,14 @@ a table whose columns drifted otherwise fails the job before anything is written
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import re
 import sqlite3
-import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from contextlib import closing
-from dataclasses import dataclass, field
 
-from pyspark.sql import Column, DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import DateType, StructField, StructType
 
 from spark_jobs.catalog import (
@@ -57,23 +45,6 @@ _NAME = re.compile(r"^[A-Za-z0-9_]{1,255}$")
 _TABLE = re.compile(
     rf"^{CATALOG}\.[A-Za-z0-9_]+\.[A-Za-z0-9_]+$"
 )  # prefix of the snapshot properties this pipeline writes
-
-
-# How every date replacement is written (Iceberg's Spark write options; both lines, Iceberg 1.10
-# and 1.11, take them): hash distribution on the partition column, as Iceberg's default for a
-# partitioned table, but with an advisory partition size of our own. Iceberg's own size is the
-# target file size (512 MB) times the shuffle's compression ratio, so a date of 10M rows was
-# one shuffle partition, written by one task on any cluster. At ADVISORY_PARTITION_BYTES Spark's
-# AQE splits a date that large into pieces of about that much shuffled data (at most one a map
-# task), written by every core, and merges small dates into one task: one or a few files a
-# date, never a file per task and date as distribution `none` writes. Write options rather than
-# table properties: they hold for every write of the jobs whatever the table's age, so existing
-# tables need no ALTER. docs/BENCHMARKS.md (figure 6) has the measurement behind the number.
-ADVISORY_PARTITION_BYTES = 64 * 1024 * 1024
-WRITE_OPTIONS: dict[str, str] = {
-    "distribution-mode": "hash",
-    "advisory-partition-size": str(ADVISORY_PARTITION_BYTES),
-}
 
 
 class TableSchemaError(JobInputError):
@@ -184,7 +155,7 @@ def table_names(spark: SparkSession) -> list[tuple[str, str]]:
     return sorted(found)
 
 
-def _metadata(spark: SparkSession, table: str, kind: str, tail: str = "") -> DataFrame:
+def metadata(spark: SparkSession, table: str, kind: str, tail: str = "") -> DataFrame:
     """`SELECT * FROM <table>.<kind> <tail>`: an Iceberg metadata table (refs, snapshots,
     partitions...). `table` comes from `identifier` (checked); values are filtered as columns
     (Spark 4.1 leaves a named parameter unbound in a query of a metadata table)."""
@@ -265,312 +236,3 @@ def _evolve(spark: SparkSession, table: str, wanted: StructType) -> None:
 def _same_type(a, b) -> bool:
     # Iceberg keeps no containsNull / nullability difference that matters for our writes.
     return a.simpleString() == b.simpleString()
-
-
-# ---- reading -------------------------------------------------------------------------------
-def read(
-    spark: SparkSession,
-    zone: str,
-    name: str,
-    *,
-    since: dt.date | None = None,
-    upto: dt.date | None = None,
-) -> DataFrame:
-    """The table's rows with since <= dt <= upto (partition pruning), `dt` included."""
-    table = identifier(spark, zone, name)
-    if not spark.catalog.tableExists(table):
-        raise JobInputError(f"table {table} does not exist yet (the job that writes it has not run)")
-    df = spark.table(table)
-    if since is not None:
-        df = df.filter(F.col(DT) >= F.lit(since))
-    if upto is not None:
-        df = df.filter(F.col(DT) <= F.lit(upto))
-    return df
-
-
-def is_written(spark: SparkSession, zone: str, name: str, ds: dt.date) -> bool:
-    """Whether a job wrote ds: rows there (one metadata query), else a kept commit says so."""
-    table = identifier(spark, zone, name)
-    if not spark.catalog.tableExists(table):
-        return False
-    on_ds = _partitions(spark, table).where(
-        (F.col("record_count") > 0) & (F.col("partition.dt") == F.lit(ds))
-    )
-    return bool(on_ds.limit(1).count()) or ds in written_dates(spark, zone, name)
-
-
-def read_date(spark: SparkSession, zone: str, name: str, ds: dt.date) -> DataFrame:
-    """One date's rows (without `dt`); JobInputError unless a job wrote that date."""
-    if not is_written(spark, zone, name, ds):
-        raise JobInputError(f"{identifier(spark, zone, name)} has nothing written for {ds}")
-    return read(spark, zone, name, since=ds, upto=ds).drop(DT)
-
-
-def dates_with_rows(spark: SparkSession, zone: str, name: str) -> list[dt.date]:
-    """The dates that hold rows, ascending (from the table's metadata, no data file is read)."""
-    table = identifier(spark, zone, name)
-    if not spark.catalog.tableExists(table):
-        return []
-    rows = _partitions(spark, table).where("record_count > 0").select("partition.dt").distinct()
-    return sorted(r.dt for r in rows.collect() if r.dt is not None)
-
-
-def written_dates(spark: SparkSession, zone: str, name: str) -> set[dt.date]:
-    """Dates a job wrote: those with rows, and those a kept snapshot says it wrote (empty days).
-
-    Only snapshots readers see count: the current one and its ancestors, less commits taken back
-    (`undo`): a rolled-back commit is no ancestor, an emptied one is named by its undo.
-    """
-    table = identifier(spark, zone, name)
-    if not spark.catalog.tableExists(table):
-        return set()
-    dates = set(dates_with_rows(spark, zone, name))
-    summary = F.col("summary")
-    rows = _metadata(spark, table, "snapshots").select(
-        "snapshot_id", "parent_id", *(summary[PROPERTY + key].alias(key) for key in ("dates", "undoes"))
-    )
-    snapshots = {row.snapshot_id: row for row in rows.collect()}
-    seen, undone, snapshot = [], set(), head(spark, table)
-    while snapshot in snapshots:  # newest first: an undo comes before the commit it undoes
-        row = snapshots[snapshot]
-        if row.undoes:
-            undone.add(int(row.undoes))
-        elif row.dates and snapshot not in undone:
-            seen.append(row)
-        snapshot = row.parent_id
-    for row in seen:
-        first, _, last = row.dates.partition("..")
-        start, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last or first)
-        dates.update(start + dt.timedelta(days=i) for i in range((end - start).days + 1))
-    return dates
-
-
-def read_history(
-    spark: SparkSession, zone: str, name: str, upto: dt.date, since: dt.date | None = None
-) -> DataFrame:
-    """Rows with since <= dt <= upto; JobInputError when nothing was written on or before `upto`."""
-    with_rows = dates_with_rows(spark, zone, name)
-    if not (with_rows and with_rows[0] <= upto) and not any(
-        d <= upto for d in written_dates(spark, zone, name)
-    ):
-        raise JobInputError(f"{identifier(spark, zone, name)} has nothing written on or before {upto}")
-    return read(spark, zone, name, since=since, upto=upto)
-
-
-def read_latest(spark: SparkSession, zone: str, name: str, ds: dt.date) -> tuple[dt.date, DataFrame]:
-    """The latest date with rows on or before ds and its rows (without `dt`): a snapshot dataset
-    (customers) holds a full snapshot on each date; JobInputError if there is none."""
-    dates = [d for d in dates_with_rows(spark, zone, name) if d <= ds]
-    if not dates:
-        raise JobInputError(f"{identifier(spark, zone, name)} has no rows on or before {ds}")
-    return dates[-1], read(spark, zone, name, since=dates[-1], upto=dates[-1]).drop(DT)
-
-
-# ---- writing -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Written:
-    """One commit: the table, its new snapshot, and the rows it now holds on each date written."""
-
-    table: str
-    snapshot_id: int
-    rows: dict[dt.date, int]
-    previous_snapshot_id: int | None = field(default=None, compare=False)
-
-    @property
-    def total(self) -> int:
-        return sum(self.rows.values())
-
-    def as_metrics(self) -> dict:
-        return {"snapshot_id": self.snapshot_id, "rows": self.total}
-
-
-def _date_filter(dates: Sequence[dt.date]) -> tuple[Column, str]:
-    first, last = min(dates), max(dates)
-    if len(set(dates)) != (last - first).days + 1:
-        raise ValueError(f"the dates written must be one unbroken range, got {sorted(set(dates))}")
-    column = F.col(DT)
-    condition = column == F.lit(first) if first == last else column.between(F.lit(first), F.lit(last))
-    return condition, str(first) if first == last else f"{first}..{last}"
-
-
-def current_snapshot_id(spark: SparkSession, table: str, ref: str = "main") -> int | None:
-    """The snapshot a branch (default: main, what readers see) points at; None without that branch."""
-    row = _metadata(spark, table, "refs").where(F.col("name") == F.lit(ref)).first()
-    return int(row.snapshot_id) if row else None
-
-
-def parse_dates_label(label: str | None) -> list[dt.date]:
-    """The dates of a commit's `dates` property (`A` or `A..B`, as `_date_filter` labels them)."""
-    if not label:
-        return []
-    first, _, last = label.partition("..")
-    start, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last or first)
-    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
-
-
-def branch_dates(spark: SparkSession, table: str, branch: str) -> list[dt.date]:
-    """The dates the commits of `branch` replaced since it left main (what a run wrote and an
-    audit must look at), ascending; [] when the table has no such branch."""
-    head_id = current_snapshot_id(spark, table, branch)
-    if head_id is None:
-        return []
-    rows = _metadata(spark, table, "snapshots").select(
-        "snapshot_id", "parent_id", F.col("summary")[PROPERTY + "dates"].alias("dates")
-    )
-    snapshots = {r.snapshot_id: (r.parent_id, r.dates) for r in rows.collect()}
-    on_main: set[int] = set()
-    snapshot = current_snapshot_id(spark, table)
-    while snapshot is not None and snapshot not in on_main:
-        on_main.add(snapshot)
-        snapshot = snapshots.get(snapshot, (None, None))[0]
-    dates: set[dt.date] = set()
-    snapshot = head_id
-    while snapshot is not None and snapshot not in on_main:
-        parent, label = snapshots.get(snapshot, (None, None))
-        dates.update(parse_dates_label(label))
-        snapshot = parent
-    return sorted(dates)
-
-
-def wap_branch(spark: SparkSession) -> str | None:
-    """The branch this session writes to (write-audit-publish), or None: it writes main."""
-    return spark.conf.get(WAP_BRANCH, None) or None
-
-
-def head(spark: SparkSession, table: str) -> int | None:
-    """The snapshot this session reads: its branch's head where the branch exists, else main's."""
-    branch = wap_branch(spark)
-    found = current_snapshot_id(spark, table, branch) if branch else None
-    return found if found is not None else current_snapshot_id(spark, table)
-
-
-def _partitions(spark: SparkSession, table: str) -> DataFrame:
-    """The `partitions` metadata of the snapshot this session reads."""
-    return partitions_at(spark, table, head(spark, table))
-
-
-def partitions_at(spark: SparkSession, table: str, snapshot: int | None) -> DataFrame:
-    """The `partitions` metadata of a snapshot (by id: Iceberg 1.10 cannot time-travel a metadata
-    table by branch name); no rows for a table without one."""
-    if snapshot is None:
-        return _metadata(spark, table, "partitions").limit(0)
-    return _metadata(spark, table, "partitions", f"VERSION AS OF {int(snapshot)}")
-
-
-def replace_dates(
-    df: DataFrame,
-    zone: str,
-    name: str,
-    schema: StructType,
-    dates: Sequence[dt.date],
-    *,
-    job: str,
-    partitioned_by: Sequence[str] = (DT,),
-) -> Written:
-    """Replace the table's rows of `dates` (one unbroken range) by df's, in one commit.
-
-    df has the contract's columns and `dt`; a row whose dt is not one of `dates` fails the
-    write (nothing is committed). Dates without rows end up empty, and the commit records every
-    date it replaced, so an empty day reads as written rather than missing.
-    """
-    spark = df.sparkSession
-    table = ensure_table(spark, zone, name, schema, partitioned_by)
-    condition, label = _date_filter(dates)
-    write_id = uuid.uuid4().hex
-    # Iceberg does not check that added rows match the overwrite condition: the write does.
-    outside = F.concat(
-        F.lit(f"a row of {table} has dt "), F.col(DT).cast("string"), F.lit(f", not in {label}")
-    )
-    checked = df.select(
-        *[c for c in with_dt(schema).fieldNames() if c != DT],
-        F.when(condition, F.col(DT)).otherwise(F.raise_error(outside)).alias(DT),
-    )
-    writer = checked.writeTo(table)
-    for key, value in WRITE_OPTIONS.items():
-        writer = writer.option(key, value)
-    properties = {"job": job, "dates": label, "write-id": write_id}
-    run_id = spark.conf.get("spark.pipeline.run-id", None)
-    if run_id:
-        properties["run-id"] = run_id
-    for key, value in properties.items():
-        writer = writer.option(f"snapshot-property.{PROPERTY}{key}", value)
-    writer.overwrite(condition)
-    snapshot, previous, added = _snapshot_of(spark, table, write_id)
-    rows = dict.fromkeys(sorted(set(dates)), 0)
-    if len(rows) == 1:
-        # One date replaced: the commit's added rows are exactly that date's rows now.
-        rows[next(iter(rows))] = added
-    else:
-        counts = _metadata(spark, table, "partitions", f"VERSION AS OF {int(snapshot)}")
-        per_date = counts.groupBy(F.col("partition.dt").alias("dt")).agg(F.sum("record_count").alias("n"))
-        for row in per_date.collect():
-            if row.dt in rows:
-                rows[row.dt] = int(row.n)
-    log.warning("%s: replaced %s with %d rows (snapshot %d)", table, label, sum(rows.values()), snapshot)
-    return Written(table, snapshot, rows, previous)
-
-
-def replace_date(
-    df: DataFrame,
-    zone: str,
-    name: str,
-    schema: StructType,
-    ds: dt.date,
-    *,
-    job: str,
-    partitioned_by: Sequence[str] = (DT,),
-) -> Written:
-    """`replace_dates` for one date, from rows without `dt`."""
-    return replace_dates(
-        df.withColumn(DT, F.lit(ds)), zone, name, schema, [ds], job=job, partitioned_by=partitioned_by
-    )
-
-
-def _snapshot_of(spark: SparkSession, table: str, write_id: str) -> tuple[int, int | None, int]:
-    """(snapshot id, its parent, rows it added) of the commit that carries `write_id`."""
-    snapshots = _metadata(spark, table, "snapshots")
-    row = snapshots.where(F.col("summary")[f"{PROPERTY}write-id"] == F.lit(write_id)).first()
-    if row is None:  # pragma: no cover - Iceberg returned from a commit it did not make
-        raise RuntimeError(f"the commit of {table} (write {write_id}) is not in its snapshots")
-    parent = int(row.parent_id) if row.parent_id is not None else None
-    return int(row.snapshot_id), parent, int(row.summary.get("added-records") or 0)
-
-
-def undo(spark: SparkSession, written: Written) -> None:
-    """Take back a commit of this job after a later write of the same job failed.
-
-    Rolls the table back to the snapshot it had before, if nothing was committed since; a new
-    table (no previous snapshot) gets its written dates emptied instead, by a commit naming the
-    one it undoes (`pipeline.undoes`), so that `written_dates` does not count them as written.
-    """
-    branch = wap_branch(spark)
-    current = current_snapshot_id(spark, written.table, branch or "main")
-    if current != written.snapshot_id:
-        log.error("%s moved on since snapshot %d; not rolling it back", written.table, written.snapshot_id)
-        return
-    short = written.table.removeprefix(f"{CATALOG}.")
-    if written.previous_snapshot_id is not None and branch:
-        # the branch goes back to where it was (readers of main never saw the commit anyway)
-        version = int(written.previous_snapshot_id)
-        spark.sql(f"ALTER TABLE {written.table} REPLACE BRANCH `{branch}` AS OF VERSION {version}")
-    elif written.previous_snapshot_id is not None:
-        spark.sql(f"CALL {CATALOG}.system.rollback_to_snapshot('{short}', {written.previous_snapshot_id})")
-    else:
-        condition, _ = _date_filter(list(written.rows))
-        empty = spark.table(written.table).limit(0).writeTo(written.table)
-        empty.option(f"snapshot-property.{PROPERTY}undoes", str(written.snapshot_id)).overwrite(condition)
-    log.warning("%s: took back snapshot %d", written.table, written.snapshot_id)
-
-
-def replace_all_or_none(spark: SparkSession, writes: Iterable[Callable[[], Written]]) -> list[Written]:
-    """Run `writes` (each one `replace_dates`) in order; if one fails, undo the ones already
-    committed and re-raise, so the job as a whole commits nothing."""
-    done: list[Written] = []
-    try:
-        for write in writes:
-            done.append(write())
-    except BaseException:
-        for written in reversed(done):
-            undo(spark, written)
-        raise
-    return done

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from include.settings import PROJECT_ROOT
-from spark_jobs import tables
+from spark_jobs import table_reads, tables
 from spark_jobs.catalog import CATALOG, CATALOG_FILE
 from spark_jobs.cli import main, parse_args
 from spark_jobs.ingest import run
@@ -139,7 +139,7 @@ def test_a_file_with_only_a_header_writes_an_empty_day_not_an_error(lake_spark, 
     for zone in ZONES:
         assert _rows(lake, zone, "sales") == []
         # the day is written (with no rows), not missing
-        assert tables.written_dates(lake_spark, zone, "sales") == {dt.date.fromisoformat(DS)}
+        assert table_reads.written_dates(lake_spark, zone, "sales") == {dt.date.fromisoformat(DS)}
 
 
 @pytest.mark.parametrize(
@@ -298,7 +298,7 @@ def test_a_failed_quarantine_write_leaves_processed_as_it_was(spark, ingested_on
     lake = ingested_once
     before = _seen(lake)
     session = tables.bind(spark, lake)
-    written = {zone: tables.written_dates(session, zone, "sales") for zone in ZONES}
+    written = {zone: table_reads.written_dates(session, zone, "sales") for zone in ZONES}
     # quarantine, the second write, dies in Spark after processed was committed
     fail_table_writes(monkeypatch, "quarantine", in_spark=True)
     with pytest.raises(Exception, match=r"injected: the write of quarantine\.sales failed"):
@@ -311,5 +311,5 @@ def test_a_failed_quarantine_write_leaves_processed_as_it_was(spark, ingested_on
     current, snapshots, rows = after["processed"]
     assert (current, rows) == (before["processed"][0], before["processed"][2])
     assert len(snapshots) == len(before["processed"][1]) + 1  # the commit taken back, kept in history
-    assert {zone: tables.written_dates(session, zone, "sales") for zone in ZONES} == written
+    assert {zone: table_reads.written_dates(session, zone, "sales") for zone in ZONES} == written
     _assert_as_ingested_once(lake)

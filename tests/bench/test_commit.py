@@ -6,8 +6,8 @@ from __future__ import annotations
 import pyarrow.dataset as pads
 import pytest
 
-from bench import data, fig_commit
-from bench.fig_commit import DS
+from bench import commit_ways, data
+from bench.commit_ways import DS
 
 
 @pytest.fixture
@@ -34,11 +34,11 @@ def test_the_parquet_swap_replaces_the_date_directory_and_leaves_nothing_staged(
     df, _, _, parquet_lake = setup
     plake = data.lake_uri(parquet_lake)
     target = parquet_lake / "processed" / "sales" / f"dt={DS}"
-    first = fig_commit.parquet_swap(df.limit(100), plake, DS)
+    first = commit_ways.parquet_swap(df.limit(100), plake, DS)
     assert first["rows"] == 100
     assert len(_ids(target)) == 100
     everything = {r.transaction_id for r in df.select("transaction_id").collect()}
-    second = fig_commit.parquet_swap(df, plake, DS, "zstd")
+    second = commit_ways.parquet_swap(df, plake, DS, "zstd")
     assert second["rows"] == 400
     assert _ids(target) == everything  # the first 100 are not there twice: the directory was replaced
     assert not list((parquet_lake / "_staging" / "processed" / "sales").iterdir())
@@ -48,15 +48,15 @@ def test_the_check_agrees_when_both_hold_the_generated_rows_and_only_then(setup)
     from pyspark.sql import functions as F
 
     df, source, lake, parquet_lake = setup
-    fig_commit.parquet_swap(df, data.lake_uri(parquet_lake), DS)
-    written = fig_commit.iceberg_commit(df.withColumn("dt", F.lit(DS)), DS)
+    commit_ways.parquet_swap(df, data.lake_uri(parquet_lake), DS)
+    written = commit_ways.iceberg_commit(df.withColumn("dt", F.lit(DS)), DS)
     assert written["rows"] == 400
-    good = fig_commit.check(lake, parquet_lake, DS, source)
+    good = commit_ways.check(lake, parquet_lake, DS, source)
     assert good["agree"], good
     assert good["iceberg"] == good["parquet_swap"] == good["generated"]
 
-    fig_commit.iceberg_commit(df.limit(399).withColumn("dt", F.lit(DS)), DS)
-    bad = fig_commit.check(lake, parquet_lake, DS, source)
+    commit_ways.iceberg_commit(df.limit(399).withColumn("dt", F.lit(DS)), DS)
+    bad = commit_ways.check(lake, parquet_lake, DS, source)
     assert not bad["agree"]
     assert bad["iceberg"]["rows"] == 399
 
@@ -64,17 +64,17 @@ def test_the_check_agrees_when_both_hold_the_generated_rows_and_only_then(setup)
 def test_an_iceberg_way_writes_with_its_own_options_and_counts_the_files_of_the_date(setup):
     from pyspark.sql import functions as F
 
-    from spark_jobs import tables
+    from spark_jobs import table_writes
 
     df, _, lake, _ = setup
     rows = df.repartition(3).withColumn("dt", F.lit(DS))
-    jobs = dict(tables.WRITE_OPTIONS)
+    jobs = dict(table_writes.WRITE_OPTIONS)
     # as the jobs write: 400 rows are far below the advisory size, one task, one file
-    written = fig_commit.iceberg_commit(rows, DS)
+    written = commit_ways.iceberg_commit(rows, DS)
     assert (written["rows"], written["files"], len(written["file_mb"])) == (400, 1, 1)
     # distribution none: no shuffle, a file for each of the 3 input partitions
-    spread = fig_commit.iceberg_commit(rows, DS, fig_commit.VARIANTS["iceberg_none"])
+    spread = commit_ways.iceberg_commit(rows, DS, commit_ways.VARIANTS["iceberg_none"])
     assert (spread["rows"], spread["files"]) == (400, 3)
     files = data.catalog(lake).load_table("processed.sales").scan(row_filter=f"dt = '{DS}'").plan_files()
     assert len(files) == 3
-    assert jobs == tables.WRITE_OPTIONS  # the jobs' options are back after each way
+    assert jobs == table_writes.WRITE_OPTIONS  # the jobs' options are back after each way

@@ -43,7 +43,7 @@ def test_a_bench_table_is_the_table_ensure_table_creates(spark, tmp_path, zone, 
 
 
 def test_the_jobs_accept_the_generated_tables_as_they_are(spark, tmp_path):
-    from spark_jobs import tables
+    from spark_jobs import table_reads, tables
 
     lake = tmp_path / "lake"
     ds = dt.date(2024, 6, 30)
@@ -53,8 +53,8 @@ def test_the_jobs_accept_the_generated_tables_as_they_are(spark, tmp_path):
     for zone, name, schema in TABLES[:3]:
         tables.ensure_table(session, zone, name, schema)  # raises if the columns drifted
         assert data.catalog(lake).load_table(f"{zone}.{name}").metadata == before[f"{zone}.{name}"]
-    assert tables.dates_with_rows(session, "processed", "customers") == [ds]
-    sales_dates = tables.written_dates(session, "processed", "sales")
+    assert table_reads.dates_with_rows(session, "processed", "customers") == [ds]
+    sales_dates = table_reads.written_dates(session, "processed", "sales")
     assert min(sales_dates) == ds - dt.timedelta(days=data.DAYS - 1)
     assert max(sales_dates) == ds
     assert len(sales_dates) == data.DAYS

@@ -17,7 +17,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_jobs import tables
+from spark_jobs import table_writes, tables
 from spark_jobs.catalog import CATALOG, CATALOG_FILE, WAREHOUSE
 
 
@@ -77,7 +77,7 @@ def seed(
     *,
     schema=None,
     partitioned_by: Sequence[str] = ("dt",),
-) -> tables.Written:
+) -> table_writes.Written:
     """Write df (with `dt`) as the rows of `dates`, as a job would (one commit)."""
     from spark_jobs.schemas import CURATED, PROCESSED, QUARANTINE
 
@@ -85,7 +85,9 @@ def seed(
         schema = {"processed": PROCESSED, "quarantine": QUARANTINE, "curated": CURATED}[zone][name]
     session = tables.bind(spark, lake)
     frame = session.createDataFrame(df.rdd, df.schema) if df.sparkSession is not session else df
-    return tables.replace_dates(frame, zone, name, schema, dates, job="test", partitioned_by=partitioned_by)
+    return table_writes.replace_dates(
+        frame, zone, name, schema, dates, job="test", partitioned_by=partitioned_by
+    )
 
 
 def seed_rows(
@@ -98,7 +100,7 @@ def seed_rows(
     schema=None,
     dates: Sequence[dt.date] | None = None,
     partitioned_by: Sequence[str] = ("dt",),
-) -> tables.Written:
+) -> table_writes.Written:
     """Rows given as tuples of the contract's columns plus dt (last), seeded for `dates`
     (default: every date from the rows' first to their last)."""
     from spark_jobs.schemas import CURATED, PROCESSED, QUARANTINE
@@ -109,7 +111,9 @@ def seed_rows(
         first, last = min(r[-1] for r in rows), max(r[-1] for r in rows)
         dates = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
     frame = tables.bind(spark, lake).createDataFrame(rows, tables.with_dt(schema))
-    return tables.replace_dates(frame, zone, name, schema, dates, job="test", partitioned_by=partitioned_by)
+    return table_writes.replace_dates(
+        frame, zone, name, schema, dates, job="test", partitioned_by=partitioned_by
+    )
 
 
 def with_dt(df: DataFrame, ds: dt.date) -> DataFrame:
@@ -131,7 +135,7 @@ def append_rows(lake: str, zone: str, name: str, rows: pd.DataFrame, ds: dt.date
 
 
 def fail_table_writes(monkeypatch, zone: str, *, in_spark: bool = False) -> None:
-    """Make every write of a `zone` table (spark_jobs.tables.replace_dates) fail; other zones'
+    """Make every write of a `zone` table (spark_jobs.table_writes.replace_dates) fail; other zones'
     writes go through.
 
     By default the write raises OSError("injected: ...") before Spark runs anything. With
@@ -139,7 +143,7 @@ def fail_table_writes(monkeypatch, zone: str, *, in_spark: bool = False) -> None
     ..." as the table's data files are written, as a lost executor or a poisoned row would),
     so the failure comes from inside Spark and Iceberg; the frame must hold at least one row.
     """
-    real = tables.replace_dates
+    real = table_writes.replace_dates
 
     def fail_there(df, zone_, name, schema, *args, **kwargs):
         if zone_ != zone:
@@ -152,4 +156,4 @@ def fail_table_writes(monkeypatch, zone: str, *, in_spark: bool = False) -> None
         poisoned = F.when(F.spark_partition_id() >= 0, F.raise_error(F.lit(message))).otherwise(F.col(first))
         return real(df.withColumn(first, poisoned), zone_, name, schema, *args, **kwargs)
 
-    monkeypatch.setattr(tables, "replace_dates", fail_there)
+    monkeypatch.setattr(table_writes, "replace_dates", fail_there)

@@ -11,14 +11,8 @@ import networkx as nx
 import pandas as pd
 import pytest
 
-from include.demo_data import (
-    GAP_TICKER,
-    SALES_PER_SCALE,
-    STAGING,
-    TICKERS,
-    generate,
-    generate_if_empty,
-)
+from include.demo_data import STAGING, generate, generate_if_empty
+from include.demo_rows import GAP_TICKER, SALES_PER_SCALE, TICKERS
 from scripts.generate_demo_data import main
 from spark_jobs import tables
 from spark_jobs.cli import parse_args

@@ -31,7 +31,7 @@ OLD_ROWS, NEW_ROWS = 400, 1000
 WRITER = """
 import datetime as dt, sys, time
 from pyspark.sql import functions as F
-from spark_jobs import tables
+from spark_jobs import table_writes, tables
 from spark_jobs.session import local_builder
 from spark_jobs.schemas import PROCESSED
 
@@ -50,7 +50,7 @@ df = (spark.range(rows).repartition(8)
               F.lit(D).alias("signup_date"), F.lit(D).alias("dt"))
       .mapInPandas(slow, "customer_id string, region string, signup_date date, dt date"))
 print("WRITING", flush=True)
-tables.replace_dates(df, "processed", "customers", PROCESSED["customers"], [D], job="writer")
+table_writes.replace_dates(df, "processed", "customers", PROCESSED["customers"], [D], job="writer")
 print("COMMITTED", flush=True)
 """
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
-from spark_jobs import tables
+from spark_jobs import table_reads, table_writes, tables
 from spark_jobs.clickstream import OUTPUT, run
 from tests.harness.lake_files import lake_dir, write_landing_jsonl
 from tests.harness.lake_tables import load, read_table, snapshot_ids
@@ -183,7 +183,7 @@ def test_a_day_without_traffic_is_written_with_no_rows(spark, days_lake):
     metrics, snapshot = seen["d3"]
 
     assert _output(lake, D3) == set()
-    assert tables.written_dates(tables.bind(spark, lake), "curated", OUTPUT) == {D1, D2, D3}
+    assert table_reads.written_dates(tables.bind(spark, lake), "curated", OUTPUT) == {D1, D2, D3}
     assert load(lake, "curated", OUTPUT).snapshot_by_id(snapshot).summary["pipeline.dates"] == str(D3)
     assert (metrics["rows_in"]["clickstream"], metrics["rows_out"][OUTPUT]) == (0, 0)
     assert metrics["tables"][f"curated.{OUTPUT}"]["snapshot_id"] == snapshot
@@ -263,7 +263,7 @@ def test_a_crash_in_the_middle_of_a_batch_then_a_rerun_does_not_double_count(spa
         _event("e4", "u2", "home", _at(D1, 0, 0, 6)),
     ]
     _land(lake, D1, "part-0000.json", [*events, events[0]])
-    real = tables.replace_date
+    real = table_writes.replace_date
 
     def crashing(df, *args, **kwargs):
         if crash == "inside-the-write":  # the batch's write dies in its Spark tasks, before the commit
@@ -272,10 +272,10 @@ def test_a_crash_in_the_middle_of_a_batch_then_a_rerun_does_not_double_count(spa
         real(df, *args, **kwargs)  # the batch's commit lands, then the driver dies before Spark records it
         raise RuntimeError("injected: the driver died after the commit")
 
-    monkeypatch.setattr(tables, "replace_date", crashing)
+    monkeypatch.setattr(table_writes, "replace_date", crashing)
     with pytest.raises(Exception, match="injected"):
         _run(spark, lake, D1)
-    monkeypatch.setattr(tables, "replace_date", real)
+    monkeypatch.setattr(table_writes, "replace_date", real)
     expected = {
         ("u1", "2024-06-01 23:59:00", "2024-06-02 00:00:00", 2),
         ("u2", "2024-06-01 00:00:00", "2024-06-01 00:01:00", 1),

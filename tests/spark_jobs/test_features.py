@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spark_jobs import tables
+from spark_jobs import table_writes, tables
 from spark_jobs.common import JobInputError
 from spark_jobs.features import CORRELATION, OUTPUT, feature_correlation, run
 from spark_jobs.schemas import CURATED, FEATURE_COLUMNS, PROCESSED
@@ -356,14 +356,14 @@ def test_a_failed_correlation_write_takes_back_the_customer_features_commit(spar
         [1.0, 1.0, 1.0, 0.0, 0.0, 0.0],
     )
     seeded = seed_rows(spark, lake, "curated", OUTPUT, [(*earlier, DAYS[0])])
-    real = tables.replace_date
+    real = table_writes.replace_date
 
     def correlation_fails(df, zone, name, *args, **kwargs):
         if name == CORRELATION:
             raise OSError("injected: the feature_correlation write failed")
         return real(df, zone, name, *args, **kwargs)
 
-    monkeypatch.setattr(tables, "replace_date", correlation_fails)
+    monkeypatch.setattr(table_writes, "replace_date", correlation_fails)
     with pytest.raises(OSError, match="injected"):
         _run(spark, lake, DAYS[1])
 

@@ -16,18 +16,18 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from spark_jobs import stock_daily, tables
+from spark_jobs import stock_daily, table_reads, tables
 from spark_jobs.cli import main, parse_args
 from spark_jobs.common import JobInputError
-from spark_jobs.ingest import (
+from spark_jobs.ingest import run
+from spark_jobs.protocol import EXIT_BAD_INPUT
+from spark_jobs.schemas import LANDING_COLUMNS, PROCESSED, QUARANTINE
+from spark_jobs.validation import (
     CORRUPT,
     deduplicated_by_key,
-    run,
     valid_rows,
     with_typed_columns_and_reject_reason,
 )
-from spark_jobs.protocol import EXIT_BAD_INPUT
-from spark_jobs.schemas import LANDING_COLUMNS, PROCESSED, QUARANTINE
 from tests.harness.lake_files import lake_dir, write_landing_csv, write_landing_jsonl
 from tests.harness.lake_tables import (
     dates_with_rows,
@@ -57,7 +57,7 @@ def _read(lake, zone, dataset, ds=DS):
 
 def _columns(session, zone, dataset):
     """The table's columns as Spark reads them, without dt (to compare with the contract)."""
-    return tables.read(session, zone, dataset).drop("dt").schema
+    return table_reads.read(session, zone, dataset).drop("dt").schema
 
 
 def _counts(metrics):
@@ -288,7 +288,7 @@ def test_good_rows_are_typed_as_pandas_parses_the_same_csv(lake_spark, lake):
     }
     assert _columns(lake_spark, "processed", "sales") == PROCESSED["sales"]
     assert len(_read(lake, "quarantine", "sales")) == 0
-    assert dt.date.fromisoformat(DS) in tables.written_dates(lake_spark, "quarantine", "sales")
+    assert dt.date.fromisoformat(DS) in table_reads.written_dates(lake_spark, "quarantine", "sales")
     assert metrics == {
         "rows_in": {"sales": 5},
         "rows_out": {"sales": 5},
@@ -429,7 +429,7 @@ def test_a_day_without_stock_ticks_is_written_empty_and_says_so(lake_spark, lake
         assert len(_read(lake, zone, "stock_ticks")) == 0
         assert dates_with_rows(lake, zone, "stock_ticks") == []
         # written with no rows: a day without data, not a day ingest has not run for
-        assert tables.written_dates(lake_spark, zone, "stock_ticks") == {dt.date.fromisoformat(DS)}
+        assert table_reads.written_dates(lake_spark, zone, "stock_ticks") == {dt.date.fromisoformat(DS)}
         assert load(lake, zone, "stock_ticks").current_snapshot().summary["pipeline.dates"] == DS
         assert _columns(lake_spark, zone, "stock_ticks") == schema["stock_ticks"]
     assert metrics == {
@@ -497,7 +497,7 @@ def test_a_range_ingests_every_day_including_a_day_without_traffic(lake_spark, l
             "ingest",
             f"{days[0]}..{days[-1]}",
         )
-        assert tables.written_dates(lake_spark, zone, "clickstream") == set(dates)
+        assert table_reads.written_dates(lake_spark, zone, "clickstream") == set(dates)
     assert metrics["rows_in"] == {"clickstream": 5}
     assert metrics["rows_out"] == {"clickstream": 5}
     assert metrics["tables"] == _commits(lake, "clickstream", days)
@@ -604,7 +604,7 @@ def test_a_range_whose_quarantine_write_fails_leaves_both_tables_as_they_were(la
     _ingest(lake_spark, lake, "sales", days[0], days[-1])
     snapshots = {zone: snapshot_ids(lake, zone, "sales") for zone in ZONES}
     rows = {zone: _rows(lake, zone, "sales") for zone in ZONES}
-    written = {zone: tables.written_dates(lake_spark, zone, "sales") for zone in ZONES}
+    written = {zone: table_reads.written_dates(lake_spark, zone, "sales") for zone in ZONES}
     # new data for every day: the failed run would change every date of both tables
     for day in days:
         write_landing_csv(
@@ -625,7 +625,7 @@ def test_a_range_whose_quarantine_write_fails_leaves_both_tables_as_they_were(la
     assert snapshot_ids(lake, "quarantine", "sales") == snapshots["quarantine"]
     assert load(lake, "processed", "sales").current_snapshot().snapshot_id == snapshots["processed"][-1]
     assert {zone: _rows(lake, zone, "sales") for zone in ZONES} == rows
-    assert {zone: tables.written_dates(lake_spark, zone, "sales") for zone in ZONES} == written
+    assert {zone: table_reads.written_dates(lake_spark, zone, "sales") for zone in ZONES} == written
 
 
 @pytest.mark.parametrize("earlier_day", [True, False], ids=["table-had-a-day", "first-run"])
@@ -646,9 +646,9 @@ def test_a_failed_ingest_is_not_mistaken_for_a_day_without_data(lake_spark, lake
     assert table_exists(lake, "processed", "stock_ticks")  # the failed run did commit, then took it back
     assert set(dates_with_rows(lake, "processed", "stock_ticks")) == expected
     for zone in ZONES:
-        assert tables.written_dates(lake_spark, zone, "stock_ticks") == expected
+        assert table_reads.written_dates(lake_spark, zone, "stock_ticks") == expected
     with pytest.raises(JobInputError, match=f"nothing written for {DS}"):
-        tables.read_date(lake_spark, "processed", "stock_ticks", dt.date.fromisoformat(DS))
+        table_reads.read_date(lake_spark, "processed", "stock_ticks", dt.date.fromisoformat(DS))
     with pytest.raises(JobInputError, match=f"has nothing written for {DS}"):
         stock_daily.run(lake_spark, parse_args(["stock_daily", "--ds", DS, "--lake", lake]))
     assert not table_exists(lake, "curated", "stock_daily")

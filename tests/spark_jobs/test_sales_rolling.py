@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spark_jobs import tables
+from spark_jobs import table_reads, tables
 from spark_jobs.common import JobInputError
 from spark_jobs.sales_rolling import OUTPUT, run
 from spark_jobs.schemas import CURATED, PROCESSED
@@ -171,7 +171,7 @@ def test_a_day_without_sales_has_zero_daily_values_but_keeps_the_rolling_ones(sp
     lake, _, result = random_lake
     rows = list(result(ds)[2].values())
 
-    written = tables.written_dates(tables.bind(spark, lake), "processed", "sales")
+    written = table_reads.written_dates(tables.bind(spark, lake), "processed", "sales")
     assert (ds in written) == (ds == EMPTY_DAY)  # the two cases really differ
 
     assert rows
@@ -232,7 +232,7 @@ def test_sales_history_only_before_the_window_writes_ds_without_rows(spark, lake
     assert metrics["rows_out"][OUTPUT] == 0
     assert _read(lake, ds) == []
     session = tables.bind(spark, lake)
-    assert tables.written_dates(session, "curated", OUTPUT) == {ds}  # an empty day, not a missing one
+    assert table_reads.written_dates(session, "curated", OUTPUT) == {ds}  # an empty day, not a missing one
     assert _schema(spark, lake) == tables.with_dt(CURATED[OUTPUT]).simpleString()
 
 

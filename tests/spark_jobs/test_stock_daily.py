@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spark_jobs import tables
+from spark_jobs import table_reads, tables
 from spark_jobs.common import JobInputError
 from spark_jobs.schemas import CURATED
 from spark_jobs.stock_daily import OUTPUT, run
@@ -166,7 +166,7 @@ def test_a_closed_market_day_is_written_without_rows(spark, random_lake):
     assert metrics["rows_out"][OUTPUT] == 0
     # the run's commit names the day it replaced: a day without rows, not a missing day
     assert load(lake, "curated", OUTPUT).snapshot_by_id(snapshot).summary["pipeline.dates"] == str(SATURDAY)
-    assert SATURDAY in tables.written_dates(tables.bind(spark, lake), "curated", OUTPUT)
+    assert SATURDAY in table_reads.written_dates(tables.bind(spark, lake), "curated", OUTPUT)
 
 
 def test_hand_computed_day_with_tied_ticks_and_a_return_beyond_the_lookback(spark, lake):

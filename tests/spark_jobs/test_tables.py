@@ -15,7 +15,7 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, StructField, StructType
 
-from spark_jobs import tables
+from spark_jobs import table_reads, table_writes, tables
 from spark_jobs.common import JobInputError
 from spark_jobs.schemas import PROCESSED
 from tests.harness.lake_files import lake_dir
@@ -34,7 +34,7 @@ def _ids(lake, ds):
 
 
 def test_the_table_is_created_where_the_contract_says_and_pyiceberg_reads_it(lake_spark, lake):
-    tables.replace_dates(
+    table_writes.replace_dates(
         _customers(lake_spark, D1, "a", "b"), "processed", "customers", CUSTOMERS, [D1], job="t"
     )
 
@@ -55,7 +55,7 @@ def test_the_table_is_created_where_the_contract_says_and_pyiceberg_reads_it(lak
 
 
 def test_replacing_a_date_is_one_commit_that_leaves_other_dates_untouched(lake_spark, lake):
-    write = lambda day, *ids: tables.replace_dates(  # noqa: E731
+    write = lambda day, *ids: table_writes.replace_dates(  # noqa: E731
         _customers(lake_spark, day, *ids), "processed", "customers", CUSTOMERS, [day], job="t"
     )
     write(D1, "a", "b")
@@ -72,14 +72,14 @@ def test_replacing_a_date_is_one_commit_that_leaves_other_dates_untouched(lake_s
 
 def test_a_rerun_of_the_same_date_gives_the_same_table_content(lake_spark, lake):
     for _ in range(2):
-        tables.replace_dates(
+        table_writes.replace_dates(
             _customers(lake_spark, D1, "a", "b"), "processed", "customers", CUSTOMERS, [D1], job="t"
         )
     assert _ids(lake, D1) == ["a", "b"]
 
 
 def test_a_write_that_fails_in_spark_commits_nothing(lake_spark, lake):
-    tables.replace_dates(
+    table_writes.replace_dates(
         _customers(lake_spark, D1, "a", "b"), "processed", "customers", CUSTOMERS, [D1], job="t"
     )
     before = snapshot_ids(lake, "processed", "customers")
@@ -88,25 +88,29 @@ def test_a_write_that_fails_in_spark_commits_nothing(lake_spark, lake):
     )
 
     with pytest.raises(Exception, match="injected"):
-        tables.replace_dates(failing, "processed", "customers", CUSTOMERS, [D1], job="t")
+        table_writes.replace_dates(failing, "processed", "customers", CUSTOMERS, [D1], job="t")
 
     assert snapshot_ids(lake, "processed", "customers") == before
     assert _ids(lake, D1) == ["a", "b"]
 
 
 def test_a_row_outside_the_dates_written_fails_the_write_and_commits_nothing(lake_spark, lake):
-    tables.replace_dates(_customers(lake_spark, D1, "a"), "processed", "customers", CUSTOMERS, [D1], job="t")
+    table_writes.replace_dates(
+        _customers(lake_spark, D1, "a"), "processed", "customers", CUSTOMERS, [D1], job="t"
+    )
     stray = _customers(lake_spark, D1, "b").unionByName(_customers(lake_spark, D3, "stray"))
 
     with pytest.raises(Exception, match=r"has dt 2024-06-03, not in 2024-06-01"):
-        tables.replace_dates(stray, "processed", "customers", CUSTOMERS, [D1], job="t")
+        table_writes.replace_dates(stray, "processed", "customers", CUSTOMERS, [D1], job="t")
     assert dates_with_rows(lake, "processed", "customers") == [D1]
     assert _ids(lake, D1) == ["a"]
 
 
 def test_a_range_is_one_commit_and_an_empty_day_in_it_reads_as_written(lake_spark, lake):
     rows = _customers(lake_spark, D1, "a").unionByName(_customers(lake_spark, D3, "c"))
-    written = tables.replace_dates(rows, "processed", "customers", CUSTOMERS, [D1, D2, D3], job="ingest")
+    written = table_writes.replace_dates(
+        rows, "processed", "customers", CUSTOMERS, [D1, D2, D3], job="ingest"
+    )
 
     assert written.rows == {D1: 1, D2: 0, D3: 1}
     assert len(snapshot_ids(lake, "processed", "customers")) == 1
@@ -114,10 +118,10 @@ def test_a_range_is_one_commit_and_an_empty_day_in_it_reads_as_written(lake_spar
     assert (summary["pipeline.job"], summary["pipeline.dates"]) == ("ingest", "2024-06-01..2024-06-03")
     assert dates_with_rows(lake, "processed", "customers") == [D1, D3]
     # D2 has no rows, but the commit says ingest wrote it: a day without data, not a missing day
-    assert tables.written_dates(lake_spark, "processed", "customers") == {D1, D2, D3}
-    assert tables.read_date(lake_spark, "processed", "customers", D2).count() == 0
+    assert table_reads.written_dates(lake_spark, "processed", "customers") == {D1, D2, D3}
+    assert table_reads.read_date(lake_spark, "processed", "customers", D2).count() == 0
     with pytest.raises(JobInputError, match="nothing written for 2024-06-04"):
-        tables.read_date(lake_spark, "processed", "customers", dt.date(2024, 6, 4))
+        table_reads.read_date(lake_spark, "processed", "customers", dt.date(2024, 6, 4))
 
 
 def _files(lake, ds):
@@ -131,7 +135,7 @@ def test_a_large_date_is_written_by_every_core_and_small_dates_are_one_file_each
     # The jobs' write options with the advisory size scaled to this test's data (16 KB of shuffled
     # rows in place of 64 MB): Iceberg's own size would write the date with one task, distribution
     # `none` would write a file for every input partition and date.
-    monkeypatch.setitem(tables.WRITE_OPTIONS, "advisory-partition-size", str(16 * 1024))
+    monkeypatch.setitem(table_writes.WRITE_OPTIONS, "advisory-partition-size", str(16 * 1024))
     ids = F.format_string("c%06d", F.col("id"))
     big = lake_spark.range(0, 20_000, numPartitions=4).select(
         ids.alias("customer_id"),
@@ -139,7 +143,7 @@ def test_a_large_date_is_written_by_every_core_and_small_dates_are_one_file_each
         F.lit(D1).alias("signup_date"),
         F.lit(D1).alias("dt"),
     )
-    tables.replace_dates(big, "processed", "customers", CUSTOMERS, [D1], job="t")
+    table_writes.replace_dates(big, "processed", "customers", CUSTOMERS, [D1], job="t")
     files = _files(lake, D1)
     # one piece per map task at most (4), each a file of its own; one task on a 2-core session
     # would be one file
@@ -154,14 +158,16 @@ def test_a_large_date_is_written_by_every_core_and_small_dates_are_one_file_each
         F.lit(D1).alias("signup_date"),
         F.date_add(F.lit(D1), (F.col("id") % 3).cast("int")).alias("dt"),
     )
-    tables.replace_dates(small, "processed", "customers", CUSTOMERS, [D1, D2, D3], job="t")
+    table_writes.replace_dates(small, "processed", "customers", CUSTOMERS, [D1, D2, D3], job="t")
     assert [len(_files(lake, day)) for day in (D1, D2, D3)] == [1, 1, 1]
     assert [len(_ids(lake, day)) for day in (D1, D2, D3)] == [10, 10, 10]
 
 
 def test_an_empty_frame_clears_a_date_that_had_rows(lake_spark, lake):
-    tables.replace_dates(_customers(lake_spark, D1, "a"), "processed", "customers", CUSTOMERS, [D1], job="t")
-    written = tables.replace_dates(
+    table_writes.replace_dates(
+        _customers(lake_spark, D1, "a"), "processed", "customers", CUSTOMERS, [D1], job="t"
+    )
+    written = table_writes.replace_dates(
         _customers(lake_spark, D1), "processed", "customers", CUSTOMERS, [D1], job="t"
     )
     assert written.rows == {D1: 0}
@@ -170,18 +176,20 @@ def test_an_empty_frame_clears_a_date_that_had_rows(lake_spark, lake):
 
 def test_the_dates_written_must_be_one_unbroken_range(lake_spark, lake):
     with pytest.raises(ValueError, match="unbroken range"):
-        tables.replace_dates(
+        table_writes.replace_dates(
             _customers(lake_spark, D1, "a"), "processed", "customers", CUSTOMERS, [D1, D3], job="t"
         )
 
 
 def test_a_column_the_code_added_is_added_to_the_table_and_old_snapshots_still_read(lake_spark, lake):
-    tables.replace_dates(_customers(lake_spark, D1, "a"), "processed", "customers", CUSTOMERS, [D1], job="t")
+    table_writes.replace_dates(
+        _customers(lake_spark, D1, "a"), "processed", "customers", CUSTOMERS, [D1], job="t"
+    )
     old = load(lake, "processed", "customers").current_snapshot().snapshot_id
     wider = StructType([*CUSTOMERS.fields, StructField("tier", IntegerType())])
     frame = lake_spark.createDataFrame([("b", "EU", D1, 2, D2)], tables.with_dt(wider))
 
-    tables.replace_dates(frame, "processed", "customers", wider, [D2], job="t")
+    table_writes.replace_dates(frame, "processed", "customers", wider, [D2], job="t")
 
     table = load(lake, "processed", "customers")
     assert "tier" in table.schema().column_names
@@ -195,7 +203,9 @@ def test_a_column_the_code_added_is_added_to_the_table_and_old_snapshots_still_r
 
 
 def test_a_table_whose_columns_drifted_fails_the_job_before_anything_is_written(lake_spark, lake):
-    tables.replace_dates(_customers(lake_spark, D1, "a"), "processed", "customers", CUSTOMERS, [D1], job="t")
+    table_writes.replace_dates(
+        _customers(lake_spark, D1, "a"), "processed", "customers", CUSTOMERS, [D1], job="t"
+    )
     before = snapshot_ids(lake, "processed", "customers")
     retyped = StructType([StructField("customer_id", IntegerType()), *CUSTOMERS.fields[1:]])
     frame = lake_spark.createDataFrame([(1, "EU", D1, D2)], tables.with_dt(retyped))
@@ -203,10 +213,10 @@ def test_a_table_whose_columns_drifted_fails_the_job_before_anything_is_written(
     with pytest.raises(
         tables.TableSchemaError, match=r"customer_id: table string, code int.*nothing was written"
     ):
-        tables.replace_dates(frame, "processed", "customers", retyped, [D2], job="t")
+        table_writes.replace_dates(frame, "processed", "customers", retyped, [D2], job="t")
     fewer = StructType(CUSTOMERS.fields[:2])
     with pytest.raises(tables.TableSchemaError, match="signup_date: in the table, not in the code"):
-        tables.replace_dates(
+        table_writes.replace_dates(
             lake_spark.createDataFrame([("z", "EU", D2)], tables.with_dt(fewer)),
             "processed",
             "customers",
@@ -227,17 +237,19 @@ def test_a_table_the_catalog_lost_is_never_recreated_over_its_files(spark, lake)
 
 
 def test_all_or_none_takes_back_the_first_commit_when_the_second_fails(lake_spark, lake):
-    tables.replace_dates(_customers(lake_spark, D1, "a"), "processed", "customers", CUSTOMERS, [D1], job="t")
+    table_writes.replace_dates(
+        _customers(lake_spark, D1, "a"), "processed", "customers", CUSTOMERS, [D1], job="t"
+    )
     first_before = snapshot_ids(lake, "processed", "customers")
 
     def boom():
         raise OSError("injected: second write failed")
 
     with pytest.raises(OSError, match="injected"):
-        tables.replace_all_or_none(
+        table_writes.replace_all_or_none(
             lake_spark,
             [
-                lambda: tables.replace_dates(
+                lambda: table_writes.replace_dates(
                     _customers(lake_spark, D1, "new"), "processed", "customers", CUSTOMERS, [D1], job="t"
                 ),
                 boom,
