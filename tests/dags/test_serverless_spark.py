@@ -1,6 +1,7 @@
 """The emr-serverless target's job runs run for real: the JobRunPlayer hands each job run's entry
-point arguments, `--py-files` and lineage `--conf` to a StepRunner (local Spark against moto's S3
-and Glue, the code from the zip the DAG uploaded), and the job run ends as the job did. pyiceberg's
+point arguments and lineage `--conf` to a StepRunner (local Spark against moto's S3 and Glue,
+started on the code bundle; each job run's `--py-files` in moto's S3, as the DAG uploaded it, must
+hold those very bytes), and the job run ends as the job did. pyiceberg's
 Glue catalog (a reader sharing no code with the jobs' Spark) then reads the rows the local target's
 run of the same landing data wrote, as tests/dags/test_emr_target.py does for the EMR steps.
 """
@@ -33,7 +34,11 @@ def aws(fake_aws, module_monkeypatch):
 
 @pytest.fixture(scope="module")
 def runner(aws, tmp_path_factory):
+    from include.packaging import build_bundle
+
     steps = StepRunner(aws, tmp_path_factory.mktemp("serverless-job-runs"))
+    bundle = build_bundle()  # the player checks each job run's --py-files holds these very bytes
+    steps.start_with(bundle.zip_name, bundle.zip_bytes)
     yield steps
     steps.stop()
 

@@ -344,13 +344,19 @@ class StepRunner:
         self.started = False
 
     def _start(self, py_files: str) -> None:
+        bucket, _, key = py_files.removeprefix("s3://").partition("/")
+        self.start_with(Path(key).name, self.aws.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    def start_with(self, zip_name: str, zip_bytes: bytes) -> None:
+        """Start the warm application on this code zip (from the test's thread: a player's thread
+        must not read os.environ, which Airflow's task runner changes meanwhile)."""
         from spark_jobs import server
 
         code = self.workdir / "code"
         code.mkdir(exist_ok=True)
-        bucket, _, key = py_files.removeprefix("s3://").partition("/")
-        zip_path = code / Path(key).name
-        zip_path.write_bytes(self.aws.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        zip_path = code / zip_name
+        zip_path.write_bytes(zip_bytes)
+        self.zip_bytes = zip_bytes
         empty = self.workdir / "empty"
         empty.mkdir(exist_ok=True)
         env = {

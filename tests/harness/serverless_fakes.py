@@ -204,6 +204,12 @@ class JobRunPlayer:
         conf = dict(v.split("=", 1) for k, v in zip(params[::2], params[1::2], strict=True) if k == "--conf")
         if self.run is not None:
             job_run.state = "RUNNING"
+            # the runner was started on the bundle (StepRunner.start_with, in the test's thread):
+            # it runs the code the job run names only if that is what the DAG uploaded there
+            bucket, _, key = options["--py-files"].removeprefix("s3://").partition("/")
+            uploaded = self.aws.s3_backend().get_object(bucket, key).value
+            if uploaded != getattr(self.run, "zip_bytes", uploaded):
+                raise AssertionError(f"{options['--py-files']} is not the code the runner runs")
             code = self.run(args, py_files=options["--py-files"], conf=conf)
             if code != 0:
                 self._driver_stderr(job_run, f"the job exited {code}\n")

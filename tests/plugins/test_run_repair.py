@@ -22,7 +22,7 @@ import pytest
 import tests.harness.airflow_home as airflow_setup
 from plugins import run_repair as R
 from plugins import run_report_view as V
-from tests.harness.settings import EMR_ENV
+from tests.harness.settings import EMR_ENV, SERVERLESS_ENV
 
 DAG_ID = "customer_analytics_nightly"
 TARGET_ENV = {
@@ -32,9 +32,18 @@ TARGET_ENV = {
         "PIPELINE_RETRIES": "0",
     },
     "emr": EMR_ENV,
+    "emr-serverless": SERVERLESS_ENV,
 }
-SETUP_TEARDOWN = {"local": ("start_spark", "stop_spark"), "emr": ("create_cluster", "terminate_cluster")}
-DAYS = {"local": dt.datetime(2024, 5, 6, 2, tzinfo=dt.UTC), "emr": dt.datetime(2024, 5, 7, 2, tzinfo=dt.UTC)}
+SETUP_TEARDOWN = {
+    "local": ("start_spark", "stop_spark"),
+    "emr": ("create_cluster", "terminate_cluster"),
+    "emr-serverless": ("create_application", "delete_application"),
+}
+DAYS = {
+    "local": dt.datetime(2024, 5, 6, 2, tzinfo=dt.UTC),
+    "emr": dt.datetime(2024, 5, 7, 2, tzinfo=dt.UTC),
+    "emr-serverless": dt.datetime(2024, 5, 8, 2, tzinfo=dt.UTC),
+}
 FAILING = "run_segments"
 
 
@@ -141,7 +150,7 @@ def core_api(airflow_db, tokens):
         yield call
 
 
-@pytest.fixture(scope="module", params=["local", "emr"])
+@pytest.fixture(scope="module", params=["local", "emr", "emr-serverless"])
 def failed_run(request, airflow_db, core_api) -> tuple[str, Any, str]:
     """(target, DAG, run id): a nightly run of the target in which run_segments failed."""
     from include.run_local import DAG_FILES, load_dag
