@@ -463,17 +463,19 @@ def _leaked_and_foreign_clusters(fake_aws) -> None:
 
 @pytest.fixture(scope="module")
 def recorded(fake_aws) -> list[Request]:
-    """Every authorization question of two nightly runs of the same date (the first creates the
-    cluster and uploads the code while a sensor defers to its trigger, then reads the step's
-    metrics for the asset event; the second finds the code already there), then of the janitor
-    DAG. What the stand-in cluster itself writes (a job's metrics) goes into moto directly, so every
-    recorded request is the DAG's."""
+    """Every authorization question of a nightly run (it creates the cluster, looks for the code
+    and uploads it while a sensor defers to its trigger, then reads the step's metrics for the
+    asset event), then of the janitor DAG. What the stand-in cluster itself writes (a job's
+    metrics) goes into moto directly, so every recorded request is the DAG's.
+
+    (A second run of the same date, which finds the code already there, asked exactly the same
+    questions (HeadObject is s3:GetObject whether the object exists or not) and no other: it was
+    one run more for nothing, and is not repeated.)"""
     slow = lambda name: 4.0 if "|stock_daily|" in name else 0.2  # noqa: E731
     fake_aws.forget_requests()  # the fixture's own bucket creation is not the DAG's
-    for _ in range(2):
-        with EmrStepPlayer(fake_aws, delay=slow):
-            run = run_pipeline_dag("nightly", "2024-06-28", {"outputs": ["stock_daily"]})
-        assert run.state == "success", run.task_states
+    with EmrStepPlayer(fake_aws, delay=slow):
+        run = run_pipeline_dag("nightly", "2024-06-28", {"outputs": ["stock_daily"]})
+    assert run.state == "success", run.task_states
     requests = fake_aws.requests()
     if JANITOR_DAG.exists():
         _leaked_and_foreign_clusters(fake_aws)

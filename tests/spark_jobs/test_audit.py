@@ -1,9 +1,12 @@
 """The audit job: each declared check catches what it is for on the run's branch, passes good
 output, and never looks at what readers see except as history.
 
-Every table is written the way the jobs write it (spark_jobs.tables, to the branch when the
-session has one); the checks file is what the plan writes (include/checks.py); what the audit
-decided is read back from its results file and compared with numbers worked out here.
+Through the job, every table is written the way the jobs write it (spark_jobs.tables, to the
+branch when the session has one); the checks file is what the plan writes (include/checks.py);
+what the audit decided is read back from its results file and compared with numbers worked
+out here. The invariant checks (PageRank's sum, the rolling average, the segments, finite
+returns), which read nothing but their date's rows, are also held on small in-memory rows,
+declared as the plan declares them: the rule without a lake.
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +25,7 @@ from include.checks import AuditSettings, checks_json, tables_of
 from spark_jobs import audit, tables
 from spark_jobs.common import JobInputError
 from spark_jobs.paths import audit_uri
+from spark_jobs.schemas import CURATED
 from tests.harness.lake_tables import read_table, seed_rows
 
 BRANCH = "audit_manual__2024-06-04"
@@ -97,16 +103,45 @@ def test_duplicated_and_null_keys_fail_with_the_offending_keys(session, lake):
     assert any("key_unique_not_null" in line for line in metrics["failed_checks"])
 
 
-def test_pagerank_that_does_not_sum_to_one_fails(session, lake):
-    on_branch(session)
-    seed_rows(session, lake, "curated", "referral_graph", graph_rows([0.5, 0.3]))
+@dataclass
+class _Rows(audit.Context):
+    """A check's view of its date's rows, given in memory instead of read from the run's branch:
+    the invariant checks read nothing else (spark_jobs.audit.Context.rows)."""
 
-    metrics, results = run_audit(session, lake, ["graph"])
+    frames: dict[tuple[str, str], Any] = field(default_factory=dict)
 
-    found = result(results, "curated.referral_graph", "pagerank_sums_to_one")
-    assert found["status"] == "fail"
-    assert found["numbers"]["sum"] == pytest.approx(0.8)
-    assert metrics["exit_code"] == audit.EXIT_AUDIT_FAILED
+    def rows(self, zone: str | None = None, name: str | None = None):
+        return self.frames[(zone or self.zone, name or self.name)]
+
+
+def check_rows(
+    spark, table: str, check: str, rows: dict[str, list[tuple] | Any], settings=None
+) -> audit.Result:
+    """One declared check of `table` (as the plan declares it) on in-memory rows of D4 per table
+    (tuples, or a DataFrame of them from `frame`)."""
+    frames = {
+        tuple(t.split(".")): r if not isinstance(r, list) else frame(spark, t, r) for t, r in rows.items()
+    }
+    zone, name = table.split(".")
+    return audit.run_check(_Rows(spark, zone, name, D4, frames=frames), _declared(table, check, settings))
+
+
+def frame(spark, table: str, rows: list[tuple]):
+    """Rows of a curated table (its contract's columns, then dt) as an in-memory DataFrame."""
+    return spark.createDataFrame(rows, tables.with_dt(CURATED[table.split(".")[1]])).cache()
+
+
+def test_pagerank_that_does_not_sum_to_one_fails(spark):
+    found = check_rows(spark, "curated.referral_graph", "pagerank_sums_to_one", {
+        "curated.referral_graph": graph_rows([0.5, 0.3]),
+    })  # fmt: skip
+    passed = check_rows(spark, "curated.referral_graph", "pagerank_sums_to_one", {
+        "curated.referral_graph": graph_rows([0.5, 0.3, 0.2]),
+    })  # fmt: skip
+
+    assert (found.status, found.severity, found.blocks) == ("fail", "error", True)
+    assert found.numbers["sum"] == pytest.approx(0.8)
+    assert passed.status == "pass"
 
 
 HISTORY = {D1: 10, D2: 12, D3: 14}  # rows published on main per date: median 12, the band 6..24
@@ -187,17 +222,16 @@ def _rolling(region, total, count, avg, ds=D4):
     return (region, ds, Decimal("1.00"), 1, Decimal(total), count, avg, ds)
 
 
-def test_rolling_average_that_is_not_sum_over_count_fails_naming_the_region(session, lake):
-    on_branch(session)
+def test_rolling_average_that_is_not_sum_over_count_fails_naming_the_region(spark):
     rows = [_rolling("EU", "300.00", 3, 100.0), _rolling("US", "300.00", 4, 100.0)]
-    seed_rows(session, lake, "curated", "sales_rolling_30d", rows)
 
-    _, results = run_audit(session, lake, ["sales_rolling"])
+    found = check_rows(spark, "curated.sales_rolling_30d", "rolling_avg_is_sum_over_count", {
+        "curated.sales_rolling_30d": rows,
+    })  # fmt: skip
 
-    found = result(results, "curated.sales_rolling_30d", "rolling_avg_is_sum_over_count")
-    assert found["status"] == "fail"
-    assert found["numbers"] == {"rows": 2, "wrong": 1}
-    assert [r["region"] for r in found["rows"]] == ["US"]
+    assert found.status == "fail"
+    assert found.numbers == {"rows": 2, "wrong": 1}
+    assert [r["region"] for r in found.rows] == ["US"]
 
 
 def _segment(customer, segment, ds=D4):
@@ -209,39 +243,38 @@ def _features(*customers, ds=D4):
             for c in customers]  # fmt: skip
 
 
-def test_segments_must_be_exactly_k_none_empty_and_all_in_features(session, lake):
-    on_branch(session)
-    seed_rows(session, lake, "curated", "customer_features", _features("a", "b", "c"))
-    seed_rows(
-        session, lake, "curated", "customer_segments",
-        [_segment("a", 0), _segment("b", 1), _segment("c", 1), _segment("x", 1)],
-        partitioned_by=("dt", "segment"),
-    )  # fmt: skip
+def test_segments_must_be_exactly_k_none_empty_and_all_in_features(spark):
+    features = frame(spark, "curated.customer_features", _features("a", "b", "c"))
+    segments = [_segment("a", 0), _segment("b", 1), _segment("c", 1), _segment("x", 1)]
+    good = [_segment("a", 0), _segment("b", 1), _segment("c", 2)]
+    found = {}
+    for name, rows in (("bad", segments), ("good", good)):
+        tables_ = {
+            "curated.customer_features": features,
+            "curated.customer_segments": frame(spark, "curated.customer_segments", rows),
+        }
+        for check in ("k_segments_none_empty", "customers_in_features"):
+            found[name, check] = check_rows(spark, "curated.customer_segments", check, tables_)
 
-    _, results = run_audit(session, lake, ["features", "segments"])
-
-    k = result(results, "curated.customer_segments", "k_segments_none_empty")
-    assert k["status"] == "fail"
-    assert k["numbers"] == {"segments": 2, "k": 3, "sizes": {"0": 1, "1": 3}}
-    missing = result(results, "curated.customer_segments", "customers_in_features")
-    assert missing["status"] == "fail"
-    assert missing["numbers"] == {"customers": 4, "missing_from_features": 1}
-    assert missing["rows"] == [{"customer_id": "x"}]
+    k, missing = found["bad", "k_segments_none_empty"], found["bad", "customers_in_features"]
+    assert k.status == "fail"
+    assert k.numbers == {"segments": 2, "k": 3, "sizes": {"0": 1, "1": 3}}
+    assert missing.status == "fail"
+    assert missing.numbers == {"customers": 4, "missing_from_features": 1}
+    assert missing.rows == [{"customer_id": "x"}]
+    assert {found["good", c].status for c in ("k_segments_none_empty", "customers_in_features")} == {"pass"}
 
 
-def test_a_return_that_is_not_finite_fails(session, lake):
-    on_branch(session)
+def test_a_return_that_is_not_finite_fails(spark):
     nan = float("nan")
     rows = [("AAA", D4, 1.0, 1.0, 1.0, 1.0, 1.0, 1, 1, r, None, None, D4) for r in (0.01,)]
     rows += [("BBB", D4, 1.0, 1.0, 1.0, 1.0, 1.0, 1, 1, nan, None, None, D4)]
     rows += [("CCC", D4, 1.0, 1.0, 1.0, 1.0, 1.0, 1, 1, None, None, None, D4)]  # first day: null is fine
-    seed_rows(session, lake, "curated", "stock_daily", rows)
 
-    _, results = run_audit(session, lake, ["stock_daily"])
+    found = check_rows(spark, "curated.stock_daily", "return_1d_finite", {"curated.stock_daily": rows})
 
-    found = result(results, "curated.stock_daily", "return_1d_finite")
-    assert (found["status"], found["numbers"]) == ("fail", {"rows": 3, "not_finite": 1})
-    assert found["rows"] == [{"ticker": "BBB", "return_1d": "nan"}]
+    assert (found.status, found.numbers) == ("fail", {"rows": 3, "not_finite": 1})
+    assert found.rows == [{"ticker": "BBB", "return_1d": "nan"}]
 
 
 def _customers(n, ds=D4):
@@ -282,17 +315,14 @@ def test_a_warning_blocks_only_when_the_run_asks_for_a_clean_audit(session, lake
     assert metrics["audit"]["warnings"] == 1
 
 
-def test_a_severity_setting_turns_an_error_into_a_warning(session, lake):
-    on_branch(session)
-    seed_rows(session, lake, "curated", "referral_graph", graph_rows([0.5, 0.3]))
+def test_a_severity_setting_turns_an_error_into_a_warning(spark):
+    settings = AuditSettings(severities={"pagerank_sums_to_one": "warn"})
 
-    metrics, results = run_audit(
-        session, lake, ["graph"], settings=AuditSettings(severities={"pagerank_sums_to_one": "warn"})
-    )
+    found = check_rows(spark, "curated.referral_graph", "pagerank_sums_to_one", {
+        "curated.referral_graph": graph_rows([0.5, 0.3]),
+    }, settings)  # fmt: skip
 
-    found = result(results, "curated.referral_graph", "pagerank_sums_to_one")
-    assert (found["status"], found["severity"], found["blocks"]) == ("fail", "warn", False)
-    assert "exit_code" not in metrics
+    assert (found.status, found.severity, found.blocks) == ("fail", "warn", False)
 
 
 def test_only_the_branch_is_checked_and_main_is_left_as_it_was(session, lake):

@@ -79,11 +79,11 @@ def _label_propagation_oracle(pairs, iterations: int = 5) -> dict[str, str]:
 
 
 # ---- PageRank ------------------------------------------------------------------------------
-# Each PageRank iteration is a few Spark jobs (seconds on a busy 2-core machine), so a case costs
-# its iteration count. This one graph holds every shape the contract names and converges in 11
-# iterations (the five separate graphs it replaces took 13 to 40 each). The slow case, closed
+# Each PageRank iteration on Spark is a few Spark jobs (seconds on a busy 2-core machine), so a
+# case costs its iteration count. The Spark path is held against networkx on the job's own input
+# below (with-spark), which holds every shape the contract names and the slow case: closed
 # cycles whose error decays only at the damping rate (where a too loose stopping rule would
-# show), is the job's own input below, checked against networkx too.
+# show). This graph holds every shape too, for the driver's path (and converges in 11 iterations).
 EVERY_SHAPE = [
     *[("hub", f"leaf{i}") for i in range(6)],  # a star; leaf1..leaf5 are dangling
     ("hub", "leaf0"),  # the same referral delivered twice: one edge
@@ -95,26 +95,14 @@ EVERY_SHAPE = [
 ]
 
 
-def test_the_pagerank_graph_has_every_shape_the_contract_names():
-    graph = _networkx_graph(EVERY_SHAPE)
+def _assert_every_shape(pairs, without_edges: set[str]) -> None:
+    graph = _networkx_graph(pairs)
     assert any(graph.out_degree(n) == 0 and graph.in_degree(n) > 0 for n in graph.nodes)  # dangling
-    assert {"solo", "lone"} <= {n for n in graph.nodes if graph.degree(n) == 0}
+    assert without_edges <= {n for n in graph.nodes if graph.degree(n) == 0}
     assert nx.number_weakly_connected_components(graph) >= 2
-    assert len(EVERY_SHAPE) > len(set(EVERY_SHAPE))  # duplicates
+    assert len(pairs) > len(set(pairs))  # duplicates
     assert max(d for _, d in graph.out_degree) >= 5  # a star
     assert not nx.is_directed_acyclic_graph(graph)
-
-
-def test_pagerank_equals_networkx_within_1e6_per_node_and_sums_to_one(spark):
-    referrals = _referrals(spark, EVERY_SHAPE)
-
-    ranks = pagerank(edges_from_referrals(referrals), customers_from_referrals(referrals))
-    got = {r.id: r.pagerank for r in ranks.collect()}
-
-    expected = _networkx_pagerank(EVERY_SHAPE)
-    assert set(got) == set(expected)
-    assert max(abs(got[n] - expected[n]) for n in expected) < 1e-6
-    assert sum(got.values()) == pytest.approx(1.0, abs=1e-12)
 
 
 def test_pagerank_of_an_empty_graph_is_empty(spark):
@@ -220,9 +208,12 @@ def test_label_propagation_five_steps_equals_the_contract_rule(spark):
 
 # ---- the job -------------------------------------------------------------------------------
 # Up to D2: two closed cycles ({a, b, c} fed by d; e <-> f), so PageRank's error decays only at
-# the damping rate: the case where the job's stopping rule must still land within 1e-6.
+# the damping rate: the case where the job's stopping rule must still land within 1e-6; and
+# every other shape the contract names (a star with dangling leaves, a duplicate, a
+# self-referral, a null counterpart, three components).
 ON_D1 = [("a", "b"), ("b", "c"), ("c", "a"), ("self", "self"), ("d", "a"), ("a", "b")]
 ON_D2 = [("c", "b"), ("e", "f"), ("f", "e"), ("lonely", None), ("b", "a")]
+ON_D2 += [*(("hub", f"leaf{i}") for i in range(5)), ("hub", "leaf0")]  # a star: dangling leaves
 ON_D3 = [("a", "late"), ("late", "b"), ("b", "c")]  # after ds: must be ignored
 
 
@@ -245,6 +236,11 @@ def job_output(spark, tmp_path_factory, request):
     return lake, metrics, schema, read_table(lake, "curated", OUTPUT, D2)
 
 
+def test_the_graphs_have_every_shape_the_contract_names():
+    _assert_every_shape(EVERY_SHAPE, {"solo", "lone"})
+    _assert_every_shape(ON_D1 + ON_D2, {"self", "lonely"})
+
+
 def test_job_writes_one_row_per_customer_named_in_referrals_up_to_ds(job_output):
     lake, metrics, _, output = job_output
     customers = {x for u, v in ON_D1 + ON_D2 for x in (u, v) if x is not None}
@@ -262,7 +258,9 @@ def test_job_output_matches_networkx_and_the_label_rule_on_referrals_up_to_ds(jo
     pairs = ON_D1 + ON_D2
     expected_rank = _networkx_pagerank(pairs)
     expected_label = _label_propagation_oracle(pairs)
+    assert set(rows.index) == set(expected_rank)
     assert max(abs(rows.loc[n, "pagerank"] - p) for n, p in expected_rank.items()) < 1e-6
+    assert rows["pagerank"].sum() == pytest.approx(1.0, abs=1e-12)
     assert rows["community_id"].to_dict() == expected_label
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from spark_jobs import table_reads, tables
 from spark_jobs.common import JobInputError
-from spark_jobs.sales_rolling import OUTPUT, run
+from spark_jobs.sales_rolling import OUTPUT, rolling_sales_by_region, run
 from spark_jobs.schemas import CURATED, PROCESSED
 from tests.harness.lake_tables import load, read_table, seed_rows, table_exists
 
@@ -195,7 +195,9 @@ def test_region_membership_follows_the_window_and_the_latest_snapshot(random_lak
     assert rows[None]["rolling_30d_sum"] == sum(r[4] for r in unknown)
 
 
-def test_hand_computed_window_ignores_later_sales_and_uses_the_latest_snapshot(spark, lake):
+def test_hand_computed_window_ignores_sales_outside_it_and_customers_without_sales(spark):
+    """The rule on in-memory rows (rolling_sales_by_region: sales with `dt`, the customer snapshot
+    the job picked); which snapshot the job picks from the lake is the random lake's test above."""
     ds = dt.date(2024, 3, 30)
     sales = [
         _sale("a", "u1", dt.date(2024, 3, 1), 1_000),  # ds-29: first day of the window
@@ -204,17 +206,16 @@ def test_hand_computed_window_ignores_later_sales_and_uses_the_latest_snapshot(s
         _sale("d", "u1", ds, 125),
         _sale("e", "u1", dt.date(2024, 3, 31), 9_999),  # after ds
     ]
-    seed_rows(spark, lake, "processed", "sales", sales)
-    snapshots = {
-        dt.date(2024, 1, 1): [("u1", "OLD", D0), ("u2", "OLD", D0)],
-        dt.date(2024, 3, 15): [("u1", "EU", D0), ("u2", "NA", D0)],
-        dt.date(2024, 3, 31): [("u1", "NEW", D0), ("u2", "NEW", D0)],
-    }
-    _write_customers(spark, lake, snapshots)
+    customers = [("u1", "EU", D0), ("u2", "NA", D0), ("u3", "APAC", D0)]  # u3 bought nothing
 
-    _run(spark, lake, ds)
+    rows = rolling_sales_by_region(
+        spark.createDataFrame(sales, tables.with_dt(PROCESSED["sales"])),
+        spark.createDataFrame(customers, PROCESSED["customers"]),
+        ds,
+    )
 
-    got = sorted((tuple(r.values()) for r in _read(lake, ds)), key=lambda r: r[0])
+    assert [(f.name, f.dataType) for f in rows.schema] == [(f.name, f.dataType) for f in CURATED[OUTPUT]]
+    got = sorted((tuple(r) for r in rows.collect()), key=lambda r: r[0])
     assert got == [
         ("EU", ds, Decimal("1.25"), 1, Decimal("11.25"), 2, pytest.approx(5.625)),
         ("NA", ds, Decimal("2.50"), 1, Decimal("2.50"), 1, pytest.approx(2.5)),
