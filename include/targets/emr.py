@@ -12,137 +12,32 @@ target never loads the AWS SDK (boto3 and the provider's hooks are most of a DAG
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import chain, task
+from airflow.sdk import chain
 
 from include.dag_parts import STEP_TIMEOUT
 from include.lineage import spark_properties
 from include.run_plan import RunPlan
-from include.settings import PROJECT_ROOT, Settings
+from include.settings import Settings
 from include.targets import FromRunPlan
-from plugins.emr_client import AWS_RETRY_CONFIG
+from include.targets.aws import aws_args, preflight_task, step_log_args, upload_code_task
 from plugins.emr_cluster import EmrRunClusterOperator, EmrRunTeardownOperator
 from plugins.emr_step_batches import EmrStepBatchesOperator
 from plugins.emr_step_logs import EmrRunStepLogsOperator
 from plugins.emr_steps import EmrRunStepOperator
 
-log = logging.getLogger(__name__)
-
-
-def _upload_code_task(settings: Settings, run_plan: Any):
-    @task(task_id="upload_code")
-    def upload_code(run_plan: dict[str, Any]) -> dict[str, str]:
-        """Put the versioned code zip and entrypoint where the steps read them (once per version)."""
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-        from include.packaging import build_bundle
-
-        code = dict(RunPlan.from_xcom(run_plan).code or {})
-        if not code:
-            raise ValueError("the run's plan has no code location: it was not planned for EMR")
-
-        bundle = build_bundle()
-        if bundle.version != code["version"]:
-            raise RuntimeError(
-                f"code changed during the run: planned {code['version']}, now {bundle.version}"
-            )
-        hook = S3Hook(aws_conn_id=settings.aws_conn_id, region_name=settings.region, config=AWS_RETRY_CONFIG)
-        uploads = [(code["py_files"], bundle.zip_bytes), (code["entrypoint"], bundle.entrypoint_bytes)]
-        if code.get("jars"):
-            uploads.append((code["jars"], None))  # the OpenLineage listener, from `make jars`
-        for uri, data in uploads:
-            bucket, key = S3Hook.parse_s3_url(uri)
-            # Same version = same bytes (content hash), so an existing object is already right.
-            if hook.check_for_key(key, bucket_name=bucket):
-                log.info("%s is already there", uri)
-            else:
-                data = data if data is not None else _local_jar(uri.rsplit("/", 1)[1])
-                hook.load_bytes(data, key=key, bucket_name=bucket, replace=False)
-                log.info("uploaded %s (%d bytes)", uri, len(data))
-        return code
-
-    return upload_code(run_plan)
-
-
-def _local_jar(name: str) -> bytes:
-    """A jar of the project's cache (`make jars`), to upload where the steps' spark-submit reads it."""
-    path = PROJECT_ROOT / ".cache" / "jars" / name
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} is missing: run `make jars` where Airflow runs, or upload {name} to the code "
-            "location's jars/ folder (or set PIPELINE_LINEAGE=false)"
-        )
-    return path.read_bytes()
-
-
-def _preflight_task(settings: Settings):
-    @task(task_id="preflight", retries=0)
-    def preflight() -> list[str]:
-        """Check with read-only calls that everything a cluster needs exists (deployment/preflight/);
-        fail the run before RunJobFlow with one line per missing piece. No retry: a missing
-        piece does not come back by itself (throttling and 5xx are retried inside each call)."""
-        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from deployment.preflight import SERVICES, report, run_checks
-        from include.emr_release import RELEASES
-        from include.packaging import build_bundle, code_location
-
-        if not settings.preflight:
-            log.warning("PIPELINE_EMR_PREFLIGHT=false: nothing checked before creating the cluster")
-            return []
-        from botocore.config import Config
-
-        # one session (one AssumeRole when the connection names a role), a client per service
-        hook = AwsBaseHook(aws_conn_id=settings.aws_conn_id, region_name=settings.region)
-        session = hook.get_session(region_name=settings.region)
-        clients = {
-            name: session.client(
-                name,
-                endpoint_url=hook.conn_config.get_service_endpoint_url(service_name=name),
-                config=Config(**AWS_RETRY_CONFIG),
-            )
-            for name in SERVICES
-        }
-        code_files = code_location(settings, build_bundle().version)["py_files"]
-        # the checks of the settings' target (EMR's, or EMR Serverless' with its release labels)
-        findings = run_checks(settings, clients, code_files, tuple(RELEASES))
-        passed, text = report(findings, settings)
-        if not passed:
-            raise AirflowFailException(text)
-        log.info("%s", text)
-        return [f.line() for f in findings]
-
-    return preflight()
-
-
-def _aws(settings: Settings) -> dict[str, Any]:
-    # botocore retries throttling and transient errors with backoff inside a try; task retries
-    # (default_args, exponential) take over when those are exhausted.
-    return {
-        "aws_conn_id": settings.aws_conn_id,
-        "region_name": settings.region,
-        "botocore_config": AWS_RETRY_CONFIG,
-    }
-
-
-def _step_logs(settings: Settings) -> dict[str, int]:
-    # the tails of the steps' stdout and stderr from the cluster's LogUri, in a task log: a failed
-    # step's in its own task's, the completed ones' in `step_logs` after the teardown
-    return {
-        "step_log_lines": settings.step_log_lines,
-        "step_log_wait_seconds": settings.step_log_wait_seconds,
-    }
-
 
 def _step_logs_task(settings: Settings) -> EmrRunStepLogsOperator:
     # the tails of the completed steps' logs, once the cluster is going: off the critical path
     return EmrRunStepLogsOperator(
-        task_id="step_logs", trigger_rule="all_done", retries=0, **_step_logs(settings), **_aws(settings)
+        task_id="step_logs",
+        trigger_rule="all_done",
+        retries=0,
+        **step_log_args(settings),
+        **aws_args(settings),
     )
 
 
@@ -201,7 +96,7 @@ class EmrTarget:
         self._create: PlannedClusterOperator | None = None
 
     def preflight(self) -> Any:
-        return _preflight_task(self.settings)
+        return preflight_task(self.settings)
 
     def setup(self, run_plan: Any) -> tuple[list[Any], Any]:
         # A retried create takes the cluster tagged with the run; the teardown cancels the run's
@@ -211,14 +106,14 @@ class EmrTarget:
             run_plan=run_plan,
             emr_conn_id=None,  # the whole request comes from the profile, not from a connection
             wait_for_completion=False,  # steps queue while the cluster starts
-            **_aws(self.settings),
+            **aws_args(self.settings),
         )
         terminate = EmrRunTeardownOperator(
             task_id="terminate_cluster",
             job_flow_id=self._create.output,
-            **_aws(self.settings),
+            **aws_args(self.settings),
         ).as_teardown(setups=self._create)
-        upload = _upload_code_task(self.settings, run_plan)
+        upload = upload_code_task(self.settings, run_plan)
         return [self._create, upload.operator], terminate
 
     def step(self, run_plan: Any, task_id: str, step: str) -> PlannedStepOperator:
@@ -239,8 +134,8 @@ class EmrTarget:
             max_polls=max(1, int(STEP_TIMEOUT.total_seconds()) // settings.poll_seconds),
             # the provider's OpenLineage injection: this task's run becomes the Spark job's parent
             openlineage_inject_parent_job_info=settings.lineage,
-            **_step_logs(settings),
-            **_aws(settings),
+            **step_log_args(settings),
+            **aws_args(settings),
         )
 
     def steps_done(self) -> EmptyOperator:
@@ -259,8 +154,8 @@ class EmrTarget:
             waiter_delay=settings.poll_seconds,
             waiter_max_attempts=max(1, int(STEP_TIMEOUT.total_seconds()) // settings.poll_seconds),
             openlineage_inject_parent_job_info=settings.lineage,
-            **_step_logs(settings),
-            **_aws(settings),
+            **step_log_args(settings),
+            **aws_args(settings),
         )
 
     def teardown(self, teardown: Any, after: Sequence[Any], *, step_logs: bool = True) -> None:

@@ -44,7 +44,7 @@ from include.lineage import spark_properties
 from include.run_plan import RunPlan
 from include.settings import Settings
 from include.targets import FromRunPlan
-from include.targets.emr import _aws, _preflight_task, _step_logs, _upload_code_task
+from include.targets.aws import aws_args, preflight_task, step_log_args, upload_code_task
 from plugins.emr_serverless import (
     ServerlessApplicationOperator,
     ServerlessJobRunOperator,
@@ -136,7 +136,7 @@ class ServerlessTarget:
         self._create: PlannedApplicationOperator | None = None
 
     def preflight(self) -> Any:
-        return _preflight_task(self.settings)
+        return preflight_task(self.settings)
 
     def setup(self, run_plan: Any) -> tuple[list[Any], Any]:
         # A retried create takes the application named for the run; the teardown cancels the
@@ -147,15 +147,15 @@ class ServerlessTarget:
             wait_for_completion=False,  # created, then started: the first job run waits for STARTED
             deferrable=False,
             **_polls(self.settings),
-            **_aws(self.settings),
+            **aws_args(self.settings),
         )
         delete = ServerlessTeardownOperator(
             task_id=TEARDOWN_TASK_ID,
             application_id=self._create.output,
             **_polls(self.settings),
-            **_aws(self.settings),
+            **aws_args(self.settings),
         ).as_teardown(setups=self._create)
-        upload = _upload_code_task(self.settings, run_plan)
+        upload = upload_code_task(self.settings, run_plan)
         return [self._create, upload.operator], delete
 
     def step(self, run_plan: Any, task_id: str, step: str) -> PlannedJobRunOperator:
@@ -173,8 +173,8 @@ class ServerlessTarget:
             # the provider's OpenLineage injection: this task's run becomes the Spark job's parent
             openlineage_inject_parent_job_info=settings.lineage,
             **_polls(settings),
-            **_step_logs(settings),
-            **_aws(settings),
+            **step_log_args(settings),
+            **aws_args(settings),
         )
 
     def steps_done(self) -> EmptyOperator:
@@ -192,8 +192,8 @@ class ServerlessTarget:
             spark_conf=spark_properties(settings),
             openlineage_inject_parent_job_info=settings.lineage,
             **_polls(settings),
-            **_step_logs(settings),
-            **_aws(settings),
+            **step_log_args(settings),
+            **aws_args(settings),
         )
 
     def teardown(self, teardown: Any, after: Sequence[Any], *, step_logs: bool = True) -> None:
