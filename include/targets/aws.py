@@ -65,8 +65,9 @@ def preflight_task(settings: Settings):
     @task(task_id="preflight", retries=0)
     def preflight() -> list[str]:
         """Check with read-only calls that everything the target needs exists (deployment/preflight/);
-        fail the run before its cluster or application is created, with one line per missing piece. No retry: a missing
-        piece does not come back by itself (throttling and 5xx are retried inside each call)."""
+        fail the run before its cluster or application is created, one line per missing piece.
+        No retry: a missing piece does not come back by itself (throttling and 5xx are retried
+        inside each call)."""
         from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
         from airflow.sdk.exceptions import AirflowFailException
 
