@@ -25,6 +25,7 @@ from airflow.providers.amazon.aws.triggers.emr import EmrServerlessStartJobTrigg
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from plugins import emr_step_logs
+from plugins.aws_trigger import aws_connection
 from plugins.emr_naming import run_of, serverless_application_name
 from plugins.emr_step_logs import (
     STEP_LOG_LINES,
@@ -295,11 +296,8 @@ class ServerlessJobRunOperator(EmrServerlessStartJobOperator):
                 job_id=job_run_id,
                 waiter_delay=self.waiter_delay,
                 waiter_max_attempts=self.waiter_max_attempts,
-                aws_conn_id=self.aws_conn_id,
-                region_name=self.region_name,
-                verify=self.verify,
-                botocore_config=self.botocore_config,
                 cancel_on_kill=self.cancel_on_kill,
+                **aws_connection(self),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.waiter_max_attempts * self.waiter_delay),

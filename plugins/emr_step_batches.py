@@ -21,6 +21,7 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.sdk.exceptions import AirflowException
 
+from plugins.aws_trigger import aws_connection
 from plugins.emr_client import (
     ACTIVE_STEP_STATES,
     FAILED_STEP_STATES,
@@ -125,10 +126,7 @@ class EmrStepBatchesOperator(AwsBaseOperator[EmrHook]):
                 step_ids=step_ids,
                 waiter_delay=self.waiter_delay,
                 waiter_max_attempts=self.waiter_max_attempts,
-                aws_conn_id=self.aws_conn_id,
-                region_name=self.region_name,
-                verify=self.verify,
-                botocore_config=self.botocore_config,
+                **aws_connection(self),
             ),
             method_name="execute_complete",
             kwargs={"index": index, "done": [*done, *step_ids], "batch": step_ids},
