@@ -20,7 +20,6 @@ from typing import Any
 from uuid import uuid4
 
 from airflow.providers.amazon.aws.hooks.emr import EmrServerlessHook
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.openlineage.utils.spark import (
@@ -181,7 +180,7 @@ class ServerlessJobRunBatchesOperator(AwsBaseOperator[EmrServerlessHook]):
         runs = [client.get_job_run(applicationId=self.application_id, jobRunId=i)["jobRun"] for i in ids]
         failed = [r for r in runs if r["state"] in FAILED_JOB_STATES]
         if failed:
-            raise self._report().fail(self.application_id, failed[0])
+            raise JobRunFailureReport.of(self).fail(self.application_id, failed[0])
         if status == "timeout":
             cancel_job_runs(client, self.application_id, ids, self.log)
             raise AirflowFailException(f"batch {batch} is stuck ({event.get('message')}): cancelled")
@@ -206,12 +205,6 @@ class ServerlessJobRunBatchesOperator(AwsBaseOperator[EmrServerlessHook]):
             a["id"] for a in run_applications(client, name, _ALL_STATES) if a["id"] != self.application_id
         ]
         return {r["name"] for app in earlier for r in job_runs(client, app, ["SUCCESS"]) if r.get("name")}
-
-    def _report(self) -> JobRunFailureReport:
-        s3 = S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, config=self.botocore_config)
-        return JobRunFailureReport(
-            self.hook.conn, s3, self.log, self.step_log_lines, self.step_log_wait_seconds
-        )
 
 
 _ALL_STATES = ("CREATING", "CREATED", "STARTING", "STARTED", "STOPPING", "STOPPED", "TERMINATED")

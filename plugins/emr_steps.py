@@ -26,7 +26,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from airflow.triggers.base import TriggerEvent
 from botocore.exceptions import BotoCoreError, ClientError
 
-from plugins.aws_trigger import AwsPollTrigger, aws_connection
+from plugins.aws_trigger import AwsPollTrigger, aws_connection, s3_hook
 from plugins.emr_client import (
     ACTIVE_STEP_STATES,
     FAILED_STEP_STATES,
@@ -135,6 +135,11 @@ class StepFailureReport:
 
     def __init__(self, emr: Any, s3: S3Hook, log: Any) -> None:
         self.emr, self.s3, self.log = emr, s3, log
+
+    @classmethod
+    def of(cls, operator: Any) -> StepFailureReport:
+        """The report of a step `operator` waited for, on its connection."""
+        return cls(operator.hook.conn, s3_hook(operator), operator.log)
 
     def fail(
         self, cluster_id: str, step: Mapping[str, Any], logs: Mapping[str, str] | None = None
@@ -299,7 +304,7 @@ class EmrRunStepOperator(AwsBaseOperator[EmrHook]):
         if state == "COMPLETED":
             return self._completed(cluster_id, step)
         if state in FAILED_STEP_STATES:
-            raise self._report().fail(cluster_id, step, self._copy_logs(cluster_id, step))
+            raise StepFailureReport.of(self).fail(cluster_id, step, self._copy_logs(cluster_id, step))
         if status == "timeout":
             cancel_steps(client, cluster_id, [step_id], self.log)
             raise AirflowFailException(
@@ -324,12 +329,6 @@ class EmrRunStepOperator(AwsBaseOperator[EmrHook]):
         """The error, also in the task log (a task's exception is not always printed with it)."""
         self.log.error("%s", message)
         return AirflowFailException(message)
-
-    def _s3(self) -> S3Hook:
-        return S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, config=self.botocore_config)
-
-    def _report(self) -> StepFailureReport:
-        return StepFailureReport(self.hook.conn, self._s3(), self.log)
 
     def _copy_logs(self, cluster_id: str, step: Mapping[str, Any]) -> dict[str, str]:
         if self.step_log_lines > 0 and ran(step):
