@@ -9,7 +9,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -89,6 +89,27 @@ def environ(**values: str) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def fake_aws(env: Mapping[str, str]) -> tuple[Any, Any]:
+    """In a probe's own process: Airflow's throwaway home migrated, a moto server with FakeAws
+    installed, `env` set, every resource and request forgotten and the lake bucket made.
+
+    :return: the server (to stop when the probe ends) and the FakeAws"""
+    import tests.harness.airflow_home as airflow_setup  # throwaway AIRFLOW_HOME, moto request recorder
+    from tests.harness.aws_fakes import FakeAws, start_moto_server
+
+    class Env:
+        setenv = staticmethod(os.environ.__setitem__)
+
+    airflow_setup.migrate_db()
+    server, url = start_moto_server()
+    aws = FakeAws(url)
+    aws.install(Env)
+    os.environ.update(env)
+    aws.reset()
+    aws.s3.create_bucket(Bucket="lake-bucket")
+    return server, aws
 
 
 def load_average() -> float:

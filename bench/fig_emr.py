@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 
 from bench import cli, core
@@ -25,11 +24,11 @@ FULL_DELAY, QUICK_DELAY = 20.0, 2.0
 
 
 def probe(delay: float, poll: int | None) -> dict:
-    import tests.harness.airflow_home as airflow_setup  # throwaway AIRFLOW_HOME, moto request recorder
+    import tests.harness.airflow_home  # noqa: F401  (Airflow's home before Airflow is imported)
     from include import pipeline as P
     from include.settings import Settings
     from plugins.emr_naming import parse_emr_step_name
-    from tests.harness.aws_fakes import EmrStepPlayer, FakeAws, start_moto_server
+    from tests.harness.aws_fakes import EmrStepPlayer
     from tests.harness.dag_runs import run_pipeline_dag
 
     class TimedPlayer(EmrStepPlayer):
@@ -58,18 +57,8 @@ def probe(delay: float, poll: int | None) -> dict:
                             self.ended[step.name] = now
                             self.finished.append((step.name, step.state))
 
-    class Env:
-        setenv = staticmethod(os.environ.__setitem__)
-
-    airflow_setup.migrate_db()
-    server, url = start_moto_server()
-    aws = FakeAws(url)
-    aws.install(Env)
-    os.environ.update(core.EMR_ENV)
     poll_seconds = poll or Settings.poll_seconds
-    os.environ["PIPELINE_EMR_POLL_SECONDS"] = str(poll_seconds)
-    aws.reset()
-    aws.s3.create_bucket(Bucket="lake-bucket")
+    server, aws = core.fake_aws({**core.EMR_ENV, "PIPELINE_EMR_POLL_SECONDS": str(poll_seconds)})
     try:
         with TimedPlayer(aws) as player:
             start = time.monotonic()

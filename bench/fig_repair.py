@@ -36,7 +36,6 @@ import argparse
 import gzip
 import json
 import math
-import os
 import time
 
 from bench import cli, core
@@ -53,13 +52,13 @@ START_SECONDS, LOG_DELAY_SECONDS, OLD_LOG_POLL, OLD_LOG_WAIT = 60.0, 60.0, 10.0,
 
 
 def probe(start: float, log_delay: float) -> dict:
-    import tests.harness.airflow_home as airflow_setup  # throwaway AIRFLOW_HOME, moto request recorder
+    import tests.harness.airflow_home  # noqa: F401  (Airflow's home before Airflow is imported)
     from include import pipeline as P
     from include.run_local import DAG_FILES, load_dag, run_dag_test
     from plugins.emr_naming import parse_emr_step_name
     from plugins.emr_step_logs import STEP_LOG_FILES, step_log_uri
     from tests.harness.airflow_runs import clear_tasks_as_the_ui_does, resume_run
-    from tests.harness.aws_fakes import EmrStepPlayer, FakeAws, fails_once, start_moto_server
+    from tests.harness.aws_fakes import EmrStepPlayer, fails_once
     from tests.harness.dag_runs import record_run
 
     def step_of(name: str) -> str:
@@ -113,16 +112,7 @@ def probe(start: float, log_delay: float) -> dict:
                     body = gzip.compress(f"step {due[2]} on {due[1]}: done\n".encode())
                     self.aws.s3_backend().put_object(bucket, key, body)
 
-    class Env:
-        setenv = staticmethod(os.environ.__setitem__)
-
-    airflow_setup.migrate_db()
-    server, url = start_moto_server()
-    aws = FakeAws(url)
-    aws.install(Env)
-    os.environ.update(core.EMR_ENV)
-    aws.reset()
-    aws.s3.create_bucket(Bucket="lake-bucket")
+    server, aws = core.fake_aws(core.EMR_ENV)
     fail = fails_once("segments")  # segments fails on its first attempt only
 
     def life(cluster_ids: list[str]) -> float:

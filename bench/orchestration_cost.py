@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from collections import Counter
 
@@ -28,23 +27,14 @@ TARGETS = ("emr", "emr-serverless")
 
 
 def probe(target: str, delay: float, poll: int) -> dict:
-    import tests.harness.airflow_home as airflow_setup  # throwaway AIRFLOW_HOME, moto request recorder
-    from tests.harness.aws_fakes import EmrStepPlayer, FakeAws, start_moto_server
+    import tests.harness.airflow_home  # noqa: F401  (Airflow's home before Airflow is imported)
+    from tests.harness.aws_fakes import EmrStepPlayer
     from tests.harness.dag_runs import run_pipeline_dag
     from tests.harness.serverless_fakes import JobRunPlayer, serverless_requests
     from tests.harness.settings import SERVERLESS_ENV
 
-    class Env:
-        setenv = staticmethod(os.environ.__setitem__)
-
-    airflow_setup.migrate_db()
-    server, url = start_moto_server()
-    aws = FakeAws(url)
-    aws.install(Env)
-    os.environ.update(core.EMR_ENV if target == "emr" else {**SERVERLESS_ENV, **_bench_prefix()})
-    os.environ["PIPELINE_EMR_POLL_SECONDS"] = str(poll)
-    aws.reset()
-    aws.s3.create_bucket(Bucket="lake-bucket")
+    env = core.EMR_ENV if target == "emr" else {**SERVERLESS_ENV, **_bench_prefix()}
+    server, aws = core.fake_aws({**env, "PIPELINE_EMR_POLL_SECONDS": str(poll)})
     aws.forget_requests()
     player = EmrStepPlayer if target == "emr" else JobRunPlayer
     try:

@@ -25,6 +25,7 @@ from airflow.providers.amazon.aws.triggers.emr import EmrServerlessStartJobTrigg
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from plugins import emr_step_logs
+from plugins.aws_trigger import aws_connection, s3_hook
 from plugins.emr_naming import run_of, serverless_application_name
 from plugins.emr_step_logs import (
     STEP_LOG_LINES,
@@ -114,6 +115,12 @@ class JobRunFailureReport:
     def __init__(self, client: Any, s3: S3Hook, log: Any, lines: int, wait_seconds: float) -> None:
         self.client, self.s3, self.log = client, s3, log
         self.lines, self.wait_seconds = lines, wait_seconds
+
+    @classmethod
+    def of(cls, operator: Any) -> JobRunFailureReport:
+        """The report of a job run `operator` waited for, on its connection and log settings."""
+        lines, wait = operator.step_log_lines, operator.step_log_wait_seconds
+        return cls(operator.hook.conn, s3_hook(operator), operator.log, lines, wait)
 
     def fail(self, application_id: str, job_run: Mapping[str, Any]) -> AirflowFailException:
         state, name = job_run["state"], job_run.get("name") or ""
@@ -295,11 +302,8 @@ class ServerlessJobRunOperator(EmrServerlessStartJobOperator):
                 job_id=job_run_id,
                 waiter_delay=self.waiter_delay,
                 waiter_max_attempts=self.waiter_max_attempts,
-                aws_conn_id=self.aws_conn_id,
-                region_name=self.region_name,
-                verify=self.verify,
-                botocore_config=self.botocore_config,
                 cancel_on_kill=self.cancel_on_kill,
+                **aws_connection(self),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.waiter_max_attempts * self.waiter_delay),
@@ -318,7 +322,7 @@ class ServerlessJobRunOperator(EmrServerlessStartJobOperator):
             self.log.info("Job run %s (%s) succeeded", self.name, job_run["jobRunId"])
             return job_run["jobRunId"]
         if state in FAILED_JOB_STATES:
-            raise self._report().fail(self.application_id, job_run)
+            raise JobRunFailureReport.of(self).fail(self.application_id, job_run)
         message = (event or {}).get("message", "")
         if "max attempts" in message.lower() or "timeout" in message.lower():
             cancel_job_runs(client, self.application_id, [job_run["jobRunId"]], self.log)
@@ -326,10 +330,4 @@ class ServerlessJobRunOperator(EmrServerlessStartJobOperator):
         # an AWS error while waiting: the retry follows the same job run
         raise AirflowException(
             f"waiting for job run {job_run['jobRunId']} stopped while it is {state}: {event}"
-        )
-
-    def _report(self) -> JobRunFailureReport:
-        s3 = S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, config=self.botocore_config)
-        return JobRunFailureReport(
-            self.hook.conn, s3, self.log, self.step_log_lines, self.step_log_wait_seconds
         )

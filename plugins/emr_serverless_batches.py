@@ -20,16 +20,16 @@ from typing import Any
 from uuid import uuid4
 
 from airflow.providers.amazon.aws.hooks.emr import EmrServerlessHook
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.openlineage.utils.spark import (
     inject_parent_job_information_into_emr_serverless_properties,
 )
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import TriggerEvent
 from botocore.exceptions import BotoCoreError, ClientError
 
+from plugins.aws_trigger import AwsPollTrigger, aws_connection
 from plugins.emr_naming import serverless_application_name
 from plugins.emr_serverless import (
     ACTIVE_JOB_STATES,
@@ -43,52 +43,18 @@ from plugins.emr_serverless import (
 from plugins.emr_step_logs import STEP_LOG_LINES, STEP_LOG_WAIT_SECONDS
 
 
-class JobRunsTrigger(BaseTrigger):
+class JobRunsTrigger(AwsPollTrigger):
     """Poll job runs of one application until every one ended; cancel those still active on kill.
 
     Events (each with `application_id` and `job_run_ids`): `ended` (with `states`), `error` (an
     AWS error botocore's retries did not get past) and `timeout`."""
 
-    def __init__(
-        self,
-        *,
-        application_id: str,
-        job_run_ids: Sequence[str],
-        waiter_delay: int = 30,
-        waiter_max_attempts: int = 720,
-        aws_conn_id: str | None = "aws_default",
-        region_name: str | None = None,
-        verify: bool | str | None = None,
-        botocore_config: dict | None = None,
-    ) -> None:
-        super().__init__()
+    hook_class = EmrServerlessHook
+    ids = ("application_id", "job_run_ids")
+
+    def __init__(self, *, application_id: str, job_run_ids: Sequence[str], **poll: Any) -> None:
+        super().__init__(**poll)
         self.application_id, self.job_run_ids = application_id, list(job_run_ids)
-        self.waiter_delay, self.waiter_max_attempts = waiter_delay, waiter_max_attempts
-        self.aws_conn_id, self.region_name = aws_conn_id, region_name
-        self.verify, self.botocore_config = verify, botocore_config
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "application_id": self.application_id,
-                "job_run_ids": self.job_run_ids,
-                "waiter_delay": self.waiter_delay,
-                "waiter_max_attempts": self.waiter_max_attempts,
-                "aws_conn_id": self.aws_conn_id,
-                "region_name": self.region_name,
-                "verify": self.verify,
-                "botocore_config": self.botocore_config,
-            },
-        )
-
-    def hook(self) -> EmrServerlessHook:
-        return EmrServerlessHook(
-            aws_conn_id=self.aws_conn_id,
-            region_name=self.region_name,
-            verify=self.verify,
-            config=self.botocore_config,
-        )
 
     def _event(self, status: str, **more: Any) -> TriggerEvent:
         ids = {"application_id": self.application_id, "job_run_ids": self.job_run_ids}
@@ -195,10 +161,7 @@ class ServerlessJobRunBatchesOperator(AwsBaseOperator[EmrServerlessHook]):
                         job_run_ids=ids,
                         waiter_delay=self.waiter_delay,
                         waiter_max_attempts=self.waiter_max_attempts,
-                        aws_conn_id=self.aws_conn_id,
-                        region_name=self.region_name,
-                        verify=self.verify,
-                        botocore_config=self.botocore_config,
+                        **aws_connection(self),
                     ),
                     method_name="batch_ended",
                     kwargs={"batch": index, "started": started},
@@ -217,7 +180,7 @@ class ServerlessJobRunBatchesOperator(AwsBaseOperator[EmrServerlessHook]):
         runs = [client.get_job_run(applicationId=self.application_id, jobRunId=i)["jobRun"] for i in ids]
         failed = [r for r in runs if r["state"] in FAILED_JOB_STATES]
         if failed:
-            raise self._report().fail(self.application_id, failed[0])
+            raise JobRunFailureReport.of(self).fail(self.application_id, failed[0])
         if status == "timeout":
             cancel_job_runs(client, self.application_id, ids, self.log)
             raise AirflowFailException(f"batch {batch} is stuck ({event.get('message')}): cancelled")
@@ -242,12 +205,6 @@ class ServerlessJobRunBatchesOperator(AwsBaseOperator[EmrServerlessHook]):
             a["id"] for a in run_applications(client, name, _ALL_STATES) if a["id"] != self.application_id
         ]
         return {r["name"] for app in earlier for r in job_runs(client, app, ["SUCCESS"]) if r.get("name")}
-
-    def _report(self) -> JobRunFailureReport:
-        s3 = S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, config=self.botocore_config)
-        return JobRunFailureReport(
-            self.hook.conn, s3, self.log, self.step_log_lines, self.step_log_wait_seconds
-        )
 
 
 _ALL_STATES = ("CREATING", "CREATED", "STARTING", "STARTED", "STOPPING", "STOPPED", "TERMINATED")

@@ -16,11 +16,11 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.emr import EmrHook
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.sdk.exceptions import AirflowException
 
+from plugins.aws_trigger import aws_connection
 from plugins.emr_client import (
     ACTIVE_STEP_STATES,
     FAILED_STEP_STATES,
@@ -125,10 +125,7 @@ class EmrStepBatchesOperator(AwsBaseOperator[EmrHook]):
                 step_ids=step_ids,
                 waiter_delay=self.waiter_delay,
                 waiter_max_attempts=self.waiter_max_attempts,
-                aws_conn_id=self.aws_conn_id,
-                region_name=self.region_name,
-                verify=self.verify,
-                botocore_config=self.botocore_config,
+                **aws_connection(self),
             ),
             method_name="execute_complete",
             kwargs={"index": index, "done": [*done, *step_ids], "batch": step_ids},
@@ -156,18 +153,13 @@ class EmrStepBatchesOperator(AwsBaseOperator[EmrHook]):
                 # the logs of every step of the batch that ended, in the batch's order
                 ended = {s["Id"]: s for s in steps if s["Status"]["State"] not in ACTIVE_STEP_STATES}
                 logs = self._copy_logs([i for i in step_ids if i in ended and ran(ended[i])])
-                raise StepFailureReport(self.hook.conn, self._s3(), self.log).fail(
-                    self.job_flow_id, failed[-1], logs
-                )
+                raise StepFailureReport.of(self).fail(self.job_flow_id, failed[-1], logs)
             # no step ended badly: the wait itself failed (throttling, network); a retry resumes
             raise AirflowException(f"waiting for batch {index + 1}/{len(self.batches)} failed: {event}")
         if batch is None:  # deferred before the step ids of the batch were passed on their own
             batch = list(done or [])[-len(self.batches[index]) :]
         self._copy_logs(batch)
         return self._next(index + 1, list(done or []), context)
-
-    def _s3(self) -> S3Hook:
-        return S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, config=self.botocore_config)
 
     def _copy_logs(self, step_ids: list[str]) -> dict[str, str]:
         if self.step_log_lines > 0 and step_ids:

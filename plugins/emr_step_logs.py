@@ -21,6 +21,7 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 from botocore.exceptions import BotoCoreError, ClientError
 
+from plugins.aws_trigger import s3_hook
 from plugins.emr_client import ALL_CLUSTER_STATES, list_steps, tagged_clusters
 from plugins.emr_naming import run_of, run_tags, safe_name
 
@@ -236,7 +237,7 @@ def copy_step_logs(
     the logs are information, the steps' states decide the task. The step logs read, by URI.
     `waited`: the operator already waited for the upload (deferred), so the copier looks once."""
     try:
-        s3 = S3Hook(aws_conn_id=op.aws_conn_id, region_name=op.region_name, config=op.botocore_config)
+        s3 = s3_hook(op)
         copier = StepLogCopier(op.hook.conn, s3, op.log, op.step_log_lines, op.step_log_wait_seconds)
         return copier.copy(cluster_id, step_ids, waited=waited)
     except Exception as exc:  # never fail (or retry) a task over its logs
@@ -341,7 +342,7 @@ class EmrRunStepLogsOperator(AwsBaseOperator[EmrHook]):
 
     def _missing(self, found: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> int:
         """How many of the steps' stdout and stderr are not in S3 yet (no LogUri: none to wait for)."""
-        s3 = S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, config=self.botocore_config)
+        s3 = s3_hook(self)
         uris = [
             step_log_uri(cluster.get("LogUri"), cluster["Id"], step["Id"], name)
             for cluster, steps in found

@@ -23,9 +23,10 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.triggers.emr import EmrAddStepsTrigger
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import TriggerEvent
 from botocore.exceptions import BotoCoreError, ClientError
 
+from plugins.aws_trigger import AwsPollTrigger, aws_connection, s3_hook
 from plugins.emr_client import (
     ACTIVE_STEP_STATES,
     FAILED_STEP_STATES,
@@ -57,7 +58,7 @@ def cluster_gone(ended: str) -> str:
     )
 
 
-class EmrStepOnClusterTrigger(BaseTrigger):
+class EmrStepOnClusterTrigger(AwsPollTrigger):
     """Poll one step of one cluster until it ends, or its cluster does; cancel the step on kill.
 
     Each poll asks DescribeStep, then DescribeCluster while the step is active: a cluster that
@@ -68,46 +69,12 @@ class EmrStepOnClusterTrigger(BaseTrigger):
     `error` (an AWS error that botocore's own retries did not get past) and `timeout`.
     """
 
-    def __init__(
-        self,
-        *,
-        job_flow_id: str,
-        step_id: str,
-        waiter_delay: int = 30,
-        waiter_max_attempts: int = 720,
-        aws_conn_id: str | None = "aws_default",
-        region_name: str | None = None,
-        verify: bool | str | None = None,
-        botocore_config: dict | None = None,
-    ) -> None:
-        super().__init__()
+    hook_class = EmrHook
+    ids = ("job_flow_id", "step_id")
+
+    def __init__(self, *, job_flow_id: str, step_id: str, **poll: Any) -> None:
+        super().__init__(**poll)
         self.job_flow_id, self.step_id = job_flow_id, step_id
-        self.waiter_delay, self.waiter_max_attempts = waiter_delay, waiter_max_attempts
-        self.aws_conn_id, self.region_name = aws_conn_id, region_name
-        self.verify, self.botocore_config = verify, botocore_config
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "job_flow_id": self.job_flow_id,
-                "step_id": self.step_id,
-                "waiter_delay": self.waiter_delay,
-                "waiter_max_attempts": self.waiter_max_attempts,
-                "aws_conn_id": self.aws_conn_id,
-                "region_name": self.region_name,
-                "verify": self.verify,
-                "botocore_config": self.botocore_config,
-            },
-        )
-
-    def hook(self) -> EmrHook:
-        return EmrHook(
-            aws_conn_id=self.aws_conn_id,
-            region_name=self.region_name,
-            verify=self.verify,
-            config=self.botocore_config,
-        )
 
     def _event(self, status: str, **more: Any) -> TriggerEvent:
         return TriggerEvent(
@@ -168,6 +135,11 @@ class StepFailureReport:
 
     def __init__(self, emr: Any, s3: S3Hook, log: Any) -> None:
         self.emr, self.s3, self.log = emr, s3, log
+
+    @classmethod
+    def of(cls, operator: Any) -> StepFailureReport:
+        """The report of a step `operator` waited for, on its connection."""
+        return cls(operator.hook.conn, s3_hook(operator), operator.log)
 
     def fail(
         self, cluster_id: str, step: Mapping[str, Any], logs: Mapping[str, str] | None = None
@@ -305,10 +277,7 @@ class EmrRunStepOperator(AwsBaseOperator[EmrHook]):
                 step_id=step_id,
                 waiter_delay=self.poll_seconds,
                 waiter_max_attempts=self.max_polls,
-                aws_conn_id=self.aws_conn_id,
-                region_name=self.region_name,
-                verify=self.verify,
-                botocore_config=self.botocore_config,
+                **aws_connection(self),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.poll_seconds * self.max_polls + 300),
@@ -335,7 +304,7 @@ class EmrRunStepOperator(AwsBaseOperator[EmrHook]):
         if state == "COMPLETED":
             return self._completed(cluster_id, step)
         if state in FAILED_STEP_STATES:
-            raise self._report().fail(cluster_id, step, self._copy_logs(cluster_id, step))
+            raise StepFailureReport.of(self).fail(cluster_id, step, self._copy_logs(cluster_id, step))
         if status == "timeout":
             cancel_steps(client, cluster_id, [step_id], self.log)
             raise AirflowFailException(
@@ -360,12 +329,6 @@ class EmrRunStepOperator(AwsBaseOperator[EmrHook]):
         """The error, also in the task log (a task's exception is not always printed with it)."""
         self.log.error("%s", message)
         return AirflowFailException(message)
-
-    def _s3(self) -> S3Hook:
-        return S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, config=self.botocore_config)
-
-    def _report(self) -> StepFailureReport:
-        return StepFailureReport(self.hook.conn, self._s3(), self.log)
 
     def _copy_logs(self, cluster_id: str, step: Mapping[str, Any]) -> dict[str, str]:
         if self.step_log_lines > 0 and ran(step):

@@ -48,6 +48,17 @@ def unreadable(piece: str, exc: ClientError) -> Finding:
     )
 
 
+def missing_or_unreadable(piece: str, thing: str, exc: ClientError, fix: str = DEPLOY) -> Finding:
+    """The finding of a read of `thing` that failed: it does not exist (`fix` makes it), or the
+    caller may not read it."""
+    return Finding(piece, f"{thing} does not exist", fix) if is_missing(exc) else unreadable(piece, exc)
+
+
+def role_name(role_or_arn: str) -> str:
+    """A role's (or instance profile's) name, from its name or ARN."""
+    return role_or_arn.rsplit("/", 1)[-1]
+
+
 def bucket_key(uri: str) -> tuple[str, str]:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     return bucket, key

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -19,14 +20,12 @@ from deployment.preflight.findings import (
     bucket_key,
     error_code,
     is_missing,
+    missing_or_unreadable,
+    role_name,
     unreadable,
 )
 
 MANAGED_TAG = ("for-use-with-amazon-emr-managed-policies", "true")
-
-
-def _name(role_or_arn: str) -> str:
-    return role_or_arn.rsplit("/", 1)[-1]
 
 
 def check_security_configuration(settings: Settings, aws: Clients) -> list[Finding]:
@@ -48,9 +47,7 @@ def check_security_configuration(settings: Settings, aws: Clients) -> list[Findi
     try:
         listed = aws["s3"].list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("Contents", [])
     except ClientError as exc:
-        if is_missing(exc):
-            return [Finding(piece, f"bucket of {certs} does not exist", DEPLOY)]
-        return [unreadable(piece, exc)]
+        return [missing_or_unreadable(piece, f"bucket of {certs}", exc)]
     if not any(obj["Key"] == key for obj in listed):
         return [
             Finding(
@@ -68,9 +65,7 @@ def check_kms_key(settings: Settings, aws: Clients) -> list[Finding]:
     try:
         key = aws["kms"].describe_key(KeyId=settings.kms_key_arn)["KeyMetadata"]
     except ClientError as exc:
-        if is_missing(exc):
-            return [Finding("KMS key", f"{settings.kms_key_arn} does not exist", DEPLOY)]
-        return [unreadable("KMS key", exc)]
+        return [missing_or_unreadable("KMS key", settings.kms_key_arn, exc)]
     if key.get("KeyState") != "Enabled":
         return [Finding("KMS key", f"{settings.kms_key_arn} is {key.get('KeyState')}", "enable the key")]
     return []
@@ -78,24 +73,16 @@ def check_kms_key(settings: Settings, aws: Clients) -> list[Finding]:
 
 def check_roles(settings: Settings, aws: Clients) -> list[Finding]:
     findings = []
-    role = _name(settings.service_role)
+    role = role_name(settings.service_role)
     try:
         aws["iam"].get_role(RoleName=role)
     except ClientError as exc:
-        findings.append(
-            Finding("EMR service role", f"{role!r} does not exist", DEPLOY)
-            if is_missing(exc)
-            else unreadable("EMR service role", exc)
-        )
-    profile = _name(settings.instance_profile)
+        findings.append(missing_or_unreadable("EMR service role", repr(role), exc))
+    profile = role_name(settings.instance_profile)
     try:
         roles = aws["iam"].get_instance_profile(InstanceProfileName=profile)["InstanceProfile"]["Roles"]
     except ClientError as exc:
-        findings.append(
-            Finding("EMR instance profile", f"{profile!r} does not exist", DEPLOY)
-            if is_missing(exc)
-            else unreadable("EMR instance profile", exc)
-        )
+        findings.append(missing_or_unreadable("EMR instance profile", repr(profile), exc))
     else:
         if not roles:
             findings.append(
@@ -108,19 +95,27 @@ def _tagged(tags: Sequence[Mapping[str, str]] | None) -> bool:
     return any((t.get("Key"), t.get("Value")) == MANAGED_TAG for t in tags or [])
 
 
-def check_network(settings: Settings, aws: Clients) -> list[Finding]:
-    subnet_id, ec2 = settings.subnet_id, aws["ec2"]
+def read_subnet(subnet_id: str, ec2: Any) -> tuple[dict[str, Any] | None, list[Finding]]:
+    """The subnet (None when it cannot be read) and what is wrong with it: it does not exist, cannot
+    be read, or is not private (EMR's and EMR Serverless's nodes run in it)."""
     try:
         subnet = ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"][0]
     except ClientError as exc:
         if is_missing(exc) or "NotFound" in error_code(exc):
-            return [Finding("subnet", f"{subnet_id} does not exist", DEPLOY)]
-        return [unreadable("subnet", exc)]
-    tag = f"tag it {MANAGED_TAG[0]}={MANAGED_TAG[1]} (AmazonEMRServicePolicy_v2 needs it)"
-    findings = [
+            return None, [Finding("subnet", f"{subnet_id} does not exist", DEPLOY)]
+        return None, [unreadable("subnet", exc)]
+    return subnet, [
         Finding("subnet", problem, "use a private subnet (the stack's CreateNetwork=true makes one)")
         for problem in network_problems(ec2, subnet_id)
     ]
+
+
+def check_network(settings: Settings, aws: Clients) -> list[Finding]:
+    subnet_id, ec2 = settings.subnet_id, aws["ec2"]
+    subnet, findings = read_subnet(subnet_id, ec2)
+    if subnet is None:
+        return findings
+    tag = f"tag it {MANAGED_TAG[0]}={MANAGED_TAG[1]} (AmazonEMRServicePolicy_v2 needs it)"
     if not _tagged(subnet.get("Tags")):
         findings.append(
             Finding("subnet", f"{subnet_id} is not tagged {MANAGED_TAG[0]}={MANAGED_TAG[1]}", tag)
@@ -197,11 +192,7 @@ def check_glue_databases(settings: Settings, aws: Clients) -> list[Finding]:
         try:
             aws["glue"].get_database(Name=database)
         except ClientError as exc:
-            findings.append(
-                Finding("Glue database", f"{database} ({zone} zone) does not exist", DEPLOY)
-                if is_missing(exc)
-                else unreadable("Glue database", exc)
-            )
+            findings.append(missing_or_unreadable("Glue database", f"{database} ({zone} zone)", exc))
     return findings
 
 

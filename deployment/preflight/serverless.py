@@ -21,9 +21,7 @@ from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 
-from deployment.emr_security import network_problems
 from deployment.preflight.findings import (
-    DEPLOY,
     Clients,
     Finding,
     Settings,
@@ -31,6 +29,8 @@ from deployment.preflight.findings import (
     bucket_key,
     error_code,
     is_missing,
+    missing_or_unreadable,
+    role_name,
     unreadable,
 )
 from deployment.preflight.permissions import check_code_location, check_monitoring
@@ -39,13 +39,10 @@ from deployment.preflight.resources import (
     check_clickstream_stream,
     check_glue_databases,
     check_kms_key,
+    read_subnet,
 )
 
 SERVICE = "emr-serverless.amazonaws.com"
-
-
-def _name(role_or_arn: str) -> str:
-    return role_or_arn.rsplit("/", 1)[-1]
 
 
 DEPLOY_SERVERLESS = "deploy the stack with ServerlessTarget=true (make aws-deploy) and paste its settings"
@@ -71,16 +68,14 @@ def check_execution_role(settings: Settings, aws: Clients) -> list[Finding]:
     if not arn:
         return [Finding(piece, "PIPELINE_SERVERLESS_EXECUTION_ROLE is not set", DEPLOY_SERVERLESS)]
     try:
-        role = aws["iam"].get_role(RoleName=_name(arn))["Role"]
+        role = aws["iam"].get_role(RoleName=role_name(arn))["Role"]
     except ClientError as exc:
-        if is_missing(exc):
-            return [Finding(piece, f"{_name(arn)!r} does not exist", DEPLOY_SERVERLESS)]
-        return [unreadable(piece, exc)]
+        return [missing_or_unreadable(piece, repr(role_name(arn)), exc, DEPLOY_SERVERLESS)]
     if SERVICE not in _principals(role.get("AssumeRolePolicyDocument", {})):
         return [
             Finding(
                 piece,
-                f"{_name(arn)!r} does not trust {SERVICE}",
+                f"{role_name(arn)!r} does not trust {SERVICE}",
                 f"let {SERVICE} assume it (the stack's ServerlessExecutionRole does)",
             )
         ]
@@ -90,16 +85,9 @@ def check_execution_role(settings: Settings, aws: Clients) -> list[Finding]:
 def check_serverless_network(settings: Settings, aws: Clients) -> list[Finding]:
     """The application's subnet exists and is private; its security group exists in that VPC."""
     subnet_id, sg, ec2 = settings.subnet_id, settings.serverless_security_group, aws["ec2"]
-    try:
-        subnet = ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"][0]
-    except ClientError as exc:
-        if is_missing(exc) or "NotFound" in error_code(exc):
-            return [Finding("subnet", f"{subnet_id} does not exist", DEPLOY)]
-        return [unreadable("subnet", exc)]
-    findings = [
-        Finding("subnet", problem, "use a private subnet (the stack's CreateNetwork=true makes one)")
-        for problem in network_problems(ec2, subnet_id)
-    ]
+    subnet, findings = read_subnet(subnet_id, ec2)
+    if subnet is None:
+        return findings
     piece = "Serverless security group"
     if not sg:
         return [*findings, Finding(piece, "PIPELINE_SERVERLESS_SECURITY_GROUP is not set", DEPLOY_SERVERLESS)]
