@@ -12,10 +12,12 @@ import tests.harness.airflow_home  # noqa: F401  (first: sets up Airflow's home 
 from tests.infra.stack import deploy_stack
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def moto_account():
-    """moto in this process for the package's tests (starting it costs seconds: AWS's managed
-    policies, which attach AmazonEMRServicePolicy_v2, and each region's EC2)."""
+    """moto in this process, an account of the module's own (starting it costs seconds: AWS's
+    managed policies, which attach AmazonEMRServicePolicy_v2, and each region's EC2). Not shared
+    by the package: each module deploys a stack per test, a region each, and two modules on one
+    xdist worker would together need more regions than there are."""
     from moto import mock_aws
 
     with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
@@ -43,7 +45,13 @@ class Account:
 
     def deploy(self, **parameters: str) -> tuple[str, dict[str, str]]:
         """The stack in a region of its own: (region, the settings of its outputs)."""
-        region = next(region for region in REGIONS if region not in self.used)
+        free = [region for region in REGIONS if region not in self.used]
+        if not free:
+            raise RuntimeError(
+                f"the moto account has no region left for another stack: its module deployed "
+                f"{len(self.used)} (one per region, tests/infra/conftest.py REGIONS)"
+            )
+        region = free[0]
         self.used.add(region)
         return region, deploy_stack(self.client, "cma", region, parameters)
 
