@@ -72,7 +72,7 @@ def module_monkeypatch():
 # Every test file runs whole on one worker, so its module fixtures (a pipeline run, a moto
 # account) are made once; files that share a session fixture's pipeline run go together.
 SAME_WORKER = {
-    "tests/dags/test_emr_target.py": "local nightly lake",  # compares with the local run's rows
+    "tests/dags/test_emr_spark.py": "local nightly lake",  # compares with the local run's rows (ops)
     "tests/dags/test_serverless_spark.py": "local nightly lake",  # the same, for the job runs
     "tests/dags/test_local_target.py": "local nightly lake",
     "tests/dags/test_lineage.py": "local nightly lake",  # reads the local run's lineage

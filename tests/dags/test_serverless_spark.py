@@ -3,7 +3,7 @@ point arguments and lineage `--conf` to a StepRunner (local Spark against moto's
 started on the code bundle; each job run's `--py-files` in moto's S3, as the DAG uploaded it, must
 hold those very bytes), and the job run ends as the job did. pyiceberg's
 Glue catalog (a reader sharing no code with the jobs' Spark) then reads the rows the local target's
-run of the same landing data wrote, as tests/dags/test_emr_target.py does for the EMR steps.
+run of the same landing data wrote, as tests/dags/test_emr_spark.py does for the EMR steps.
 """
 
 from __future__ import annotations

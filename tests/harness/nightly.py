@@ -2,7 +2,7 @@
 
 The local target's run (the `local_nightly` fixture of tests/dags/) is read by the tests that
 only check what it did; the emr target's run of the same commands on S3
-(tests/dags/test_emr_target.py) compares its tables with it.
+(tests/dags/test_emr_spark.py, `make test-ops`) compares its tables with it.
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ def test_the_dashboard_and_alarms_watch_only_metrics_the_run_report_publishes_in
     outputs = {dict(d).get("Output") for _, _, d in watched} - {None}
     assert steps == {s.name for s in P.PIPELINE} | {"audit", "publish"}
     assert outputs == {f"processed.{d}" for d in P.DATASETS} | {f"curated.{o}" for o in P.OUTPUTS}
-    # (that a nightly on EMR publishes each of them: tests/dags/test_emr_target.py)
+    # (that a nightly on EMR publishes each of them: tests/dags/test_emr_spark.py, make test-ops)
 
 
 def test_every_alarms_evaluation_range_is_within_what_put_metric_alarm_accepts():
