@@ -35,6 +35,7 @@ from plugins.emr_step_logs import (
     log_exists,
     read_log,
     tail_block,
+    wait_for_logs,
 )
 
 LIVE_APPLICATION_STATES = ("CREATING", "CREATED", "STARTING", "STARTED", "STOPPING", "STOPPED")
@@ -42,7 +43,6 @@ ACTIVE_JOB_STATES = ("SUBMITTED", "PENDING", "SCHEDULED", "RUNNING", "QUEUED")
 REUSABLE_JOB_STATES = frozenset({*ACTIVE_JOB_STATES, "SUCCESS"})
 FAILED_JOB_STATES = frozenset({"FAILED", "CANCELLING", "CANCELLED"})
 DRIVER_LOGS = ("stdout", "stderr")
-_LOG_POLL_SECONDS = 10.0
 
 
 # ---- the API calls they share ------------------------------------------------------------------
@@ -64,10 +64,9 @@ def job_runs(client: Any, application_id: str, states: Iterable[str] = ()) -> li
 def reusable_job_run(client: Any, application_id: str, name: str) -> dict | None:
     """The job run named `name` on the application that is running or succeeded, else None: a
     retried task follows it instead of starting a second one (a failed one is started anew)."""
-    for run in job_runs(client, application_id):
-        if run.get("name") == name and run["state"] in ACTIVE_JOB_STATES:
-            return run
-    return next((r for r in job_runs(client, application_id, ["SUCCESS"]) if r.get("name") == name), None)
+    named = [run for run in job_runs(client, application_id) if run.get("name") == name]
+    active = [run for run in named if run["state"] in ACTIVE_JOB_STATES]
+    return next(iter(active or [run for run in named if run["state"] == "SUCCESS"]), None)
 
 
 def cancel_job_runs(client: Any, application_id: str, ids: Sequence[str], log: Any) -> list[str]:
@@ -153,12 +152,12 @@ class JobRunFailureReport:
         if self.lines <= 0:
             return {}
         uris = [driver_log_uri(log_uri, application_id, job_run_id, n) for n in DRIVER_LOGS]
-        clock = (
-            emr_step_logs._clock
-        )  # what the EMR steps' log wait reads and sleeps with (tests replace them)
-        deadline = clock() + self.wait_seconds
-        while not all(log_exists(self.s3, u) for u in uris if u) and clock() < deadline:
-            emr_step_logs._sleep(min(_LOG_POLL_SECONDS, max(0.0, deadline - clock())))
+        wait_for_logs(
+            lambda: all(log_exists(self.s3, u) for u in uris if u),
+            emr_step_logs._clock() + self.wait_seconds,
+            self.log,
+            f"EMR Serverless to upload job run {job_run_id}'s driver logs",
+        )
         read: dict[str, str | None] = {}
         for name, uri in zip(DRIVER_LOGS, uris, strict=True):
             if uri is None:

@@ -196,16 +196,21 @@ class StepLogCopier:
             self.log.info("%s", tail_block(label, uri, text, self.lines))
 
     def _wait(self, done: Any, deadline: float, what: str) -> bool:
-        """Call `done` every 10 s until it says True or the deadline passed; its last answer."""
+        return wait_for_logs(done, deadline, self.log, f"EMR to upload {what}")
+
+
+def wait_for_logs(done: Any, deadline: float, log: Any, what: str) -> bool:
+    """Call `done` every 10 s until it says True or the deadline (on `_clock`) passed; its last
+    answer. The EMR steps' and the EMR Serverless job runs' log copies both wait with it."""
+    if done():
+        return True
+    if deadline - _clock() > 0:
+        log.info("waiting up to %s s for %s", _seconds(deadline - _clock()), what)
+    while (left := deadline - _clock()) > 0:
+        _sleep(min(_LOG_POLL_SECONDS, left))
         if done():
             return True
-        if deadline - _clock() > 0:
-            self.log.info("waiting up to %s s for EMR to upload %s", _seconds(deadline - _clock()), what)
-        while (left := deadline - _clock()) > 0:
-            _sleep(min(_LOG_POLL_SECONDS, left))
-            if done():
-                return True
-        return False
+    return False
 
 
 # the application spark-submit started (its stderr says "Submitted application application_...")
