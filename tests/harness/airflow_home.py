@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from include.lineage import AIRFLOW_EMIT_IN_THREAD
 from include.run_local import airflow_env
 
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="airflow-tests-"))
@@ -35,6 +36,7 @@ os.environ["AIRFLOW__OPENLINEAGE__NAMESPACE"] = "customer_market_analytics"
 os.environ["AIRFLOW__OPENLINEAGE__TRANSPORT"] = json.dumps(
     {"type": "file", "log_file_path": str(OPENLINEAGE_EVENTS), "append": True}
 )
+os.environ.update(AIRFLOW_EMIT_IN_THREAD)  # emitted from a thread of the task, as `make demo` does
 
 
 def migrate_db() -> None:

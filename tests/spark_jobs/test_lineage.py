@@ -177,6 +177,8 @@ def test_the_airflow_side_writes_beside_the_jobs_or_to_the_same_endpoint(tmp_pat
     transport = json.loads(env["AIRFLOW__OPENLINEAGE__TRANSPORT"])
     assert transport == {"type": "file", "log_file_path": f"{tmp_path}/lake/_lineage/airflow/events.jsonl",
                          "append": True}  # fmt: skip
+    # the provider emits from a thread of the task, not from a fork of its process
+    assert env["AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD"] == "True"
     env = L.airflow_environment(load_settings({"PIPELINE_LINEAGE_URL": "https://marquez.example.com"}))
     assert json.loads(env["AIRFLOW__OPENLINEAGE__TRANSPORT"])["url"] == "https://marquez.example.com"
     assert L.airflow_environment(load_settings({"PIPELINE_LINEAGE": "false"})) == {
