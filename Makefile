@@ -26,12 +26,16 @@ help:
 	@echo "make aws-deploy STACK=name REGION=region - the AWS stack (infra/), its TLS certificates, the .env settings"
 	@echo "make aws-destroy STACK=name REGION=region - delete the stack (the lake bucket and its key stay)"
 
-# --compile-bytecode: this machine (and CI) sets PYTHONDONTWRITEBYTECODE=1, so without it every
-# process compiles Airflow, boto3 and pyspark from source (~3 s more per process start).
+# Bytecode: this machine (and CI) sets PYTHONDONTWRITEBYTECODE=1, so every process would compile
+# Airflow, boto3, pyspark and this project from source (~3 s more per process start). Compiling
+# the whole environment at install (uv's --compile-bytecode) takes ~28 s, mostly for modules no
+# run imports; instead each module is compiled once, the first time a process imports it, and
+# read back by every later process (Python writes the file atomically: workers may race).
+export PYTHONDONTWRITEBYTECODE :=
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet "uv==$(UV_VERSION)"
-	$(VENV)/bin/uv pip install --python $(PY) --quiet --compile-bytecode -r requirements-dev.txt -c constraints.txt
+	$(VENV)/bin/uv pip install --python $(PY) --quiet -r requirements-dev.txt -c constraints.txt
 	touch $@
 
 venv: $(VENV)/.installed
