@@ -8,7 +8,13 @@ from __future__ import annotations
 import pytest
 
 import tests.harness.airflow_home  # noqa: F401  (first: sets up Airflow before it is imported)
-from tests.harness.nightly import NIGHTLY_DS, NIGHTLY_HISTORY_START, LocalNightly, demo_landing
+from tests.harness.nightly import (
+    LOCAL_RUN_SHUFFLE_PARTITIONS,
+    NIGHTLY_DS,
+    NIGHTLY_HISTORY_START,
+    LocalNightly,
+    demo_landing,
+)
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +30,7 @@ def local_nightly(tmp_path_factory, airflow_db) -> LocalNightly:
         mp.setenv("PIPELINE_TARGET", "local")
         mp.setenv("PIPELINE_LAKE", root.as_uri())
         mp.setenv("PIPELINE_RETRIES", "0")  # a failed job shows at once, not after a delay
+        mp.setenv("SPARK_SHUFFLE_PARTITIONS", LOCAL_RUN_SHUFFLE_PARTITIONS)
         dag = load_dag(DAG_FILES["nightly"])
         run = run_dag_test(dag, NIGHTLY_DS, {"ingest_start_ds": NIGHTLY_HISTORY_START})
         record = record_run(dag, run.run_id, xcom_tasks=(*(f"run_{s.name}" for s in P.PIPELINE), "plan"))

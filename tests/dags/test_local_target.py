@@ -16,6 +16,7 @@ import pytest
 from include import pipeline as P
 from include.run_plan import RunPlan
 from tests.harness.dag_runs import DagRunRecord, rows_written, run_pipeline_dag
+from tests.harness.nightly import LOCAL_RUN_SHUFFLE_PARTITIONS
 from tests.harness.nightly import NIGHTLY_DS as DS
 from tests.harness.nightly import NIGHTLY_HISTORY_START as HISTORY_START
 
@@ -30,6 +31,7 @@ def demo_lake(local_nightly, module_monkeypatch) -> Path:
     module_monkeypatch.setenv("PIPELINE_TARGET", "local")
     module_monkeypatch.setenv("PIPELINE_LAKE", local_nightly.lake.as_uri())
     module_monkeypatch.setenv("PIPELINE_RETRIES", "0")  # a failed job shows at once, not after a delay
+    module_monkeypatch.setenv("SPARK_SHUFFLE_PARTITIONS", LOCAL_RUN_SHUFFLE_PARTITIONS)
     return local_nightly.lake
 
 

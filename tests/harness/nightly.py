@@ -17,6 +17,9 @@ NIGHTLY_DS = "2024-06-28"  # a Friday: the market was open, so stock_daily has r
 NIGHTLY_HISTORY_START = "2024-06-25"  # three published dates before NIGHTLY_DS: the audit has history
 NIGHTLY_SEED = 5
 NIGHTLY_SCALE = 0.002
+# The local runs' Spark application (spark_jobs.server) sized for this data, as the tests' own
+# session is: 8 partitions per shuffle (the local default) are 8 tasks for a few hundred rows.
+LOCAL_RUN_SHUFFLE_PARTITIONS = "2"
 
 
 @dataclass
