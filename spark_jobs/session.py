@@ -58,7 +58,12 @@ def local_jars(*, s3: bool = False) -> list[str]:
 # before C2's code pays off. Quick compilation only and the serial collector took the same
 # three jobs from 179-220 s to 86-98 s on 2 busy cores (docs/BENCHMARKS.md). EMR clusters keep
 # the JVM's defaults; SPARK_DRIVER_JAVA_OPTIONS="" restores them locally (large local data).
-LOCAL_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+# Quick compilation only also shrinks the JVM's default code cache from 240 MB to 48 MB, and one
+# application runs a whole local run (spark_jobs.server) or test session: Spark's generated
+# classes filled it (max 48.4 MB of 48 MB in a test nightly), and a full cache turns compilation
+# off for good or ends the JVM ("Out of space in CodeCache for adapters", a task's
+# VirtualMachineError). The tiered default's size is kept.
+LOCAL_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:ReservedCodeCacheSize=240m"
 
 
 def local_builder(app_name: str, *, master: str | None = None, s3: bool = False) -> SparkSession.Builder:

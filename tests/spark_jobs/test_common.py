@@ -53,6 +53,11 @@ def test_local_spark_runs_its_jvm_with_the_local_options_and_an_empty_setting_ke
     runtime = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
     started_with = list(runtime.getInputArguments())
     assert set(LOCAL_JVM_OPTIONS.split()) <= set(started_with), started_with
+    # room for a whole run's generated code: quick compilation alone would leave the JVM 48 MB
+    diagnostics = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getPlatformMXBean(
+        spark.sparkContext._jvm.com.sun.management.HotSpotDiagnosticMXBean._java_lang_class
+    )
+    assert diagnostics.getVMOption("ReservedCodeCacheSize").getValue() == str(240 * 1024 * 1024)
     monkeypatch.setenv("SPARK_DRIVER_JAVA_OPTIONS", "")
     assert local_builder("probe")._options["spark.driver.extraJavaOptions"] == ""  # not started: no JVM
 
