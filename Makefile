@@ -89,7 +89,9 @@ format: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# Two workers (pytest-xdist), each test file whole on one, the longest first: see tests/conftest.py.
+# Two workers (pytest-xdist), each test file whole on one, the longest first: see tests/conftest.py
+# (the files' times: tests/file_times.json, from a run's report with
+# `python -m bench.suite_times .pytest_cache/junit.xml --write-order tests/file_times.json`).
 # Then where the time went, per test file (bench/suite_times.py; docs/BENCHMARKS.md has a run's).
 PYTEST_WORKERS ?= 2
 TEST_REPORT := .pytest_cache/junit.xml

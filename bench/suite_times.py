@@ -1,6 +1,6 @@
 """Where `make test`'s time goes: the suite's JUnit report summed per test file.
 
-`python -m bench.suite_times .pytest_cache/junit.xml [--top N] [--markdown]`
+`python -m bench.suite_times .pytest_cache/junit.xml [--top N] [--markdown] [--write-order FILE]`
 
 Each test's time in the report is its setup + call + teardown, so a module fixture (a pipeline
 run shared by a file's tests) counts in the file that made it. With two workers the files'
@@ -11,6 +11,7 @@ time. A measurement, not a test: nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
+import json
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from dataclasses import dataclass
@@ -68,6 +69,13 @@ def render(rows: list[FileTime], top: int, markdown: bool) -> str:
     return "\n".join(lines)
 
 
+def write_order(rows: list[FileTime], path: Path) -> None:
+    """The files' times as tests/conftest.py reads them to hand the longest files out first
+    (tests/file_times.json): a file's seconds, to a tenth, longest first."""
+    table = {r.path: round(r.seconds, 1) for r in rows}
+    path.write_text(json.dumps(table, indent=1) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -75,10 +83,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("report", type=Path, help="JUnit XML written by pytest --junitxml")
     parser.add_argument("--top", type=int, default=15, help="files to list (0: all)")
     parser.add_argument("--markdown", action="store_true", help="a Markdown table")
+    parser.add_argument(
+        "--write-order", type=Path, help="also write the files' times as JSON (tests/file_times.json)"
+    )
     args = parser.parse_args(argv)
     if not args.report.is_file():
         parser.error(f"{args.report}: no such report (run make test first)")
-    print(render(file_times(args.report), args.top, args.markdown))
+    rows = file_times(args.report)
+    print(render(rows, args.top, args.markdown))
+    if args.write_order:
+        write_order(rows, args.write_order)
     return 0
 
 

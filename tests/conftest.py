@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -96,7 +97,29 @@ def pytest_collection_modifyitems(session, config, items):
             items[:] = [item for item in items if not item.get_closest_marker("ops")]
     first = [item for item in items if item.nodeid.split("::", 1)[0] in SAME_WORKER]
     rest = [item for item in items if item.nodeid.split("::", 1)[0] not in SAME_WORKER]
-    items[:] = first + rest
+    items[:] = first + longest_files_first(rest)
+
+
+# A run's time per test file (`python -m bench.suite_times REPORT --write-order tests/file_times.json`).
+FILE_TIMES = Path(__file__).with_name("file_times.json")
+
+
+def longest_files_first(items: list) -> list:
+    """The files longest first, each file's tests in their order: the workers take the long
+    files early and the short ones fill in at the end, so both end at about the same time
+    (alphabetical order left the Spark job files, 15-40 s each, for the end: one worker waited
+    up to half a minute for the other). A file not in the table counts as a median one."""
+    times = json.loads(FILE_TIMES.read_text()) if FILE_TIMES.is_file() else {}
+    median = sorted(times.values())[len(times) // 2] if times else 0.0
+    position: dict[str, int] = {}
+    for item in items:
+        position.setdefault(item.nodeid.split("::", 1)[0], len(position))
+
+    def key(item) -> tuple[float, int]:
+        path = item.nodeid.split("::", 1)[0]
+        return (-times.get(path, median), position[path])
+
+    return sorted(items, key=key)  # stable: a file's tests keep their order
 
 
 def pytest_xdist_make_scheduler(config, log):

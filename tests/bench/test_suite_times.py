@@ -3,12 +3,13 @@ and against one pytest itself writes (the oracle: the times in that report, summ
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from bench.suite_times import FileTime, file_times, render
+from bench.suite_times import FileTime, file_times, main, render
 
 REPORT = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest" tests="5">
@@ -39,6 +40,43 @@ def test_the_table_lists_the_top_files_then_the_rest_and_the_total(tmp_path: Pat
         "| `tests/dags/test_emr_target.py` | 2 | 32.0 | 80.0% |",
         "| 2 other files | 3 | 8.0 | 20.0% |",
         "| all | 5 | 40.0 | 100.0% |",
+    ]
+
+
+def test_the_order_table_holds_each_files_seconds_and_the_suite_hands_out_the_longest_first(
+    tmp_path: Path, monkeypatch, capsys
+):
+    import tests.conftest as root
+
+    report, table = tmp_path / "junit.xml", tmp_path / "file_times.json"
+    report.write_text(REPORT)
+    assert main([str(report), "--write-order", str(table)]) == 0
+    assert json.loads(table.read_text()) == {
+        "tests/dags/test_emr_target.py": 32.0,
+        "tests/include/test_lake.py": 6.0,
+        "tests/plugins/test_spark_job.py": 2.0,
+    }
+    monkeypatch.setattr(root, "FILE_TIMES", table)
+
+    class Item:
+        def __init__(self, nodeid: str) -> None:
+            self.nodeid = nodeid
+
+    collected = [
+        Item("tests/include/test_lake.py::test_c[x]"),
+        Item("tests/include/test_new.py::test_e"),  # not in the table: counts as the median (6.0)
+        Item("tests/plugins/test_spark_job.py::test_d"),
+        Item("tests/dags/test_emr_target.py::test_a"),
+        Item("tests/include/test_lake.py::test_c[y]"),
+        Item("tests/dags/test_emr_target.py::TestSteps::test_b"),
+    ]
+    assert [i.nodeid for i in root.longest_files_first(collected)] == [
+        "tests/dags/test_emr_target.py::test_a",
+        "tests/dags/test_emr_target.py::TestSteps::test_b",
+        "tests/include/test_lake.py::test_c[x]",  # ties keep the collection's order
+        "tests/include/test_lake.py::test_c[y]",
+        "tests/include/test_new.py::test_e",
+        "tests/plugins/test_spark_job.py::test_d",
     ]
 
 
