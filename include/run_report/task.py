@@ -264,10 +264,13 @@ def _emr_part(
         return None, None, None
     from airflow.providers.amazon.aws.hooks.emr import EmrHook
 
-    from plugins.emr_client import ALL_CLUSTER_STATES, tagged_clusters
+    from plugins.emr_client import ALL_CLUSTER_STATES, AWS_RETRY_CONFIG, tagged_clusters
     from plugins.emr_naming import run_of, run_tags, safe_name
 
-    client = EmrHook(aws_conn_id=settings.aws_conn_id, region_name=settings.region).conn
+    # throttled calls retried with backoff, as every other EMR call of the run
+    client = EmrHook(
+        aws_conn_id=settings.aws_conn_id, region_name=settings.region, config=AWS_RETRY_CONFIG
+    ).conn
     prices, region = load_prices(), client.meta.region_name
     run = (safe_name(dag_id), safe_name(run_id))
     try:
