@@ -95,9 +95,14 @@ def pytest_collection_modifyitems(session, config, items):
         if ops:
             config.hook.pytest_deselected(items=ops)
             items[:] = [item for item in items if not item.get_closest_marker("ops")]
-    first = [item for item in items if item.nodeid.split("::", 1)[0] in SAME_WORKER]
-    rest = [item for item in items if item.nodeid.split("::", 1)[0] not in SAME_WORKER]
+    first = [item for item in items if _file_of(item.nodeid) in SAME_WORKER]
+    rest = [item for item in items if _file_of(item.nodeid) not in SAME_WORKER]
     items[:] = first + longest_files_first(rest)
+
+
+def _file_of(nodeid: str) -> str:
+    """tests/dags/test_x.py::test_y[z] -> tests/dags/test_x.py (the unit the workers share out)."""
+    return nodeid.split("::", 1)[0]
 
 
 # A run's time per test file (`python -m bench.suite_times REPORT --write-order tests/file_times.json`).
@@ -113,10 +118,10 @@ def longest_files_first(items: list) -> list:
     median = sorted(times.values())[len(times) // 2] if times else 0.0
     position: dict[str, int] = {}
     for item in items:
-        position.setdefault(item.nodeid.split("::", 1)[0], len(position))
+        position.setdefault(_file_of(item.nodeid), len(position))
 
     def key(item) -> tuple[float, int]:
-        path = item.nodeid.split("::", 1)[0]
+        path = _file_of(item.nodeid)
         return (-times.get(path, median), position[path])
 
     return sorted(items, key=key)  # stable: a file's tests keep their order
@@ -127,7 +132,7 @@ def pytest_xdist_make_scheduler(config, log):
 
     class ByFile(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            path = nodeid.split("::", 1)[0]
+            path = _file_of(nodeid)
             return SAME_WORKER.get(path, path)
 
     return ByFile(config, log)

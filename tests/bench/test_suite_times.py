@@ -44,7 +44,7 @@ def test_the_table_lists_the_top_files_then_the_rest_and_the_total(tmp_path: Pat
 
 
 def test_the_order_table_holds_each_files_seconds_and_the_suite_hands_out_the_longest_first(
-    tmp_path: Path, monkeypatch, capsys
+    tmp_path: Path, monkeypatch
 ):
     import tests.conftest as root
 

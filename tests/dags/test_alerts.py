@@ -23,6 +23,7 @@ from include.run_local import DAG_FILES, load_dag
 from tests.harness.airflow_runs import (
     create_scheduled_run,
     deadlines_of,
+    end_backfill,
     end_run,
     run_task,
     scheduler_checks_deadlines_and_executor_runs_callbacks,
@@ -268,7 +269,7 @@ def _manual_run(logical: dt.datetime) -> str:
 
 def _backfill_run(logical: dt.datetime) -> str:
     """The run `airflow backfill create` makes for one date (Airflow's own backfill code)."""
-    from airflow.models.backfill import Backfill, ReprocessBehavior, _create_backfill
+    from airflow.models.backfill import ReprocessBehavior, _create_backfill
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
     from sqlalchemy import select
@@ -285,7 +286,7 @@ def _backfill_run(logical: dt.datetime) -> str:
     )
     with create_session() as session:
         (run_id,) = session.scalars(select(DagRun.run_id).where(DagRun.backfill_id == backfill.id)).all()
-        session.get(Backfill, backfill.id).completed_at = dt.datetime.now(UTC)  # no other backfill waits
+    end_backfill(backfill.id)  # no other backfill waits
     return run_id
 
 

@@ -20,7 +20,7 @@ from include import pipeline as P
 from include.run_dates import last_complete_day, run_ds
 from include.run_local import DAG_FILES, load_dag
 from include.run_plan import PLAN_XCOM_KEY, RunPlan
-from tests.harness.airflow_runs import create_scheduled_run, end_run, run_task
+from tests.harness.airflow_runs import create_scheduled_run, end_backfill, end_run, run_task
 
 UTC = dt.UTC
 FROZEN = dt.datetime(2026, 3, 15, 9, 30, tzinfo=UTC)  # "now" of every trigger below
@@ -241,17 +241,7 @@ def test_a_backfill_of_the_nightly_builds_each_runs_data_interval_day(api):
             built[logical] = _run_plan(dags["nightly"], run_id)[1].ds
         assert built == {"2024-06-01": "2024-06-01", "2024-06-02": "2024-06-02", "2024-06-03": "2024-06-03"}
     finally:
-        _complete(backfill_id)
-
-
-def _complete(backfill_id: int) -> None:
-    """Ends a backfill as the scheduler would once its runs are done: Airflow allows one running
-    backfill per DAG, and a later test of the same worker (test_alerts.py) creates its own."""
-    from airflow.models.backfill import Backfill
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        session.get(Backfill, backfill_id).completed_at = dt.datetime.now(dt.UTC)
+        end_backfill(backfill_id)  # test_alerts.py, on the same worker, creates its own
 
 
 def test_the_backfill_dag_builds_exactly_its_range(api):

@@ -89,6 +89,16 @@ def end_run(dag_id: str, run_id: str, state: str = "failed") -> None:
         session.commit()
 
 
+def end_backfill(backfill_id: int) -> None:
+    """Mark a backfill completed, as the scheduler does once its runs are done: Airflow allows one
+    running backfill per DAG, so one a test leaves running refuses the next test's of the worker."""
+    from airflow.models.backfill import Backfill
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        session.get(Backfill, backfill_id).completed_at = dt.datetime.now(dt.UTC)
+
+
 class _Row:
     def __init__(self, value: Any) -> None:
         self.value = value
